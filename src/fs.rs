@@ -1,0 +1,1056 @@
+//! Filesystem semantics over a `Remote`, not tied to the fuser bindings:
+//! inode numbers to paths, cached metadata, open files, atomic uploads.
+//! The `fuse` module only converts types and replies.
+//!
+//! Locks here guard in-memory tables only and are never held across a
+//! remote round trip.
+
+use std::collections::HashMap;
+use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use crate::cache::MetaCache;
+use crate::error::{FsError, FsResult, Op};
+use crate::inode::{join, split, InodeTable, ROOT_INO};
+use crate::remote::{DirEntry, Handle, Remote, RemoteError};
+use crate::sftp::{pflags, Attrs};
+use crate::upload::{is_temp_name, TempNaming, Upload};
+
+/// How the mount presents and changes files.
+#[derive(Clone, Debug)]
+pub struct FsConfig {
+    /// Absolute remote directory that is the mount's root.
+    pub remote_root: Vec<u8>,
+    pub uid: u32,
+    pub gid: u32,
+    pub umask: Option<u32>,
+    pub read_only: bool,
+    /// chmod/utimens refused by the server fail instead of being ignored.
+    pub strict_setstat: bool,
+    pub naming: TempNaming,
+    pub spool_dir: PathBuf,
+    pub cache_ttl: Duration,
+    /// Rewrite symlinks that leave the mount (absolute or climbing out).
+    pub contain_symlinks: bool,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    File,
+    Dir,
+    Symlink,
+    Other,
+}
+
+/// Attributes as the kernel sees them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Stat {
+    pub ino: u64,
+    pub size: u64,
+    pub kind: Kind,
+    pub perm: u16,
+    pub mtime: SystemTime,
+    pub atime: SystemTime,
+    pub uid: u32,
+    pub gid: u32,
+    pub nlink: u32,
+}
+
+/// One readdir entry.
+#[derive(Clone, Debug)]
+pub struct DirItem {
+    pub name: Vec<u8>,
+    pub stat: Stat,
+}
+
+/// statfs(2) figures.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FsStats {
+    pub blocks: u64,
+    pub bfree: u64,
+    pub bavail: u64,
+    pub files: u64,
+    pub ffree: u64,
+    pub bsize: u32,
+    pub namelen: u32,
+    pub frsize: u32,
+}
+
+/// Attribute changes (setattr).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct SetAttr {
+    pub mode: Option<u32>,
+    pub uid: Option<u32>,
+    pub gid: Option<u32>,
+    pub size: Option<u64>,
+    pub atime: Option<SystemTime>,
+    pub mtime: Option<SystemTime>,
+}
+
+/// What an open file handle reads from and writes to.
+enum OpenFile {
+    /// Read-only: a remote handle, re-opened by path if its connection dies.
+    Remote { handle: Mutex<Option<Handle>> },
+    /// Open for writing (or reading a file being written): the spool.
+    Upload { upload: Arc<Upload>, append: bool },
+}
+
+struct HandleEntry {
+    ino: u64,
+    file: OpenFile,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn to_secs(t: SystemTime) -> u32 {
+    t.duration_since(UNIX_EPOCH)
+        .map(|d| u32::try_from(d.as_secs()).unwrap_or(u32::MAX))
+        .unwrap_or(0)
+}
+
+fn from_secs(s: u32) -> SystemTime {
+    UNIX_EPOCH + Duration::from_secs(u64::from(s))
+}
+
+fn show(path: &[u8]) -> String {
+    format!("/{}", String::from_utf8_lossy(path))
+}
+
+pub struct Fs<R: Remote> {
+    remote: Arc<R>,
+    cfg: FsConfig,
+    cache: MetaCache,
+    inodes: Mutex<InodeTable>,
+    /// Files being written, by inode.
+    uploads: Mutex<HashMap<u64, Arc<Upload>>>,
+    handles: Mutex<HashMap<u64, Arc<HandleEntry>>>,
+    dir_handles: Mutex<HashMap<u64, Arc<Vec<DirItem>>>>,
+    next_fh: AtomicU64,
+}
+
+impl<R: Remote> Fs<R> {
+    pub fn new(remote: Arc<R>, cfg: FsConfig) -> Self {
+        let cache = MetaCache::new(cfg.cache_ttl);
+        Self {
+            remote,
+            cfg,
+            cache,
+            inodes: Mutex::new(InodeTable::new()),
+            uploads: Mutex::new(HashMap::new()),
+            handles: Mutex::new(HashMap::new()),
+            dir_handles: Mutex::new(HashMap::new()),
+            next_fh: AtomicU64::new(1),
+        }
+    }
+
+    pub fn remote(&self) -> &Arc<R> {
+        &self.remote
+    }
+
+    pub fn ttl(&self) -> Duration {
+        self.cfg.cache_ttl
+    }
+
+    /// Uploads not yet published (for the status file and shutdown).
+    pub fn pending_uploads(&self) -> usize {
+        lock(&self.uploads)
+            .values()
+            .filter(|u| {
+                let st = u.state();
+                st.dirty && !st.unlinked
+            })
+            .count()
+    }
+
+    fn remote_path(&self, rel: &[u8]) -> Vec<u8> {
+        let root = &self.cfg.remote_root;
+        if rel.is_empty() {
+            return root.clone();
+        }
+        let mut p = root.clone();
+        if !p.ends_with(b"/") {
+            p.push(b'/');
+        }
+        p.extend_from_slice(rel);
+        p
+    }
+
+    fn path_of(&self, op: Op, ino: u64) -> FsResult<Vec<u8>> {
+        lock(&self.inodes)
+            .path(ino)
+            .map(<[u8]>::to_vec)
+            .ok_or_else(|| FsError::new(op, format!("inode {ino}"), libc::ESTALE, "unknown inode"))
+    }
+
+    fn child_path(&self, op: Op, parent: u64, name: &OsStr) -> FsResult<Vec<u8>> {
+        let name = name.as_bytes();
+        let parent_path = self.path_of(op, parent)?;
+        if name.is_empty() || name.contains(&b'/') || name == b"." || name == b".." {
+            return Err(FsError::new(op, show(&parent_path), libc::EINVAL, "bad name"));
+        }
+        Ok(join(&parent_path, name))
+    }
+
+    fn deny_read_only(&self, op: Op, path: &[u8]) -> FsResult<()> {
+        if self.cfg.read_only {
+            Err(FsError::new(op, show(path), libc::EROFS, "mounted read-only"))
+        } else {
+            Ok(())
+        }
+    }
+
+    fn stat_from(&self, ino: u64, a: &Attrs) -> Stat {
+        let mode = a.perm.unwrap_or(0o100644);
+        let kind = match mode & libc::S_IFMT {
+            libc::S_IFDIR => Kind::Dir,
+            libc::S_IFLNK => Kind::Symlink,
+            libc::S_IFREG => Kind::File,
+            _ => Kind::Other,
+        };
+        let mut perm = mode & 0o7777;
+        if let Some(mask) = self.cfg.umask {
+            perm &= !mask;
+        }
+        let (atime, mtime) = a.atime_mtime.unwrap_or((0, 0));
+        Stat {
+            ino,
+            size: a.size.unwrap_or(0),
+            kind,
+            perm: perm as u16,
+            mtime: from_secs(mtime),
+            atime: from_secs(atime),
+            uid: self.cfg.uid,
+            gid: self.cfg.gid,
+            nlink: if kind == Kind::Dir { 2 } else { 1 },
+        }
+    }
+
+    fn upload_stat(&self, ino: u64, upload: &Upload) -> Stat {
+        let st = upload.state();
+        let now = SystemTime::now();
+        let mut perm = st.mode & 0o7777;
+        if let Some(mask) = self.cfg.umask {
+            perm &= !mask;
+        }
+        let (atime, mtime) = st
+            .times
+            .map(|(a, m)| (from_secs(a), from_secs(m)))
+            .unwrap_or((now, now));
+        Stat {
+            ino,
+            size: st.size,
+            kind: Kind::File,
+            perm: perm as u16,
+            mtime,
+            atime,
+            uid: self.cfg.uid,
+            gid: self.cfg.gid,
+            nlink: 1,
+        }
+    }
+
+    fn upload_of(&self, ino: u64) -> Option<Arc<Upload>> {
+        lock(&self.uploads).get(&ino).cloned()
+    }
+
+    /// Attributes of `path` from the cache or the server.
+    fn fetch_attrs(&self, op: Op, path: &[u8]) -> FsResult<Attrs> {
+        if let Some(a) = self.cache.attrs(path) {
+            return Ok(a);
+        }
+        if self.cache.is_negative(path) {
+            return Err(FsError::new(op, show(path), libc::ENOENT, "cached"));
+        }
+        match self.remote.lstat(&self.remote_path(path)) {
+            Ok(a) => {
+                self.cache.put_attrs(path, a.clone());
+                Ok(a)
+            }
+            Err(e) => {
+                if e.is_no_such_file() {
+                    self.cache.put_negative(path);
+                }
+                Err(FsError::remote(op, show(path), &e))
+            }
+        }
+    }
+
+    pub fn lookup(&self, parent: u64, name: &OsStr) -> FsResult<Stat> {
+        let path = self.child_path(Op::Lookup, parent, name)?;
+        if is_temp_name(name.as_bytes()) {
+            return Err(FsError::new(Op::Lookup, show(&path), libc::ENOENT, "temp name hidden"));
+        }
+        let known = lock(&self.inodes).ino_of(&path);
+        if let Some(ino) = known {
+            if let Some(up) = self.upload_of(ino) {
+                if !up.state().unlinked {
+                    let ino = lock(&self.inodes).lookup(&path);
+                    return Ok(self.upload_stat(ino, &up));
+                }
+            }
+        }
+        let attrs = self.fetch_attrs(Op::Lookup, &path)?;
+        let ino = lock(&self.inodes).lookup(&path);
+        Ok(self.stat_from(ino, &attrs))
+    }
+
+    pub fn forget(&self, ino: u64, nlookup: u64) {
+        let open = lock(&self.uploads).contains_key(&ino);
+        lock(&self.inodes).forget(ino, nlookup, open);
+    }
+
+    pub fn getattr(&self, ino: u64) -> FsResult<Stat> {
+        if let Some(up) = self.upload_of(ino) {
+            return Ok(self.upload_stat(ino, &up));
+        }
+        let path = self.path_of(Op::Getattr, ino)?;
+        let attrs = self.fetch_attrs(Op::Getattr, &path)?;
+        Ok(self.stat_from(ino, &attrs))
+    }
+
+    pub fn setattr(&self, ino: u64, fh: Option<u64>, set: SetAttr) -> FsResult<Stat> {
+        let path = self.path_of(Op::Setattr, ino)?;
+        if set.uid.is_some() || set.gid.is_some() {
+            // Ownership belongs to the server account: accept and ignore so
+            // `cp -p`, `tar x` and `rsync -a` run as root succeed.
+            log::debug!("chown {} ignored (server owns all files)", show(&path));
+        }
+        if set.mode.is_none() && set.size.is_none() && set.atime.is_none() && set.mtime.is_none()
+        {
+            return self.getattr(ino);
+        }
+        self.deny_read_only(Op::Setattr, &path)?;
+        let _ = fh;
+        if let Some(size) = set.size {
+            match self.upload_of(ino) {
+                Some(up) => up
+                    .truncate(size)
+                    .map_err(|e| FsError::local(Op::Setattr, show(&path), &e))?,
+                None => self.truncate_closed(ino, &path, size)?,
+            }
+        }
+        let times = match (set.atime, set.mtime) {
+            (None, None) => None,
+            (a, m) => {
+                let now = SystemTime::now();
+                Some((to_secs(a.unwrap_or(now)), to_secs(m.unwrap_or(now))))
+            }
+        };
+        if let Some(up) = self.upload_of(ino) {
+            // Applied when the upload is published (FSETSTAT before the
+            // rename), never as chatter after it.
+            let mut st = up.state();
+            if let Some(mode) = set.mode {
+                st.mode = mode;
+            }
+            if times.is_some() {
+                st.times = times;
+            }
+            let publish_now = !st.dirty && st.remote_exists;
+            drop(st);
+            if !publish_now {
+                return Ok(self.upload_stat(ino, &up));
+            }
+        }
+        if set.mode.is_some() || times.is_some() {
+            let attrs = Attrs {
+                perm: set.mode.map(|m| m & 0o7777),
+                atime_mtime: times,
+                ..Attrs::default()
+            };
+            let rp = self.remote_path(&path);
+            self.cache.invalidate(&path);
+            if let Err(e) = self.remote.setstat(&rp, &attrs) {
+                if self.cfg.strict_setstat || e.is_no_such_file() || e.is_transport() {
+                    return Err(FsError::remote(Op::Setattr, show(&path), &e));
+                }
+                log::debug!("setattr {} refused by server, ignored: {e}", show(&path));
+            }
+        }
+        self.getattr(ino)
+    }
+
+    /// truncate(2) on a file nobody has open: rewritten through the spool
+    /// and published by rename, so the server never shows a cut file.
+    fn truncate_closed(&self, ino: u64, path: &[u8], size: u64) -> FsResult<()> {
+        let attrs = self.fetch_attrs(Op::Setattr, path)?;
+        let mode = attrs.perm.unwrap_or(0o100644);
+        let up = Upload::new(&self.cfg.spool_dir, mode, true)
+            .map_err(|e| FsError::local(Op::Setattr, show(path), &e))?;
+        let rp = self.remote_path(path);
+        if size > 0 {
+            up.load_from(self.remote.as_ref(), &rp, Some(size))
+                .map_err(|e| FsError::remote(Op::Setattr, show(path), &e))?;
+        }
+        up.truncate(size)
+            .map_err(|e| FsError::local(Op::Setattr, show(path), &e))?;
+        let _ = ino;
+        self.publish(Op::Setattr, path, &up)
+    }
+
+    fn publish(&self, op: Op, path: &[u8], up: &Upload) -> FsResult<()> {
+        let rp = self.remote_path(path);
+        self.cache.invalidate(path);
+        let result = up.publish(self.remote.as_ref(), &self.cfg.naming, &rp);
+        self.cache.invalidate(path);
+        match result {
+            Ok(done) => {
+                if let Some(e) = done.setstat_error {
+                    if self.cfg.strict_setstat {
+                        return Err(FsError::remote(op, show(path), &e));
+                    }
+                    log::debug!("setting mode/times on {} refused, ignored: {e}", show(path));
+                }
+                log::info!("committed {} ({} bytes)", show(path), up.state().size);
+                Ok(())
+            }
+            Err(e) => Err(FsError::remote(op, show(path), &e)),
+        }
+    }
+
+    pub fn readlink(&self, ino: u64) -> FsResult<Vec<u8>> {
+        let path = self.path_of(Op::Readlink, ino)?;
+        let target = self
+            .remote
+            .readlink(&self.remote_path(&path))
+            .map_err(|e| FsError::remote(Op::Readlink, show(&path), &e))?;
+        if self.cfg.contain_symlinks {
+            return Ok(contain_symlink(&path, &target, &self.cfg.remote_root));
+        }
+        Ok(target)
+    }
+
+    pub fn mkdir(&self, parent: u64, name: &OsStr, mode: u32) -> FsResult<Stat> {
+        let path = self.child_path(Op::Mkdir, parent, name)?;
+        self.deny_read_only(Op::Mkdir, &path)?;
+        let attrs = Attrs {
+            perm: Some(mode & 0o7777),
+            ..Attrs::default()
+        };
+        self.cache.invalidate(&path);
+        self.remote
+            .mkdir(&self.remote_path(&path), &attrs)
+            .map_err(|e| FsError::remote(Op::Mkdir, show(&path), &e))?;
+        let attrs = self.fetch_attrs(Op::Mkdir, &path)?;
+        let ino = lock(&self.inodes).lookup(&path);
+        Ok(self.stat_from(ino, &attrs))
+    }
+
+    pub fn symlink(&self, parent: u64, name: &OsStr, target: &[u8]) -> FsResult<Stat> {
+        let path = self.child_path(Op::Symlink, parent, name)?;
+        self.deny_read_only(Op::Symlink, &path)?;
+        self.cache.invalidate(&path);
+        self.remote
+            .symlink(&self.remote_path(&path), target)
+            .map_err(|e| FsError::remote(Op::Symlink, show(&path), &e))?;
+        let attrs = self.fetch_attrs(Op::Symlink, &path)?;
+        let ino = lock(&self.inodes).lookup(&path);
+        Ok(self.stat_from(ino, &attrs))
+    }
+
+    pub fn unlink(&self, parent: u64, name: &OsStr) -> FsResult<()> {
+        let path = self.child_path(Op::Unlink, parent, name)?;
+        self.deny_read_only(Op::Unlink, &path)?;
+        let ino = lock(&self.inodes).ino_of(&path);
+        let upload = ino.and_then(|i| self.upload_of(i));
+        let local_only = match &upload {
+            Some(up) => {
+                let mut st = up.state();
+                st.unlinked = true;
+                !st.remote_exists
+            }
+            None => false,
+        };
+        self.cache.invalidate(&path);
+        match self.remote.remove(&self.remote_path(&path)) {
+            Ok(()) => {}
+            Err(e) if local_only && e.is_no_such_file() => {}
+            Err(e) => {
+                if let Some(up) = &upload {
+                    if !e.is_no_such_file() {
+                        up.state().unlinked = false;
+                    }
+                }
+                return Err(FsError::remote(Op::Unlink, show(&path), &e));
+            }
+        }
+        lock(&self.inodes).detach(&path);
+        Ok(())
+    }
+
+    pub fn rmdir(&self, parent: u64, name: &OsStr) -> FsResult<()> {
+        let path = self.child_path(Op::Rmdir, parent, name)?;
+        self.deny_read_only(Op::Rmdir, &path)?;
+        self.cache.invalidate_tree(&path);
+        self.remote
+            .rmdir(&self.remote_path(&path))
+            .map_err(|e| FsError::remote(Op::Rmdir, show(&path), &e))?;
+        lock(&self.inodes).detach(&path);
+        Ok(())
+    }
+
+    /// rename(2). `noreplace` is RENAME_NOREPLACE.
+    pub fn rename(
+        &self,
+        parent: u64,
+        name: &OsStr,
+        new_parent: u64,
+        new_name: &OsStr,
+        noreplace: bool,
+    ) -> FsResult<()> {
+        let from = self.child_path(Op::Rename, parent, name)?;
+        let to = self.child_path(Op::Rename, new_parent, new_name)?;
+        self.deny_read_only(Op::Rename, &from)?;
+        if is_temp_name(new_name.as_bytes()) {
+            return Err(FsError::new(Op::Rename, show(&to), libc::EINVAL, "reserved temp name"));
+        }
+        let ino = lock(&self.inodes).ino_of(&from);
+        let upload = ino.and_then(|i| self.upload_of(i));
+        let unpublished = upload.as_ref().is_some_and(|u| !u.state().remote_exists);
+        self.cache.invalidate_tree(&from);
+        self.cache.invalidate_tree(&to);
+        if !unpublished {
+            let (rf, rt) = (self.remote_path(&from), self.remote_path(&to));
+            let result = if noreplace {
+                self.remote.rename_noreplace(&rf, &rt)
+            } else {
+                self.remote.rename(&rf, &rt)
+            };
+            if let Err(e) = result {
+                let mut err = FsError::remote(Op::Rename, format!("{} -> {}", show(&from), show(&to)), &e);
+                if noreplace && e.status_code() == Some(crate::sftp::status::FAILURE) {
+                    err.errno = libc::EEXIST;
+                }
+                return Err(err);
+            }
+        } else if noreplace && self.fetch_attrs(Op::Rename, &to).is_ok() {
+            return Err(FsError::new(Op::Rename, show(&to), libc::EEXIST, "target exists"));
+        }
+        // A file still being written and never published moves locally: its
+        // upload will be published under the new name at close.
+        let replaced = lock(&self.inodes).ino_of(&to);
+        if let Some(old) = replaced.and_then(|i| self.upload_of(i)) {
+            old.state().unlinked = true;
+        }
+        lock(&self.inodes).rename(&from, &to);
+        Ok(())
+    }
+
+    pub fn link(&self, _ino: u64, new_parent: u64, new_name: &OsStr) -> FsResult<Stat> {
+        let path = self.child_path(Op::Link, new_parent, new_name)?;
+        Err(FsError::new(
+            Op::Link,
+            show(&path),
+            libc::EPERM,
+            "hard links are not supported on the Coupa exchange",
+        ))
+    }
+
+    fn new_fh(&self) -> u64 {
+        self.next_fh.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// open(2). Returns the file handle.
+    pub fn open(&self, ino: u64, flags: i32) -> FsResult<u64> {
+        let path = self.path_of(Op::Open, ino)?;
+        let acc = flags & libc::O_ACCMODE;
+        let writing = acc == libc::O_WRONLY || acc == libc::O_RDWR || flags & libc::O_TRUNC != 0;
+        let file = if writing {
+            self.deny_read_only(Op::Open, &path)?;
+            let up = self.upload_for_write(ino, &path, flags & libc::O_TRUNC != 0)?;
+            OpenFile::Upload {
+                upload: up,
+                append: flags & libc::O_APPEND != 0,
+            }
+        } else if let Some(up) = self.upload_of(ino) {
+            up.state().handles += 1;
+            OpenFile::Upload {
+                upload: up,
+                append: false,
+            }
+        } else {
+            let handle = self
+                .remote
+                .open(&self.remote_path(&path), pflags::READ, &Attrs::default())
+                .map_err(|e| FsError::remote(Op::Open, show(&path), &e))?;
+            OpenFile::Remote {
+                handle: Mutex::new(Some(handle)),
+            }
+        };
+        let fh = self.new_fh();
+        lock(&self.handles).insert(fh, Arc::new(HandleEntry { ino, file }));
+        Ok(fh)
+    }
+
+    /// The upload of an existing file opened for writing: shared with other
+    /// handles, loaded from the server unless truncated.
+    fn upload_for_write(&self, ino: u64, path: &[u8], truncate: bool) -> FsResult<Arc<Upload>> {
+        if let Some(up) = self.upload_of(ino) {
+            if truncate {
+                up.truncate(0)
+                    .map_err(|e| FsError::local(Op::Open, show(path), &e))?;
+            }
+            up.state().handles += 1;
+            return Ok(up);
+        }
+        let attrs = self.fetch_attrs(Op::Open, path)?;
+        let mode = attrs.perm.unwrap_or(0o100644);
+        let up = Upload::new(&self.cfg.spool_dir, mode, true)
+            .map_err(|e| FsError::local(Op::Open, show(path), &e))?;
+        if truncate {
+            up.truncate(0)
+                .map_err(|e| FsError::local(Op::Open, show(path), &e))?;
+        } else if attrs.size.unwrap_or(0) > 0 {
+            up.load_from(self.remote.as_ref(), &self.remote_path(path), None)
+                .map_err(|e| FsError::remote(Op::Open, show(path), &e))?;
+        }
+        let mut uploads = lock(&self.uploads);
+        // Another opener may have raced us: share theirs.
+        let up = uploads.entry(ino).or_insert(up).clone();
+        up.state().handles += 1;
+        Ok(up)
+    }
+
+    /// create(2): the file exists only locally (and as a remote temp file)
+    /// until its first close publishes it.
+    pub fn create(&self, parent: u64, name: &OsStr, mode: u32, flags: i32) -> FsResult<(Stat, u64)> {
+        let path = self.child_path(Op::Create, parent, name)?;
+        self.deny_read_only(Op::Create, &path)?;
+        if is_temp_name(name.as_bytes()) {
+            return Err(FsError::new(Op::Create, show(&path), libc::EINVAL, "reserved temp name"));
+        }
+        let mut remote_exists = false;
+        if flags & libc::O_EXCL != 0 {
+            match self.remote.lstat(&self.remote_path(&path)) {
+                Ok(_) => {
+                    return Err(FsError::new(Op::Create, show(&path), libc::EEXIST, "exists on server"))
+                }
+                Err(e) if e.is_no_such_file() => {}
+                Err(e) => return Err(FsError::remote(Op::Create, show(&path), &e)),
+            }
+        } else if self.cache.attrs(&path).is_some() {
+            remote_exists = true;
+        }
+        let up = Upload::new(&self.cfg.spool_dir, libc::S_IFREG | (mode & 0o7777), remote_exists)
+            .map_err(|e| FsError::local(Op::Create, show(&path), &e))?;
+        // Creating publishes even an empty file at close.
+        up.truncate(0)
+            .map_err(|e| FsError::local(Op::Create, show(&path), &e))?;
+        up.state().handles = 1;
+        self.cache.invalidate(&path);
+        let ino = lock(&self.inodes).lookup(&path);
+        if let Some(old) = lock(&self.uploads).insert(ino, up.clone()) {
+            old.state().unlinked = true;
+        }
+        let fh = self.new_fh();
+        lock(&self.handles).insert(
+            fh,
+            Arc::new(HandleEntry {
+                ino,
+                file: OpenFile::Upload {
+                    upload: up.clone(),
+                    append: flags & libc::O_APPEND != 0,
+                },
+            }),
+        );
+        Ok((self.upload_stat(ino, &up), fh))
+    }
+
+    fn handle(&self, op: Op, fh: u64) -> FsResult<Arc<HandleEntry>> {
+        lock(&self.handles)
+            .get(&fh)
+            .cloned()
+            .ok_or_else(|| FsError::new(op, format!("handle {fh}"), libc::EBADF, "unknown handle"))
+    }
+
+    pub fn read(&self, ino: u64, fh: u64, offset: u64, size: u32) -> FsResult<Vec<u8>> {
+        let entry = self.handle(Op::Read, fh)?;
+        match &entry.file {
+            OpenFile::Upload { upload, .. } => upload
+                .read_at(offset, size)
+                .map_err(|e| FsError::local(Op::Read, format!("inode {ino}"), &e)),
+            OpenFile::Remote { handle } => self.read_remote(ino, handle, offset, size),
+        }
+    }
+
+    /// Reads through a remote handle; a handle lost with its connection is
+    /// re-opened by path once (reads are idempotent).
+    fn read_remote(
+        &self,
+        ino: u64,
+        slot: &Mutex<Option<Handle>>,
+        offset: u64,
+        size: u32,
+    ) -> FsResult<Vec<u8>> {
+        let path = self.path_of(Op::Read, ino)?;
+        let mut retried = false;
+        loop {
+            let current = lock(slot).clone();
+            let handle = match current {
+                Some(h) => h,
+                None => {
+                    let h = self
+                        .remote
+                        .open(&self.remote_path(&path), pflags::READ, &Attrs::default())
+                        .map_err(|e| FsError::remote(Op::Read, show(&path), &e))?;
+                    *lock(slot) = Some(h.clone());
+                    h
+                }
+            };
+            match self.remote.read(&handle, offset, size) {
+                Ok(data) => return Ok(data),
+                Err(e) if e.is_transport() && !retried => {
+                    log::info!("re-opening {} after: {e}", show(&path));
+                    retried = true;
+                    *lock(slot) = None;
+                }
+                Err(e) => return Err(FsError::remote(Op::Read, show(&path), &e)),
+            }
+        }
+    }
+
+    pub fn write(&self, ino: u64, fh: u64, offset: u64, data: &[u8]) -> FsResult<u32> {
+        let entry = self.handle(Op::Write, fh)?;
+        match &entry.file {
+            OpenFile::Upload { upload, append } => {
+                let offset = if *append {
+                    upload.state().size
+                } else {
+                    offset
+                };
+                upload
+                    .write_at(offset, data)
+                    .map_err(|e| FsError::local(Op::Write, format!("inode {ino}"), &e))?;
+                Ok(data.len() as u32)
+            }
+            OpenFile::Remote { .. } => Err(FsError::new(
+                Op::Write,
+                format!("inode {ino}"),
+                libc::EBADF,
+                "handle is read-only",
+            )),
+        }
+    }
+
+    /// close(2) of one descriptor: publishes the file if it changed, and
+    /// reports the real outcome.
+    pub fn flush(&self, ino: u64, fh: u64) -> FsResult<()> {
+        let entry = self.handle(Op::Flush, fh)?;
+        if let OpenFile::Upload { upload, .. } = &entry.file {
+            let (dirty, unlinked) = {
+                let st = upload.state();
+                (st.dirty, st.unlinked)
+            };
+            if dirty && !unlinked {
+                let path = self.path_of(Op::Flush, ino)?;
+                return self.publish(Op::Flush, &path, upload);
+            }
+        }
+        Ok(())
+    }
+
+    pub fn release(&self, ino: u64, fh: u64) -> FsResult<()> {
+        let entry = lock(&self.handles).remove(&fh);
+        let Some(entry) = entry else {
+            return Ok(());
+        };
+        match &entry.file {
+            OpenFile::Remote { handle } => {
+                if let Some(h) = lock(handle).take() {
+                    let _ = self.remote.close(&h);
+                }
+                Ok(())
+            }
+            OpenFile::Upload { upload, .. } => {
+                let last = {
+                    let mut st = upload.state();
+                    st.handles = st.handles.saturating_sub(1);
+                    st.handles == 0
+                };
+                if !last {
+                    return Ok(());
+                }
+                let (dirty, unlinked) = {
+                    let st = upload.state();
+                    (st.dirty, st.unlinked)
+                };
+                let mut result = Ok(());
+                if dirty && !unlinked {
+                    // Written through a path flush never saw (mmap): last chance.
+                    if let Ok(path) = self.path_of(Op::Flush, ino) {
+                        result = self.publish(Op::Flush, &path, upload);
+                    }
+                }
+                upload.abandon(self.remote.as_ref());
+                let mut uploads = lock(&self.uploads);
+                if uploads.get(&ino).is_some_and(|u| Arc::ptr_eq(u, upload)) {
+                    uploads.remove(&ino);
+                }
+                result
+            }
+        }
+    }
+
+    /// fsync(2): bytes written so far are durable on the server (in the
+    /// temp file; the final name changes only at close).
+    pub fn fsync(&self, ino: u64, fh: u64) -> FsResult<()> {
+        let entry = self.handle(Op::Fsync, fh)?;
+        if let OpenFile::Upload { upload, .. } = &entry.file {
+            if upload.state().unlinked {
+                return Ok(());
+            }
+            let path = self.path_of(Op::Fsync, ino)?;
+            upload
+                .sync(self.remote.as_ref(), &self.cfg.naming, &self.remote_path(&path))
+                .map_err(|e| FsError::remote(Op::Fsync, show(&path), &e))?;
+        }
+        Ok(())
+    }
+
+    /// Lists a directory once per opendir; readdir serves slices of it.
+    pub fn opendir(&self, ino: u64) -> FsResult<u64> {
+        let path = self.path_of(Op::Readdir, ino)?;
+        let entries = match self.cache.dir(&path) {
+            Some(e) => e,
+            None => {
+                let listed = self
+                    .remote
+                    .read_dir(&self.remote_path(&path))
+                    .map_err(|e| FsError::remote(Op::Readdir, show(&path), &e))?;
+                let listed: Arc<Vec<DirEntry>> = Arc::new(
+                    listed
+                        .into_iter()
+                        .filter(|e| !is_temp_name(&e.name))
+                        .collect(),
+                );
+                self.cache.put_dir(&path, listed.clone());
+                listed
+            }
+        };
+        let parent_ino = {
+            let (parent, _) = split(&path);
+            if ino == ROOT_INO {
+                ROOT_INO
+            } else {
+                lock(&self.inodes).ino_of(parent).unwrap_or(ROOT_INO)
+            }
+        };
+        let dot = Attrs {
+            perm: Some(libc::S_IFDIR | 0o755),
+            ..Attrs::default()
+        };
+        let mut items = vec![
+            DirItem {
+                name: b".".to_vec(),
+                stat: self.stat_from(ino, &dot),
+            },
+            DirItem {
+                name: b"..".to_vec(),
+                stat: self.stat_from(parent_ino, &dot),
+            },
+        ];
+        let mut seen = std::collections::HashSet::new();
+        {
+            let inodes = lock(&self.inodes);
+            for e in entries.iter() {
+                let child = join(&path, &e.name);
+                // Inode 0 means "not assigned": readdirplus assigns real ones.
+                let child_ino = inodes.ino_of(&child).unwrap_or(0);
+                seen.insert(e.name.clone());
+                items.push(DirItem {
+                    name: e.name.clone(),
+                    stat: self.stat_from(child_ino, &e.attrs),
+                });
+            }
+        }
+        // Files created through the mount and not yet published show under
+        // their final name from create() on.
+        let pending: Vec<(u64, Arc<Upload>)> = lock(&self.uploads)
+            .iter()
+            .map(|(i, u)| (*i, u.clone()))
+            .collect();
+        for (child_ino, up) in pending {
+            if up.state().unlinked {
+                continue;
+            }
+            let child = lock(&self.inodes).path(child_ino).map(<[u8]>::to_vec);
+            if let Some(child) = child {
+                let (dir, name) = split(&child);
+                if dir == path.as_slice() && !seen.contains(name) {
+                    items.push(DirItem {
+                        name: name.to_vec(),
+                        stat: self.upload_stat(child_ino, &up),
+                    });
+                }
+            }
+        }
+        let fh = self.new_fh();
+        lock(&self.dir_handles).insert(fh, Arc::new(items));
+        Ok(fh)
+    }
+
+    /// Entries from `offset` on. With `plus`, each returned entry counts a
+    /// kernel lookup (readdirplus), so it gets a real inode.
+    pub fn readdir(&self, ino: u64, fh: u64, offset: u64) -> FsResult<Arc<Vec<DirItem>>> {
+        let _ = ino;
+        lock(&self.dir_handles)
+            .get(&fh)
+            .cloned()
+            .ok_or_else(|| FsError::new(Op::Readdir, format!("handle {fh}"), libc::EBADF, "unknown handle"))
+            .map(|items| {
+                let _ = offset;
+                items
+            })
+    }
+
+    /// readdirplus hands the kernel a reference per entry: count it.
+    pub fn remember_entry(&self, dir: u64, item: &DirItem) -> u64 {
+        if item.name == b"." || item.name == b".." {
+            return item.stat.ino;
+        }
+        let Ok(dir_path) = self.path_of(Op::Readdir, dir) else {
+            return item.stat.ino;
+        };
+        lock(&self.inodes).lookup(&join(&dir_path, &item.name))
+    }
+
+    /// Placeholder inode for plain readdir entries the kernel takes no
+    /// reference to (d_ino is informational).
+    pub fn peek_ino(&self, dir: u64, item: &DirItem) -> u64 {
+        if item.stat.ino != 0 {
+            return item.stat.ino;
+        }
+        let name_hash = item
+            .name
+            .iter()
+            .fold(dir.wrapping_mul(1_099_511_628_211), |h, b| {
+                (h ^ u64::from(*b)).wrapping_mul(1_099_511_628_211)
+            });
+        name_hash | (1 << 63)
+    }
+
+    pub fn releasedir(&self, fh: u64) {
+        lock(&self.dir_handles).remove(&fh);
+    }
+
+    pub fn statfs(&self) -> FsResult<FsStats> {
+        match self.remote.statvfs(&self.cfg.remote_root) {
+            Ok(v) => Ok(FsStats {
+                blocks: v.blocks,
+                bfree: v.bfree,
+                bavail: v.bavail,
+                files: v.files,
+                ffree: v.ffree,
+                bsize: u32::try_from(v.bsize).unwrap_or(4096),
+                namelen: u32::try_from(v.namemax).unwrap_or(255),
+                frsize: u32::try_from(v.frsize).unwrap_or(4096),
+            }),
+            Err(RemoteError::Unsupported(_)) => Ok(FsStats {
+                // No statvfs@openssh.com: report a large, mostly free disk
+                // (as sshfs does) so `df` and free-space checks pass.
+                blocks: 1 << 30,
+                bfree: 1 << 30,
+                bavail: 1 << 30,
+                files: 1 << 20,
+                ffree: 1 << 20,
+                bsize: 4096,
+                namelen: 255,
+                frsize: 4096,
+            }),
+            Err(e) => Err(FsError::remote(Op::Statfs, "/", &e)),
+        }
+    }
+
+    /// Publishes every pending upload (shutdown: nothing a writer was told
+    /// is written may be lost). Returns how many failed.
+    pub fn flush_all(&self) -> usize {
+        let pending: Vec<(u64, Arc<Upload>)> = lock(&self.uploads)
+            .iter()
+            .map(|(i, u)| (*i, u.clone()))
+            .collect();
+        let mut failed = 0;
+        for (ino, up) in pending {
+            let (dirty, unlinked) = {
+                let st = up.state();
+                (st.dirty, st.unlinked)
+            };
+            if !dirty || unlinked {
+                continue;
+            }
+            let Ok(path) = self.path_of(Op::Flush, ino) else {
+                continue;
+            };
+            if let Err(e) = self.publish(Op::Flush, &path, &up) {
+                log::error!("{e}");
+                failed += 1;
+            }
+        }
+        failed
+    }
+}
+
+/// Keeps a symlink target inside the mount (like sshfs `transform_symlinks`
+/// + `contain_symlinks`): an absolute target under the remote root becomes
+/// relative; one that leaves the root, or climbs out with `..`, is
+/// neutralised so a root job cannot be led to write outside the mount.
+pub fn contain_symlink(link_rel: &[u8], target: &[u8], remote_root: &[u8]) -> Vec<u8> {
+    let depth = split(link_rel).0.split(|&b| b == b'/').filter(|c| !c.is_empty()).count();
+    let up = |n: usize| -> Vec<u8> {
+        let mut v = Vec::new();
+        for _ in 0..n {
+            v.extend_from_slice(b"../");
+        }
+        v
+    };
+    let blocked = || -> Vec<u8> {
+        let mut v = b"/dev/null/coupafs-blocked".to_vec();
+        v.extend_from_slice(b"/");
+        v.extend_from_slice(target);
+        v
+    };
+    let normalise = |base: Vec<Vec<u8>>, rel: &[u8]| -> Option<Vec<Vec<u8>>> {
+        let mut parts = base;
+        for c in rel.split(|&b| b == b'/') {
+            match c {
+                b"" | b"." => {}
+                b".." => {
+                    parts.pop()?;
+                }
+                other => parts.push(other.to_vec()),
+            }
+        }
+        Some(parts)
+    };
+    if target.starts_with(b"/") {
+        let root: Vec<&[u8]> = remote_root.split(|&b| b == b'/').filter(|c| !c.is_empty()).collect();
+        let Some(abs) = normalise(Vec::new(), target) else {
+            return blocked();
+        };
+        if abs.len() < root.len() || abs.iter().zip(&root).any(|(a, r)| a.as_slice() != *r) {
+            return blocked();
+        }
+        let mut rel = up(depth);
+        let inside: Vec<&[u8]> = abs[root.len()..].iter().map(Vec::as_slice).collect();
+        rel.extend_from_slice(&inside.join(&b'/'));
+        if rel.is_empty() {
+            rel.push(b'.');
+        }
+        return rel;
+    }
+    let base: Vec<Vec<u8>> = split(link_rel)
+        .0
+        .split(|&b| b == b'/')
+        .filter(|c| !c.is_empty())
+        .map(<[u8]>::to_vec)
+        .collect();
+    match normalise(base, target) {
+        Some(_) => target.to_vec(),
+        None => blocked(),
+    }
+}

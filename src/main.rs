@@ -1,0 +1,449 @@
+//! coupafs: mounts a Coupa SFTP exchange as a local directory.
+//!
+//! Startup order matters: parse and validate everything, read secrets, fork
+//! (daemon mode) before any thread exists, then connect and mount in the
+//! child, and let the parent exit only once the mount is live or has failed.
+
+mod cache;
+mod cli;
+mod conn;
+mod error;
+mod fs;
+mod fuse;
+mod inode;
+mod remote;
+mod sftp;
+mod upload;
+
+use std::io::{Read, Write};
+use std::os::fd::{FromRawFd, OwnedFd};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use cli::{Invocation, MountOptions};
+use conn::{ConnectParams, Pool, Secret};
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().collect();
+    let inv = match cli::parse(&args) {
+        Ok(inv) => inv,
+        Err(e) => {
+            eprintln!("coupafs: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    match inv {
+        Invocation::Help(text) => {
+            print!("{text}");
+            ExitCode::SUCCESS
+        }
+        Invocation::Version(text) => {
+            println!("{text}");
+            ExitCode::SUCCESS
+        }
+        Invocation::Check(opts) => {
+            init_logging(&opts);
+            eprintln!("coupafs: check is not implemented yet");
+            ExitCode::from(2)
+        }
+        Invocation::Mount(opts) => match run_mount(opts) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(msg) => {
+                eprintln!("coupafs: {msg}");
+                ExitCode::from(1)
+            }
+        },
+    }
+}
+
+fn init_logging(opts: &MountOptions) {
+    let level = if opts.debug {
+        log::LevelFilter::Debug
+    } else {
+        log::LevelFilter::Info
+    };
+    let _ = env_logger::Builder::new()
+        .filter_level(level)
+        .filter_module("fuser", log::LevelFilter::Warn)
+        .format_target(false)
+        .parse_env("COUPAFS_LOG")
+        .try_init();
+}
+
+fn home_dir() -> Option<PathBuf> {
+    std::env::var_os("HOME")
+        .filter(|h| !h.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| {
+            // SAFETY: getpwuid returns a pointer into static storage or null.
+            let pw = unsafe { libc::getpwuid(libc::getuid()) };
+            if pw.is_null() {
+                return None;
+            }
+            // SAFETY: pw_dir of a non-null passwd entry is a C string.
+            let dir = unsafe { std::ffi::CStr::from_ptr((*pw).pw_dir) };
+            Some(PathBuf::from(dir.to_string_lossy().into_owned()))
+        })
+}
+
+fn local_user_name() -> String {
+    if let Ok(u) = std::env::var("USER") {
+        if !u.is_empty() {
+            return u;
+        }
+    }
+    // SAFETY: as in home_dir.
+    let pw = unsafe { libc::getpwuid(libc::getuid()) };
+    if pw.is_null() {
+        return "root".into();
+    }
+    // SAFETY: pw_name of a non-null passwd entry is a C string.
+    unsafe { std::ffi::CStr::from_ptr((*pw).pw_name) }
+        .to_string_lossy()
+        .into_owned()
+}
+
+/// Reads a secret from a file that only its owner may read.
+fn read_secret_file(path: &Path, what: &str) -> Result<Secret, String> {
+    let meta = std::fs::metadata(path)
+        .map_err(|e| format!("cannot read {what} file {}: {e}", path.display()))?;
+    if meta.permissions().mode() & 0o077 != 0 {
+        return Err(format!(
+            "{what} file {} is readable by group or others (mode {:o}); run chmod 600 on it",
+            path.display(),
+            meta.permissions().mode() & 0o777
+        ));
+    }
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read {what} file {}: {e}", path.display()))?;
+    Ok(Secret::new(text.trim_end_matches(['\n', '\r']).to_string()))
+}
+
+fn absolute(p: &Path) -> PathBuf {
+    if p.is_absolute() {
+        p.to_path_buf()
+    } else {
+        std::env::current_dir()
+            .map(|d| d.join(p))
+            .unwrap_or_else(|_| p.to_path_buf())
+    }
+}
+
+/// Builds connection parameters; reads secrets now so that a daemon needs
+/// no environment (and children never inherit the password).
+pub fn connect_params(opts: &MountOptions) -> Result<ConnectParams, String> {
+    let home = home_dir();
+    let password = match &opts.password_file {
+        Some(p) => Some(read_secret_file(&absolute(p), "password")?),
+        None => std::env::var("COUPAFS_PASSWORD").ok().map(Secret::new),
+    };
+    // Never let the password reach a child's environment.
+    std::env::remove_var("COUPAFS_PASSWORD");
+    let passphrase = match &opts.passphrase_file {
+        Some(p) => Some(read_secret_file(&absolute(p), "passphrase")?),
+        None => None,
+    };
+    let mut identity_files: Vec<PathBuf> = opts.identity_files.iter().map(|p| absolute(p)).collect();
+    if identity_files.is_empty() {
+        if let Some(h) = &home {
+            identity_files = conn::default_identity_files(h);
+        }
+    }
+    let known_hosts = match &opts.known_hosts_file {
+        Some(p) => absolute(p),
+        None => home
+            .clone()
+            .unwrap_or_else(|| PathBuf::from("/root"))
+            .join(".ssh/known_hosts"),
+    };
+    Ok(ConnectParams {
+        host: opts.target.host.clone(),
+        port: opts.port,
+        user: opts
+            .target
+            .user
+            .clone()
+            .unwrap_or_else(local_user_name),
+        identity_files,
+        password,
+        passphrase,
+        use_agent: true,
+        known_hosts,
+        host_key_policy: opts.host_key_policy,
+        host_key_fingerprint: opts.host_key_fingerprint.clone(),
+        connect_timeout: opts.connect_timeout,
+        keepalive_interval: opts.server_alive_interval,
+        keepalive_count_max: opts.server_alive_count_max,
+        reply_timeout: opts.op_timeout,
+    })
+}
+
+/// Daemon mode: the parent waits on this pipe for "ok" or an error text.
+struct StartupPipe {
+    write: Option<OwnedFd>,
+}
+
+impl StartupPipe {
+    fn report(&mut self, result: &Result<(), String>) {
+        if let Some(fd) = self.write.take() {
+            let mut f = std::fs::File::from(fd);
+            let msg = match result {
+                Ok(()) => "ok".to_string(),
+                Err(e) => e.clone(),
+            };
+            let _ = f.write_all(msg.as_bytes());
+        }
+    }
+}
+
+/// Forks: the parent waits for the child's report and exits with it; the
+/// child returns the pipe to report on.
+fn daemonize() -> Result<StartupPipe, String> {
+    let mut fds = [0; 2];
+    // SAFETY: pipe2 fills two fds on success.
+    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+        return Err(format!("pipe: {}", std::io::Error::last_os_error()));
+    }
+    // SAFETY: both fds are fresh and owned here.
+    let (read_end, write_end) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+    // SAFETY: no threads exist yet (called before connecting or mounting).
+    match unsafe { libc::fork() } {
+        -1 => Err(format!("fork: {}", std::io::Error::last_os_error())),
+        0 => {
+            drop(read_end);
+            // SAFETY: setsid in the new child detaches from the terminal.
+            unsafe { libc::setsid() };
+            Ok(StartupPipe {
+                write: Some(write_end),
+            })
+        }
+        _child => {
+            drop(write_end);
+            let mut msg = String::new();
+            let _ = std::fs::File::from(read_end).read_to_string(&mut msg);
+            if msg == "ok" {
+                std::process::exit(0);
+            }
+            if msg.is_empty() {
+                msg = "mount process exited before the mount was live".into();
+            }
+            eprintln!("coupafs: {msg}");
+            std::process::exit(1);
+        }
+    }
+}
+
+fn redirect_stdio_to_null() {
+    let null = c"/dev/null";
+    // SAFETY: open a constant path, dup2 onto the standard fds.
+    unsafe {
+        let fd = libc::open(null.as_ptr(), libc::O_RDWR);
+        if fd >= 0 {
+            libc::dup2(fd, 0);
+            libc::dup2(fd, 1);
+            libc::dup2(fd, 2);
+            if fd > 2 {
+                libc::close(fd);
+            }
+        }
+    }
+}
+
+fn run_mount(opts: MountOptions) -> Result<(), String> {
+    init_logging(&opts);
+    let mountpoint = absolute(&opts.mountpoint);
+    match std::fs::metadata(&mountpoint) {
+        Ok(m) if m.is_dir() => {}
+        Ok(_) => return Err(format!("mountpoint {} is not a directory", mountpoint.display())),
+        Err(e) => return Err(format!("mountpoint {}: {e}", mountpoint.display())),
+    }
+    let params = connect_params(&opts)?;
+    let mut pipe = if opts.foreground {
+        StartupPipe { write: None }
+    } else {
+        daemonize()?
+    };
+    let result = mount_and_serve(&opts, params, &mountpoint, &mut pipe);
+    pipe.report(&result.as_ref().map(|_| ()).map_err(Clone::clone));
+    result
+}
+
+fn mount_and_serve(
+    opts: &MountOptions,
+    params: ConnectParams,
+    mountpoint: &Path,
+    pipe: &mut StartupPipe,
+) -> Result<(), String> {
+    // Block the shutdown signals in every thread; the main thread waits
+    // for them with sigtimedwait and shuts down in order.
+    let mut sigs: libc::sigset_t = unsafe { std::mem::zeroed() };
+    // SAFETY: plain signal-set manipulation on a local set.
+    unsafe {
+        libc::sigemptyset(&mut sigs);
+        libc::sigaddset(&mut sigs, libc::SIGTERM);
+        libc::sigaddset(&mut sigs, libc::SIGINT);
+        libc::sigaddset(&mut sigs, libc::SIGHUP);
+        libc::pthread_sigmask(libc::SIG_BLOCK, &sigs, std::ptr::null_mut());
+    }
+
+    let pool = Pool::new(params, opts.max_conns);
+    let first = pool.connect_first().map_err(|e| e.to_string())?;
+    log::info!(
+        "connected to {}:{} as {} ({}, host key {} {})",
+        pool.params().host,
+        pool.params().port,
+        pool.params().user,
+        first.info.auth_method,
+        first.info.host_key_fingerprint,
+        first.info.host_key_status
+    );
+    let remote = Arc::new(remote::SftpRemote::new(pool.clone(), &first, opts.op_timeout));
+    drop(first);
+    let remote_root = resolve_root(remote.as_ref(), &opts.target.remote_dir)?;
+
+    let spool_dir = opts
+        .spool_dir
+        .clone()
+        .map(|p| absolute(&p))
+        .unwrap_or_else(|| std::env::temp_dir().join(format!("coupafs-spool-{}", unsafe { libc::getuid() })));
+    std::fs::create_dir_all(&spool_dir)
+        .map_err(|e| format!("spool dir {}: {e}", spool_dir.display()))?;
+    let _ = std::fs::set_permissions(&spool_dir, std::fs::Permissions::from_mode(0o700));
+
+    let upload_dir = opts.upload_dir.as_ref().map(|d| {
+        if d.starts_with('/') {
+            d.as_bytes().to_vec()
+        } else {
+            let mut p = remote_root.clone();
+            if !p.ends_with(b"/") {
+                p.push(b'/');
+            }
+            p.extend_from_slice(d.as_bytes());
+            p
+        }
+    });
+    let cfg = fs::FsConfig {
+        remote_root: remote_root.clone(),
+        // SAFETY: getuid/getgid cannot fail.
+        uid: opts.uid.unwrap_or_else(|| unsafe { libc::getuid() }),
+        gid: opts.gid.unwrap_or_else(|| unsafe { libc::getgid() }),
+        umask: opts.umask,
+        read_only: opts.read_only,
+        strict_setstat: opts.strict_setstat,
+        naming: upload::TempNaming {
+            prefix: opts.temp_prefix.as_bytes().to_vec(),
+            upload_dir,
+        },
+        spool_dir,
+        cache_ttl: opts.cache_timeout,
+        contain_symlinks: opts.contain_symlinks,
+    };
+    let filesystem = Arc::new(fs::Fs::new(remote.clone(), cfg));
+
+    let mut config = fuser::Config::default();
+    let fsname = opts.fsname.clone().unwrap_or_else(|| {
+        format!(
+            "{}{}:{}",
+            opts.target
+                .user
+                .as_ref()
+                .map(|u| format!("{u}@"))
+                .unwrap_or_default(),
+            opts.target.host,
+            opts.target.remote_dir
+        )
+    });
+    config.mount_options = vec![
+        fuser::MountOption::FSName(fsname),
+        fuser::MountOption::Subtype("coupafs".into()),
+        fuser::MountOption::NoDev,
+        fuser::MountOption::NoSuid,
+    ];
+    if opts.read_only {
+        config.mount_options.push(fuser::MountOption::RO);
+    }
+    if opts.default_permissions {
+        config.mount_options.push(fuser::MountOption::DefaultPermissions);
+    }
+    config.acl = if opts.allow_other {
+        fuser::SessionACL::All
+    } else if opts.allow_root {
+        fuser::SessionACL::RootAndOwner
+    } else {
+        fuser::SessionACL::Owner
+    };
+    config.n_threads = Some(opts.threads.max(1));
+
+    let session = fuser::Session::new(fuse::FuseAdapter::new(filesystem.clone()), mountpoint, &config)
+        .map_err(|e| format!("cannot mount on {}: {e}", mountpoint.display()))?;
+    let background = session
+        .spawn()
+        .map_err(|e| format!("cannot start the FUSE session: {e}"))?;
+    log::info!(
+        "mounted {}:{} on {}",
+        opts.target.host,
+        String::from_utf8_lossy(&remote_root),
+        mountpoint.display()
+    );
+    if pipe.write.is_some() {
+        pipe.report(&Ok(()));
+        redirect_stdio_to_null();
+    }
+
+    // Wait for a signal or for the session to end (umount).
+    loop {
+        if background.guard.is_finished() {
+            break;
+        }
+        let timeout = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 200_000_000,
+        };
+        // SAFETY: waits on the blocked set with a timeout.
+        let sig = unsafe { libc::sigtimedwait(&sigs, std::ptr::null_mut(), &timeout) };
+        if sig > 0 {
+            log::info!("signal {sig}: publishing pending uploads, then unmounting");
+            let failed = filesystem.flush_all();
+            if failed > 0 {
+                log::error!("{failed} upload(s) could not be published before unmount");
+            }
+            if let Err(e) = background.umount_and_join() {
+                log::warn!("unmount: {e}");
+            }
+            pool.close_all("unmounted");
+            return Ok(());
+        }
+    }
+    let _ = background.join();
+    let failed = filesystem.flush_all();
+    if failed > 0 {
+        log::error!("{failed} upload(s) could not be published at unmount");
+    }
+    pool.close_all("unmounted");
+    std::thread::sleep(Duration::from_millis(10));
+    log::info!("unmounted {}", mountpoint.display());
+    Ok(())
+}
+
+/// The absolute remote directory to mount; it must exist.
+fn resolve_root(remote: &remote::SftpRemote, dir: &str) -> Result<Vec<u8>, String> {
+    use remote::Remote;
+    let wanted = if dir.is_empty() { "." } else { dir };
+    let abs = remote
+        .realpath(wanted.as_bytes())
+        .map_err(|e| format!("remote folder '{wanted}': {e}"))?;
+    match remote.stat(&abs) {
+        Ok(a) if a.perm.is_some_and(|p| p & libc::S_IFMT == libc::S_IFDIR) => Ok(abs),
+        Ok(_) => Err(format!(
+            "remote folder '{}' is not a directory",
+            String::from_utf8_lossy(&abs)
+        )),
+        Err(e) => Err(format!(
+            "remote folder '{}': {e}",
+            String::from_utf8_lossy(&abs)
+        )),
+    }
+}

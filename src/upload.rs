@@ -1,0 +1,451 @@
+//! Loss-free, atomic uploads.
+//!
+//! Every file opened for writing gets a local spool (an unlinked temp file
+//! in `spool_dir`) that holds its whole content as the writer sees it. The
+//! bytes go to the server under a temporary name next to the target
+//! (`.NAME.coupafs-XXXXXX`, or in `upload_dir`), and only a complete upload is
+//! published, by one rename (`posix-rename@openssh.com` replaces an existing
+//! target atomically). Coupa's poller therefore never sees a partial file
+//! under its final name, and the writer's close() reports the real outcome.
+//!
+//! `clean_upto` tracks the prefix of the spool already identical on the
+//! remote temp file, so fsync() and close() only send what changed since.
+
+use std::fs::File;
+use std::io;
+use std::os::unix::fs::FileExt;
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use crate::inode::split;
+use crate::remote::{Handle, RResult, Remote, RemoteError};
+use crate::sftp::{pflags, Attrs};
+
+/// Marker inside every temp name; listings hide names carrying it.
+pub const TEMP_MARK: &[u8] = b".coupafs-";
+const TEMP_SUFFIX_LEN: usize = 6;
+
+/// Bytes per slice handed to `Remote::write` (pipelined inside).
+const UPLOAD_SLICE: usize = 4 << 20;
+
+/// True for temp names of any coupafs mount (`*.coupafs-XXXXXX`, X hex).
+pub fn is_temp_name(name: &[u8]) -> bool {
+    if name.len() < TEMP_MARK.len() + TEMP_SUFFIX_LEN {
+        return false;
+    }
+    let (head, suffix) = name.split_at(name.len() - TEMP_SUFFIX_LEN);
+    head.ends_with(TEMP_MARK) && suffix.iter().all(|b| b.is_ascii_hexdigit())
+}
+
+static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
+
+fn temp_suffix() -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos() as u64 ^ d.as_secs())
+        .unwrap_or(0);
+    let n = TEMP_COUNTER.fetch_add(1, Ordering::Relaxed);
+    // Mix pid, time and a counter: unique within this process, and unlikely
+    // to collide with another mount's (collisions fail OPEN with EXCL anyway).
+    let mixed = (u64::from(std::process::id()) << 20 ^ nanos ^ n.wrapping_mul(0x9E37_79B9))
+        .wrapping_mul(0x2545_F491_4F6C_DD1D);
+    format!("{:06x}", mixed >> 40)
+}
+
+/// Where uploads of `final_path` are staged.
+#[derive(Clone, Debug, Default)]
+pub struct TempNaming {
+    /// Prefix put before the file name (default ".": hidden).
+    pub prefix: Vec<u8>,
+    /// Stage into this remote directory instead of next to the target.
+    pub upload_dir: Option<Vec<u8>>,
+}
+
+impl TempNaming {
+    /// A fresh temp path for the absolute remote `final_path`.
+    pub fn temp_path(&self, final_path: &[u8]) -> Vec<u8> {
+        let (dir, name) = split(final_path);
+        let dir = self.upload_dir.as_deref().unwrap_or(dir);
+        let mut p = dir.to_vec();
+        if !p.ends_with(b"/") {
+            p.push(b'/');
+        }
+        p.extend_from_slice(&self.prefix);
+        p.extend_from_slice(name);
+        p.extend_from_slice(TEMP_MARK);
+        p.extend_from_slice(temp_suffix().as_bytes());
+        p
+    }
+}
+
+/// Mutable state of a file being written.
+#[derive(Debug)]
+pub struct UploadState {
+    pub size: u64,
+    /// Content differs from what the final name holds on the server.
+    pub dirty: bool,
+    /// Bumped by every change, to tell whether a publish saw the latest bytes.
+    pub generation: u64,
+    /// The final name exists on the server (before or after our publish).
+    pub remote_exists: bool,
+    /// The file was unlinked while open: never publish it.
+    pub unlinked: bool,
+    /// Permission bits for the published file.
+    pub mode: u32,
+    /// mtime/atime to set on the published file (utimens while open).
+    pub times: Option<(u32, u32)>,
+    /// Open file handles sharing this state (dup'd fds share one handle).
+    pub handles: usize,
+    /// The remote temp file and its handle, while one is open.
+    temp: Option<(Vec<u8>, Handle)>,
+    /// Bytes [0, clean_upto) on the remote temp file equal the spool.
+    clean_upto: u64,
+    /// Temp files given up on (after a truncate), removed at the next upload.
+    abandoned: Vec<(Vec<u8>, Handle)>,
+}
+
+/// A file being written: spool plus state. Shared by every handle on the
+/// same inode, so several opens and dup()s see one content.
+pub struct Upload {
+    spool: File,
+    state: Mutex<UploadState>,
+    /// Serialises publishes of this file (held across its round trips; it
+    /// guards nothing else).
+    publishing: Mutex<()>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// What a publish did besides the rename.
+#[derive(Debug, Default)]
+pub struct Published {
+    /// The server refused to set mode/times (best effort unless strict).
+    pub setstat_error: Option<RemoteError>,
+}
+
+impl Upload {
+    /// An empty spool in `spool_dir`.
+    pub fn new(spool_dir: &Path, mode: u32, remote_exists: bool) -> io::Result<Arc<Upload>> {
+        let spool = tempfile_in(spool_dir)?;
+        Ok(Arc::new(Upload {
+            spool,
+            state: Mutex::new(UploadState {
+                size: 0,
+                dirty: false,
+                generation: 0,
+                remote_exists,
+                unlinked: false,
+                mode,
+                times: None,
+                handles: 0,
+                temp: None,
+                clean_upto: 0,
+                abandoned: Vec::new(),
+            }),
+            publishing: Mutex::new(()),
+        }))
+    }
+
+    pub fn state(&self) -> MutexGuard<'_, UploadState> {
+        lock(&self.state)
+    }
+
+    /// Fills the spool with the remote file's current content (open for
+    /// writing without O_TRUNC keeps the old bytes).
+    pub fn load_from(&self, remote: &dyn Remote, path: &[u8], limit: Option<u64>) -> RResult<()> {
+        let handle = remote.open(path, pflags::READ, &Attrs::default())?;
+        let mut offset = 0u64;
+        let result = loop {
+            let want = match limit {
+                Some(l) if offset >= l => break Ok(()),
+                Some(l) => (l - offset).min(UPLOAD_SLICE as u64) as u32,
+                None => UPLOAD_SLICE as u32,
+            };
+            match remote.read(&handle, offset, want) {
+                Ok(data) if data.is_empty() => break Ok(()),
+                Ok(data) => {
+                    if let Err(e) = self.spool.write_all_at(&data, offset) {
+                        break Err(RemoteError::Protocol(format!("spool write: {e}")));
+                    }
+                    offset += data.len() as u64;
+                    if (data.len() as u32) < want {
+                        break Ok(());
+                    }
+                }
+                Err(e) => break Err(e),
+            }
+        };
+        let _ = remote.close(&handle);
+        result?;
+        let mut st = self.state();
+        st.size = offset;
+        Ok(())
+    }
+
+    pub fn write_at(&self, offset: u64, data: &[u8]) -> io::Result<()> {
+        self.spool.write_all_at(data, offset)?;
+        let mut st = self.state();
+        st.size = st.size.max(offset + data.len() as u64);
+        st.dirty = true;
+        st.generation += 1;
+        st.clean_upto = st.clean_upto.min(offset);
+        Ok(())
+    }
+
+    pub fn read_at(&self, offset: u64, len: u32) -> io::Result<Vec<u8>> {
+        let size = self.state().size;
+        if offset >= size {
+            return Ok(Vec::new());
+        }
+        let len = (len as u64).min(size - offset) as usize;
+        let mut buf = vec![0u8; len];
+        let mut done = 0;
+        while done < len {
+            let n = self.spool.read_at(&mut buf[done..], offset + done as u64)?;
+            if n == 0 {
+                break;
+            }
+            done += n;
+        }
+        buf.truncate(done);
+        Ok(buf)
+    }
+
+    /// truncate(2)/O_TRUNC on the spool.
+    pub fn truncate(&self, size: u64) -> io::Result<()> {
+        self.spool.set_len(size)?;
+        let mut st = self.state();
+        st.size = size;
+        st.dirty = true;
+        st.generation += 1;
+        // A shorter file cannot be fixed by writing more: start the remote
+        // temp over at the next upload.
+        if size < st.clean_upto {
+            st.clean_upto = 0;
+            if let Some(temp) = st.temp.take() {
+                st.abandoned.push(temp);
+            }
+        }
+        Ok(())
+    }
+
+    /// Sends every byte not yet on the remote temp file (opening it when
+    /// needed) and returns the size and generation that were sent.
+    fn sync_temp(
+        &self,
+        remote: &dyn Remote,
+        naming: &TempNaming,
+        final_path: &[u8],
+    ) -> RResult<(Vec<u8>, Handle, u64, u64)> {
+        self.discard_abandoned(remote);
+        let (temp, from, size, generation, mode) = {
+            let st = self.state();
+            (st.temp.clone(), st.clean_upto, st.size, st.generation, st.mode)
+        };
+        let (temp_path, handle, from) = match temp {
+            Some((p, h)) => (p, h, from),
+            None => {
+                let p = naming.temp_path(final_path);
+                let attrs = Attrs {
+                    perm: Some(mode & 0o7777),
+                    ..Attrs::default()
+                };
+                let h = remote.open(
+                    &p,
+                    pflags::WRITE | pflags::CREAT | pflags::TRUNC | pflags::EXCL,
+                    &attrs,
+                )?;
+                self.state().temp = Some((p.clone(), h.clone()));
+                (p, h, 0)
+            }
+        };
+        let mut offset = from;
+        let mut buf = vec![0u8; UPLOAD_SLICE.min((size - from.min(size)) as usize)];
+        while offset < size {
+            let n = ((size - offset) as usize).min(UPLOAD_SLICE);
+            let chunk = &mut buf[..n];
+            self.spool
+                .read_exact_at(chunk, offset)
+                .map_err(|e| RemoteError::Protocol(format!("spool read: {e}")))?;
+            if let Err(e) = remote.write(&handle, offset, chunk) {
+                self.fail_temp(remote);
+                return Err(e);
+            }
+            offset += n as u64;
+        }
+        {
+            let mut st = self.state();
+            if st.generation == generation {
+                st.clean_upto = size;
+            }
+        }
+        Ok((temp_path, handle, size, generation))
+    }
+
+    /// The temp upload failed: drop it so the next attempt starts over.
+    fn fail_temp(&self, remote: &dyn Remote) {
+        let temp = {
+            let mut st = self.state();
+            st.clean_upto = 0;
+            st.temp.take()
+        };
+        if let Some((path, handle)) = temp {
+            let _ = remote.close(&handle);
+            let _ = remote.remove(&path);
+        }
+    }
+
+    fn discard_abandoned(&self, remote: &dyn Remote) {
+        let old = std::mem::take(&mut self.state().abandoned);
+        for (path, handle) in old {
+            let _ = remote.close(&handle);
+            let _ = remote.remove(&path);
+        }
+    }
+
+    /// fsync(): makes the bytes written so far durable on the server, in the
+    /// temp file (publishing here would show a partial file under the final
+    /// name).
+    pub fn sync(&self, remote: &dyn Remote, naming: &TempNaming, final_path: &[u8]) -> RResult<()> {
+        let _serial = lock(&self.publishing);
+        let (_, handle, _, _) = self.sync_temp(remote, naming, final_path)?;
+        match remote.fsync(&handle) {
+            Err(RemoteError::Unsupported(_)) => Ok(()),
+            other => other,
+        }
+    }
+
+    /// Uploads what is missing and renames the temp file over `final_path`.
+    /// On any failure nothing is left under the final name that was not
+    /// there before, and the error is returned for close() to report.
+    pub fn publish(
+        &self,
+        remote: &dyn Remote,
+        naming: &TempNaming,
+        final_path: &[u8],
+    ) -> RResult<Published> {
+        let _serial = lock(&self.publishing);
+        let (temp_path, handle, _size, generation) =
+            self.sync_temp(remote, naming, final_path)?;
+        let times = self.state().times;
+        let set = times.map(|t| Attrs {
+            atime_mtime: Some(t),
+            ..Attrs::default()
+        });
+        // The temp is consumed by the commit whatever its outcome.
+        self.state().temp = None;
+        match remote.commit(&handle, set.as_ref(), &temp_path, final_path) {
+            Ok(setstat_error) => {
+                let mut st = self.state();
+                st.clean_upto = 0;
+                st.remote_exists = true;
+                if st.generation == generation {
+                    st.dirty = false;
+                }
+                Ok(Published { setstat_error })
+            }
+            Err(e) => {
+                self.state().clean_upto = 0;
+                let _ = remote.remove(&temp_path);
+                Err(e)
+            }
+        }
+    }
+
+    /// The last handle is gone without a publish (unlinked file, or a
+    /// failed close): remove the remote temp file.
+    pub fn abandon(&self, remote: &dyn Remote) {
+        self.discard_abandoned(remote);
+        self.fail_temp(remote);
+    }
+}
+
+/// An anonymous file in `dir`: created and unlinked at once, so a crash
+/// leaves no spool behind.
+fn tempfile_in(dir: &Path) -> io::Result<File> {
+    std::fs::create_dir_all(dir)?;
+    let path_c = std::ffi::CString::new(std::os::unix::ffi::OsStrExt::as_bytes(dir.as_os_str()))
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "spool dir has a NUL"))?;
+    // SAFETY: O_TMPFILE open of a valid C string path; the fd is owned below.
+    let fd = unsafe {
+        libc::open(
+            path_c.as_ptr(),
+            libc::O_TMPFILE | libc::O_RDWR | libc::O_CLOEXEC,
+            0o600,
+        )
+    };
+    if fd >= 0 {
+        // SAFETY: fd is a fresh descriptor owned by nobody else.
+        return Ok(unsafe { std::os::fd::FromRawFd::from_raw_fd(fd) });
+    }
+    // Filesystems without O_TMPFILE: create a unique name and unlink it.
+    for _ in 0..16 {
+        let p = dir.join(format!("coupafs-spool-{}", temp_suffix()));
+        match std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(&p)
+        {
+            Ok(f) => {
+                let _ = std::fs::remove_file(&p);
+                return Ok(f);
+            }
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    Err(io::Error::other("cannot create a spool file"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn temp_names_are_recognised() {
+        let naming = TempNaming {
+            prefix: b".".to_vec(),
+            upload_dir: None,
+        };
+        let p = naming.temp_path(b"/root/Incoming/Invoices/inv_0001.csv");
+        let (dir, name) = split(&p);
+        assert_eq!(dir, b"/root/Incoming/Invoices");
+        assert!(name.starts_with(b".inv_0001.csv.coupafs-"), "{:?}", String::from_utf8_lossy(name));
+        assert!(is_temp_name(name));
+        assert!(!is_temp_name(b"inv_0001.csv"));
+        assert!(!is_temp_name(b"x.coupafs-zzzzzz"));
+        assert!(!is_temp_name(b".coupafs-"));
+        assert_ne!(naming.temp_path(b"/a/b"), naming.temp_path(b"/a/b"));
+    }
+
+    #[test]
+    fn upload_dir_stages_elsewhere() {
+        let naming = TempNaming {
+            prefix: Vec::new(),
+            upload_dir: Some(b"/root/staging".to_vec()),
+        };
+        let p = naming.temp_path(b"/root/Incoming/Invoices/a.csv");
+        assert!(p.starts_with(b"/root/staging/a.csv.coupafs-"));
+    }
+
+    #[test]
+    fn spool_tracks_size_dirty_and_reads_back() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let up = Upload::new(dir.path(), 0o644, false).expect("spool");
+        assert!(!up.state().dirty);
+        up.write_at(0, b"hello").expect("write");
+        up.write_at(10, b"world").expect("write");
+        assert_eq!(up.state().size, 15);
+        assert!(up.state().dirty);
+        assert_eq!(up.read_at(0, 100).expect("read"), b"hello\0\0\0\0\0world");
+        assert_eq!(up.read_at(12, 2).expect("read"), b"rl");
+        assert_eq!(up.read_at(15, 2).expect("read"), b"");
+        up.truncate(3).expect("truncate");
+        assert_eq!(up.read_at(0, 100).expect("read"), b"hel");
+        assert_eq!(std::fs::read_dir(dir.path()).expect("ls").count(), 0, "spool is anonymous");
+    }
+}
