@@ -25,10 +25,12 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+type Listing = (Arc<Vec<DirEntry>>, Instant);
+
 pub struct MetaCache {
     ttl: Duration,
     attrs: Mutex<LruCache<Vec<u8>, (Attrs, Instant)>>,
-    dirs: Mutex<LruCache<Vec<u8>, (Arc<Vec<DirEntry>>, Instant)>>,
+    dirs: Mutex<LruCache<Vec<u8>, Listing>>,
     negative: Mutex<LruCache<Vec<u8>, Instant>>,
 }
 
@@ -137,18 +139,30 @@ impl MetaCache {
         let under = |p: &Vec<u8>| p.starts_with(&prefix);
         for m in [&self.attrs] {
             let mut c = lock(m);
-            let keys: Vec<Vec<u8>> = c.iter().filter(|(k, _)| under(k)).map(|(k, _)| k.clone()).collect();
+            let keys: Vec<Vec<u8>> = c
+                .iter()
+                .filter(|(k, _)| under(k))
+                .map(|(k, _)| k.clone())
+                .collect();
             for k in keys {
                 c.pop(&k);
             }
         }
         let mut d = lock(&self.dirs);
-        let keys: Vec<Vec<u8>> = d.iter().filter(|(k, _)| under(k)).map(|(k, _)| k.clone()).collect();
+        let keys: Vec<Vec<u8>> = d
+            .iter()
+            .filter(|(k, _)| under(k))
+            .map(|(k, _)| k.clone())
+            .collect();
         for k in keys {
             d.pop(&k);
         }
         let mut n = lock(&self.negative);
-        let keys: Vec<Vec<u8>> = n.iter().filter(|(k, _)| under(k)).map(|(k, _)| k.clone()).collect();
+        let keys: Vec<Vec<u8>> = n
+            .iter()
+            .filter(|(k, _)| under(k))
+            .map(|(k, _)| k.clone())
+            .collect();
         for k in keys {
             n.pop(&k);
         }
@@ -196,7 +210,10 @@ mod tests {
         assert_eq!(c.attrs(b"Incoming/Invoices/x.csv"), Some(file(7)));
         assert!(c.dir(b"Incoming/Invoices").is_some());
         c.invalidate(b"Incoming/Invoices/y.csv");
-        assert!(c.dir(b"Incoming/Invoices").is_none(), "a change in the folder drops its listing");
+        assert!(
+            c.dir(b"Incoming/Invoices").is_none(),
+            "a change in the folder drops its listing"
+        );
         assert_eq!(c.attrs(b"Incoming/Invoices/x.csv"), Some(file(7)));
     }
 
@@ -232,6 +249,8 @@ mod tests {
             c.put_attrs(format!("f{i}").as_bytes(), file(i as u64));
         }
         assert_eq!(c.attrs(b"f0"), None, "oldest entry evicted");
-        assert!(c.attrs(format!("f{}", ATTR_CAPACITY + 9).as_bytes()).is_some());
+        assert!(c
+            .attrs(format!("f{}", ATTR_CAPACITY + 9).as_bytes())
+            .is_some());
     }
 }

@@ -511,9 +511,8 @@ fn verify_host_key(
         .map_err(|e| ConnectError::HostKey(e.to_string()))?;
     let file = &params.known_hosts;
     if file.exists() {
-        kh.read_file(file, KnownHostFileKind::OpenSSH).map_err(|e| {
-            ConnectError::HostKey(format!("cannot read {}: {e}", file.display()))
-        })?;
+        kh.read_file(file, KnownHostFileKind::OpenSSH)
+            .map_err(|e| ConnectError::HostKey(format!("cannot read {}: {e}", file.display())))?;
     }
     match kh.check_port(&params.host, params.port, key) {
         CheckResult::Match => Ok((fp, "known".into())),
@@ -559,10 +558,7 @@ fn verify_host_key(
                     .map_err(|e| {
                         ConnectError::HostKey(format!("cannot write {}: {e}", file.display()))
                     })?;
-                log::warn!(
-                    "added host key {fp} for {name} to {}",
-                    file.display()
-                );
+                log::warn!("added host key {fp} for {name} to {}", file.display());
                 Ok((fp, "added".into()))
             }
             HostKeyPolicy::No => {
@@ -822,7 +818,13 @@ impl IoThread {
     /// `dead_after` the connection is declared dead (ServerAliveInterval).
     fn send_probe(&mut self) {
         let id = self.shared.next_id.fetch_add(1, Ordering::Relaxed);
-        sftp::encode_request(id, &Request::Realpath { path: b".".to_vec() }, &mut self.out);
+        sftp::encode_request(
+            id,
+            &Request::Realpath {
+                path: b".".to_vec(),
+            },
+            &mut self.out,
+        );
         self.shared.in_flight.fetch_add(1, Ordering::Relaxed);
         self.pending.insert(id, Box::new(|_| {}));
         self.last_progress = Instant::now();
@@ -1026,9 +1028,11 @@ impl Pool {
             st.connecting = true;
             drop(st);
             let mut params = self.params.clone();
-            params.connect_timeout = params
-                .connect_timeout
-                .min(deadline.saturating_duration_since(now).max(Duration::from_secs(1)));
+            params.connect_timeout = params.connect_timeout.min(
+                deadline
+                    .saturating_duration_since(now)
+                    .max(Duration::from_secs(1)),
+            );
             let result = Connection::connect(&params);
             st = lock(&slot.state);
             st.connecting = false;

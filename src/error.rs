@@ -156,12 +156,18 @@ mod tests {
 
     #[test]
     fn status_codes_map_per_operation() {
-        assert_eq!(remote_errno(Op::Lookup, &st(status::NO_SUCH_FILE)), libc::ENOENT);
+        assert_eq!(
+            remote_errno(Op::Lookup, &st(status::NO_SUCH_FILE)),
+            libc::ENOENT
+        );
         assert_eq!(
             remote_errno(Op::Open, &st(status::PERMISSION_DENIED)),
             libc::EACCES
         );
-        assert_eq!(remote_errno(Op::Rmdir, &st(status::FAILURE)), libc::ENOTEMPTY);
+        assert_eq!(
+            remote_errno(Op::Rmdir, &st(status::FAILURE)),
+            libc::ENOTEMPTY
+        );
         assert_eq!(remote_errno(Op::Mkdir, &st(status::FAILURE)), libc::EEXIST);
         assert_eq!(remote_errno(Op::Write, &st(status::FAILURE)), libc::ENOSPC);
         assert_eq!(remote_errno(Op::Flush, &st(status::FAILURE)), libc::ENOSPC);

@@ -100,7 +100,6 @@ enum OpenFile {
 }
 
 struct HandleEntry {
-    ino: u64,
     file: OpenFile,
 }
 
@@ -192,14 +191,24 @@ impl<R: Remote> Fs<R> {
         let name = name.as_bytes();
         let parent_path = self.path_of(op, parent)?;
         if name.is_empty() || name.contains(&b'/') || name == b"." || name == b".." {
-            return Err(FsError::new(op, show(&parent_path), libc::EINVAL, "bad name"));
+            return Err(FsError::new(
+                op,
+                show(&parent_path),
+                libc::EINVAL,
+                "bad name",
+            ));
         }
         Ok(join(&parent_path, name))
     }
 
     fn deny_read_only(&self, op: Op, path: &[u8]) -> FsResult<()> {
         if self.cfg.read_only {
-            Err(FsError::new(op, show(path), libc::EROFS, "mounted read-only"))
+            Err(FsError::new(
+                op,
+                show(path),
+                libc::EROFS,
+                "mounted read-only",
+            ))
         } else {
             Ok(())
         }
@@ -284,7 +293,12 @@ impl<R: Remote> Fs<R> {
     pub fn lookup(&self, parent: u64, name: &OsStr) -> FsResult<Stat> {
         let path = self.child_path(Op::Lookup, parent, name)?;
         if is_temp_name(name.as_bytes()) {
-            return Err(FsError::new(Op::Lookup, show(&path), libc::ENOENT, "temp name hidden"));
+            return Err(FsError::new(
+                Op::Lookup,
+                show(&path),
+                libc::ENOENT,
+                "temp name hidden",
+            ));
         }
         let known = lock(&self.inodes).ino_of(&path);
         if let Some(ino) = known {
@@ -321,8 +335,7 @@ impl<R: Remote> Fs<R> {
             // `cp -p`, `tar x` and `rsync -a` run as root succeed.
             log::debug!("chown {} ignored (server owns all files)", show(&path));
         }
-        if set.mode.is_none() && set.size.is_none() && set.atime.is_none() && set.mtime.is_none()
-        {
+        if set.mode.is_none() && set.size.is_none() && set.atime.is_none() && set.mtime.is_none() {
             return self.getattr(ino);
         }
         self.deny_read_only(Op::Setattr, &path)?;
@@ -508,7 +521,12 @@ impl<R: Remote> Fs<R> {
         let to = self.child_path(Op::Rename, new_parent, new_name)?;
         self.deny_read_only(Op::Rename, &from)?;
         if is_temp_name(new_name.as_bytes()) {
-            return Err(FsError::new(Op::Rename, show(&to), libc::EINVAL, "reserved temp name"));
+            return Err(FsError::new(
+                Op::Rename,
+                show(&to),
+                libc::EINVAL,
+                "reserved temp name",
+            ));
         }
         let ino = lock(&self.inodes).ino_of(&from);
         let upload = ino.and_then(|i| self.upload_of(i));
@@ -523,14 +541,20 @@ impl<R: Remote> Fs<R> {
                 self.remote.rename(&rf, &rt)
             };
             if let Err(e) = result {
-                let mut err = FsError::remote(Op::Rename, format!("{} -> {}", show(&from), show(&to)), &e);
+                let mut err =
+                    FsError::remote(Op::Rename, format!("{} -> {}", show(&from), show(&to)), &e);
                 if noreplace && e.status_code() == Some(crate::sftp::status::FAILURE) {
                     err.errno = libc::EEXIST;
                 }
                 return Err(err);
             }
         } else if noreplace && self.fetch_attrs(Op::Rename, &to).is_ok() {
-            return Err(FsError::new(Op::Rename, show(&to), libc::EEXIST, "target exists"));
+            return Err(FsError::new(
+                Op::Rename,
+                show(&to),
+                libc::EEXIST,
+                "target exists",
+            ));
         }
         // A file still being written and never published moves locally: its
         // upload will be published under the new name at close.
@@ -584,7 +608,7 @@ impl<R: Remote> Fs<R> {
             }
         };
         let fh = self.new_fh();
-        lock(&self.handles).insert(fh, Arc::new(HandleEntry { ino, file }));
+        lock(&self.handles).insert(fh, Arc::new(HandleEntry { file }));
         Ok(fh)
     }
 
@@ -619,17 +643,33 @@ impl<R: Remote> Fs<R> {
 
     /// create(2): the file exists only locally (and as a remote temp file)
     /// until its first close publishes it.
-    pub fn create(&self, parent: u64, name: &OsStr, mode: u32, flags: i32) -> FsResult<(Stat, u64)> {
+    pub fn create(
+        &self,
+        parent: u64,
+        name: &OsStr,
+        mode: u32,
+        flags: i32,
+    ) -> FsResult<(Stat, u64)> {
         let path = self.child_path(Op::Create, parent, name)?;
         self.deny_read_only(Op::Create, &path)?;
         if is_temp_name(name.as_bytes()) {
-            return Err(FsError::new(Op::Create, show(&path), libc::EINVAL, "reserved temp name"));
+            return Err(FsError::new(
+                Op::Create,
+                show(&path),
+                libc::EINVAL,
+                "reserved temp name",
+            ));
         }
         let mut remote_exists = false;
         if flags & libc::O_EXCL != 0 {
             match self.remote.lstat(&self.remote_path(&path)) {
                 Ok(_) => {
-                    return Err(FsError::new(Op::Create, show(&path), libc::EEXIST, "exists on server"))
+                    return Err(FsError::new(
+                        Op::Create,
+                        show(&path),
+                        libc::EEXIST,
+                        "exists on server",
+                    ))
                 }
                 Err(e) if e.is_no_such_file() => {}
                 Err(e) => return Err(FsError::remote(Op::Create, show(&path), &e)),
@@ -637,8 +677,12 @@ impl<R: Remote> Fs<R> {
         } else if self.cache.attrs(&path).is_some() {
             remote_exists = true;
         }
-        let up = Upload::new(&self.cfg.spool_dir, libc::S_IFREG | (mode & 0o7777), remote_exists)
-            .map_err(|e| FsError::local(Op::Create, show(&path), &e))?;
+        let up = Upload::new(
+            &self.cfg.spool_dir,
+            libc::S_IFREG | (mode & 0o7777),
+            remote_exists,
+        )
+        .map_err(|e| FsError::local(Op::Create, show(&path), &e))?;
         // Creating publishes even an empty file at close.
         up.truncate(0)
             .map_err(|e| FsError::local(Op::Create, show(&path), &e))?;
@@ -652,7 +696,6 @@ impl<R: Remote> Fs<R> {
         lock(&self.handles).insert(
             fh,
             Arc::new(HandleEntry {
-                ino,
                 file: OpenFile::Upload {
                     upload: up.clone(),
                     append: flags & libc::O_APPEND != 0,
@@ -719,11 +762,7 @@ impl<R: Remote> Fs<R> {
         let entry = self.handle(Op::Write, fh)?;
         match &entry.file {
             OpenFile::Upload { upload, append } => {
-                let offset = if *append {
-                    upload.state().size
-                } else {
-                    offset
-                };
+                let offset = if *append { upload.state().size } else { offset };
                 upload
                     .write_at(offset, data)
                     .map_err(|e| FsError::local(Op::Write, format!("inode {ino}"), &e))?;
@@ -807,7 +846,11 @@ impl<R: Remote> Fs<R> {
             }
             let path = self.path_of(Op::Fsync, ino)?;
             upload
-                .sync(self.remote.as_ref(), &self.cfg.naming, &self.remote_path(&path))
+                .sync(
+                    self.remote.as_ref(),
+                    &self.cfg.naming,
+                    &self.remote_path(&path),
+                )
                 .map_err(|e| FsError::remote(Op::Fsync, show(&path), &e))?;
         }
         Ok(())
@@ -895,18 +938,17 @@ impl<R: Remote> Fs<R> {
         Ok(fh)
     }
 
-    /// Entries from `offset` on. With `plus`, each returned entry counts a
-    /// kernel lookup (readdirplus), so it gets a real inode.
-    pub fn readdir(&self, ino: u64, fh: u64, offset: u64) -> FsResult<Arc<Vec<DirItem>>> {
-        let _ = ino;
-        lock(&self.dir_handles)
-            .get(&fh)
-            .cloned()
-            .ok_or_else(|| FsError::new(Op::Readdir, format!("handle {fh}"), libc::EBADF, "unknown handle"))
-            .map(|items| {
-                let _ = offset;
-                items
-            })
+    /// The listing snapshot taken at opendir; the adapter serves it from
+    /// the kernel's offset on.
+    pub fn readdir(&self, fh: u64) -> FsResult<Arc<Vec<DirItem>>> {
+        lock(&self.dir_handles).get(&fh).cloned().ok_or_else(|| {
+            FsError::new(
+                Op::Readdir,
+                format!("handle {fh}"),
+                libc::EBADF,
+                "unknown handle",
+            )
+        })
     }
 
     /// readdirplus hands the kernel a reference per entry: count it.
@@ -996,11 +1038,15 @@ impl<R: Remote> Fs<R> {
 }
 
 /// Keeps a symlink target inside the mount (like sshfs `transform_symlinks`
-/// + `contain_symlinks`): an absolute target under the remote root becomes
+/// and `contain_symlinks`): an absolute target under the remote root becomes
 /// relative; one that leaves the root, or climbs out with `..`, is
 /// neutralised so a root job cannot be led to write outside the mount.
 pub fn contain_symlink(link_rel: &[u8], target: &[u8], remote_root: &[u8]) -> Vec<u8> {
-    let depth = split(link_rel).0.split(|&b| b == b'/').filter(|c| !c.is_empty()).count();
+    let depth = split(link_rel)
+        .0
+        .split(|&b| b == b'/')
+        .filter(|c| !c.is_empty())
+        .count();
     let up = |n: usize| -> Vec<u8> {
         let mut v = Vec::new();
         for _ in 0..n {
@@ -1028,7 +1074,10 @@ pub fn contain_symlink(link_rel: &[u8], target: &[u8], remote_root: &[u8]) -> Ve
         Some(parts)
     };
     if target.starts_with(b"/") {
-        let root: Vec<&[u8]> = remote_root.split(|&b| b == b'/').filter(|c| !c.is_empty()).collect();
+        let root: Vec<&[u8]> = remote_root
+            .split(|&b| b == b'/')
+            .filter(|c| !c.is_empty())
+            .collect();
         let Some(abs) = normalise(Vec::new(), target) else {
             return blocked();
         };

@@ -12,8 +12,8 @@ use std::time::SystemTime;
 use fuser::{
     Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation, INodeNo, InitFlags,
     KernelConfig, LockOwner, OpenFlags, RenameFlags, ReplyAttr, ReplyCreate, ReplyData,
-    ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs,
-    ReplyWrite, Request, TimeOrNow, WriteFlags,
+    ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs, ReplyWrite,
+    Request, TimeOrNow, WriteFlags,
 };
 
 use crate::error::FsError;
@@ -183,7 +183,10 @@ impl<R: Remote> Filesystem for FuseAdapter<R> {
         target: &Path,
         reply: ReplyEntry,
     ) {
-        match self.fs.symlink(parent.0, link_name, target.as_os_str().as_bytes()) {
+        match self
+            .fs
+            .symlink(parent.0, link_name, target.as_os_str().as_bytes())
+        {
             Ok(s) => reply.entry(&self.fs.ttl(), &attr(&s), Generation(0)),
             Err(e) => reply.error(errno(&e)),
         }
@@ -199,13 +202,17 @@ impl<R: Remote> Filesystem for FuseAdapter<R> {
         flags: RenameFlags,
         reply: ReplyEmpty,
     ) {
-        if flags.contains(RenameFlags::RENAME_EXCHANGE) || flags.contains(RenameFlags::RENAME_WHITEOUT)
+        if flags.contains(RenameFlags::RENAME_EXCHANGE)
+            || flags.contains(RenameFlags::RENAME_WHITEOUT)
         {
             reply.error(Errno::from_i32(libc::EINVAL));
             return;
         }
         let noreplace = flags.contains(RenameFlags::RENAME_NOREPLACE);
-        match self.fs.rename(parent.0, name, newparent.0, newname, noreplace) {
+        match self
+            .fs
+            .rename(parent.0, name, newparent.0, newname, noreplace)
+        {
             Ok(()) => reply.ok(),
             Err(e) => reply.error(errno(&e)),
         }
@@ -326,7 +333,7 @@ impl<R: Remote> Filesystem for FuseAdapter<R> {
         offset: u64,
         mut reply: ReplyDirectory,
     ) {
-        let items = match self.fs.readdir(ino.0, fh.0, offset) {
+        let items = match self.fs.readdir(fh.0) {
             Ok(items) => items,
             Err(e) => return reply.error(errno(&e)),
         };
@@ -348,7 +355,7 @@ impl<R: Remote> Filesystem for FuseAdapter<R> {
         offset: u64,
         mut reply: ReplyDirectoryPlus,
     ) {
-        let items = match self.fs.readdir(ino.0, fh.0, offset) {
+        let items = match self.fs.readdir(fh.0) {
             Ok(items) => items,
             Err(e) => return reply.error(errno(&e)),
         };
@@ -358,7 +365,14 @@ impl<R: Remote> Filesystem for FuseAdapter<R> {
             let mut stat = item.stat;
             stat.ino = child;
             let name = OsStr::from_bytes(&item.name);
-            if reply.add(INodeNo(child), (i + 1) as u64, name, &ttl, &attr(&stat), Generation(0)) {
+            if reply.add(
+                INodeNo(child),
+                (i + 1) as u64,
+                name,
+                &ttl,
+                &attr(&stat),
+                Generation(0),
+            ) {
                 // Buffer full: the kernel took no reference to this entry.
                 if item.name != b"." && item.name != b".." {
                     self.fs.forget(child, 1);

@@ -177,8 +177,14 @@ mod tests {
     #[test]
     fn join_and_split_handle_the_root() {
         assert_eq!(join(b"", b"Incoming"), b"Incoming".to_vec());
-        assert_eq!(join(b"Incoming", b"Invoices"), b"Incoming/Invoices".to_vec());
-        assert_eq!(split(b"Incoming/Invoices/a.csv"), (&b"Incoming/Invoices"[..], &b"a.csv"[..]));
+        assert_eq!(
+            join(b"Incoming", b"Invoices"),
+            b"Incoming/Invoices".to_vec()
+        );
+        assert_eq!(
+            split(b"Incoming/Invoices/a.csv"),
+            (&b"Incoming/Invoices"[..], &b"a.csv"[..])
+        );
         assert_eq!(split(b"top"), (&b""[..], &b"top"[..]));
     }
 

@@ -4,17 +4,6 @@
 //! (daemon mode) before any thread exists, then connect and mount in the
 //! child, and let the parent exit only once the mount is live or has failed.
 
-mod cache;
-mod cli;
-mod conn;
-mod error;
-mod fs;
-mod fuse;
-mod inode;
-mod remote;
-mod sftp;
-mod upload;
-
 use std::io::{Read, Write};
 use std::os::fd::{FromRawFd, OwnedFd};
 use std::os::unix::fs::PermissionsExt;
@@ -23,8 +12,9 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
-use cli::{Invocation, MountOptions};
-use conn::{ConnectParams, Pool, Secret};
+use coupafs::cli::{self, Invocation, MountOptions};
+use coupafs::conn::{self, ConnectParams, Pool, Secret};
+use coupafs::{fs, fuse, remote, upload};
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().collect();
@@ -146,7 +136,8 @@ pub fn connect_params(opts: &MountOptions) -> Result<ConnectParams, String> {
         Some(p) => Some(read_secret_file(&absolute(p), "passphrase")?),
         None => None,
     };
-    let mut identity_files: Vec<PathBuf> = opts.identity_files.iter().map(|p| absolute(p)).collect();
+    let mut identity_files: Vec<PathBuf> =
+        opts.identity_files.iter().map(|p| absolute(p)).collect();
     if identity_files.is_empty() {
         if let Some(h) = &home {
             identity_files = conn::default_identity_files(h);
@@ -162,11 +153,7 @@ pub fn connect_params(opts: &MountOptions) -> Result<ConnectParams, String> {
     Ok(ConnectParams {
         host: opts.target.host.clone(),
         port: opts.port,
-        user: opts
-            .target
-            .user
-            .clone()
-            .unwrap_or_else(local_user_name),
+        user: opts.target.user.clone().unwrap_or_else(local_user_name),
         identity_files,
         password,
         passphrase,
@@ -208,7 +195,8 @@ fn daemonize() -> Result<StartupPipe, String> {
         return Err(format!("pipe: {}", std::io::Error::last_os_error()));
     }
     // SAFETY: both fds are fresh and owned here.
-    let (read_end, write_end) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+    let (read_end, write_end) =
+        unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
     // SAFETY: no threads exist yet (called before connecting or mounting).
     match unsafe { libc::fork() } {
         -1 => Err(format!("fork: {}", std::io::Error::last_os_error())),
@@ -257,7 +245,12 @@ fn run_mount(opts: MountOptions) -> Result<(), String> {
     let mountpoint = absolute(&opts.mountpoint);
     match std::fs::metadata(&mountpoint) {
         Ok(m) if m.is_dir() => {}
-        Ok(_) => return Err(format!("mountpoint {} is not a directory", mountpoint.display())),
+        Ok(_) => {
+            return Err(format!(
+                "mountpoint {} is not a directory",
+                mountpoint.display()
+            ))
+        }
         Err(e) => return Err(format!("mountpoint {}: {e}", mountpoint.display())),
     }
     let params = connect_params(&opts)?;
@@ -300,7 +293,11 @@ fn mount_and_serve(
         first.info.host_key_fingerprint,
         first.info.host_key_status
     );
-    let remote = Arc::new(remote::SftpRemote::new(pool.clone(), &first, opts.op_timeout));
+    let remote = Arc::new(remote::SftpRemote::new(
+        pool.clone(),
+        &first,
+        opts.op_timeout,
+    ));
     drop(first);
     let remote_root = resolve_root(remote.as_ref(), &opts.target.remote_dir)?;
 
@@ -308,7 +305,9 @@ fn mount_and_serve(
         .spool_dir
         .clone()
         .map(|p| absolute(&p))
-        .unwrap_or_else(|| std::env::temp_dir().join(format!("coupafs-spool-{}", unsafe { libc::getuid() })));
+        .unwrap_or_else(|| {
+            std::env::temp_dir().join(format!("coupafs-spool-{}", unsafe { libc::getuid() }))
+        });
     std::fs::create_dir_all(&spool_dir)
         .map_err(|e| format!("spool dir {}: {e}", spool_dir.display()))?;
     let _ = std::fs::set_permissions(&spool_dir, std::fs::Permissions::from_mode(0o700));
@@ -366,7 +365,9 @@ fn mount_and_serve(
         config.mount_options.push(fuser::MountOption::RO);
     }
     if opts.default_permissions {
-        config.mount_options.push(fuser::MountOption::DefaultPermissions);
+        config
+            .mount_options
+            .push(fuser::MountOption::DefaultPermissions);
     }
     config.acl = if opts.allow_other {
         fuser::SessionACL::All
@@ -377,8 +378,12 @@ fn mount_and_serve(
     };
     config.n_threads = Some(opts.threads.max(1));
 
-    let session = fuser::Session::new(fuse::FuseAdapter::new(filesystem.clone()), mountpoint, &config)
-        .map_err(|e| format!("cannot mount on {}: {e}", mountpoint.display()))?;
+    let session = fuser::Session::new(
+        fuse::FuseAdapter::new(filesystem.clone()),
+        mountpoint,
+        &config,
+    )
+    .map_err(|e| format!("cannot mount on {}: {e}", mountpoint.display()))?;
     let background = session
         .spawn()
         .map_err(|e| format!("cannot start the FUSE session: {e}"))?;

@@ -276,14 +276,24 @@ impl Remote for SftpRemote {
     fn lstat(&self, path: &[u8]) -> RResult<Attrs> {
         expect_attrs(
             "LSTAT",
-            self.call(&Request::Lstat { path: path.to_vec() }, true)?,
+            self.call(
+                &Request::Lstat {
+                    path: path.to_vec(),
+                },
+                true,
+            )?,
         )
     }
 
     fn stat(&self, path: &[u8]) -> RResult<Attrs> {
         expect_attrs(
             "STAT",
-            self.call(&Request::Stat { path: path.to_vec() }, true)?,
+            self.call(
+                &Request::Stat {
+                    path: path.to_vec(),
+                },
+                true,
+            )?,
         )
     }
 
@@ -475,7 +485,13 @@ impl Remote for SftpRemote {
     }
 
     fn remove(&self, path: &[u8]) -> RResult<()> {
-        self.extended_ok(&Request::Remove { path: path.to_vec() }, false, "REMOVE")
+        self.extended_ok(
+            &Request::Remove {
+                path: path.to_vec(),
+            },
+            false,
+            "REMOVE",
+        )
     }
 
     fn mkdir(&self, path: &[u8], attrs: &Attrs) -> RResult<()> {
@@ -490,7 +506,13 @@ impl Remote for SftpRemote {
     }
 
     fn rmdir(&self, path: &[u8]) -> RResult<()> {
-        self.extended_ok(&Request::Rmdir { path: path.to_vec() }, false, "RMDIR")
+        self.extended_ok(
+            &Request::Rmdir {
+                path: path.to_vec(),
+            },
+            false,
+            "RMDIR",
+        )
     }
 
     fn rename(&self, from: &[u8], to: &[u8]) -> RResult<()> {
@@ -513,9 +535,7 @@ impl Remote for SftpRemote {
                     return Err(status_err(status::FAILURE, "rename failed".into()));
                 }
                 let mut aside = to.to_vec();
-                aside.extend_from_slice(
-                    format!(".coupafs-old-{}", std::process::id()).as_bytes(),
-                );
+                aside.extend_from_slice(format!(".coupafs-old-{}", std::process::id()).as_bytes());
                 self.rename_noreplace(to, &aside)?;
                 match self.rename_noreplace(from, to) {
                     Ok(()) => {
@@ -546,7 +566,12 @@ impl Remote for SftpRemote {
     fn readlink(&self, path: &[u8]) -> RResult<Vec<u8>> {
         expect_single_name(
             "READLINK",
-            self.call(&Request::Readlink { path: path.to_vec() }, true)?,
+            self.call(
+                &Request::Readlink {
+                    path: path.to_vec(),
+                },
+                true,
+            )?,
         )
     }
 
@@ -579,7 +604,12 @@ impl Remote for SftpRemote {
         if !self.caps.statvfs {
             return Err(RemoteError::Unsupported(ext::STATVFS));
         }
-        match self.call(&Request::Statvfs { path: path.to_vec() }, true)? {
+        match self.call(
+            &Request::Statvfs {
+                path: path.to_vec(),
+            },
+            true,
+        )? {
             Response::ExtendedReply(data) => {
                 sftp::decode_statvfs(&data).map_err(|e| RemoteError::Protocol(e.to_string()))
             }
@@ -591,14 +621,21 @@ impl Remote for SftpRemote {
     fn realpath(&self, path: &[u8]) -> RResult<Vec<u8>> {
         expect_single_name(
             "REALPATH",
-            self.call(&Request::Realpath { path: path.to_vec() }, true)?,
+            self.call(
+                &Request::Realpath {
+                    path: path.to_vec(),
+                },
+                true,
+            )?,
         )
     }
 }
 
 /// OPENDIR, READDIR with several requests in flight until EOF, CLOSE.
 fn read_dir_on(conn: &Connection, path: &[u8]) -> RResult<Vec<DirEntry>> {
-    let handle = match conn.call(&Request::Opendir { path: path.to_vec() })? {
+    let handle = match conn.call(&Request::Opendir {
+        path: path.to_vec(),
+    })? {
         Response::Handle(h) => h,
         Response::Status { code, message } => return Err(status_err(code, message)),
         other => return Err(unexpected("OPENDIR", &other)),

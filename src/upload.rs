@@ -243,7 +243,13 @@ impl Upload {
         self.discard_abandoned(remote);
         let (temp, from, size, generation, mode) = {
             let st = self.state();
-            (st.temp.clone(), st.clean_upto, st.size, st.generation, st.mode)
+            (
+                st.temp.clone(),
+                st.clean_upto,
+                st.size,
+                st.generation,
+                st.mode,
+            )
         };
         let (temp_path, handle, from) = match temp {
             Some((p, h)) => (p, h, from),
@@ -328,8 +334,7 @@ impl Upload {
         final_path: &[u8],
     ) -> RResult<Published> {
         let _serial = lock(&self.publishing);
-        let (temp_path, handle, _size, generation) =
-            self.sync_temp(remote, naming, final_path)?;
+        let (temp_path, handle, _size, generation) = self.sync_temp(remote, naming, final_path)?;
         let times = self.state().times;
         let set = times.map(|t| Attrs {
             atime_mtime: Some(t),
@@ -414,7 +419,11 @@ mod tests {
         let p = naming.temp_path(b"/root/Incoming/Invoices/inv_0001.csv");
         let (dir, name) = split(&p);
         assert_eq!(dir, b"/root/Incoming/Invoices");
-        assert!(name.starts_with(b".inv_0001.csv.coupafs-"), "{:?}", String::from_utf8_lossy(name));
+        assert!(
+            name.starts_with(b".inv_0001.csv.coupafs-"),
+            "{:?}",
+            String::from_utf8_lossy(name)
+        );
         assert!(is_temp_name(name));
         assert!(!is_temp_name(b"inv_0001.csv"));
         assert!(!is_temp_name(b"x.coupafs-zzzzzz"));
@@ -446,6 +455,10 @@ mod tests {
         assert_eq!(up.read_at(15, 2).expect("read"), b"");
         up.truncate(3).expect("truncate");
         assert_eq!(up.read_at(0, 100).expect("read"), b"hel");
-        assert_eq!(std::fs::read_dir(dir.path()).expect("ls").count(), 0, "spool is anonymous");
+        assert_eq!(
+            std::fs::read_dir(dir.path()).expect("ls").count(),
+            0,
+            "spool is anonymous"
+        );
     }
 }

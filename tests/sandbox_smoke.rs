@@ -52,7 +52,8 @@ fn sftp_cmd(sb: &Sandbox, batch: bool, extra: &[&str]) -> Command {
     if batch {
         cmd.args(["-b", "-"]);
     }
-    cmd.args(extra).args(["-F", "/dev/null", "-i"])
+    cmd.args(extra)
+        .args(["-F", "/dev/null", "-i"])
         .arg(&sb.key)
         .arg("-o")
         .arg(format!("UserKnownHostsFile={}", sb.known_hosts.display()))
@@ -105,7 +106,11 @@ fn show(out: &Output) -> String {
 fn sandbox_serves_standard_tree_over_sftp() {
     let sb = Sandbox::start();
     assert_eq!(sb.user, "coupasftp");
-    assert!(sb.root.is_absolute(), "ROOT must be absolute: {:?}", sb.root);
+    assert!(
+        sb.root.is_absolute(),
+        "ROOT must be absolute: {:?}",
+        sb.root
+    );
     TcpStream::connect(("127.0.0.1", sb.port)).expect("sandbox port accepts TCP");
     assert!(sb.is_running());
 
@@ -113,7 +118,10 @@ fn sandbox_serves_standard_tree_over_sftp() {
     for f in [&sb.key, &sb.known_hosts, &sb.password_file] {
         assert!(f.is_file(), "{} missing", f.display());
     }
-    let mode = fs::metadata(&sb.password_file).unwrap().permissions().mode();
+    let mode = fs::metadata(&sb.password_file)
+        .unwrap()
+        .permissions()
+        .mode();
     assert_eq!(mode & 0o777, 0o600, "password file mode");
     assert!(!sb.password().is_empty());
     let kh = fs::read_to_string(&sb.known_hosts).unwrap();
@@ -134,7 +142,11 @@ fn sandbox_serves_standard_tree_over_sftp() {
         sb.root.join("Archive/Incoming"),
     ];
     dirs.extend(INCOMING.iter().map(|d| sb.root.join("Incoming").join(d)));
-    dirs.extend(INCOMING.iter().map(|d| sb.root.join("Archive/Incoming").join(d)));
+    dirs.extend(
+        INCOMING
+            .iter()
+            .map(|d| sb.root.join("Archive/Incoming").join(d)),
+    );
     dirs.extend(OUTGOING.iter().map(|d| sb.root.join("Outgoing").join(d)));
     for d in &dirs {
         let md = fs::metadata(d).unwrap_or_else(|e| panic!("{}: {e}", d.display()));
@@ -213,25 +225,41 @@ fn sandbox_accepts_password_and_rejects_wrong_one() {
             ],
         );
         cmd.env("SSH_ASKPASS", &askpass)
-        .env("SSH_ASKPASS_REQUIRE", "force")
-        .env_remove("DISPLAY");
+            .env("SSH_ASKPASS_REQUIRE", "force")
+            .env_remove("DISPLAY");
         run_with_stdin(cmd, &format!("ls -1 {}/Outgoing\nbye\n", sb.root.display()))
     };
 
     let out = login(&sb.password_file);
-    assert!(out.status.success(), "password login failed:\n{}", show(&out));
+    assert!(
+        out.status.success(),
+        "password login failed:\n{}",
+        show(&out)
+    );
     assert!(
         String::from_utf8_lossy(&out.stdout).contains("PurchaseOrders"),
         "{}",
         show(&out)
     );
-    assert!(sb.log().contains("Accepted password for coupasftp"), "{}", sb.log());
+    assert!(
+        sb.log().contains("Accepted password for coupasftp"),
+        "{}",
+        sb.log()
+    );
 
     let wrong = work.path().join("wrong");
     fs::write(&wrong, "not-the-password\n").unwrap();
     let out = login(&wrong);
-    assert!(!out.status.success(), "wrong password accepted:\n{}", show(&out));
-    assert!(sb.log().contains("Failed password for coupasftp"), "{}", sb.log());
+    assert!(
+        !out.status.success(),
+        "wrong password accepted:\n{}",
+        show(&out)
+    );
+    assert!(
+        sb.log().contains("Failed password for coupasftp"),
+        "{}",
+        sb.log()
+    );
 }
 
 /// Spawns an interactive-less `sftp -b -` that stays connected while its stdin
@@ -293,8 +321,8 @@ fn kill_sessions_drops_connected_clients() {
     assert!(!pids.contains(&sb.pid()), "listener counted as a session");
 
     sb.kill_sessions();
-    let status = wait_for_client_death(&mut client)
-        .expect("sftp client still running after kill_sessions");
+    let status =
+        wait_for_client_death(&mut client).expect("sftp client still running after kill_sessions");
     assert!(!status.success(), "sftp should fail when its session dies");
     assert!(
         wait_until(Duration::from_secs(5), || sb.session_pids().is_empty()),
@@ -312,16 +340,16 @@ fn kill_sessions_drops_connected_clients() {
 fn stop_and_restart_keep_port_keys_and_tree() {
     let sb = Sandbox::start();
     let marker = sb.root.join("Incoming/Users/marker.csv");
-    let out = sftp_batch(
-        &sb,
-        &format!("put /etc/hostname {}\n", marker.display()),
-    );
+    let out = sftp_batch(&sb, &format!("put /etc/hostname {}\n", marker.display()));
     assert!(out.status.success(), "{}", show(&out));
     let (mut client, _out) = held_sftp(&sb);
     let old_pid = sb.pid();
 
     sb.stop();
-    assert!(!common::pid_alive(old_pid), "listener still alive after stop");
+    assert!(
+        !common::pid_alive(old_pid),
+        "listener still alive after stop"
+    );
     assert!(!port_accepts(sb.port), "port still open after stop");
     wait_for_client_death(&mut client).expect("connected client survived stop");
 

@@ -60,8 +60,7 @@ pub fn traversable_tempdir(prefix: &str) -> TempDir {
         .prefix(prefix)
         .tempdir_in("/tmp")
         .expect("create temp dir under /tmp");
-    fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o755))
-        .expect("chmod 755 temp dir");
+    fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o755)).expect("chmod 755 temp dir");
     dir
 }
 
@@ -91,7 +90,10 @@ pub fn descendants(root: u32) -> Vec<u32> {
     let mut children: HashMap<u32, Vec<u32>> = HashMap::new();
     if let Ok(entries) = fs::read_dir("/proc") {
         for entry in entries.flatten() {
-            let Some(pid) = entry.file_name().to_str().and_then(|s| s.parse::<u32>().ok())
+            let Some(pid) = entry
+                .file_name()
+                .to_str()
+                .and_then(|s| s.parse::<u32>().ok())
             else {
                 continue;
             };
@@ -197,7 +199,9 @@ impl Sandbox {
                 Ok(kv) => {
                     let get = |k: &str| -> String {
                         kv.get(k)
-                            .unwrap_or_else(|| panic!("sandbox-server.sh start printed no {k}= line: {kv:?}"))
+                            .unwrap_or_else(|| {
+                                panic!("sandbox-server.sh start printed no {k}= line: {kv:?}")
+                            })
                             .clone()
                     };
                     let printed_port: u16 = get("PORT").parse().expect("PORT is a number");
@@ -585,7 +589,10 @@ fn unescape_mountinfo(s: &str) -> String {
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
     while i < b.len() {
-        if b[i] == b'\\' && i + 3 < b.len() && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c)) {
+        if b[i] == b'\\'
+            && i + 3 < b.len()
+            && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c))
+        {
             let v = (b[i + 1] - b'0') * 64 + (b[i + 2] - b'0') * 8 + (b[i + 3] - b'0');
             out.push(v);
             i += 4;

@@ -1,0 +1,18 @@
+//! coupafs: a FUSE filesystem that mounts a Coupa SFTP exchange.
+//!
+//! Layers, each depending only on those after it:
+//! `fuse` (fuser adapter) -> `fs` (semantics) -> `cache`, `inode`, `upload`
+//! -> `remote` (narrow trait + SFTP implementation) -> `conn` (SSH
+//! transport, I/O thread, reconnect) -> `sftp` (pure wire codec).
+//! `cli` parses sshfs-style arguments; `error` maps failures to errno.
+
+pub mod cache;
+pub mod cli;
+pub mod conn;
+pub mod error;
+pub mod fs;
+pub mod fuse;
+pub mod inode;
+pub mod remote;
+pub mod sftp;
+pub mod upload;
