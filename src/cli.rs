@@ -843,7 +843,10 @@ DESCRIPTION
     Mounts the Coupa SFTP exchange HOST:REMOTE_DIR on MOUNTPOINT; the command
     line follows sshfs. Uploads are atomic: a file is written under a
     temporary name and renamed to its real name when it is closed, so Coupa
-    never picks up a partial file. "coupafs check" logs in without mounting.
+    never picks up a partial file. "coupafs check" logs in without mounting,
+    checks Coupa's folders, write access, waiting files and file rules, and
+    prints one OK/WARN/FAIL line per check; it exits 0 (all OK), 1 (warnings)
+    or 2 (failures), as monitoring plugins do.
 
 OPTIONS
     Options may come before, between or after the arguments; -o may be

@@ -79,7 +79,9 @@ impl ConnectParams {
         if self.keepalive_interval.is_zero() {
             self.reply_timeout
         } else {
-            self.keepalive_interval * self.keepalive_count_max.max(1)
+            // A link that answers nothing for the operation timeout is dead
+            // too: callers must not wait longer than that.
+            (self.keepalive_interval * self.keepalive_count_max.max(1)).min(self.reply_timeout)
         }
     }
 }
@@ -241,6 +243,8 @@ pub struct Connection {
     /// Unique per connection ever made by this process: handles remember it
     /// so a handle from a dead connection is never sent on a new one.
     pub generation: u64,
+    /// Longest a caller waits for one reply.
+    reply_bound: Duration,
 }
 
 static GENERATION: AtomicU64 = AtomicU64::new(1);
@@ -342,6 +346,7 @@ impl Connection {
                 host_key_status,
             },
             generation,
+            reply_bound: params.dead_after() + Duration::from_secs(5),
         })
     }
 
@@ -396,8 +401,18 @@ impl Connection {
                 let _ = tx.send(r);
             }),
         );
-        rx.recv()
-            .unwrap_or_else(|_| Err(ConnError::Disconnected("I/O thread gone".into())))
+        // The I/O thread fails outstanding requests once the link is silent
+        // for `dead_after`; this bound only guards against a wedged thread.
+        match rx.recv_timeout(self.reply_bound) {
+            Ok(r) => r,
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                self.close("no reply within the operation timeout");
+                Err(ConnError::Disconnected(
+                    "no reply within the operation timeout".into(),
+                ))
+            }
+            Err(_) => Err(ConnError::Disconnected("I/O thread gone".into())),
+        }
     }
 
     /// Sends all `reqs` back to back (pipelined) and waits for every reply,

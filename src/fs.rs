@@ -10,10 +10,11 @@ use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{mpsc, Arc, Mutex, MutexGuard, OnceLock, Weak};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::cache::MetaCache;
+use crate::caller::{self, Exit};
 use crate::error::{FsError, FsResult, Op};
 use crate::inode::{join, split, InodeTable, ROOT_INO};
 use crate::remote::{DirEntry, Handle, Remote, RemoteError};
@@ -36,6 +37,9 @@ pub struct FsConfig {
     pub cache_ttl: Duration,
     /// Rewrite symlinks that leave the mount (absolute or climbing out).
     pub contain_symlinks: bool,
+    /// Local spool bytes allowed across all files being written; writes
+    /// beyond it fail with ENOSPC instead of filling the local disk.
+    pub spool_max: u64,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -101,6 +105,8 @@ enum OpenFile {
 
 struct HandleEntry {
     file: OpenFile,
+    /// Process that opened the handle: only its close publishes.
+    opener: u32,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -131,12 +137,25 @@ pub struct Fs<R: Remote> {
     handles: Mutex<HashMap<u64, Arc<HandleEntry>>>,
     dir_handles: Mutex<HashMap<u64, Arc<Vec<DirItem>>>>,
     next_fh: AtomicU64,
+    /// Background write-behind jobs (inode, upload).
+    streams: Mutex<Option<mpsc::Sender<StreamJob>>>,
+    /// Bytes held in local spools.
+    spool_bytes: AtomicU64,
+    /// The kernel's id of this mount (fdinfo `mnt_id`), once mounted.
+    mount_id: OnceLock<u64>,
 }
 
+/// A write-behind job: the inode and its upload.
+type StreamJob = (u64, Arc<Upload>);
+
+/// Threads streaming uploads in the background.
+const STREAM_WORKERS: usize = 4;
+
 impl<R: Remote> Fs<R> {
-    pub fn new(remote: Arc<R>, cfg: FsConfig) -> Self {
+    pub fn new(remote: Arc<R>, cfg: FsConfig) -> Arc<Self> {
         let cache = MetaCache::new(cfg.cache_ttl);
-        Self {
+        let (tx, rx) = mpsc::channel::<StreamJob>();
+        let fs = Arc::new(Self {
             remote,
             cfg,
             cache,
@@ -145,6 +164,50 @@ impl<R: Remote> Fs<R> {
             handles: Mutex::new(HashMap::new()),
             dir_handles: Mutex::new(HashMap::new()),
             next_fh: AtomicU64::new(1),
+            streams: Mutex::new(Some(tx)),
+            spool_bytes: AtomicU64::new(0),
+            mount_id: OnceLock::new(),
+        });
+        let rx = Arc::new(Mutex::new(rx));
+        for i in 0..STREAM_WORKERS {
+            let weak: Weak<Self> = Arc::downgrade(&fs);
+            let rx = rx.clone();
+            let _ = std::thread::Builder::new()
+                .name(format!("write-behind-{i}"))
+                .spawn(move || loop {
+                    let job = lock(&rx).recv();
+                    let Ok((ino, upload)) = job else { return };
+                    let Some(fs) = weak.upgrade() else { return };
+                    fs.stream(ino, &upload);
+                });
+        }
+        fs
+    }
+
+    /// Records the kernel's id for this mount (see `caller::still_open`).
+    pub fn set_mount_id(&self, id: u64) {
+        let _ = self.mount_id.set(id);
+    }
+
+    /// Stops the write-behind workers (they finish their current job).
+    pub fn shutdown(&self) {
+        lock(&self.streams).take();
+    }
+
+    fn queue_stream(&self, ino: u64, upload: &Arc<Upload>) {
+        if let Some(tx) = lock(&self.streams).as_ref() {
+            let _ = tx.send((ino, upload.clone()));
+        }
+    }
+
+    fn stream(&self, ino: u64, upload: &Upload) {
+        match lock(&self.inodes).path(ino).map(<[u8]>::to_vec) {
+            Some(path) => upload.stream(
+                self.remote.as_ref(),
+                &self.cfg.naming,
+                &self.remote_path(&path),
+            ),
+            None => upload.state().stream_queued = false,
         }
     }
 
@@ -566,14 +629,39 @@ impl<R: Remote> Fs<R> {
         Ok(())
     }
 
-    pub fn link(&self, _ino: u64, new_parent: u64, new_name: &OsStr) -> FsResult<Stat> {
+    /// link(2): `hardlink@openssh.com` when the server offers it, else EPERM.
+    pub fn link(&self, ino: u64, new_parent: u64, new_name: &OsStr) -> FsResult<Stat> {
         let path = self.child_path(Op::Link, new_parent, new_name)?;
-        Err(FsError::new(
-            Op::Link,
-            show(&path),
-            libc::EPERM,
-            "hard links are not supported on the Coupa exchange",
-        ))
+        self.deny_read_only(Op::Link, &path)?;
+        let from = self.path_of(Op::Link, ino)?;
+        if self.upload_of(ino).is_some() {
+            return Err(FsError::new(
+                Op::Link,
+                show(&path),
+                libc::EPERM,
+                "file is being written",
+            ));
+        }
+        match self
+            .remote
+            .hardlink(&self.remote_path(&from), &self.remote_path(&path))
+        {
+            Ok(()) => {}
+            Err(RemoteError::Unsupported(_)) => {
+                return Err(FsError::new(
+                    Op::Link,
+                    show(&path),
+                    libc::EPERM,
+                    "hard links need hardlink@openssh.com, which the server does not offer",
+                ))
+            }
+            Err(e) => return Err(FsError::remote(Op::Link, show(&path), &e)),
+        }
+        self.cache.invalidate(&path);
+        self.cache.invalidate(&from);
+        let attrs = self.fetch_attrs(Op::Link, &path)?;
+        let ino = lock(&self.inodes).lookup(&path);
+        Ok(self.stat_from(ino, &attrs))
     }
 
     fn new_fh(&self) -> u64 {
@@ -581,7 +669,7 @@ impl<R: Remote> Fs<R> {
     }
 
     /// open(2). Returns the file handle.
-    pub fn open(&self, ino: u64, flags: i32) -> FsResult<u64> {
+    pub fn open(&self, ino: u64, flags: i32, pid: u32) -> FsResult<u64> {
         let path = self.path_of(Op::Open, ino)?;
         let acc = flags & libc::O_ACCMODE;
         let writing = acc == libc::O_WRONLY || acc == libc::O_RDWR || flags & libc::O_TRUNC != 0;
@@ -608,7 +696,8 @@ impl<R: Remote> Fs<R> {
             }
         };
         let fh = self.new_fh();
-        lock(&self.handles).insert(fh, Arc::new(HandleEntry { file }));
+        let opener = caller::tgid(pid);
+        lock(&self.handles).insert(fh, Arc::new(HandleEntry { file, opener }));
         Ok(fh)
     }
 
@@ -649,6 +738,7 @@ impl<R: Remote> Fs<R> {
         name: &OsStr,
         mode: u32,
         flags: i32,
+        pid: u32,
     ) -> FsResult<(Stat, u64)> {
         let path = self.child_path(Op::Create, parent, name)?;
         self.deny_read_only(Op::Create, &path)?;
@@ -700,8 +790,14 @@ impl<R: Remote> Fs<R> {
                     upload: up.clone(),
                     append: flags & libc::O_APPEND != 0,
                 },
+                opener: caller::tgid(pid),
             }),
         );
+        // Open the remote temp file now, in the background, so close()
+        // waits for the tail and the commit only.
+        if up.queue_stream() {
+            self.queue_stream(ino, &up);
+        }
         Ok((self.upload_stat(ino, &up), fh))
     }
 
@@ -778,18 +874,48 @@ impl<R: Remote> Fs<R> {
     }
 
     /// close(2) of one descriptor: publishes the file if it changed, and
-    /// reports the real outcome.
-    pub fn flush(&self, ino: u64, fh: u64) -> FsResult<()> {
+    /// reports the real outcome. Only the opener's close publishes (see
+    /// `caller`): a child closing an inherited copy returns at once, and a
+    /// writer killed by a signal never publishes what it left behind.
+    pub fn flush(&self, ino: u64, fh: u64, pid: u32) -> FsResult<()> {
         let entry = self.handle(Op::Flush, fh)?;
-        if let OpenFile::Upload { upload, .. } = &entry.file {
-            let (dirty, unlinked) = {
-                let st = upload.state();
-                (st.dirty, st.unlinked)
-            };
-            if dirty && !unlinked {
-                let path = self.path_of(Op::Flush, ino)?;
-                return self.publish(Op::Flush, &path, upload);
+        let OpenFile::Upload { upload, .. } = &entry.file else {
+            return Ok(());
+        };
+        if let Some(c) = caller::lookup(pid) {
+            if let Some(Exit::Signal(sig)) = c.exiting {
+                if c.tgid == entry.opener {
+                    let path = self.path_of(Op::Flush, ino).unwrap_or_default();
+                    log::warn!(
+                        "writer {} of {} killed by signal {sig}: its upload is discarded, \
+                         nothing is published",
+                        c.tgid,
+                        show(&path)
+                    );
+                    upload.state().discarded = true;
+                }
+                return Ok(());
             }
+            if c.tgid != entry.opener {
+                log::debug!(
+                    "close by process {} of a descriptor opened by {}: publish waits for the opener",
+                    c.tgid,
+                    entry.opener
+                );
+                return Ok(());
+            }
+            if caller::still_open(c.tgid, ino, self.mount_id.get().copied()) {
+                log::debug!("close of one of several descriptors: publish waits for the last");
+                return Ok(());
+            }
+        }
+        let (dirty, skip) = {
+            let st = upload.state();
+            (st.dirty, st.unlinked || st.discarded)
+        };
+        if dirty && !skip {
+            let path = self.path_of(Op::Flush, ino)?;
+            return self.publish(Op::Flush, &path, upload);
         }
         Ok(())
     }
@@ -815,18 +941,25 @@ impl<R: Remote> Fs<R> {
                 if !last {
                     return Ok(());
                 }
-                let (dirty, unlinked) = {
+                let (dirty, skip) = {
                     let st = upload.state();
-                    (st.dirty, st.unlinked)
+                    (st.dirty, st.unlinked || st.discarded)
                 };
                 let mut result = Ok(());
-                if dirty && !unlinked {
+                if dirty && !skip {
                     // Written through a path flush never saw (mmap): last chance.
                     if let Ok(path) = self.path_of(Op::Flush, ino) {
                         result = self.publish(Op::Flush, &path, upload);
                     }
                 }
                 upload.abandon(self.remote.as_ref());
+                self.spool_bytes.fetch_sub(
+                    upload
+                        .state()
+                        .size
+                        .min(self.spool_bytes.load(Ordering::Relaxed)),
+                    Ordering::Relaxed,
+                );
                 let mut uploads = lock(&self.uploads);
                 if uploads.get(&ino).is_some_and(|u| Arc::ptr_eq(u, upload)) {
                     uploads.remove(&ino);

@@ -232,8 +232,8 @@ impl<R: Remote> Filesystem for FuseAdapter<R> {
         }
     }
 
-    fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
-        match self.fs.open(ino.0, flags.0) {
+    fn open(&self, req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
+        match self.fs.open(ino.0, flags.0, req.pid()) {
             Ok(fh) => reply.opened(FileHandle(fh), FopenFlags::empty()),
             Err(e) => reply.error(errno(&e)),
         }
@@ -276,13 +276,13 @@ impl<R: Remote> Filesystem for FuseAdapter<R> {
 
     fn flush(
         &self,
-        _req: &Request,
+        req: &Request,
         ino: INodeNo,
         fh: FileHandle,
         _lock_owner: LockOwner,
         reply: ReplyEmpty,
     ) {
-        match self.fs.flush(ino.0, fh.0) {
+        match self.fs.flush(ino.0, fh.0, req.pid()) {
             Ok(()) => reply.ok(),
             Err(e) => reply.error(errno(&e)),
         }
@@ -406,7 +406,7 @@ impl<R: Remote> Filesystem for FuseAdapter<R> {
 
     fn create(
         &self,
-        _req: &Request,
+        req: &Request,
         parent: INodeNo,
         name: &OsStr,
         mode: u32,
@@ -414,7 +414,10 @@ impl<R: Remote> Filesystem for FuseAdapter<R> {
         flags: i32,
         reply: ReplyCreate,
     ) {
-        match self.fs.create(parent.0, name, mode & !umask, flags) {
+        match self
+            .fs
+            .create(parent.0, name, mode & !umask, flags, req.pid())
+        {
             Ok((s, fh)) => reply.created(
                 &self.fs.ttl(),
                 &attr(&s),

@@ -5,10 +5,15 @@
 //! -> `remote` (narrow trait + SFTP implementation) -> `conn` (SSH
 //! transport, I/O thread, reconnect) -> `sftp` (pure wire codec).
 //! `cli` parses sshfs-style arguments; `error` maps failures to errno.
+//! `check` runs `coupafs check` (a monitoring-style health check) over
+//! `remote`; `coupa` holds Coupa's folder tree and file rules (pure).
 
 pub mod cache;
+pub mod caller;
+pub mod check;
 pub mod cli;
 pub mod conn;
+pub mod coupa;
 pub mod error;
 pub mod fs;
 pub mod fuse;

@@ -36,8 +36,13 @@ fn main() -> ExitCode {
         }
         Invocation::Check(opts) => {
             init_logging(&opts);
-            eprintln!("coupafs: check is not implemented yet");
-            ExitCode::from(2)
+            match connect_params(&opts) {
+                Ok(params) => ExitCode::from(coupafs::check::run_check(&opts, params) as u8),
+                Err(msg) => {
+                    eprintln!("coupafs: {msg}");
+                    ExitCode::from(2)
+                }
+            }
         }
         Invocation::Mount(opts) => match run_mount(opts) {
             Ok(()) => ExitCode::SUCCESS,
@@ -339,8 +344,9 @@ fn mount_and_serve(
         spool_dir,
         cache_ttl: opts.cache_timeout,
         contain_symlinks: opts.contain_symlinks,
+        spool_max: opts.spool_max_bytes,
     };
-    let filesystem = Arc::new(fs::Fs::new(remote.clone(), cfg));
+    let filesystem = fs::Fs::new(remote.clone(), cfg);
 
     let mut config = fuser::Config::default();
     let fsname = opts.fsname.clone().unwrap_or_else(|| {
@@ -384,6 +390,9 @@ fn mount_and_serve(
         &config,
     )
     .map_err(|e| format!("cannot mount on {}: {e}", mountpoint.display()))?;
+    if let Some(id) = coupafs::caller::mount_id(mountpoint) {
+        filesystem.set_mount_id(id);
+    }
     let background = session
         .spawn()
         .map_err(|e| format!("cannot start the FUSE session: {e}"))?;

@@ -113,6 +113,8 @@ pub struct Capabilities {
 /// The operations the filesystem needs from the server.
 pub trait Remote: Send + Sync + 'static {
     fn capabilities(&self) -> Capabilities;
+    /// False once the connection that issued `handle` has died.
+    fn handle_alive(&self, handle: &Handle) -> bool;
     /// Attributes without following a final symlink.
     fn lstat(&self, path: &[u8]) -> RResult<Attrs>;
     /// Attributes following symlinks.
@@ -271,6 +273,10 @@ impl SftpRemote {
 impl Remote for SftpRemote {
     fn capabilities(&self) -> Capabilities {
         self.caps
+    }
+
+    fn handle_alive(&self, handle: &Handle) -> bool {
+        self.pool.by_generation(handle.generation).is_some()
     }
 
     fn lstat(&self, path: &[u8]) -> RResult<Attrs> {

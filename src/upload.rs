@@ -28,6 +28,11 @@ const TEMP_SUFFIX_LEN: usize = 6;
 
 /// Bytes per slice handed to `Remote::write` (pipelined inside).
 const UPLOAD_SLICE: usize = 4 << 20;
+/// Unsent bytes that start a background stream.
+const STREAM_AHEAD: u64 = 1 << 20;
+/// Publish attempts when the connection drops mid-upload (the spool still
+/// holds every byte, so a retry after reconnect loses nothing).
+const PUBLISH_ATTEMPTS: usize = 3;
 
 /// True for temp names of any coupafs mount (`*.coupafs-XXXXXX`, X hex).
 pub fn is_temp_name(name: &[u8]) -> bool {
@@ -91,6 +96,8 @@ pub struct UploadState {
     pub remote_exists: bool,
     /// The file was unlinked while open: never publish it.
     pub unlinked: bool,
+    /// The writer was killed: what it left is never published.
+    pub discarded: bool,
     /// Permission bits for the published file.
     pub mode: u32,
     /// mtime/atime to set on the published file (utimens while open).
@@ -103,6 +110,10 @@ pub struct UploadState {
     clean_upto: u64,
     /// Temp files given up on (after a truncate), removed at the next upload.
     abandoned: Vec<(Vec<u8>, Handle)>,
+    /// A background stream is queued or running.
+    pub stream_queued: bool,
+    /// Background streaming hit an error; close() will retry and report.
+    stream_failed: bool,
 }
 
 /// A file being written: spool plus state. Shared by every handle on the
@@ -138,12 +149,15 @@ impl Upload {
                 generation: 0,
                 remote_exists,
                 unlinked: false,
+                discarded: false,
                 mode,
                 times: None,
                 handles: 0,
                 temp: None,
                 clean_upto: 0,
                 abandoned: Vec::new(),
+                stream_queued: false,
+                stream_failed: false,
             }),
             publishing: Mutex::new(()),
         }))
@@ -185,14 +199,62 @@ impl Upload {
         Ok(())
     }
 
-    pub fn write_at(&self, offset: u64, data: &[u8]) -> io::Result<()> {
+    /// Writes into the spool. Returns true when enough unsent bytes piled
+    /// up that a background stream to the remote temp file should start.
+    pub fn write_at(&self, offset: u64, data: &[u8]) -> io::Result<bool> {
         self.spool.write_all_at(data, offset)?;
         let mut st = self.state();
         st.size = st.size.max(offset + data.len() as u64);
         st.dirty = true;
         st.generation += 1;
         st.clean_upto = st.clean_upto.min(offset);
-        Ok(())
+        let start = !st.stream_queued
+            && !st.stream_failed
+            && st.size.saturating_sub(st.clean_upto) >= STREAM_AHEAD;
+        if start {
+            st.stream_queued = true;
+        }
+        Ok(start)
+    }
+
+    /// Marks a background stream as queued; false when one already is.
+    pub fn queue_stream(&self) -> bool {
+        let mut st = self.state();
+        if st.stream_queued || st.stream_failed {
+            return false;
+        }
+        st.stream_queued = true;
+        true
+    }
+
+    /// Background write-behind: sends what the writer has handed over so
+    /// far to the remote temp file (opening it first), while the job is still
+    /// writing, so close() waits only for the tail. Skips when a publish or
+    /// another stream holds the file. A failure stops streaming; close()
+    /// retries from the spool and reports.
+    pub fn stream(&self, remote: &dyn Remote, naming: &TempNaming, final_path: &[u8]) {
+        let Ok(_serial) = self.publishing.try_lock() else {
+            self.state().stream_queued = false;
+            return;
+        };
+        loop {
+            if self.state().unlinked {
+                break;
+            }
+            if let Err(e) = self.sync_temp(remote, naming, final_path) {
+                log::debug!(
+                    "write-behind of {} paused: {e}",
+                    String::from_utf8_lossy(final_path)
+                );
+                self.state().stream_failed = true;
+                break;
+            }
+            let st = self.state();
+            if st.size.saturating_sub(st.clean_upto) < STREAM_AHEAD {
+                break;
+            }
+        }
+        self.state().stream_queued = false;
     }
 
     pub fn read_at(&self, offset: u64, len: u32) -> io::Result<Vec<u8>> {
@@ -241,6 +303,20 @@ impl Upload {
         final_path: &[u8],
     ) -> RResult<(Vec<u8>, Handle, u64, u64)> {
         self.discard_abandoned(remote);
+        let stale = self
+            .state()
+            .temp
+            .as_ref()
+            .is_some_and(|(_, h)| !remote.handle_alive(h));
+        if stale {
+            // The connection that held the temp file died: start over on a
+            // new temp (the old one is removed once the link is back).
+            let mut st = self.state();
+            if let Some(t) = st.temp.take() {
+                st.abandoned.push(t);
+            }
+            st.clean_upto = 0;
+        }
         let (temp, from, size, generation, mode) = {
             let st = self.state();
             (
@@ -334,6 +410,28 @@ impl Upload {
         final_path: &[u8],
     ) -> RResult<Published> {
         let _serial = lock(&self.publishing);
+        let mut attempt = 1;
+        loop {
+            match self.publish_once(remote, naming, final_path) {
+                Err(e) if e.is_transport() && attempt < PUBLISH_ATTEMPTS => {
+                    log::warn!(
+                        "upload of {} interrupted ({e}); retrying from the local spool",
+                        String::from_utf8_lossy(final_path)
+                    );
+                    attempt += 1;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    fn publish_once(
+        &self,
+        remote: &dyn Remote,
+        naming: &TempNaming,
+        final_path: &[u8],
+    ) -> RResult<Published> {
+        self.state().stream_failed = false;
         let (temp_path, handle, _size, generation) = self.sync_temp(remote, naming, final_path)?;
         let times = self.state().times;
         let set = times.map(|t| Attrs {

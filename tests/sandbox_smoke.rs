@@ -287,11 +287,12 @@ fn held_sftp(sb: &Sandbox) -> (Child, BufReader<std::process::ChildStdout>) {
 }
 
 /// A held `sftp -b -` only notices a dead connection when it next talks to the
-/// server, so send it a command, then wait up to 10 s. None if it is still alive
+/// server, so send it a command that needs a round trip (`pwd` is answered
+/// from sftp's cache), then wait up to 10 s. None if it is still alive
 /// (it is then killed, by PID).
 fn wait_for_client_death(client: &mut Child) -> Option<ExitStatus> {
     if let Some(stdin) = client.stdin.as_mut() {
-        let _ = stdin.write_all(b"pwd\n");
+        let _ = stdin.write_all(b"ls\n");
         let _ = stdin.flush();
     }
     let exited = wait_until(Duration::from_secs(10), || {

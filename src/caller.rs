@@ -1,0 +1,200 @@
+//! Who is calling: the process behind a FUSE request, read from /proc.
+//!
+//! FUSE sends FLUSH on *every* close of a descriptor, including the copies a
+//! shell's children inherit (`{ echo head; sleep 1; cat rows; } > x.csv`
+//! flushes when `sleep` exits) and the implicit close when a process is
+//! killed. Publishing an upload at such a flush would hand Coupa a partial
+//! file. So a flush publishes only when it comes from the process that
+//! opened the file, and never when that process is dying from a signal.
+
+/// PF_EXITING from include/linux/sched.h: set once do_exit() has begun,
+/// before the exiting task's files are closed.
+const PF_EXITING: u64 = 0x0000_0004;
+
+/// What /proc says about a request's thread.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Caller {
+    /// Thread group (process) id.
+    pub tgid: u32,
+    /// The process is exiting, and the signal that killed it if any.
+    pub exiting: Option<Exit>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Exit {
+    Normal,
+    Signal(i32),
+}
+
+/// Reads the caller's process; `None` when the thread is gone or pid is 0
+/// (requests the kernel makes on its own).
+pub fn lookup(pid: u32) -> Option<Caller> {
+    if pid == 0 {
+        return None;
+    }
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    parse(&status, &stat)
+}
+
+/// Parses /proc/PID/status (for Tgid) and /proc/PID/stat (flags, field 9;
+/// exit_code, field 52, see proc(5)).
+pub fn parse(status: &str, stat: &str) -> Option<Caller> {
+    let tgid = status
+        .lines()
+        .find_map(|l| l.strip_prefix("Tgid:"))
+        .and_then(|v| v.trim().parse().ok())?;
+    // The command name (field 2) is in parentheses and may hold spaces or
+    // parentheses itself: fields resume after the last ')'.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let flags: u64 = fields.get(9 - 3)?.parse().ok()?;
+    let exiting = if flags & PF_EXITING != 0 {
+        // exit_code holds the wait(2) status: low 7 bits = killing signal.
+        let code: i64 = fields.get(52 - 3).and_then(|c| c.parse().ok()).unwrap_or(0);
+        let signal = (code & 0x7f) as i32;
+        Some(if signal != 0 {
+            Exit::Signal(signal)
+        } else {
+            Exit::Normal
+        })
+    } else {
+        None
+    };
+    Some(Caller { tgid, exiting })
+}
+
+/// True when process `tgid` still has a descriptor open on inode `ino` of
+/// mount `mnt_id` (read from /proc/TGID/fdinfo, which asks no filesystem).
+/// FLUSH arrives after the closed descriptor left the table, so this says
+/// whether the close was of one dup among several (`exec >file` does
+/// open + dup2 + close) rather than the writer's last.
+pub fn still_open(tgid: u32, ino: u64, mnt_id: Option<u64>) -> bool {
+    let Ok(dir) = std::fs::read_dir(format!("/proc/{tgid}/fdinfo")) else {
+        return false;
+    };
+    dir.flatten().any(|entry| {
+        std::fs::read_to_string(entry.path())
+            .ok()
+            .is_some_and(|info| fdinfo_matches(&info, ino, mnt_id))
+    })
+}
+
+/// Whether one fdinfo text names `ino` on `mnt_id` (when known).
+pub fn fdinfo_matches(info: &str, ino: u64, mnt_id: Option<u64>) -> bool {
+    let field = |name: &str| -> Option<u64> {
+        info.lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.trim().parse().ok())
+    };
+    field("ino:") == Some(ino) && mnt_id.is_none_or(|m| field("mnt_id:") == Some(m))
+}
+
+/// The kernel's id for the mount at `mountpoint` (/proc/self/mountinfo,
+/// field 1), as fdinfo's `mnt_id` reports it.
+pub fn mount_id(mountpoint: &std::path::Path) -> Option<u64> {
+    let info = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
+    let want = mountpoint.to_str()?;
+    info.lines().rev().find_map(|line| {
+        let mut f = line.split(' ');
+        let id = f.next()?.parse().ok()?;
+        let target = f.nth(3)?;
+        // mountinfo escapes space, tab, newline and backslash as octal.
+        let target = target
+            .replace("\\040", " ")
+            .replace("\\011", "\t")
+            .replace("\\012", "\n")
+            .replace("\\134", "\\");
+        (target == want).then_some(id)
+    })
+}
+
+/// The process id for `pid` (a thread id is mapped to its process), or
+/// `pid` itself when /proc has no answer.
+pub fn tgid(pid: u32) -> u32 {
+    lookup(pid).map(|c| c.tgid).unwrap_or(pid)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stat_line(comm: &str, flags: u64, exit_code: i64) -> String {
+        // Fields 3..=52 after the comm; fill the rest with zeros.
+        let mut fields = vec!["0".to_string(); 50];
+        fields[0] = "R".into();
+        fields[9 - 3] = flags.to_string();
+        fields[52 - 3] = exit_code.to_string();
+        format!("4242 ({comm}) {}", fields.join(" "))
+    }
+
+    const STATUS: &str =
+        "Name:\tjava\nUmask:\t0022\nState:\tR (running)\nTgid:\t4200\nNgid:\t0\nPid:\t4242\n";
+
+    #[test]
+    fn live_thread_maps_to_its_process() {
+        let c = parse(STATUS, &stat_line("java", 0x400000, 0)).expect("parse");
+        assert_eq!(
+            c,
+            Caller {
+                tgid: 4200,
+                exiting: None
+            }
+        );
+    }
+
+    #[test]
+    fn normal_exit_and_signal_death_are_told_apart() {
+        let normal = parse(STATUS, &stat_line("cp", PF_EXITING, 1 << 8)).expect("parse");
+        assert_eq!(normal.exiting, Some(Exit::Normal));
+        let killed = parse(STATUS, &stat_line("cp", PF_EXITING, 9)).expect("parse");
+        assert_eq!(killed.exiting, Some(Exit::Signal(9)));
+        let core = parse(STATUS, &stat_line("cp", PF_EXITING, 0x80 | 11)).expect("parse");
+        assert_eq!(core.exiting, Some(Exit::Signal(11)));
+    }
+
+    #[test]
+    fn command_names_with_parentheses_and_spaces_parse() {
+        let c = parse(STATUS, &stat_line("a) (b c", 0, 0)).expect("parse");
+        assert_eq!(c.tgid, 4200);
+        assert_eq!(c.exiting, None);
+    }
+
+    #[test]
+    fn fdinfo_matching_checks_inode_and_mount() {
+        let info = "pos:\t0\nflags:\t0100001\nmnt_id:\t412\nino:\t77\n";
+        assert!(fdinfo_matches(info, 77, Some(412)));
+        assert!(fdinfo_matches(info, 77, None));
+        assert!(!fdinfo_matches(info, 78, Some(412)));
+        assert!(!fdinfo_matches(info, 77, Some(413)));
+        assert!(!fdinfo_matches("pos:\t0\n", 77, None));
+    }
+
+    #[test]
+    fn still_open_sees_own_descriptors() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("f");
+        let file = std::fs::File::create(&path).expect("create");
+        let ino = std::os::unix::fs::MetadataExt::ino(&file.metadata().expect("stat"));
+        let me = std::process::id();
+        assert!(still_open(me, ino, None));
+        drop(file);
+        assert!(!still_open(me, ino, None));
+    }
+
+    #[test]
+    fn garbage_is_none() {
+        assert_eq!(parse("", ""), None);
+        assert_eq!(parse(STATUS, "no parens"), None);
+        assert_eq!(parse(STATUS, "1 (x) R"), None);
+    }
+
+    #[test]
+    fn reads_this_process() {
+        let me = std::process::id();
+        let c = lookup(me).expect("own /proc entry");
+        assert_eq!(c.tgid, me);
+        assert_eq!(c.exiting, None);
+        assert_eq!(lookup(0), None);
+    }
+}
