@@ -1,0 +1,80 @@
+#!/usr/bin/env bash
+# Installs (with apt-get, Debian/Ubuntu) only the system packages that are
+# missing for building, testing and demoing coupafs, and makes sure /dev/fuse
+# exists. Safe to run again: does nothing when everything is there.
+#
+#   fuse3            fusermount3 (FUSE mounts; fuser needs no libfuse)
+#   openssh-server   sshd for the local sandbox server (scripts/sandbox-server.sh)
+#   openssh-client   sftp/ssh-keygen (sandbox keys, smoke tests)
+#   pkg-config, libssl-dev   the ssh2 crate builds libssh2 from source against
+#                    OpenSSL (openssl-sys is not vendored)
+#   gcc, libc6-dev   C compiler for libssh2-sys / openssl-sys / libz-sys
+#   zlib1g-dev       system zlib for libz-sys (else it builds its bundled copy)
+#   sshfs            optional, only for the benchmark; a failure is not fatal
+set -euo pipefail
+
+log() { echo "install-deps: $*" >&2; }
+
+if [[ $(id -u) -ne 0 ]]; then
+  if command -v sudo >/dev/null; then
+    SUDO=(sudo)
+  else
+    log "not root and no sudo: cannot install packages"
+    SUDO=()
+  fi
+else
+  SUDO=()
+fi
+
+missing=()
+command -v fusermount3 >/dev/null || missing+=(fuse3)
+[[ -x /usr/sbin/sshd ]] || missing+=(openssh-server)
+{ command -v sftp && command -v ssh-keygen; } >/dev/null || missing+=(openssh-client)
+command -v pkg-config >/dev/null || missing+=(pkg-config)
+dpkg -s libssl-dev >/dev/null 2>&1 || missing+=(libssl-dev)
+dpkg -s zlib1g-dev >/dev/null 2>&1 || missing+=(zlib1g-dev)
+command -v cc >/dev/null || missing+=(gcc)
+dpkg -s libc6-dev >/dev/null 2>&1 || missing+=(libc6-dev)
+command -v flock >/dev/null || missing+=(util-linux)
+command -v ss >/dev/null || missing+=(iproute2)
+want_sshfs=0
+command -v sshfs >/dev/null || want_sshfs=1
+
+updated=0
+apt_update() {
+  if ((updated == 0)); then
+    log "apt-get update"
+    "${SUDO[@]}" apt-get update -q >&2
+    updated=1
+  fi
+}
+
+export DEBIAN_FRONTEND=noninteractive
+if ((${#missing[@]})); then
+  command -v apt-get >/dev/null || { log "missing ${missing[*]} and no apt-get"; exit 1; }
+  apt_update
+  log "installing ${missing[*]}"
+  "${SUDO[@]}" apt-get install -y -q --no-install-recommends "${missing[@]}" >&2
+fi
+if ((want_sshfs)) && command -v apt-get >/dev/null; then
+  apt_update || true
+  log "installing sshfs (optional, for the benchmark)"
+  "${SUDO[@]}" apt-get install -y -q --no-install-recommends sshfs >&2 \
+    || log "warning: sshfs could not be installed; the sshfs comparison in scripts/bench.sh will be unavailable"
+fi
+
+# The FUSE device node.
+if [[ ! -e /dev/fuse ]]; then
+  log "/dev/fuse missing: loading the fuse module"
+  "${SUDO[@]}" modprobe fuse 2>/dev/null || true
+fi
+if [[ ! -e /dev/fuse ]]; then
+  log "/dev/fuse still missing: creating the device node (10, 229)"
+  "${SUDO[@]}" mknod -m 666 /dev/fuse c 10 229 || true
+fi
+if [[ ! -c /dev/fuse ]]; then
+  log "error: /dev/fuse is not available; FUSE mounts cannot work on this machine"
+  exit 1
+fi
+
+log "all dependencies present"
