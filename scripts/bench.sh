@@ -28,6 +28,7 @@
 #   BENCH_COUPAFS_DEBUG=0    1: run coupafs with -d (logs in the log dir)
 #   BENCH_PROXY_AT_ZERO=0    1: RTT 0 also goes through the proxy (delay 0)
 #   BENCH_NO_BUILD=0         1: use the existing target/release binaries
+# shellcheck disable=SC2016  # bash -c scripts take their arguments as $1...
 set -uo pipefail
 export LC_ALL=C
 
@@ -83,6 +84,7 @@ SAMPLER_PID=
 declare -A CLIENT_PID=() # mountpoint -> pid of the coupafs/sshfs we started
 FAILED=0
 
+# shellcheck disable=SC2317  # invoked by the EXIT trap
 cleanup() {
   local rc=$? m pid
   trap - EXIT INT TERM
@@ -290,6 +292,7 @@ start_sampler() {
   (
     max=0
     while :; do
+      # shellcheck disable=SC2009  # children of one pid, not a name match
       n=$(ps --ppid "$SSHD_PID" -o stat= 2>/dev/null | grep -vc '^Z')
       if ((n > max)); then max=$n; echo "$max" >"$outf"; fi
       sleep 0.05
@@ -356,7 +359,6 @@ umount_fs() {
   fi
 }
 
-PEAK_RSS_MIB=
 peak_rss() { # pid -> VmHWM in MiB
   awk '/^VmHWM:/ {printf "%.1f", $2 / 1024}' "/proc/$1/status" 2>/dev/null
 }
@@ -701,7 +703,6 @@ run_sftp_client() {
 # ------------------------------------------------------------------- run --
 for rtt in $RTTS; do
   port=$PORT
-  PROXY_NOTE=
   if ((rtt > 0)) || [[ $PROXY_AT_ZERO == 1 ]]; then
     ((rtt % 2 == 0)) || log "RTT $rtt is odd: using $((rtt / 2)) ms each way"
     "$PROXY" --listen 127.0.0.1:0 --connect "127.0.0.1:$PORT" --delay-ms $((rtt / 2)) \
@@ -755,11 +756,11 @@ ratio() { # coupafs other higher_is_better
     else { if (a <= 0) { print "-"; exit } r = b / a }
     printf "%.2f", r }'
 }
-cell() {
+cell() { # rtt workload client unit
   local v=${RES["$1|$2|$3"]:-}
   if [[ -z $v ]]; then
     [[ " $CLIENTS " == *" $3 "* ]] && echo "-" || echo "not run"
-  elif [[ $v =~ ^[0-9.]+$ ]]; then
+  elif [[ $v =~ ^[0-9.]+$ && $4 != conns ]]; then
     fmt "$v"
   else echo "$v"; fi
 }
@@ -789,7 +790,8 @@ RUN_SECS=$(secs_between "$RUN_START" "$EPOCHREALTIME")
     for w in "${WORKLOADS[@]}"; do
       IFS='|' read -r id label unit dir <<<"$w"
       c=${RES["$rtt|$id|coupafs"]:-} s=${RES["$rtt|$id|sshfs"]:-} f=${RES["$rtt|$id|sftp"]:-}
-      echo "| $label | $unit | $(cell "$rtt" "$id" coupafs) | $(cell "$rtt" "$id" sshfs) | $(cell "$rtt" "$id" sftp)" \
+      echo "| $label | $unit | $(cell "$rtt" "$id" coupafs "$unit") | $(cell "$rtt" "$id" sshfs "$unit")" \
+        "| $(cell "$rtt" "$id" sftp "$unit")" \
         "| $(ratio "$c" "$s" "$dir") | $(ratio "$c" "$f" "$dir") |"
     done
   done

@@ -113,8 +113,8 @@ free_port() {
     python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
     return
   fi
-  local port i
-  for i in $(seq 1 200); do
+  local port
+  for _ in $(seq 1 200); do
     port=$((20000 + RANDOM % 40000))
     if ! ss -Htln "sport = :$port" | grep -q .; then
       echo "$port"
@@ -278,9 +278,9 @@ cmd_start() {
   mkdir -p /run/sshd
   chmod 755 /run/sshd
 
-  local auto_port=0 attempt
+  local auto_port=0
   if [[ -z $port ]]; then auto_port=1; fi
-  for attempt in 1 2 3 4 5; do
+  for _ in 1 2 3 4 5; do
     ((auto_port)) && port=$(free_port)
     [[ $port =~ ^[0-9]+$ ]] || die "bad port: $port"
     echo "$port" >"$dir/port"
@@ -301,9 +301,9 @@ cmd_start() {
     write_config "$dir" "$port" "$dir/root"
     rm -f "$dir/sshd.pid"
     echo "=== $(date -Is) starting sshd on 127.0.0.1:$port" >>"$dir/sshd.log"
+    # shellcheck disable=SC2094 # sshd appends to its own log; we only append too
     if "$SSHD" -f "$dir/sshd_config" -E "$dir/sshd.log" </dev/null >/dev/null 2>>"$dir/sshd.log"; then
-      local i
-      for i in $(seq 1 100); do
+      for _ in $(seq 1 100); do
         if pid=$(running_pid "$dir") && port_open "$port"; then
           print_info "$dir" "$pid"
           return 0
@@ -346,8 +346,7 @@ cmd_stop() {
   fi
   kill -TERM "$pid" 2>/dev/null || true
   kill -CONT "$pid" 2>/dev/null || true
-  local i
-  for i in $(seq 1 50); do
+  for _ in $(seq 1 50); do
     alive "$pid" || break
     sleep 0.1
   done

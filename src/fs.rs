@@ -148,6 +148,9 @@ pub struct Fs<R: Remote> {
 /// A write-behind job: the inode and its upload.
 type StreamJob = (u64, Arc<Upload>);
 
+/// Temp files unchanged this long belong to no live upload.
+const STALE_TEMP_AGE: Duration = Duration::from_secs(3600);
+
 /// Threads streaming uploads in the background.
 const STREAM_WORKERS: usize = 4;
 
@@ -999,12 +1002,10 @@ impl<R: Remote> Fs<R> {
                     .remote
                     .read_dir(&self.remote_path(&path))
                     .map_err(|e| FsError::remote(Op::Readdir, show(&path), &e))?;
-                let listed: Arc<Vec<DirEntry>> = Arc::new(
-                    listed
-                        .into_iter()
-                        .filter(|e| !is_temp_name(&e.name))
-                        .collect(),
-                );
+                let (temps, listed): (Vec<DirEntry>, Vec<DirEntry>) =
+                    listed.into_iter().partition(|e| is_temp_name(&e.name));
+                self.reap_stale_temps(&self.remote_path(&path), &temps);
+                let listed = Arc::new(listed);
                 self.cache.put_dir(&path, listed.clone());
                 listed
             }
@@ -1142,31 +1143,137 @@ impl<R: Remote> Fs<R> {
         }
     }
 
-    /// Publishes every pending upload (shutdown: nothing a writer was told
-    /// is written may be lost). Returns how many failed.
-    pub fn flush_all(&self) -> usize {
+    /// Removes temp files that no upload of this mount owns and that have
+    /// not changed for `STALE_TEMP_AGE`: leftovers of a killed or cut-off
+    /// mount. (An upload whose temp was reaped by mistake re-uploads from
+    /// its spool at close.)
+    fn reap_stale_temps(&self, dir: &[u8], temps: &[DirEntry]) {
+        if temps.is_empty() || self.cfg.read_only {
+            return;
+        }
+        let now = to_secs(SystemTime::now());
+        let ours: Vec<Vec<u8>> = lock(&self.uploads)
+            .values()
+            .filter_map(|u| u.temp_path())
+            .collect();
+        for t in temps {
+            let mtime = t.attrs.atime_mtime.map(|(_, m)| m).unwrap_or(now);
+            if now.saturating_sub(mtime) < STALE_TEMP_AGE.as_secs() as u32 {
+                continue;
+            }
+            let mut p = dir.to_vec();
+            if !p.ends_with(b"/") {
+                p.push(b'/');
+            }
+            p.extend_from_slice(&t.name);
+            if ours.contains(&p) {
+                continue;
+            }
+            match self.remote.remove(&p) {
+                Ok(()) => log::info!(
+                    "removed stale upload temp file {}",
+                    String::from_utf8_lossy(&p)
+                ),
+                Err(e) => log::debug!(
+                    "cannot remove stale temp {}: {e}",
+                    String::from_utf8_lossy(&p)
+                ),
+            }
+        }
+    }
+
+    /// At mount: looks for stale temp files in the root and two levels
+    /// below (Incoming/<Object>, Outgoing/<Object>), and in `upload_dir`.
+    pub fn sweep_stale_temps(&self) {
+        let mut dirs = vec![(self.cfg.remote_root.clone(), 0usize)];
+        if let Some(d) = &self.cfg.naming.upload_dir {
+            dirs.push((d.clone(), 2));
+        }
+        while let Some((dir, depth)) = dirs.pop() {
+            let Ok(entries) = self.remote.read_dir(&dir) else {
+                continue;
+            };
+            let (temps, rest): (Vec<DirEntry>, Vec<DirEntry>) =
+                entries.into_iter().partition(|e| is_temp_name(&e.name));
+            self.reap_stale_temps(&dir, &temps);
+            if depth < 2 {
+                for e in rest {
+                    let is_dir = e
+                        .attrs
+                        .perm
+                        .is_some_and(|m| m & libc::S_IFMT == libc::S_IFDIR);
+                    if is_dir {
+                        let mut p = dir.clone();
+                        if !p.ends_with(b"/") {
+                            p.push(b'/');
+                        }
+                        p.extend_from_slice(&e.name);
+                        dirs.push((p, depth + 1));
+                    }
+                }
+            }
+        }
+    }
+
+    /// Files open for writing right now.
+    pub fn open_writers(&self) -> usize {
+        lock(&self.uploads)
+            .values()
+            .filter(|u| {
+                let st = u.state();
+                st.handles > 0 && !st.unlinked && !st.discarded
+            })
+            .count()
+    }
+
+    /// Shutdown after the grace period: files still open for writing are
+    /// not published (that would show Coupa a partial file); their bytes
+    /// are made durable in their remote temp file and each is named in the
+    /// log. Closed files whose publish failed are tried once more. Returns
+    /// how many files were left unpublished.
+    pub fn shutdown_uploads(&self) -> usize {
         let pending: Vec<(u64, Arc<Upload>)> = lock(&self.uploads)
             .iter()
             .map(|(i, u)| (*i, u.clone()))
             .collect();
-        let mut failed = 0;
+        let mut left = 0;
         for (ino, up) in pending {
-            let (dirty, unlinked) = {
+            let (dirty, skip, open) = {
                 let st = up.state();
-                (st.dirty, st.unlinked)
+                (st.dirty, st.unlinked || st.discarded, st.handles > 0)
             };
-            if !dirty || unlinked {
+            if !dirty || skip {
                 continue;
             }
             let Ok(path) = self.path_of(Op::Flush, ino) else {
                 continue;
             };
-            if let Err(e) = self.publish(Op::Flush, &path, &up) {
+            left += 1;
+            let rp = self.remote_path(&path);
+            if open {
+                match up.sync(self.remote.as_ref(), &self.cfg.naming, &rp) {
+                    Ok(()) => log::error!(
+                        "{} still open for writing at unmount: NOT published; its {} bytes are \
+                         kept on the server as {}",
+                        show(&path),
+                        up.state().size,
+                        up.temp_path()
+                            .map(|t| String::from_utf8_lossy(&t).into_owned())
+                            .unwrap_or_default()
+                    ),
+                    Err(e) => log::error!(
+                        "{} still open for writing at unmount: NOT published, and saving it to a \
+                         temp file failed: {e}",
+                        show(&path)
+                    ),
+                }
+            } else if let Err(e) = self.publish(Op::Flush, &path, &up) {
                 log::error!("{e}");
-                failed += 1;
+            } else {
+                left -= 1;
             }
         }
-        failed
+        left
     }
 }
 

@@ -407,10 +407,24 @@ fn mount_and_serve(
         redirect_stdio_to_null();
     }
 
+    {
+        let fs = filesystem.clone();
+        let _ = std::thread::Builder::new()
+            .name("stale-temp-sweep".into())
+            .spawn(move || fs.sweep_stale_temps());
+    }
+    let status = StatusFile::new(mountpoint, &opts.target, opts.port);
+    log::info!("status: {}", status.path.display());
+
     // Wait for a signal or for the session to end (umount).
+    let mut last_status = std::time::Instant::now() - Duration::from_secs(10);
     loop {
         if background.guard.is_finished() {
             break;
+        }
+        if last_status.elapsed() >= STATUS_INTERVAL {
+            status.write(&pool.status(), filesystem.as_ref());
+            last_status = std::time::Instant::now();
         }
         let timeout = libc::timespec {
             tv_sec: 0,
@@ -419,27 +433,128 @@ fn mount_and_serve(
         // SAFETY: waits on the blocked set with a timeout.
         let sig = unsafe { libc::sigtimedwait(&sigs, std::ptr::null_mut(), &timeout) };
         if sig > 0 {
-            log::info!("signal {sig}: publishing pending uploads, then unmounting");
-            let failed = filesystem.flush_all();
-            if failed > 0 {
-                log::error!("{failed} upload(s) could not be published before unmount");
+            let grace = opts.op_timeout;
+            let deadline = std::time::Instant::now() + grace;
+            let writers = filesystem.open_writers();
+            log::info!(
+                "signal {sig}: waiting up to {} s for {writers} file(s) still open for writing, then unmounting",
+                grace.as_secs()
+            );
+            while filesystem.open_writers() > 0 && std::time::Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(100));
             }
+            let left = filesystem.shutdown_uploads();
+            if left > 0 {
+                log::error!("{left} file(s) could not be published before unmount");
+            }
+            filesystem.shutdown();
             if let Err(e) = background.umount_and_join() {
-                log::warn!("unmount: {e}");
+                log::warn!("unmount: {e}; detaching lazily");
+                lazy_unmount(mountpoint);
             }
             pool.close_all("unmounted");
+            status.remove();
+            log::info!("unmounted {}", mountpoint.display());
             return Ok(());
         }
     }
     let _ = background.join();
-    let failed = filesystem.flush_all();
-    if failed > 0 {
-        log::error!("{failed} upload(s) could not be published at unmount");
+    let left = filesystem.shutdown_uploads();
+    if left > 0 {
+        log::error!("{left} file(s) could not be published at unmount");
     }
+    filesystem.shutdown();
     pool.close_all("unmounted");
-    std::thread::sleep(Duration::from_millis(10));
+    status.remove();
     log::info!("unmounted {}", mountpoint.display());
     Ok(())
+}
+
+fn lazy_unmount(mountpoint: &Path) {
+    if let Ok(c) = std::ffi::CString::new(mountpoint.as_os_str().as_encoded_bytes()) {
+        // SAFETY: umount2 with a valid C path.
+        unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) };
+    }
+}
+
+const STATUS_INTERVAL: Duration = Duration::from_secs(2);
+
+/// `/run/coupafs/<mountpoint>.status`: link state and uploads as
+/// KEY=VALUE lines an admin (or a monitoring script) reads with `cat`.
+struct StatusFile {
+    path: PathBuf,
+    header: String,
+}
+
+impl StatusFile {
+    fn new(mountpoint: &Path, target: &cli::Target, port: u16) -> Self {
+        let escaped: String = mountpoint
+            .to_string_lossy()
+            .trim_matches('/')
+            .chars()
+            .map(|c| if c == '/' { '-' } else { c })
+            .collect();
+        let name = if escaped.is_empty() {
+            "-".to_string()
+        } else {
+            escaped
+        };
+        let base = if unsafe { libc::geteuid() } == 0 {
+            PathBuf::from("/run/coupafs")
+        } else {
+            std::env::var_os("XDG_RUNTIME_DIR")
+                .map(|d| PathBuf::from(d).join("coupafs"))
+                .unwrap_or_else(|| std::env::temp_dir().join("coupafs"))
+        };
+        let _ = std::fs::create_dir_all(&base);
+        let header = format!(
+            "mountpoint={}\nserver={}{}:{}\nport={port}\npid={}\n",
+            mountpoint.display(),
+            target
+                .user
+                .as_ref()
+                .map(|u| format!("{u}@"))
+                .unwrap_or_default(),
+            target.host,
+            target.remote_dir,
+            std::process::id()
+        );
+        Self {
+            path: base.join(format!("{name}.status")),
+            header,
+        }
+    }
+
+    fn write<R: remote::Remote>(&self, link: &conn::PoolStatus, fs: &fs::Fs<R>) {
+        let state = if link.connected > 0 {
+            "connected"
+        } else if link.reconnecting {
+            "reconnecting"
+        } else {
+            "disconnected"
+        };
+        let text = format!(
+            "{}state={state}\nconnections={}\nreconnects={}\nopen_writers={}\npending_uploads={}\nlast_error={}\nupdated={}\n",
+            self.header,
+            link.connected,
+            link.reconnects,
+            fs.open_writers(),
+            fs.pending_uploads(),
+            link.last_error.as_deref().unwrap_or(""),
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_secs())
+                .unwrap_or(0)
+        );
+        let tmp = self.path.with_extension("status.tmp");
+        if std::fs::write(&tmp, text).is_ok() {
+            let _ = std::fs::rename(&tmp, &self.path);
+        }
+    }
+
+    fn remove(&self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
 }
 
 /// The absolute remote directory to mount; it must exist.

@@ -167,6 +167,11 @@ impl Upload {
         lock(&self.state)
     }
 
+    /// The remote temp file currently receiving this upload, if any.
+    pub fn temp_path(&self) -> Option<Vec<u8>> {
+        self.state().temp.as_ref().map(|(p, _)| p.clone())
+    }
+
     /// Fills the spool with the remote file's current content (open for
     /// writing without O_TRUNC keeps the old bytes).
     pub fn load_from(&self, remote: &dyn Remote, path: &[u8], limit: Option<u64>) -> RResult<()> {
@@ -413,7 +418,9 @@ impl Upload {
         let mut attempt = 1;
         loop {
             match self.publish_once(remote, naming, final_path) {
-                Err(e) if e.is_transport() && attempt < PUBLISH_ATTEMPTS => {
+                Err(e)
+                    if (e.is_transport() || e.is_no_such_file()) && attempt < PUBLISH_ATTEMPTS =>
+                {
                     log::warn!(
                         "upload of {} interrupted ({e}); retrying from the local spool",
                         String::from_utf8_lossy(final_path)

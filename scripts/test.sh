@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# The one command that checks everything on a fresh machine (as root):
+# installs the missing system packages, then cargo fmt --check, clippy with
+# -D warnings, and the whole test suite (unit tests, the sandbox smoke tests,
+# and the real FUSE mount tests against a local sshd).
+#
+#   scripts/test.sh                  # everything
+#   scripts/test.sh some_test_name   # extra args go to `cargo test` (filters)
+#   TEST_THREADS=1 scripts/test.sh   # fewer parallel tests (default 2)
+#
+# Every test starts its own sandbox sshd on its own free port and its own
+# mountpoint, so tests are independent; 2 threads keeps mount timing-sensitive
+# tests reliable on a 2-core machine.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+step() { printf '\n==> %s\n' "$*" >&2; }
+
+if [[ $(id -u) -ne 0 ]]; then
+  echo "scripts/test.sh: must run as root (the tests create an SFTP account, run sshd and mount FUSE)" >&2
+  exit 1
+fi
+
+step "system dependencies"
+bash scripts/install-deps.sh
+
+command -v cargo >/dev/null || { echo "cargo not found" >&2; exit 1; }
+for tool in fmt clippy; do
+  if ! cargo "$tool" --version >/dev/null 2>&1; then
+    step "installing the $tool component"
+    rustup component add "$([[ $tool == fmt ]] && echo rustfmt || echo clippy)"
+  fi
+done
+
+export CARGO_TERM_COLOR=${CARGO_TERM_COLOR:-never}
+export RUST_BACKTRACE=${RUST_BACKTRACE:-1}
+
+step "cargo fmt --check"
+cargo fmt --all -- --check
+
+step "cargo clippy --all-targets -- -D warnings"
+cargo clippy --all-targets -- -D warnings
+
+step "cargo test"
+cargo test "$@" -- --test-threads="${TEST_THREADS:-2}"
+
+step "all checks passed"
