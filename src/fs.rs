@@ -17,6 +17,7 @@ use crate::cache::MetaCache;
 use crate::caller::{self, Exit};
 use crate::error::{FsError, FsResult, Op};
 use crate::inode::{join, split, InodeTable, ROOT_INO};
+use crate::readahead::{self, ReadAhead};
 use crate::remote::{DirEntry, Handle, Remote, RemoteError};
 use crate::sftp::{pflags, Attrs};
 use crate::upload::{is_temp_name, TempNaming, Upload};
@@ -97,8 +98,12 @@ pub struct SetAttr {
 
 /// What an open file handle reads from and writes to.
 enum OpenFile {
-    /// Read-only: a remote handle, re-opened by path if its connection dies.
-    Remote { handle: Mutex<Option<Handle>> },
+    /// Read-only: a remote handle, re-opened by path if its connection dies,
+    /// with its read-ahead state.
+    Remote {
+        handle: Mutex<Option<Handle>>,
+        ahead: Mutex<ReadAhead>,
+    },
     /// Open for writing (or reading a file being written): the spool.
     Upload { upload: Arc<Upload>, append: bool },
 }
@@ -139,14 +144,23 @@ pub struct Fs<R: Remote> {
     next_fh: AtomicU64,
     /// Background write-behind jobs (inode, upload).
     streams: Mutex<Option<mpsc::Sender<StreamJob>>>,
-    /// Bytes held in local spools.
-    spool_bytes: AtomicU64,
     /// The kernel's id of this mount (fdinfo `mnt_id`), once mounted.
     mount_id: OnceLock<u64>,
+    /// The remote as a trait object, for the read-ahead workers.
+    dyn_remote: Arc<dyn Remote>,
+    ahead_pool: Arc<readahead::Pool>,
+    /// (size, mtime) of each file when last opened for reading.
+    opened_versions: Mutex<HashMap<u64, FileVersion>>,
 }
 
 /// A write-behind job: the inode and its upload.
 type StreamJob = (u64, Arc<Upload>);
+
+/// (size, mtime) identifying a version of a file's content.
+type FileVersion = (Option<u64>, Option<u32>);
+
+/// Threads fetching read-ahead blocks (each keeps 16 READs in flight).
+const READ_AHEAD_WORKERS: usize = 4;
 
 /// Temp files unchanged this long belong to no live upload.
 const STALE_TEMP_AGE: Duration = Duration::from_secs(3600);
@@ -158,6 +172,7 @@ impl<R: Remote> Fs<R> {
     pub fn new(remote: Arc<R>, cfg: FsConfig) -> Arc<Self> {
         let cache = MetaCache::new(cfg.cache_ttl);
         let (tx, rx) = mpsc::channel::<StreamJob>();
+        let dyn_remote: Arc<dyn Remote> = remote.clone();
         let fs = Arc::new(Self {
             remote,
             cfg,
@@ -168,8 +183,10 @@ impl<R: Remote> Fs<R> {
             dir_handles: Mutex::new(HashMap::new()),
             next_fh: AtomicU64::new(1),
             streams: Mutex::new(Some(tx)),
-            spool_bytes: AtomicU64::new(0),
             mount_id: OnceLock::new(),
+            dyn_remote,
+            ahead_pool: readahead::Pool::new(READ_AHEAD_WORKERS),
+            opened_versions: Mutex::new(HashMap::new()),
         });
         let rx = Arc::new(Mutex::new(rx));
         for i in 0..STREAM_WORKERS {
@@ -195,6 +212,12 @@ impl<R: Remote> Fs<R> {
     /// Stops the write-behind workers (they finish their current job).
     pub fn shutdown(&self) {
         lock(&self.streams).take();
+    }
+
+    /// Bytes held in local spools (files being written).
+    fn spool_usage(&self) -> u64 {
+        let uploads: Vec<Arc<Upload>> = lock(&self.uploads).values().cloned().collect();
+        uploads.iter().map(|u| u.state().size).sum()
     }
 
     fn queue_stream(&self, ino: u64, upload: &Arc<Upload>) {
@@ -474,6 +497,9 @@ impl<R: Remote> Fs<R> {
     }
 
     fn publish(&self, op: Op, path: &[u8], up: &Upload) -> FsResult<()> {
+        if let Some(ino) = lock(&self.inodes).ino_of(path) {
+            lock(&self.opened_versions).remove(&ino);
+        }
         let rp = self.remote_path(path);
         self.cache.invalidate(path);
         let result = up.publish(self.remote.as_ref(), &self.cfg.naming, &rp);
@@ -671,12 +697,16 @@ impl<R: Remote> Fs<R> {
         self.next_fh.fetch_add(1, Ordering::Relaxed)
     }
 
-    /// open(2). Returns the file handle.
-    pub fn open(&self, ino: u64, flags: i32, pid: u32) -> FsResult<u64> {
+    /// open(2). Returns the file handle and whether the kernel may keep
+    /// its page cache.
+    pub fn open(&self, ino: u64, flags: i32, pid: u32) -> FsResult<(u64, bool)> {
         let path = self.path_of(Op::Open, ino)?;
         let acc = flags & libc::O_ACCMODE;
         let writing = acc == libc::O_WRONLY || acc == libc::O_RDWR || flags & libc::O_TRUNC != 0;
+        let mut keep_cache = false;
+        let mut size_hint = u64::MAX;
         let file = if writing {
+            lock(&self.opened_versions).remove(&ino);
             self.deny_read_only(Op::Open, &path)?;
             let up = self.upload_for_write(ino, &path, flags & libc::O_TRUNC != 0)?;
             OpenFile::Upload {
@@ -690,18 +720,35 @@ impl<R: Remote> Fs<R> {
                 append: false,
             }
         } else {
+            let attrs = self.cache.attrs(&path);
+            if let Some(size) = attrs.as_ref().and_then(|a| a.size) {
+                size_hint = size;
+            }
+            keep_cache = self.unchanged_since_last_open(ino, attrs.as_ref());
             let handle = self
                 .remote
                 .open(&self.remote_path(&path), pflags::READ, &Attrs::default())
                 .map_err(|e| FsError::remote(Op::Open, show(&path), &e))?;
             OpenFile::Remote {
                 handle: Mutex::new(Some(handle)),
+                ahead: Mutex::new(ReadAhead::new(size_hint)),
             }
         };
         let fh = self.new_fh();
         let opener = caller::tgid(pid);
         lock(&self.handles).insert(fh, Arc::new(HandleEntry { file, opener }));
-        Ok(fh)
+        Ok((fh, keep_cache))
+    }
+
+    /// Whether the kernel may keep its page cache for `ino`: the file has
+    /// the size and mtime it had when last opened (FOPEN_KEEP_CACHE).
+    fn unchanged_since_last_open(&self, ino: u64, attrs: Option<&Attrs>) -> bool {
+        let Some(a) = attrs else {
+            lock(&self.opened_versions).remove(&ino);
+            return false;
+        };
+        let version = (a.size, a.atime_mtime.map(|(_, m)| m));
+        lock(&self.opened_versions).insert(ino, version) == Some(version)
     }
 
     /// The upload of an existing file opened for writing: shared with other
@@ -817,7 +864,9 @@ impl<R: Remote> Fs<R> {
             OpenFile::Upload { upload, .. } => upload
                 .read_at(offset, size)
                 .map_err(|e| FsError::local(Op::Read, format!("inode {ino}"), &e)),
-            OpenFile::Remote { handle } => self.read_remote(ino, handle, offset, size),
+            OpenFile::Remote { handle, ahead } => {
+                self.read_remote(ino, handle, ahead, offset, size)
+            }
         }
     }
 
@@ -827,6 +876,7 @@ impl<R: Remote> Fs<R> {
         &self,
         ino: u64,
         slot: &Mutex<Option<Handle>>,
+        ahead: &Mutex<ReadAhead>,
         offset: u64,
         size: u32,
     ) -> FsResult<Vec<u8>> {
@@ -845,12 +895,20 @@ impl<R: Remote> Fs<R> {
                     h
                 }
             };
-            match self.remote.read(&handle, offset, size) {
+            match ReadAhead::read(
+                ahead,
+                &self.ahead_pool,
+                &self.dyn_remote,
+                &handle,
+                offset,
+                size,
+            ) {
                 Ok(data) => return Ok(data),
                 Err(e) if e.is_transport() && !retried => {
                     log::info!("re-opening {} after: {e}", show(&path));
                     retried = true;
                     *lock(slot) = None;
+                    lock(ahead).reset();
                 }
                 Err(e) => return Err(FsError::remote(Op::Read, show(&path), &e)),
             }
@@ -861,10 +919,28 @@ impl<R: Remote> Fs<R> {
         let entry = self.handle(Op::Write, fh)?;
         match &entry.file {
             OpenFile::Upload { upload, append } => {
-                let offset = if *append { upload.state().size } else { offset };
-                upload
+                let (offset, old_size) = {
+                    let st = upload.state();
+                    (if *append { st.size } else { offset }, st.size)
+                };
+                let growth = (offset + data.len() as u64).saturating_sub(old_size);
+                if growth > 0 && self.spool_usage() + growth > self.cfg.spool_max {
+                    return Err(FsError::new(
+                        Op::Write,
+                        format!("inode {ino}"),
+                        libc::ENOSPC,
+                        format!(
+                            "local spool full (spool_max {} MiB)",
+                            self.cfg.spool_max >> 20
+                        ),
+                    ));
+                }
+                let start_stream = upload
                     .write_at(offset, data)
                     .map_err(|e| FsError::local(Op::Write, format!("inode {ino}"), &e))?;
+                if start_stream {
+                    self.queue_stream(ino, upload);
+                }
                 Ok(data.len() as u32)
             }
             OpenFile::Remote { .. } => Err(FsError::new(
@@ -929,7 +1005,7 @@ impl<R: Remote> Fs<R> {
             return Ok(());
         };
         match &entry.file {
-            OpenFile::Remote { handle } => {
+            OpenFile::Remote { handle, .. } => {
                 if let Some(h) = lock(handle).take() {
                     let _ = self.remote.close(&h);
                 }
@@ -956,13 +1032,6 @@ impl<R: Remote> Fs<R> {
                     }
                 }
                 upload.abandon(self.remote.as_ref());
-                self.spool_bytes.fetch_sub(
-                    upload
-                        .state()
-                        .size
-                        .min(self.spool_bytes.load(Ordering::Relaxed)),
-                    Ordering::Relaxed,
-                );
                 let mut uploads = lock(&self.uploads);
                 if uploads.get(&ino).is_some_and(|u| Arc::ptr_eq(u, upload)) {
                     uploads.remove(&ino);

@@ -7,6 +7,8 @@
 //! `cli` parses sshfs-style arguments; `error` maps failures to errno.
 //! `check` runs `coupafs check` (a monitoring-style health check) over
 //! `remote`; `coupa` holds Coupa's folder tree and file rules (pure).
+//! `sshconfig` reads the ssh client config file (`~/.ssh/config`, `-F`);
+//! `logging` sends log records to stderr or, for a daemon, to syslog.
 
 pub mod cache;
 pub mod caller;
@@ -18,6 +20,9 @@ pub mod error;
 pub mod fs;
 pub mod fuse;
 pub mod inode;
+pub mod logging;
+pub mod readahead;
 pub mod remote;
 pub mod sftp;
+pub mod sshconfig;
 pub mod upload;

@@ -1,0 +1,194 @@
+//! Sequential read-ahead for files read through a remote handle.
+//!
+//! The kernel's own read-ahead keeps at most `max_readahead` (1 MiB) in
+//! flight, which across a 20 ms link caps a download near 50 MiB/s. When a
+//! handle is read sequentially, coupafs fetches the next blocks itself, on
+//! a small worker pool, with a window that doubles up to `MAX_WINDOW` while
+//! the pattern holds. A random read resets the window; blocks behind the
+//! reader are dropped, so memory per handle stays bounded.
+
+use std::collections::BTreeMap;
+use std::sync::{mpsc, Arc, Condvar, Mutex, MutexGuard};
+
+use crate::remote::{Handle, RResult, Remote};
+
+/// Bytes per read-ahead block.
+pub const BLOCK: u64 = 1 << 20;
+/// Most blocks fetched ahead of the reader.
+const MAX_WINDOW: u64 = 8;
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// One block being fetched or fetched.
+struct Block {
+    data: Mutex<Option<RResult<Arc<Vec<u8>>>>>,
+    ready: Condvar,
+}
+
+impl Block {
+    fn wait(&self) -> RResult<Arc<Vec<u8>>> {
+        let mut slot = lock(&self.data);
+        loop {
+            if let Some(r) = slot.as_ref() {
+                return r.clone();
+            }
+            slot = self.ready.wait(slot).unwrap_or_else(|e| e.into_inner());
+        }
+    }
+
+    fn fill(&self, r: RResult<Arc<Vec<u8>>>) {
+        *lock(&self.data) = Some(r);
+        self.ready.notify_all();
+    }
+}
+
+struct Job {
+    remote: Arc<dyn Remote>,
+    handle: Handle,
+    index: u64,
+    block: Arc<Block>,
+}
+
+/// Workers shared by every handle of a mount.
+pub struct Pool {
+    tx: Mutex<mpsc::Sender<Job>>,
+}
+
+impl Pool {
+    pub fn new(workers: usize) -> Arc<Pool> {
+        let (tx, rx) = mpsc::channel::<Job>();
+        let rx = Arc::new(Mutex::new(rx));
+        for i in 0..workers.max(1) {
+            let rx = rx.clone();
+            let _ = std::thread::Builder::new()
+                .name(format!("read-ahead-{i}"))
+                .spawn(move || loop {
+                    let job = lock(&rx).recv();
+                    let Ok(job) = job else { return };
+                    let r = job
+                        .remote
+                        .read(&job.handle, job.index * BLOCK, BLOCK as u32)
+                        .map(Arc::new);
+                    job.block.fill(r);
+                });
+        }
+        Arc::new(Pool { tx: Mutex::new(tx) })
+    }
+
+    fn submit(&self, job: Job) -> bool {
+        lock(&self.tx).send(job).is_ok()
+    }
+}
+
+/// Read-ahead state of one open handle.
+#[derive(Default)]
+pub struct ReadAhead {
+    blocks: BTreeMap<u64, Arc<Block>>,
+    /// Offset the next sequential read would start at.
+    next: u64,
+    /// Blocks to keep in flight ahead of the reader (0 = not sequential).
+    window: u64,
+    /// File size seen at open: nothing is prefetched past it.
+    size_hint: u64,
+}
+
+impl ReadAhead {
+    pub fn new(size_hint: u64) -> Self {
+        Self {
+            size_hint,
+            ..Self::default()
+        }
+    }
+
+    /// Serves `len` bytes at `offset`, prefetching when the reads are
+    /// sequential. Falls back to a direct read when nothing is prefetched.
+    pub fn read(
+        state: &Mutex<ReadAhead>,
+        pool: &Pool,
+        remote: &Arc<dyn Remote>,
+        handle: &Handle,
+        offset: u64,
+        len: u32,
+    ) -> RResult<Vec<u8>> {
+        let first = offset / BLOCK;
+        let last = (offset + u64::from(len).max(1) - 1) / BLOCK;
+        let wanted: Vec<(u64, Arc<Block>)> = {
+            let mut st = lock(state);
+            // The kernel sends its own read-ahead requests from several
+            // threads, so "sequential" allows some reordering around `next`.
+            let slack = 4 * BLOCK;
+            let sequential =
+                offset + slack >= st.next && offset <= st.next + slack && st.size_hint > BLOCK;
+            if sequential {
+                st.window = (st.window * 2).clamp(2, MAX_WINDOW);
+            } else {
+                st.window = 0;
+                st.blocks.clear();
+            }
+            st.next = st.next.max(offset + u64::from(len));
+            let end_block = st.size_hint.div_ceil(BLOCK);
+            if st.window == 0 {
+                None
+            } else {
+                // Drop blocks behind the reader; request the window ahead.
+                st.blocks.retain(|&i, _| i >= first);
+                for i in first..=(last + st.window).min(end_block.max(last)) {
+                    if let std::collections::btree_map::Entry::Vacant(slot) = st.blocks.entry(i) {
+                        let block = Arc::new(Block {
+                            data: Mutex::new(None),
+                            ready: Condvar::new(),
+                        });
+                        let queued = pool.submit(Job {
+                            remote: remote.clone(),
+                            handle: handle.clone(),
+                            index: i,
+                            block: block.clone(),
+                        });
+                        if !queued {
+                            break;
+                        }
+                        slot.insert(block);
+                    }
+                }
+                Some(
+                    (first..=last)
+                        .filter_map(|i| st.blocks.get(&i).map(|b| (i, b.clone())))
+                        .collect(),
+                )
+            }
+        }
+        .unwrap_or_default();
+        if wanted.len() as u64 != last - first + 1 {
+            return remote.read(handle, offset, len);
+        }
+        let mut out = Vec::with_capacity(len as usize);
+        for (i, block) in wanted {
+            let data = match block.wait() {
+                Ok(d) => d,
+                Err(e) => {
+                    lock(state).blocks.remove(&i);
+                    return Err(e);
+                }
+            };
+            let start = if i == first { offset - i * BLOCK } else { 0 } as usize;
+            let end = ((offset + u64::from(len)) - i * BLOCK).min(BLOCK) as usize;
+            if start >= data.len() {
+                break;
+            }
+            out.extend_from_slice(&data[start..end.min(data.len())]);
+            if data.len() < BLOCK as usize {
+                break; // end of file inside this block
+            }
+        }
+        Ok(out)
+    }
+
+    /// Forgets everything (the handle was re-opened).
+    pub fn reset(&mut self) {
+        self.blocks.clear();
+        self.window = 0;
+        self.next = 0;
+    }
+}
