@@ -280,9 +280,12 @@ run_timed() {
   return $rc
 }
 
-# Files (not dirs) and bytes under a server-side folder, temp names included.
-srv_count() { find "$1" -type f 2>/dev/null | wc -l; }
-srv_bytes() { find "$1" -type f -printf '%s\n' 2>/dev/null | awk '{s += $1} END {print s + 0}'; }
+# coupafs' hidden upload temp names: .NAME.coupafs-XXXXXX (X hex).
+TEMP_GLOB='*.coupafs-[0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f]'
+# Files (not dirs) and bytes under a server-side folder, coupafs temp files
+# excluded (they are counted after the unmount, as strays).
+srv_count() { find "$1" -type f ! -name "$TEMP_GLOB" 2>/dev/null | wc -l; }
+srv_bytes() { find "$1" -type f ! -name "$TEMP_GLOB" -printf '%s\n' 2>/dev/null | awk '{s += $1} END {print s + 0}'; }
 
 # Peak number of sshd session processes (children of the listener) while
 # sampling runs; written to $1.
@@ -384,7 +387,7 @@ run_fs_client() {
   local out=$m/$scratch srv=$RB/$scratch
   local L=$LOGDIR/$kind-rtt$rtt
   local mlog=$L-mount.log wl
-  local all=(setup seqw seqr smallseq smallpar conns lscold lswarm csv find du rssw rssr)
+  local all=(setup seqw seqr smallseq smallpar conns lscold lswarm csv find du rssw rssr strays)
 
   log "RTT $rtt ms: $kind"
   if ! mount_fs "$kind" "$port" "$m" "$mlog"; then
@@ -486,7 +489,7 @@ run_fs_client() {
       _ "$LOCAL/csv" "$out/csv"; then
     local ncsv ntmp
     ncsv=$(find "$srv/csv" -name '*.csv' -type f | wc -l)
-    ntmp=$(find "$srv/csv" -type f ! -name '*.csv' | wc -l)
+    ntmp=$(find "$srv/csv" -type f ! -name '*.csv' ! -name "$TEMP_GLOB" | wc -l)
     if [[ $ncsv != "$CSV_FILES" || $ntmp != 0 ]]; then
       fail "$rtt" csv "$kind" "server has $ncsv of $CSV_FILES .csv files and $ntmp other files in $srv/csv" "$wl"
     elif [[ $(srv_bytes "$srv/csv") != $((CSV_FILES * CSV_KIB * 1024)) ]]; then
@@ -545,6 +548,16 @@ run_fs_client() {
   fi
 
   umount_fs "$m" "$mlog"
+  # Upload temp files still on the server once the client has exited.
+  local strays
+  strays=$(find "$srv" -type f -name "$TEMP_GLOB" 2>/dev/null | wc -l)
+  record "$rtt" strays "$kind" "$strays"
+  if ((strays > 0)); then
+    FAILED=1
+    NOTES+=("RTT $rtt ms, $kind: $strays upload temp file(s) left on the server after unmount, e.g. $(
+      find "$srv" -type f -name "$TEMP_GLOB" -printf '%P (%s bytes) ' | head -c 300)")
+    log "FAIL: RTT $rtt ms, $kind: $strays stray temp files under $srv"
+  fi
   rm -rf "$srv"
 }
 
@@ -696,7 +709,7 @@ run_sftp_client() {
     fail "$rtt" csv sftp "put/rename batch failed" "$wl"
   fi
 
-  for wl in find du rssw rssr rsswtp; do record "$rtt" "$wl" sftp n/a; done
+  for wl in find du rssw rssr rsswtp strays; do record "$rtt" "$wl" sftp n/a; done
   rm -rf "$srv"
 }
 
@@ -745,6 +758,7 @@ WORKLOADS=(
   "rsswtp|copy ${RSS_MIB} MiB into a fresh mount|MiB/s|1"
   "rssw|peak RSS after ${RSS_MIB} MiB write (VmHWM)|MiB|0"
   "rssr|peak RSS after reading it back (VmHWM)|MiB|0"
+  "strays|upload temp files left on the server after unmount|files|-"
 )
 
 ratio() { # coupafs other higher_is_better
@@ -760,7 +774,7 @@ cell() { # rtt workload client unit
   local v=${RES["$1|$2|$3"]:-}
   if [[ -z $v ]]; then
     [[ " $CLIENTS " == *" $3 "* ]] && echo "-" || echo "not run"
-  elif [[ $v =~ ^[0-9.]+$ && $4 != conns ]]; then
+  elif [[ $v =~ ^[0-9.]+$ && $4 != conns && $4 != files ]]; then
     fmt "$v"
   else echo "$v"; fi
 }

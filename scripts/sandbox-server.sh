@@ -9,7 +9,8 @@
 # Everything lives in DIR: host keys, the client key (id_rsa), authorized_keys,
 # known_hosts, sshd_config, sshd.pid, sshd.log, the password file, and the
 # exported tree DIR/root (Coupa's standard Incoming/Outgoing/Archive folders).
-# There is no chroot: clients use the absolute path DIR/root.
+# There is no chroot: clients use the absolute path DIR/root. An optional file
+# DIR/sftp_flags holds extra internal-sftp flags (one line, e.g. `-P rename`).
 #
 # The account `coupasftp` is shared by all sandboxes on the machine, so its
 # password is too: it is generated once, kept in $STATE_DIR/password (root only,
@@ -139,6 +140,7 @@ make_traversable() {
 
 ensure_account() {
   # Serialise account/password changes between sandboxes started in parallel.
+  mkdir -p "$(dirname "$LOCK_FILE")"
   exec 9>"$LOCK_FILE"
   flock 9
   local created=0
@@ -192,6 +194,9 @@ EOF
 
 write_config() {
   local dir=$1 port=$2 root=$3 force="internal-sftp -l INFO"
+  # Extra internal-sftp flags for tests (e.g. `-P rename,posix-rename` to refuse
+  # requests), read from DIR/sftp_flags so that a restart keeps them.
+  if [[ -s $dir/sftp_flags ]]; then force+=" $(<"$dir/sftp_flags")"; fi
   # Start sessions in the exported root when the path can be written unquoted.
   [[ $root =~ [[:space:]] ]] || force+=" -d $root"
   cat >"$dir/sshd_config" <<EOF

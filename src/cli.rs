@@ -98,6 +98,23 @@ pub struct MountOptions {
     /// Options from mount(8)/fstab we accept and ignore (`_netdev`, `nofail`, ...),
     /// kept for the debug log.
     pub ignored: Vec<String>,
+    /// `-F FILE` or `-o ssh_config=FILE`: the ssh client configuration to
+    /// read instead of `~/.ssh/config`; `none` reads none (as in ssh).
+    pub ssh_config: Option<PathBuf>,
+    /// Which ssh settings the command line gave; the ssh config file fills
+    /// in only the others.
+    pub explicit: ExplicitSsh,
+}
+
+/// ssh settings that the command line set explicitly (the others may come
+/// from the ssh config file). User, IdentityFile and UserKnownHostsFile need
+/// no flag: they are `Some`/non-empty exactly when given.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct ExplicitSsh {
+    /// `-p` or `-o Port=`.
+    pub port: bool,
+    /// `-o StrictHostKeyChecking=`.
+    pub host_key_policy: bool,
 }
 
 impl Default for MountOptions {
@@ -137,6 +154,8 @@ impl Default for MountOptions {
             fsname: None,
             threads: 16,
             ignored: Vec::new(),
+            ssh_config: None,
+            explicit: ExplicitSsh::default(),
         }
     }
 }
@@ -181,7 +200,11 @@ pub fn parse(args: &[String]) -> Result<Invocation, UsageError> {
             Item::Debug => set_debug(&mut opts),
             Item::SingleThread => opts.threads = 1,
             Item::Ignored(s) => opts.ignored.push(s.clone()),
-            Item::Port(v) => opts.port = parse_port("-p", v)?,
+            Item::Port(v) => {
+                opts.port = parse_port("-p", v)?;
+                opts.explicit.port = true;
+            }
+            Item::SshConfig(v) => opts.ssh_config = Some(parse_path("-F", v)?),
             Item::Error(e) => return Err(e.clone()),
             Item::Opts(list) => {
                 for opt in split_opt_list(list) {
@@ -247,11 +270,13 @@ pub fn version_text() -> String {
     format!("coupafs {}", env!("CARGO_PKG_VERSION"))
 }
 
-/// Whether argv[0] names the mount(8) helper (`.../mount.coupafs`).
+/// Whether argv[0] names a mount(8) helper: `.../mount.coupafs` (type
+/// `coupafs`) or `.../mount.fuse.coupafs` (type `fuse.coupafs`, which
+/// mount(8) tries before falling back to mount.fuse3).
 pub fn is_mount_helper(argv0: &str) -> bool {
     std::path::Path::new(argv0)
         .file_name()
-        .is_some_and(|n| n == "mount.coupafs")
+        .is_some_and(|n| n == "mount.coupafs" || n == "mount.fuse.coupafs")
 }
 
 /// Parses `[USER@]HOST:[REMOTE_DIR]`. The host part ends at the first colon
@@ -360,6 +385,8 @@ enum Item {
     SingleThread,
     /// `-p` value, as typed.
     Port(String),
+    /// `-F` value, as typed.
+    SshConfig(String),
     /// One `-o` argument, as typed (still comma separated).
     Opts(String),
     /// A flag accepted and ignored, as typed.
@@ -408,7 +435,7 @@ fn tokenize(rest: &[String], helper: bool) -> Argv {
         let body = &arg[1..];
         for (pos, c) in body.char_indices() {
             match c {
-                'o' | 'p' | 't' if c != 't' || helper => {
+                'o' | 'p' | 'F' | 't' if c != 't' || helper => {
                     let glued = &body[pos + c.len_utf8()..];
                     let value = if !glued.is_empty() {
                         glued.to_string()
@@ -422,6 +449,7 @@ fn tokenize(rest: &[String], helper: bool) -> Argv {
                     a.items.push(match c {
                         'o' => Item::Opts(value),
                         'p' => Item::Port(value),
+                        'F' => Item::SshConfig(value),
                         // mount(8) may pass `-t TYPE`; the type is us.
                         _ => Item::Ignored(format!("-t {value}")),
                     });
@@ -556,6 +584,7 @@ fn apply_option(o: &mut MountOptions, st: &mut OptState, raw: &str) -> Result<()
             o.temp_prefix = v.to_string();
         }
         "spool_dir" => o.spool_dir = Some(parse_path(key, value()?)?),
+        "ssh_config" => o.ssh_config = Some(parse_path(key, value()?)?),
         "spool_max" => {
             let v = value()?;
             o.spool_max_bytes = parse_num(v)
@@ -659,7 +688,10 @@ fn apply_ssh_option(
     };
     match key.to_ascii_lowercase().as_str() {
         "identityfile" => o.identity_files.push(parse_path(key, value()?)?),
-        "port" => o.port = parse_port(key, value()?)?,
+        "port" => {
+            o.port = parse_port(key, value()?)?;
+            o.explicit.port = true;
+        }
         "user" => {
             let v = value()?;
             if v.is_empty() {
@@ -682,6 +714,7 @@ fn apply_ssh_option(
                     ))
                 }
             };
+            o.explicit.host_key_policy = true;
         }
         "hostkeyfingerprint" => {
             let v = value()?;
@@ -879,6 +912,12 @@ OPTIONS
                                a changed key is refused unless no
     -o HostKeyFingerprint=SHA256:BASE64
                                accept only this host key (ssh-keygen -l)
+    -F FILE, -o ssh_config=FILE
+                               ssh client configuration to read instead of
+                               ~/.ssh/config; "none" reads none. Its Host
+                               blocks may set HostName, Port, User,
+                               IdentityFile, UserKnownHostsFile and
+                               StrictHostKeyChecking; the command line wins
     -o ServerAliveInterval=SECS
                                keepalive interval, 0 disables (default 15)
     -o ServerAliveCountMax=N   unanswered keepalives before the connection
@@ -891,7 +930,8 @@ OPTIONS
        PreferredAuthentications, PubkeyAuthentication, IdentitiesOnly,
        LogLevel, TCPKeepAlive, ControlMaster, ControlPath, ControlPersist
                                ssh options accepted and ignored
-    ProxyCommand and ProxyJump are not supported. password= is refused:
+    ProxyCommand and ProxyJump are not supported (also when the ssh config
+    file sets them for the host). password= and password_stdin are refused:
     use password_file= or COUPAFS_PASSWORD.
 
   Cache and timeouts
@@ -933,11 +973,18 @@ OPTIONS
     defaults, auto, noauto, _netdev, nofail, user, nouser, users, owner,
     dev, nodev, suid, nosuid, exec, noexec, sync, async, x-*, comment=
                                accepted and ignored
-    Run as mount.coupafs, mount(8)'s flags -s -f -n -v are ignored.
+    Run as mount.coupafs or mount.fuse.coupafs, mount(8)'s flags -s -f -n
+    -v are ignored. Without -f the command returns once the mount is live
+    (exit 0) or has failed (exit 1, the reason on stderr); the daemon then
+    logs to syslog (/dev/log, else journald's syslog socket).
 
 ENVIRONMENT
-    COUPAFS_PASSWORD           login password, instead of password_file=
+    COUPAFS_PASSWORD           login password, instead of password_file=;
+                               erased from the process environment at start
     SSH_AUTH_SOCK              ssh-agent socket; its keys are offered
+    COUPAFS_LOG                log filter, e.g. debug or coupafs=debug
+    NOTIFY_SOCKET              set by systemd (Type=notify): READY=1 is
+                               sent once the mount is live
 
 EXAMPLES
     Mount with a key, then unmount:
@@ -1063,6 +1110,10 @@ mod tests {
             read_only: true,
             max_conns: 3,
             cache_timeout: Duration::from_secs(60),
+            explicit: ExplicitSsh {
+                port: true,
+                host_key_policy: true,
+            },
             ..MountOptions::default()
         };
         assert_eq!(got, want);
@@ -1094,6 +1145,10 @@ mod tests {
             port: 2200,
             read_only: true,
             foreground: true,
+            explicit: ExplicitSsh {
+                port: true,
+                host_key_policy: false,
+            },
             ..base()
         };
         assert_eq!(
@@ -1434,6 +1489,10 @@ mod tests {
                 mountpoint: PathBuf::new(),
                 port: 2222,
                 identity_files: vec![PathBuf::from("/k")],
+                explicit: ExplicitSsh {
+                    port: true,
+                    host_key_policy: false,
+                },
                 ..MountOptions::default()
             }
         );
@@ -1554,6 +1613,9 @@ mod tests {
         );
         assert!(is_mount_helper("mount.coupafs"));
         assert!(is_mount_helper("/sbin/mount.coupafs"));
+        assert!(is_mount_helper("/usr/sbin/mount.fuse.coupafs"));
+        assert!(!is_mount_helper("mount.fuse"));
+        assert!(!is_mount_helper("mount.fuse.sshfs"));
         assert!(!is_mount_helper("coupafs"));
         assert!(!is_mount_helper("mount.coupafs.old"));
         assert!(!is_mount_helper("/sbin/mount.coupa"));
@@ -1642,6 +1704,10 @@ mod tests {
                 server_alive_interval: Duration::from_secs(5),
                 server_alive_count_max: 7,
                 connect_timeout: Duration::from_secs(9),
+                explicit: ExplicitSsh {
+                    port: true,
+                    host_key_policy: true,
+                },
                 ..MountOptions::default()
             };
             assert_eq!(o, want, "{opts}");
@@ -1994,8 +2060,8 @@ mod tests {
             "unknown option '--help=x' (see coupafs -h)"
         );
         assert_eq!(
-            error(&["-F", "cfg", "h:", "/m"]),
-            "unknown option '-F' (see coupafs -h)"
+            error(&["-G", "cfg", "h:", "/m"]),
+            "unknown option '-G' (see coupafs -h)"
         );
         // The first problem, left to right, is the one reported.
         assert_eq!(
@@ -2073,6 +2139,52 @@ mod tests {
                 )
             );
         }
+    }
+
+    #[test]
+    fn ssh_config_file_and_explicit_settings() {
+        assert_eq!(base().ssh_config, None);
+        assert_eq!(base().explicit, ExplicitSsh::default());
+        for args in [
+            &["-F", "/etc/coupafs/ssh_config", "h:", "/m"][..],
+            &["-F/etc/coupafs/ssh_config", "h:", "/m"],
+            &["h:", "/m", "-fF", "/etc/coupafs/ssh_config"],
+            &["h:", "/m", "-o", "ssh_config=/etc/coupafs/ssh_config"],
+        ] {
+            assert_eq!(
+                mount(args).ssh_config,
+                Some(PathBuf::from("/etc/coupafs/ssh_config")),
+                "{args:?}"
+            );
+        }
+        assert_eq!(
+            mount(&["-F", "none", "h:", "/m"]).ssh_config,
+            Some(PathBuf::from("none"))
+        );
+        assert_eq!(
+            error(&["h:", "/m", "-F"]),
+            "option '-F' requires an argument"
+        );
+        assert_eq!(
+            error(&["-F", "", "h:", "/m"]),
+            "invalid value '' for -F: expected a path"
+        );
+        // The mount(8) helpers take -F too (fstab lines use ssh_config=).
+        let got = parse(&argv(&["mount.coupafs", "h:", "/m", "-F", "/c"]));
+        assert!(
+            matches!(&got, Ok(Invocation::Mount(o)) if o.ssh_config == Some(PathBuf::from("/c"))),
+            "{got:?}"
+        );
+        // Only explicit Port/-p and StrictHostKeyChecking are flagged.
+        assert!(mount(&["-p", "22", "h:", "/m"]).explicit.port);
+        assert!(with_opts("port=22").explicit.port);
+        assert!(!with_opts("ro").explicit.port);
+        assert!(
+            with_opts("StrictHostKeyChecking=yes")
+                .explicit
+                .host_key_policy
+        );
+        assert!(!with_opts("Port=2").explicit.host_key_policy);
     }
 
     #[test]

@@ -4,19 +4,94 @@
 //! (daemon mode) before any thread exists, then connect and mount in the
 //! child, and let the parent exit only once the mount is live or has failed.
 
+use std::ffi::CStr;
 use std::io::{Read, Write};
 use std::os::fd::{FromRawFd, OwnedFd};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use coupafs::cli::{self, Invocation, MountOptions};
 use coupafs::conn::{self, ConnectParams, Pool, Secret};
-use coupafs::{fs, fuse, remote, upload};
+use coupafs::{fs, fuse, logging, remote, sshconfig, upload};
+
+/// The password from `COUPAFS_PASSWORD`, taken out of the environment first
+/// thing in `main`.
+static ENV_PASSWORD: OnceLock<Option<Secret>> = OnceLock::new();
+
+extern "C" {
+    static mut environ: *mut *mut libc::c_char;
+}
+
+/// Takes `name` out of the environment and wipes its bytes in place.
+/// `remove_var` alone is not enough: /proc/PID/environ shows the memory of
+/// the environment block the process started with, and unsetenv(3) only
+/// drops the pointer to the string, not the string. Zeroing the string
+/// itself makes the value unreadable there (and in a core dump). Must run
+/// before any other thread exists.
+fn take_env_secret(name: &str) -> Option<String> {
+    let prefix = format!("{name}=");
+    let mut entries: Vec<*mut libc::c_char> = Vec::new();
+    let mut value = None;
+    // SAFETY: single-threaded here; environ is a NULL-terminated array of
+    // NUL-terminated strings owned by this process.
+    unsafe {
+        let mut p = environ;
+        while !p.is_null() && !(*p).is_null() {
+            let entry = CStr::from_ptr(*p).to_bytes();
+            if let Some(v) = entry.strip_prefix(prefix.as_bytes()) {
+                if value.is_none() {
+                    value = Some(String::from_utf8_lossy(v).into_owned());
+                }
+                entries.push(*p);
+            }
+            p = p.add(1);
+        }
+    }
+    if entries.is_empty() {
+        return None;
+    }
+    std::env::remove_var(name);
+    for entry in entries {
+        // SAFETY: each pointer is a writable NUL-terminated string (the
+        // initial block on the stack, or one that setenv allocated and
+        // never frees); no pointer to it remains in environ.
+        unsafe {
+            let len = libc::strlen(entry);
+            std::ptr::write_bytes(entry, 0, len);
+        }
+    }
+    value
+}
+
+/// Tells systemd (Type=notify units) about our state: a datagram to
+/// $NOTIFY_SOCKET, a path or an abstract socket (`@name`). No-op without it.
+fn sd_notify(state: &str) {
+    use std::os::unix::ffi::OsStrExt;
+    use std::os::unix::net::UnixDatagram;
+    let Some(path) = std::env::var_os("NOTIFY_SOCKET").filter(|p| !p.is_empty()) else {
+        return;
+    };
+    let Ok(sock) = UnixDatagram::unbound() else {
+        return;
+    };
+    let sent = match path.as_bytes().strip_prefix(b"@") {
+        Some(name) => {
+            use std::os::linux::net::SocketAddrExt;
+            std::os::unix::net::SocketAddr::from_abstract_name(name)
+                .and_then(|addr| sock.send_to_addr(state.as_bytes(), &addr))
+        }
+        None => sock.send_to(state.as_bytes(), &path),
+    };
+    if let Err(e) = sent {
+        log::warn!("cannot notify systemd through {}: {e}", path.to_string_lossy());
+    }
+}
 
 fn main() -> ExitCode {
+    let _ = ENV_PASSWORD.set(take_env_secret("COUPAFS_PASSWORD").map(Secret::new));
     let args: Vec<String> = std::env::args().collect();
     let inv = match cli::parse(&args) {
         Ok(inv) => inv,
@@ -55,17 +130,7 @@ fn main() -> ExitCode {
 }
 
 fn init_logging(opts: &MountOptions) {
-    let level = if opts.debug {
-        log::LevelFilter::Debug
-    } else {
-        log::LevelFilter::Info
-    };
-    let _ = env_logger::Builder::new()
-        .filter_level(level)
-        .filter_module("fuser", log::LevelFilter::Warn)
-        .format_target(false)
-        .parse_env("COUPAFS_LOG")
-        .try_init();
+    logging::init(opts.debug);
 }
 
 fn home_dir() -> Option<PathBuf> {
@@ -131,12 +196,27 @@ fn absolute(p: &Path) -> PathBuf {
 /// no environment (and children never inherit the password).
 pub fn connect_params(opts: &MountOptions) -> Result<ConnectParams, String> {
     let home = home_dir();
+    // The ssh config file fills in what the command line did not give.
+    let mut opts = opts.clone();
+    let local_user = local_user_name();
+    let applied = sshconfig::apply(&mut opts, home.as_deref(), &local_user)?;
+    if let Some(file) = &applied.file {
+        log::debug!(
+            "read ssh config {} for {}: HostName {}, Port {}, User {}",
+            file.display(),
+            opts.target.host,
+            applied.host_name.as_deref().unwrap_or("(none)"),
+            opts.port,
+            opts.target.user.as_deref().unwrap_or("(none)")
+        );
+    }
+    let opts = &opts;
     let password = match &opts.password_file {
         Some(p) => Some(read_secret_file(&absolute(p), "password")?),
-        None => std::env::var("COUPAFS_PASSWORD").ok().map(Secret::new),
+        // Taken out of the environment (and wiped) at the start of main, so
+        // it never reaches a child's environment or /proc/PID/environ.
+        None => ENV_PASSWORD.get().cloned().flatten(),
     };
-    // Never let the password reach a child's environment.
-    std::env::remove_var("COUPAFS_PASSWORD");
     let passphrase = match &opts.passphrase_file {
         Some(p) => Some(read_secret_file(&absolute(p), "passphrase")?),
         None => None,
@@ -156,9 +236,9 @@ pub fn connect_params(opts: &MountOptions) -> Result<ConnectParams, String> {
             .join(".ssh/known_hosts"),
     };
     Ok(ConnectParams {
-        host: opts.target.host.clone(),
+        host: applied.host_name.unwrap_or_else(|| opts.target.host.clone()),
         port: opts.port,
-        user: opts.target.user.clone().unwrap_or_else(local_user_name),
+        user: opts.target.user.clone().unwrap_or(local_user),
         identity_files,
         password,
         passphrase,
@@ -207,8 +287,20 @@ fn daemonize() -> Result<StartupPipe, String> {
         -1 => Err(format!("fork: {}", std::io::Error::last_os_error())),
         0 => {
             drop(read_end);
-            // SAFETY: setsid in the new child detaches from the terminal.
-            unsafe { libc::setsid() };
+            // SAFETY: setsid in the new child detaches from the terminal;
+            // chdir("/") keeps the daemon from holding a directory busy
+            // (every path was made absolute before the fork).
+            unsafe {
+                libc::setsid();
+                libc::chdir(c"/".as_ptr());
+            }
+            if let Err(e) = logging::to_syslog() {
+                // Still the caller's stderr: say where the messages go.
+                eprintln!(
+                    "coupafs: warning: {e}; the daemon's messages go to stderr, which is \
+                     closed once the mount is live (run with -f under systemd to keep them)"
+                );
+            }
             Ok(StartupPipe {
                 write: Some(write_end),
             })
@@ -264,7 +356,17 @@ fn run_mount(opts: MountOptions) -> Result<(), String> {
     } else {
         daemonize()?
     };
+    let daemon = pipe.write.is_some();
     let result = mount_and_serve(&opts, params, &mountpoint, &mut pipe);
+    if daemon {
+        if let Err(e) = &result {
+            // The parent prints the reason (it is still waiting on the pipe
+            // if the mount never went live); the log gets it too.
+            log::error!("{e}");
+            pipe.report(&result.clone());
+            std::process::exit(1);
+        }
+    }
     pipe.report(&result.as_ref().map(|_| ()).map_err(Clone::clone));
     result
 }
@@ -406,6 +508,11 @@ fn mount_and_serve(
         pipe.report(&Ok(()));
         redirect_stdio_to_null();
     }
+    sd_notify(&format!(
+        "READY=1\nSTATUS=mounted on {}\nMAINPID={}",
+        mountpoint.display(),
+        std::process::id()
+    ));
 
     {
         let fs = filesystem.clone();
@@ -433,6 +540,7 @@ fn mount_and_serve(
         // SAFETY: waits on the blocked set with a timeout.
         let sig = unsafe { libc::sigtimedwait(&sigs, std::ptr::null_mut(), &timeout) };
         if sig > 0 {
+            sd_notify("STOPPING=1");
             let grace = opts.op_timeout;
             let deadline = std::time::Instant::now() + grace;
             let writers = filesystem.open_writers();
@@ -459,6 +567,7 @@ fn mount_and_serve(
         }
     }
     let _ = background.join();
+    sd_notify("STOPPING=1");
     let left = filesystem.shutdown_uploads();
     if left > 0 {
         log::error!("{left} file(s) could not be published at unmount");

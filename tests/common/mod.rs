@@ -85,6 +85,28 @@ pub fn pid_alive(pid: u32) -> bool {
     matches!(proc_state_ppid(pid), Some((state, _)) if state != 'Z')
 }
 
+/// Live (non-zombie) direct children of `parent`.
+pub fn children(parent: u32) -> Vec<u32> {
+    let mut out = Vec::new();
+    if let Ok(entries) = fs::read_dir("/proc") {
+        for entry in entries.flatten() {
+            let Some(pid) = entry
+                .file_name()
+                .to_str()
+                .and_then(|s| s.parse::<u32>().ok())
+            else {
+                continue;
+            };
+            if let Some((state, ppid)) = proc_state_ppid(pid) {
+                if state != 'Z' && ppid == parent {
+                    out.push(pid);
+                }
+            }
+        }
+    }
+    out
+}
+
 /// Live (non-zombie) descendants of `root`, breadth first.
 pub fn descendants(root: u32) -> Vec<u32> {
     let mut children: HashMap<u32, Vec<u32>> = HashMap::new();
@@ -168,6 +190,14 @@ fn run_with_timeout(mut cmd: Command, timeout: Duration) -> (Option<ExitStatus>,
 // Sandbox: the local SFTP server
 // ---------------------------------------------------------------------------
 
+/// How [`Sandbox::start_with`] sets up the server.
+#[derive(Clone, Debug, Default)]
+pub struct SandboxOptions {
+    /// Extra flags for sshd's `internal-sftp`, e.g. `-P rename,posix-rename`
+    /// (refuse those requests with SSH_FX_PERMISSION_DENIED).
+    pub sftp_server_flags: Option<String>,
+}
+
 /// A private sshd on 127.0.0.1 serving Coupa's standard tree at `root`.
 pub struct Sandbox {
     /// Everything of this sandbox: keys, sshd_config, sshd.log, `root/`.
@@ -191,7 +221,18 @@ impl Sandbox {
     /// Starts a fresh sandbox server on a free port. Panics with the script's
     /// output if it cannot.
     pub fn start() -> Sandbox {
+        Self::start_with(SandboxOptions::default())
+    }
+
+    /// [`Sandbox::start`] with options (e.g. an SFTP server that refuses some
+    /// requests). The options survive [`Sandbox::restart`].
+    pub fn start_with(opts: SandboxOptions) -> Sandbox {
         let dir = traversable_tempdir("coupafs-sandbox-");
+        if let Some(flags) = &opts.sftp_server_flags {
+            // Read by sandbox-server.sh each time it writes sshd_config.
+            fs::write(dir.path().join("sftp_flags"), format!("{flags}\n"))
+                .expect("write sandbox sftp_flags");
+        }
         let mut last_err = String::new();
         for _attempt in 0..5 {
             let port = free_port();
@@ -260,6 +301,18 @@ impl Sandbox {
             return Vec::new();
         }
         descendants(pid)
+    }
+
+    /// One PID per SSH connection: the listener's direct children (each
+    /// connection is `[priv]` -> `user@notty` -> `user@internal-sftp`, so
+    /// counting [`Sandbox::session_pids`] would count every connection three
+    /// times).
+    pub fn connection_pids(&self) -> Vec<u32> {
+        let pid = self.pid();
+        if !pid_alive(pid) {
+            return Vec::new();
+        }
+        children(pid)
     }
 
     /// SIGKILLs every session process (not the listener): all clients see their
@@ -684,7 +737,7 @@ pub struct PseudoRandom(u64);
 
 impl PseudoRandom {
     pub fn new(seed: u64) -> Self {
-        PseudoRandom(seed ^ 0x9E37_79B9_7F4A_7C15 | 1)
+        PseudoRandom((seed ^ 0x9E37_79B9_7F4A_7C15) | 1)
     }
 
     pub fn fill(&mut self, buf: &mut [u8]) {
@@ -766,4 +819,92 @@ pub fn uid_of(user: &str) -> Option<u32> {
 /// Maps an io::Error to its errno (for asserting on FUSE error codes).
 pub fn errno(e: &io::Error) -> i32 {
     e.raw_os_error().unwrap_or(0)
+}
+
+// ---------------------------------------------------------------------------
+// Helpers for the upload and network tests
+// ---------------------------------------------------------------------------
+
+/// Hex SHA-256 of a file by `sha256sum` (much faster than the unoptimised
+/// test build hashing 100 MiB). Err(message) if the file cannot be read,
+/// e.g. an I/O error through a mount.
+pub fn sha256sum(path: impl AsRef<Path>) -> Result<String, String> {
+    let path = path.as_ref();
+    let out = Command::new("sha256sum")
+        .arg(path)
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| format!("spawn sha256sum: {e}"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "sha256sum {}: {} {}",
+            path.display(),
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        ));
+    }
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.split_whitespace()
+        .next()
+        .map(str::to_string)
+        .ok_or_else(|| format!("sha256sum {}: no output", path.display()))
+}
+
+/// close(2) of `file`, reporting its error (dropping a `File` ignores it, and
+/// on a coupafs mount close() is where an upload reports its outcome).
+pub fn close_file(file: fs::File) -> io::Result<()> {
+    use std::os::fd::IntoRawFd;
+    let fd = file.into_raw_fd();
+    // SAFETY: `fd` was just released by its owner and is closed exactly once.
+    if unsafe { libc::close(fd) } == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// Names in a local directory (server side), sorted; empty if it is missing.
+pub fn names_in(dir: impl AsRef<Path>) -> Vec<String> {
+    let mut v: Vec<String> = fs::read_dir(dir.as_ref())
+        .map(|rd| {
+            rd.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    v.sort();
+    v
+}
+
+/// True for coupafs upload temp names (`.NAME.coupafs-XXXXXX`, X hex).
+pub fn is_coupafs_temp(name: &str) -> bool {
+    let Some((head, suffix)) = name.rsplit_once(".coupafs-") else {
+        return false;
+    };
+    !head.is_empty() && suffix.len() == 6 && suffix.chars().all(|c| c.is_ascii_hexdigit())
+}
+
+/// coupafs temp files in a server-side directory.
+pub fn temps_in(dir: impl AsRef<Path>) -> Vec<String> {
+    names_in(dir)
+        .into_iter()
+        .filter(|n| is_coupafs_temp(n))
+        .collect()
+}
+
+/// The status file a mount as root writes: `/run/coupafs/<mountpoint with
+/// '/' as '-', outer slashes trimmed>.status` (see `StatusFile` in main.rs).
+pub fn status_file_of(mountpoint: &Path) -> PathBuf {
+    let escaped: String = mountpoint
+        .to_string_lossy()
+        .trim_matches('/')
+        .chars()
+        .map(|c| if c == '/' { '-' } else { c })
+        .collect();
+    PathBuf::from("/run/coupafs").join(format!("{escaped}.status"))
+}
+
+/// Sends `sig` to a process this test started (by PID).
+pub fn signal_pid(pid: u32, sig: libc::c_int) {
+    send_signal(pid, sig);
 }

@@ -1,0 +1,313 @@
+//! The ssh client configuration file (`~/.ssh/config`, or `-F FILE`), read
+//! the way ssh and sshfs read it, with the `ssh2-config` crate.
+//!
+//! The target's host is matched against the `Host` blocks; the first value
+//! obtained for each setting wins (ssh's rule). Of the settings, coupafs uses
+//! HostName, Port, User, IdentityFile, UserKnownHostsFile and
+//! StrictHostKeyChecking; everything given on the command line wins over
+//! the file. A config that sends the host through ProxyCommand or ProxyJump
+//! is refused rather than silently bypassed.
+
+use std::fs::File;
+use std::io::BufReader;
+use std::path::{Path, PathBuf};
+
+use ssh2_config::{ParseRule, SshConfig};
+
+use crate::cli::{HostKeyPolicy, MountOptions};
+
+/// What the config file contributed, for the debug log and for callers that
+/// need the host to connect to.
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct Applied {
+    /// The file that was read, if any.
+    pub file: Option<PathBuf>,
+    /// `HostName` of the matching block: the address to connect to (and to
+    /// look up in known_hosts, as ssh does) instead of the typed host.
+    pub host_name: Option<String>,
+}
+
+/// Which file to read: `-F` wins; `-F none` means none; otherwise
+/// `HOME/.ssh/config` when it exists.
+fn config_file(opts: &MountOptions, home: Option<&Path>) -> Result<Option<PathBuf>, String> {
+    match &opts.ssh_config {
+        Some(p) if p.as_os_str() == "none" => Ok(None),
+        Some(p) => {
+            if !p.exists() {
+                return Err(format!("ssh config file {}: not found", p.display()));
+            }
+            Ok(Some(p.clone()))
+        }
+        None => Ok(home
+            .map(|h| h.join(".ssh/config"))
+            .filter(|p| p.exists())),
+    }
+}
+
+/// Expands ssh's `%` tokens in a path (`%d` home, `%h` host, `%p` port,
+/// `%r` remote user, `%u` local user, `%%`) and a leading `~/`.
+fn expand(path: &str, home: Option<&Path>, host: &str, port: u16, ruser: &str, luser: &str) -> PathBuf {
+    let home_s = home.map(|h| h.to_string_lossy().into_owned()).unwrap_or_default();
+    let mut out = String::new();
+    let mut chars = path.chars();
+    while let Some(c) = chars.next() {
+        if c != '%' {
+            out.push(c);
+            continue;
+        }
+        match chars.next() {
+            Some('%') => out.push('%'),
+            Some('d') => out.push_str(&home_s),
+            Some('h') => out.push_str(host),
+            Some('p') => out.push_str(&port.to_string()),
+            Some('r') => out.push_str(ruser),
+            Some('u') => out.push_str(luser),
+            Some(other) => {
+                out.push('%');
+                out.push(other);
+            }
+            None => out.push('%'),
+        }
+    }
+    if let (Some(rest), Some(h)) = (out.strip_prefix("~/"), home) {
+        return h.join(rest);
+    }
+    PathBuf::from(out)
+}
+
+/// Fills in `opts` from the ssh config file: settings the command line did
+/// not give. `local_user` is the login name used when neither names one.
+pub fn apply(
+    opts: &mut MountOptions,
+    home: Option<&Path>,
+    local_user: &str,
+) -> Result<Applied, String> {
+    let Some(file) = config_file(opts, home)? else {
+        return Ok(Applied::default());
+    };
+    let f = File::open(&file).map_err(|e| format!("ssh config file {}: {e}", file.display()))?;
+    let mut config = SshConfig::default();
+    if let Some(h) = home {
+        config = config.home_dir(h);
+    }
+    let config = config
+        .parse(
+            &mut BufReader::new(f),
+            ParseRule::ALLOW_UNKNOWN_FIELDS | ParseRule::ALLOW_UNSUPPORTED_FIELDS,
+        )
+        .map_err(|e| format!("ssh config file {}: {e}", file.display()))?;
+    let alias = opts.target.host.clone();
+    let p = config.query(&alias);
+    let first = |name: &str| -> Option<String> {
+        p.unsupported_fields
+            .get(name)
+            .and_then(|args| args.first())
+            .map(|s| s.to_string())
+    };
+
+    if let Some(jump) = &p.proxy_jump {
+        if !jump.iter().all(|j| j.eq_ignore_ascii_case("none")) {
+            return Err(format!(
+                "ssh config file {} sets ProxyJump for {alias}; coupafs connects directly \
+                 and does not support it (use -F none to ignore the file)",
+                file.display()
+            ));
+        }
+    }
+    if let Some(cmd) = first("proxycommand") {
+        if !cmd.eq_ignore_ascii_case("none") {
+            return Err(format!(
+                "ssh config file {} sets ProxyCommand for {alias}; coupafs connects directly \
+                 and does not support it (use -F none to ignore the file)",
+                file.display()
+            ));
+        }
+    }
+
+    if !opts.explicit.port {
+        if let Some(port) = p.port {
+            opts.port = port;
+        }
+    }
+    if opts.target.user.is_none() {
+        opts.target.user = p.user.clone();
+    }
+    let host_name = p.host_name.clone();
+    let host = host_name.clone().unwrap_or_else(|| alias.clone());
+    let ruser = opts.target.user.clone().unwrap_or_else(|| local_user.to_string());
+    if opts.identity_files.is_empty() {
+        if let Some(files) = &p.identity_file {
+            opts.identity_files = files
+                .iter()
+                .map(|f| expand(&f.to_string_lossy(), home, &host, opts.port, &ruser, local_user))
+                .collect();
+        }
+    }
+    if opts.known_hosts_file.is_none() {
+        if let Some(kh) = first("userknownhostsfile") {
+            opts.known_hosts_file = Some(expand(&kh, home, &host, opts.port, &ruser, local_user));
+        }
+    }
+    if !opts.explicit.host_key_policy {
+        if let Some(v) = first("stricthostkeychecking") {
+            opts.host_key_policy = match v.to_ascii_lowercase().as_str() {
+                "yes" | "on" | "ask" => HostKeyPolicy::Strict,
+                "accept-new" => HostKeyPolicy::AcceptNew,
+                "no" | "off" => HostKeyPolicy::No,
+                _ => {
+                    return Err(format!(
+                        "ssh config file {}: invalid StrictHostKeyChecking '{v}' for {alias}: \
+                         expected yes, accept-new or no",
+                        file.display()
+                    ))
+                }
+            };
+        }
+    }
+    Ok(Applied {
+        file: Some(file),
+        host_name,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cli::{parse, Invocation};
+
+    fn opts(args: &[&str]) -> MountOptions {
+        let mut v = vec!["coupafs".to_string()];
+        v.extend(args.iter().map(|s| s.to_string()));
+        match parse(&v) {
+            Ok(Invocation::Mount(o)) => o,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    /// Applies `text` as HOME/.ssh/config; returns the result, the options
+    /// and HOME (removed when the returned guard drops).
+    fn with_config(
+        text: &str,
+        args: &[&str],
+    ) -> (Result<Applied, String>, MountOptions, PathBuf, tempfile::TempDir) {
+        let dir = tempfile::tempdir().unwrap();
+        let home = dir.path().to_path_buf();
+        std::fs::create_dir_all(home.join(".ssh")).unwrap();
+        std::fs::write(home.join(".ssh/config"), text).unwrap();
+        let mut o = opts(args);
+        let r = apply(&mut o, Some(&home), "me");
+        (r, o, home, dir)
+    }
+
+    const CONFIG: &str = "\
+Host coupa
+    HostName 127.0.0.1
+    Port 2222
+    User acme
+    IdentityFile ~/.ssh/coupa_key
+    IdentityFile %d/.ssh/%r_%h
+    UserKnownHostsFile ~/.ssh/coupa_known_hosts
+    StrictHostKeyChecking accept-new
+
+Host *
+    Port 2200
+    User other
+";
+
+    #[test]
+    fn host_alias_fills_in_everything() {
+        let (r, o, home, _d) = with_config(CONFIG, &["coupa:/x", "/m"]);
+        let r = r.unwrap();
+        assert_eq!(r.host_name.as_deref(), Some("127.0.0.1"));
+        assert_eq!(r.file, Some(home.join(".ssh/config")));
+        assert_eq!(o.port, 2222);
+        assert_eq!(o.target.user.as_deref(), Some("acme"));
+        assert_eq!(o.target.host, "coupa", "the typed host stays for display");
+        assert_eq!(
+            o.identity_files,
+            vec![home.join(".ssh/coupa_key"), home.join(".ssh/acme_127.0.0.1")]
+        );
+        assert_eq!(o.known_hosts_file, Some(home.join(".ssh/coupa_known_hosts")));
+        assert_eq!(o.host_key_policy, HostKeyPolicy::AcceptNew);
+    }
+
+    #[test]
+    fn command_line_wins() {
+        let (r, o, _, _d) = with_config(
+            CONFIG,
+            &[
+                "bob@coupa:/x",
+                "/m",
+                "-p",
+                "22",
+                "-o",
+                "IdentityFile=/k,UserKnownHostsFile=/kh,StrictHostKeyChecking=yes",
+            ],
+        );
+        assert_eq!(r.unwrap().host_name.as_deref(), Some("127.0.0.1"));
+        assert_eq!(o.port, 22);
+        assert_eq!(o.target.user.as_deref(), Some("bob"));
+        assert_eq!(o.identity_files, vec![PathBuf::from("/k")]);
+        assert_eq!(o.known_hosts_file, Some(PathBuf::from("/kh")));
+        assert_eq!(o.host_key_policy, HostKeyPolicy::Strict);
+        // -o User= counts as the command line too.
+        let (_, o, _, _d) = with_config(CONFIG, &["coupa:/x", "/m", "-o", "User=carol"]);
+        assert_eq!(o.target.user.as_deref(), Some("carol"));
+    }
+
+    #[test]
+    fn other_hosts_get_the_wildcard_block() {
+        let (r, o, _, _d) = with_config(CONFIG, &["example.com:/x", "/m"]);
+        assert_eq!(r.unwrap().host_name, None);
+        assert_eq!(o.port, 2200);
+        assert_eq!(o.target.user.as_deref(), Some("other"));
+        assert!(o.identity_files.is_empty());
+        assert_eq!(o.host_key_policy, HostKeyPolicy::Strict);
+    }
+
+    #[test]
+    fn none_and_missing_files() {
+        let (r, o, _, _d) = with_config(CONFIG, &["coupa:/x", "/m", "-F", "none"]);
+        assert_eq!(r.unwrap(), Applied::default());
+        assert_eq!(o.port, 22);
+        let mut o = opts(&["coupa:/x", "/m", "-F", "/nonexistent/ssh_config"]);
+        assert_eq!(
+            apply(&mut o, None, "me"),
+            Err("ssh config file /nonexistent/ssh_config: not found".to_string())
+        );
+        // No ~/.ssh/config: nothing changes.
+        let dir = tempfile::tempdir().unwrap();
+        let mut o = opts(&["coupa:/x", "/m"]);
+        assert_eq!(apply(&mut o, Some(dir.path()), "me"), Ok(Applied::default()));
+        assert_eq!(o, opts(&["coupa:/x", "/m"]));
+    }
+
+    #[test]
+    fn proxies_are_refused() {
+        let (r, _, _, _d) = with_config("Host coupa\n  ProxyJump bastion\n", &["coupa:/x", "/m"]);
+        assert!(r.unwrap_err().contains("sets ProxyJump for coupa"));
+        let (r, _, _, _d) = with_config(
+            "Host coupa\n  ProxyCommand ssh -W %h:%p bastion\n",
+            &["coupa:/x", "/m"],
+        );
+        assert!(r.unwrap_err().contains("sets ProxyCommand for coupa"));
+        let (r, _, _, _d) = with_config("Host coupa\n  ProxyCommand none\n", &["coupa:/x", "/m"]);
+        assert!(r.is_ok());
+        // Another host's proxy does not matter.
+        let (r, _, _, _d) = with_config("Host other\n  ProxyJump bastion\n", &["coupa:/x", "/m"]);
+        assert!(r.is_ok());
+    }
+
+    #[test]
+    fn bad_values_are_errors_naming_the_file() {
+        let (r, _, home, _d) = with_config(
+            "Host coupa\n  StrictHostKeyChecking maybe\n",
+            &["coupa:/x", "/m"],
+        );
+        let e = r.unwrap_err();
+        assert!(e.contains(&home.join(".ssh/config").display().to_string()), "{e}");
+        assert!(e.contains("StrictHostKeyChecking 'maybe'"), "{e}");
+        let (r, _, _, _d) = with_config("Host coupa\n  Port notanumber\n", &["coupa:/x", "/m"]);
+        assert!(r.unwrap_err().starts_with("ssh config file "));
+    }
+}
