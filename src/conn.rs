@@ -331,6 +331,7 @@ impl Connection {
             dead_after: params.dead_after(),
             keepalive: params.keepalive_interval,
             last_write_progressed: false,
+            bulk_waiting: false,
         };
         let thread = std::thread::Builder::new()
             .name(format!("sftp-io-{generation}"))
@@ -660,6 +661,8 @@ struct IoThread {
     dead_after: Duration,
     keepalive: Duration,
     last_write_progressed: bool,
+    /// Bulk requests were left in the queue by the budget.
+    bulk_waiting: bool,
 }
 
 impl IoThread {
@@ -719,8 +722,11 @@ impl IoThread {
                 self.send_probe();
                 continue;
             }
-            // More queued bytes we could write right away: don't sleep.
-            let busy = !wrote_all && self.out_pos < self.out.len() && self.last_write_progressed;
+            // More bytes we could hand over right away: don't sleep. (Bulk
+            // data waits in the queue while 1 MiB is ahead of it; once that
+            // went out, the next 1 MiB must follow without a poll timeout.)
+            let busy =
+                (!wrote_all && self.last_write_progressed) || (wrote_all && self.bulk_waiting);
             self.poll(busy)?;
         }
     }
@@ -748,6 +754,7 @@ impl IoThread {
                 None => break,
             }
         }
+        self.bulk_waiting = !q.bulk.is_empty();
         drop(q);
         for item in moved {
             // Small requests go right after what libssh2 already holds.

@@ -126,6 +126,15 @@ pub trait Remote: Send + Sync + 'static {
     fn read(&self, handle: &Handle, offset: u64, len: u32) -> RResult<Vec<u8>>;
     /// All of `data` at `offset`, many WRITEs in flight.
     fn write(&self, handle: &Handle, offset: u64, data: &[u8]) -> RResult<()>;
+    /// `len` bytes at `offset`, taken from `source(at, buf)` chunk by chunk
+    /// as the window allows, so a large upload needs no large buffer.
+    fn write_from(
+        &self,
+        handle: &Handle,
+        offset: u64,
+        len: u64,
+        source: &mut dyn FnMut(u64, &mut [u8]) -> std::io::Result<()>,
+    ) -> RResult<()>;
     fn close(&self, handle: &Handle) -> RResult<()>;
     /// Publishes an upload: [FSETSTAT `set`], CLOSE, then rename `from` over
     /// `to`, sent back to back (one round trip). A refused FSETSTAT does not
@@ -383,23 +392,66 @@ impl Remote for SftpRemote {
     }
 
     fn write(&self, handle: &Handle, offset: u64, data: &[u8]) -> RResult<()> {
+        self.write_from(handle, offset, data.len() as u64, &mut |at, buf| {
+            let start = (at - offset) as usize;
+            buf.copy_from_slice(&data[start..start + buf.len()]);
+            Ok(())
+        })
+    }
+
+    fn write_from(
+        &self,
+        handle: &Handle,
+        offset: u64,
+        len: u64,
+        source: &mut dyn FnMut(u64, &mut [u8]) -> std::io::Result<()>,
+    ) -> RResult<()> {
         let conn = self.conn_for(handle)?;
-        for (batch_no, batch) in data.chunks(IO_CHUNK * MAX_IN_FLIGHT).enumerate() {
-            let base = offset + (batch_no * IO_CHUNK * MAX_IN_FLIGHT) as u64;
-            let reqs: Vec<Request> = batch
-                .chunks(IO_CHUNK)
-                .enumerate()
-                .map(|(i, chunk)| Request::Write {
-                    handle: handle.raw.clone(),
-                    offset: base + (i * IO_CHUNK) as u64,
-                    data: chunk.to_vec(),
-                })
-                .collect();
-            for r in conn.call_many(&reqs) {
-                expect_ok("WRITE", r?)?;
+        // A sliding window, not batches: each acknowledged WRITE lets the
+        // next one go, so the link never drains between batches.
+        let (tx, rx) = std::sync::mpsc::channel();
+        let mut sent = 0u64;
+        let mut in_flight = 0usize;
+        let mut first_error: Option<RemoteError> = None;
+        loop {
+            while first_error.is_none() && sent < len && in_flight < MAX_IN_FLIGHT {
+                let n = (len - sent).min(IO_CHUNK as u64) as usize;
+                let mut data = vec![0u8; n];
+                if let Err(e) = source(offset + sent, &mut data) {
+                    first_error = Some(RemoteError::Protocol(format!("local spool read: {e}")));
+                    break;
+                }
+                let tx = tx.clone();
+                conn.submit(
+                    &Request::Write {
+                        handle: handle.raw.clone(),
+                        offset: offset + sent,
+                        data,
+                    },
+                    Box::new(move |r| {
+                        let _ = tx.send(r);
+                    }),
+                );
+                sent += n as u64;
+                in_flight += 1;
+            }
+            if in_flight == 0 {
+                break;
+            }
+            // Every submitted request completes exactly once (the I/O thread
+            // fails them all when the link dies), so this cannot hang.
+            let reply = rx
+                .recv()
+                .unwrap_or_else(|_| Err(ConnError::Disconnected("I/O thread gone".into())));
+            in_flight -= 1;
+            let result = reply
+                .map_err(RemoteError::from)
+                .and_then(|r| expect_ok("WRITE", r));
+            if let Err(e) = result {
+                first_error.get_or_insert(e);
             }
         }
-        Ok(())
+        first_error.map_or(Ok(()), Err)
     }
 
     fn close(&self, handle: &Handle) -> RResult<()> {

@@ -349,19 +349,15 @@ impl Upload {
                 (p, h, 0)
             }
         };
-        let mut offset = from;
-        let mut buf = vec![0u8; UPLOAD_SLICE.min((size - from.min(size)) as usize)];
-        while offset < size {
-            let n = ((size - offset) as usize).min(UPLOAD_SLICE);
-            let chunk = &mut buf[..n];
-            self.spool
-                .read_exact_at(chunk, offset)
-                .map_err(|e| RemoteError::Protocol(format!("spool read: {e}")))?;
-            if let Err(e) = remote.write(&handle, offset, chunk) {
+        if size > from {
+            let spool = &self.spool;
+            let sent = remote.write_from(&handle, from, size - from, &mut |at, buf| {
+                spool.read_exact_at(buf, at)
+            });
+            if let Err(e) = sent {
                 self.fail_temp(remote);
                 return Err(e);
             }
-            offset += n as u64;
         }
         {
             let mut st = self.state();
