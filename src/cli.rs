@@ -28,7 +28,8 @@ pub enum HostKeyPolicy {
     Strict,
     /// `accept-new`: unknown key is added to known_hosts, changed key refused.
     AcceptNew,
-    /// `no`: any key accepted (logged with its fingerprint).
+    /// `no`: an unknown key is accepted (logged with its fingerprint); a key
+    /// that differs from known_hosts is still refused (unlike ssh).
     No,
 }
 
@@ -909,7 +910,8 @@ OPTIONS
     -o StrictHostKeyChecking=yes|accept-new|no
                                unknown host key: refuse (yes, the default),
                                add to known_hosts (accept-new), accept (no);
-                               a changed key is refused unless no
+                               a key that differs from the one in
+                               known_hosts is always refused, even with no
     -o HostKeyFingerprint=SHA256:BASE64
                                accept only this host key (ssh-keygen -l)
     -F FILE, -o ssh_config=FILE

@@ -80,6 +80,7 @@ pub fn remote_errno(op: Op, err: &RemoteError) -> i32 {
         RemoteError::Lost(_) | RemoteError::StaleHandle | RemoteError::Protocol(_) => libc::EIO,
         RemoteError::Unreachable(_) => libc::EIO,
         RemoteError::Unsupported(_) => libc::ENOTSUP,
+        RemoteError::TargetExists => libc::EEXIST,
     }
 }
 

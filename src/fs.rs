@@ -801,7 +801,12 @@ impl<R: Remote> Fs<R> {
             ));
         }
         let mut remote_exists = false;
-        if flags & libc::O_EXCL != 0 {
+        let exclusive = flags & libc::O_EXCL != 0;
+        if exclusive && self.cache.is_negative(&path) {
+            // The kernel's lookup just found no such name (cp does exactly
+            // this). The commit's non-replacing RENAME enforces O_EXCL on the
+            // server, so no extra round trip is spent re-checking here.
+        } else if exclusive {
             match self.remote.lstat(&self.remote_path(&path)) {
                 Ok(_) => {
                     return Err(FsError::new(
@@ -823,6 +828,7 @@ impl<R: Remote> Fs<R> {
             remote_exists,
         )
         .map_err(|e| FsError::local(Op::Create, show(&path), &e))?;
+        up.state().exclusive = exclusive;
         // Creating publishes even an empty file at close.
         up.truncate(0)
             .map_err(|e| FsError::local(Op::Create, show(&path), &e))?;

@@ -172,6 +172,10 @@ pub fn to_syslog() -> Result<PathBuf, String> {
     };
     let mut errors = Vec::new();
     for path in candidates {
+        if !path.exists() {
+            errors.push(format!("{} does not exist", path.display()));
+            continue;
+        }
         match connect(&path) {
             Ok(logger) => {
                 *switch.syslog.lock().unwrap_or_else(|e| e.into_inner()) = Some(Syslog {
@@ -184,5 +188,5 @@ pub fn to_syslog() -> Result<PathBuf, String> {
             Err(e) => errors.push(e),
         }
     }
-    Err(format!("no syslog socket ({})", errors.join("; ")))
+    Err(format!("no syslog socket: {}", errors.join("; ")))
 }

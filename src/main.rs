@@ -86,7 +86,10 @@ fn sd_notify(state: &str) {
         None => sock.send_to(state.as_bytes(), &path),
     };
     if let Err(e) = sent {
-        log::warn!("cannot notify systemd through {}: {e}", path.to_string_lossy());
+        log::warn!(
+            "cannot notify systemd through {}: {e}",
+            path.to_string_lossy()
+        );
     }
 }
 
@@ -236,7 +239,9 @@ pub fn connect_params(opts: &MountOptions) -> Result<ConnectParams, String> {
             .join(".ssh/known_hosts"),
     };
     Ok(ConnectParams {
-        host: applied.host_name.unwrap_or_else(|| opts.target.host.clone()),
+        host: applied
+            .host_name
+            .unwrap_or_else(|| opts.target.host.clone()),
         port: opts.port,
         user: opts.target.user.clone().unwrap_or(local_user),
         identity_files,
@@ -297,8 +302,8 @@ fn daemonize() -> Result<StartupPipe, String> {
             if let Err(e) = logging::to_syslog() {
                 // Still the caller's stderr: say where the messages go.
                 eprintln!(
-                    "coupafs: warning: {e}; the daemon's messages go to stderr, which is \
-                     closed once the mount is live (run with -f under systemd to keep them)"
+                    "coupafs: warning: {e}; the daemon's log is lost once the mount is live \
+                     (run with -f under systemd, or set COUPAFS_SYSLOG_SOCKET)"
                 );
             }
             Ok(StartupPipe {
@@ -465,7 +470,9 @@ fn mount_and_serve(
     });
     config.mount_options = vec![
         fuser::MountOption::FSName(fsname),
-        fuser::MountOption::Subtype("coupafs".into()),
+        // As a kernel option (fuser passes Subtype only to fusermount), so
+        // that /proc/mounts shows the type fuse.coupafs, as in fstab.
+        fuser::MountOption::CUSTOM("subtype=coupafs".into()),
         fuser::MountOption::NoDev,
         fuser::MountOption::NoSuid,
     ];

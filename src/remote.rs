@@ -27,6 +27,8 @@ pub enum RemoteError {
     StaleHandle,
     /// The server lacks what the operation needs.
     Unsupported(&'static str),
+    /// An exclusive create found the name taken at commit.
+    TargetExists,
     /// The server's reply made no sense for the request.
     Protocol(String),
 }
@@ -77,6 +79,7 @@ impl fmt::Display for RemoteError {
             RemoteError::Unreachable(m) => write!(f, "server unreachable: {m}"),
             RemoteError::StaleHandle => f.write_str("file handle lost with its connection"),
             RemoteError::Unsupported(what) => write!(f, "server does not support {what}"),
+            RemoteError::TargetExists => f.write_str("the name was taken on the server meanwhile"),
             RemoteError::Protocol(m) => write!(f, "protocol error: {m}"),
         }
     }
@@ -136,15 +139,18 @@ pub trait Remote: Send + Sync + 'static {
         source: &mut dyn FnMut(u64, &mut [u8]) -> std::io::Result<()>,
     ) -> RResult<()>;
     fn close(&self, handle: &Handle) -> RResult<()>;
-    /// Publishes an upload: [FSETSTAT `set`], CLOSE, then rename `from` over
-    /// `to`, sent back to back (one round trip). A refused FSETSTAT does not
-    /// stop the commit; it is returned for the caller to judge.
+    /// Publishes an upload: [FSETSTAT `set`], CLOSE, then rename `from` to
+    /// `to`, sent back to back (one round trip). With `replace` false an
+    /// existing `to` fails the commit with `TargetExists` (O_EXCL). A
+    /// refused FSETSTAT does not stop the commit; it is returned for the
+    /// caller to judge.
     fn commit(
         &self,
         handle: &Handle,
         set: Option<&Attrs>,
         from: &[u8],
         to: &[u8],
+        replace: bool,
     ) -> RResult<Option<RemoteError>>;
     fn fsync(&self, handle: &Handle) -> RResult<()>;
     fn setstat(&self, path: &[u8], attrs: &Attrs) -> RResult<()>;
@@ -472,6 +478,7 @@ impl Remote for SftpRemote {
         set: Option<&Attrs>,
         from: &[u8],
         to: &[u8],
+        replace: bool,
     ) -> RResult<Option<RemoteError>> {
         let conn = self.conn_for(handle)?;
         let mut reqs = Vec::with_capacity(3);
@@ -484,7 +491,7 @@ impl Remote for SftpRemote {
         reqs.push(Request::Close {
             handle: handle.raw.clone(),
         });
-        reqs.push(if self.caps.posix_rename {
+        reqs.push(if self.caps.posix_rename && replace {
             Request::PosixRename {
                 from: from.to_vec(),
                 to: to.to_vec(),
@@ -505,6 +512,14 @@ impl Remote for SftpRemote {
         };
         expect_ok("CLOSE", closed?)?;
         match expect_ok("RENAME", renamed?) {
+            Err(RemoteError::Status { code, .. }) if code == status::FAILURE && !replace => {
+                // v3 RENAME refuses an existing target (filexfer-02 6.5):
+                // exactly what O_EXCL asked for.
+                if self.lstat(to).is_ok() {
+                    return Err(RemoteError::TargetExists);
+                }
+                return Err(status_err(code, "rename failed".into()));
+            }
             Err(RemoteError::Status { code, .. })
                 if code == status::FAILURE && !self.caps.posix_rename =>
             {

@@ -38,16 +38,23 @@ fn config_file(opts: &MountOptions, home: Option<&Path>) -> Result<Option<PathBu
             }
             Ok(Some(p.clone()))
         }
-        None => Ok(home
-            .map(|h| h.join(".ssh/config"))
-            .filter(|p| p.exists())),
+        None => Ok(home.map(|h| h.join(".ssh/config")).filter(|p| p.exists())),
     }
 }
 
 /// Expands ssh's `%` tokens in a path (`%d` home, `%h` host, `%p` port,
 /// `%r` remote user, `%u` local user, `%%`) and a leading `~/`.
-fn expand(path: &str, home: Option<&Path>, host: &str, port: u16, ruser: &str, luser: &str) -> PathBuf {
-    let home_s = home.map(|h| h.to_string_lossy().into_owned()).unwrap_or_default();
+fn expand(
+    path: &str,
+    home: Option<&Path>,
+    host: &str,
+    port: u16,
+    ruser: &str,
+    luser: &str,
+) -> PathBuf {
+    let home_s = home
+        .map(|h| h.to_string_lossy().into_owned())
+        .unwrap_or_default();
     let mut out = String::new();
     let mut chars = path.chars();
     while let Some(c) = chars.next() {
@@ -134,12 +141,25 @@ pub fn apply(
     }
     let host_name = p.host_name.clone();
     let host = host_name.clone().unwrap_or_else(|| alias.clone());
-    let ruser = opts.target.user.clone().unwrap_or_else(|| local_user.to_string());
+    let ruser = opts
+        .target
+        .user
+        .clone()
+        .unwrap_or_else(|| local_user.to_string());
     if opts.identity_files.is_empty() {
         if let Some(files) = &p.identity_file {
             opts.identity_files = files
                 .iter()
-                .map(|f| expand(&f.to_string_lossy(), home, &host, opts.port, &ruser, local_user))
+                .map(|f| {
+                    expand(
+                        &f.to_string_lossy(),
+                        home,
+                        &host,
+                        opts.port,
+                        &ruser,
+                        local_user,
+                    )
+                })
                 .collect();
         }
     }
@@ -189,7 +209,12 @@ mod tests {
     fn with_config(
         text: &str,
         args: &[&str],
-    ) -> (Result<Applied, String>, MountOptions, PathBuf, tempfile::TempDir) {
+    ) -> (
+        Result<Applied, String>,
+        MountOptions,
+        PathBuf,
+        tempfile::TempDir,
+    ) {
         let dir = tempfile::tempdir().unwrap();
         let home = dir.path().to_path_buf();
         std::fs::create_dir_all(home.join(".ssh")).unwrap();
@@ -225,9 +250,15 @@ Host *
         assert_eq!(o.target.host, "coupa", "the typed host stays for display");
         assert_eq!(
             o.identity_files,
-            vec![home.join(".ssh/coupa_key"), home.join(".ssh/acme_127.0.0.1")]
+            vec![
+                home.join(".ssh/coupa_key"),
+                home.join(".ssh/acme_127.0.0.1")
+            ]
         );
-        assert_eq!(o.known_hosts_file, Some(home.join(".ssh/coupa_known_hosts")));
+        assert_eq!(
+            o.known_hosts_file,
+            Some(home.join(".ssh/coupa_known_hosts"))
+        );
         assert_eq!(o.host_key_policy, HostKeyPolicy::AcceptNew);
     }
 
@@ -278,7 +309,10 @@ Host *
         // No ~/.ssh/config: nothing changes.
         let dir = tempfile::tempdir().unwrap();
         let mut o = opts(&["coupa:/x", "/m"]);
-        assert_eq!(apply(&mut o, Some(dir.path()), "me"), Ok(Applied::default()));
+        assert_eq!(
+            apply(&mut o, Some(dir.path()), "me"),
+            Ok(Applied::default())
+        );
         assert_eq!(o, opts(&["coupa:/x", "/m"]));
     }
 
@@ -305,7 +339,10 @@ Host *
             &["coupa:/x", "/m"],
         );
         let e = r.unwrap_err();
-        assert!(e.contains(&home.join(".ssh/config").display().to_string()), "{e}");
+        assert!(
+            e.contains(&home.join(".ssh/config").display().to_string()),
+            "{e}"
+        );
         assert!(e.contains("StrictHostKeyChecking 'maybe'"), "{e}");
         let (r, _, _, _d) = with_config("Host coupa\n  Port notanumber\n", &["coupa:/x", "/m"]);
         assert!(r.unwrap_err().starts_with("ssh config file "));

@@ -98,6 +98,8 @@ pub struct UploadState {
     pub unlinked: bool,
     /// The writer was killed: what it left is never published.
     pub discarded: bool,
+    /// Created with O_EXCL: the commit must not replace an existing name.
+    pub exclusive: bool,
     /// Permission bits for the published file.
     pub mode: u32,
     /// mtime/atime to set on the published file (utimens while open).
@@ -150,6 +152,7 @@ impl Upload {
                 remote_exists,
                 unlinked: false,
                 discarded: false,
+                exclusive: false,
                 mode,
                 times: None,
                 handles: 0,
@@ -443,11 +446,13 @@ impl Upload {
         });
         // The temp is consumed by the commit whatever its outcome.
         self.state().temp = None;
-        match remote.commit(&handle, set.as_ref(), &temp_path, final_path) {
+        let replace = !self.state().exclusive;
+        match remote.commit(&handle, set.as_ref(), &temp_path, final_path, replace) {
             Ok(setstat_error) => {
                 let mut st = self.state();
                 st.clean_upto = 0;
                 st.remote_exists = true;
+                st.exclusive = false;
                 if st.generation == generation {
                     st.dirty = false;
                 }
