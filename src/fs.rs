@@ -72,6 +72,25 @@ pub struct DirItem {
     pub stat: Stat,
 }
 
+/// An open directory: the server listing (shared with the cache) between
+/// `.`/`..` and the files being created that the server does not show yet.
+pub struct Listing {
+    path: Vec<u8>,
+    entries: Arc<Vec<DirEntry>>,
+    head: Vec<DirItem>,
+    tail: Vec<DirItem>,
+}
+
+impl Listing {
+    pub fn len(&self) -> usize {
+        self.head.len() + self.entries.len() + self.tail.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
 /// statfs(2) figures.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct FsStats {
@@ -140,7 +159,7 @@ pub struct Fs<R: Remote> {
     /// Files being written, by inode.
     uploads: Mutex<HashMap<u64, Arc<Upload>>>,
     handles: Mutex<HashMap<u64, Arc<HandleEntry>>>,
-    dir_handles: Mutex<HashMap<u64, Arc<Vec<DirItem>>>>,
+    dir_handles: Mutex<HashMap<u64, Arc<Listing>>>,
     next_fh: AtomicU64,
     /// Background write-behind jobs (inode, upload).
     streams: Mutex<Option<mpsc::Sender<StreamJob>>>,
@@ -1097,7 +1116,7 @@ impl<R: Remote> Fs<R> {
             perm: Some(libc::S_IFDIR | 0o755),
             ..Attrs::default()
         };
-        let mut items = vec![
+        let head = vec![
             DirItem {
                 name: b".".to_vec(),
                 stat: self.stat_from(ino, &dot),
@@ -1107,26 +1126,13 @@ impl<R: Remote> Fs<R> {
                 stat: self.stat_from(parent_ino, &dot),
             },
         ];
-        let mut seen = std::collections::HashSet::new();
-        {
-            let inodes = lock(&self.inodes);
-            for e in entries.iter() {
-                let child = join(&path, &e.name);
-                // Inode 0 means "not assigned": readdirplus assigns real ones.
-                let child_ino = inodes.ino_of(&child).unwrap_or(0);
-                seen.insert(e.name.clone());
-                items.push(DirItem {
-                    name: e.name.clone(),
-                    stat: self.stat_from(child_ino, &e.attrs),
-                });
-            }
-        }
         // Files created through the mount and not yet published show under
         // their final name from create() on.
         let pending: Vec<(u64, Arc<Upload>)> = lock(&self.uploads)
             .iter()
             .map(|(i, u)| (*i, u.clone()))
             .collect();
+        let mut tail = Vec::new();
         for (child_ino, up) in pending {
             if up.state().unlinked {
                 continue;
@@ -1134,8 +1140,8 @@ impl<R: Remote> Fs<R> {
             let child = lock(&self.inodes).path(child_ino).map(<[u8]>::to_vec);
             if let Some(child) = child {
                 let (dir, name) = split(&child);
-                if dir == path.as_slice() && !seen.contains(name) {
-                    items.push(DirItem {
+                if dir == path.as_slice() && !entries.iter().any(|e| e.name == name) {
+                    tail.push(DirItem {
                         name: name.to_vec(),
                         stat: self.upload_stat(child_ino, &up),
                     });
@@ -1143,13 +1149,21 @@ impl<R: Remote> Fs<R> {
             }
         }
         let fh = self.new_fh();
-        lock(&self.dir_handles).insert(fh, Arc::new(items));
+        lock(&self.dir_handles).insert(
+            fh,
+            Arc::new(Listing {
+                path,
+                entries,
+                head,
+                tail,
+            }),
+        );
         Ok(fh)
     }
 
-    /// The listing snapshot taken at opendir; the adapter serves it from
-    /// the kernel's offset on.
-    pub fn readdir(&self, fh: u64) -> FsResult<Arc<Vec<DirItem>>> {
+    /// The listing snapshot taken at opendir (sharing the cached listing,
+    /// not a copy); the adapter serves it from the kernel's offset on.
+    pub fn readdir(&self, fh: u64) -> FsResult<Arc<Listing>> {
         lock(&self.dir_handles).get(&fh).cloned().ok_or_else(|| {
             FsError::new(
                 Op::Readdir,
@@ -1158,6 +1172,24 @@ impl<R: Remote> Fs<R> {
                 "unknown handle",
             )
         })
+    }
+
+    /// Entry `index` of a listing, with attributes from the listing itself.
+    /// Inode 0 means "not assigned yet" (readdirplus assigns real ones).
+    pub fn listing_item(&self, listing: &Listing, index: usize) -> Option<DirItem> {
+        if let Some(item) = listing.head.get(index) {
+            return Some(item.clone());
+        }
+        let index = index - listing.head.len();
+        if let Some(e) = listing.entries.get(index) {
+            let child = join(&listing.path, &e.name);
+            let child_ino = lock(&self.inodes).ino_of(&child).unwrap_or(0);
+            return Some(DirItem {
+                name: e.name.clone(),
+                stat: self.stat_from(child_ino, &e.attrs),
+            });
+        }
+        listing.tail.get(index - listing.entries.len()).cloned()
     }
 
     /// readdirplus hands the kernel a reference per entry: count it.

@@ -340,11 +340,15 @@ impl<R: Remote> Filesystem for FuseAdapter<R> {
         offset: u64,
         mut reply: ReplyDirectory,
     ) {
-        let items = match self.fs.readdir(fh.0) {
-            Ok(items) => items,
+        let listing = match self.fs.readdir(fh.0) {
+            Ok(listing) => listing,
             Err(e) => return reply.error(errno(&e)),
         };
-        for (i, item) in items.iter().enumerate().skip(offset as usize) {
+        for i in (offset as usize)..listing.len() {
+            let Some(item) = self.fs.listing_item(&listing, i) else {
+                break;
+            };
+            let item = &item;
             let child = self.fs.peek_ino(ino.0, item);
             let name = OsStr::from_bytes(&item.name);
             if reply.add(INodeNo(child), (i + 1) as u64, kind(item.stat.kind), name) {
@@ -362,12 +366,16 @@ impl<R: Remote> Filesystem for FuseAdapter<R> {
         offset: u64,
         mut reply: ReplyDirectoryPlus,
     ) {
-        let items = match self.fs.readdir(fh.0) {
-            Ok(items) => items,
+        let listing = match self.fs.readdir(fh.0) {
+            Ok(listing) => listing,
             Err(e) => return reply.error(errno(&e)),
         };
         let ttl = self.fs.ttl();
-        for (i, item) in items.iter().enumerate().skip(offset as usize) {
+        for i in (offset as usize)..listing.len() {
+            let Some(item) = self.fs.listing_item(&listing, i) else {
+                break;
+            };
+            let item = &item;
             let child = self.fs.remember_entry(ino.0, item);
             let mut stat = item.stat;
             stat.ino = child;
