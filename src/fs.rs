@@ -1450,3 +1450,7 @@ pub fn contain_symlink(link_rel: &[u8], target: &[u8], remote_root: &[u8]) -> Ve
         None => blocked(),
     }
 }
+
+#[cfg(test)]
+#[path = "fs_tests.rs"]
+mod tests;

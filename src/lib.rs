@@ -21,6 +21,7 @@ pub mod fs;
 pub mod fuse;
 pub mod inode;
 pub mod logging;
+pub mod mock;
 pub mod readahead;
 pub mod remote;
 pub mod sftp;

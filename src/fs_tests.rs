@@ -1,0 +1,589 @@
+//! Filesystem semantics and the upload state machine, on the in-memory
+//! `MockRemote` with failure injection.
+
+use std::ffi::OsStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::*;
+use crate::mock::MockRemote;
+use crate::remote::RemoteError;
+use crate::sftp::status;
+
+struct Rig {
+    fs: Arc<Fs<MockRemote>>,
+    remote: Arc<MockRemote>,
+    _spool: tempfile::TempDir,
+}
+
+fn rig() -> Rig {
+    let remote = Arc::new(MockRemote::new());
+    remote.mkdir_p("/root/Incoming/Invoices");
+    remote.mkdir_p("/root/Archive/Incoming/Invoices");
+    let spool = tempfile::tempdir().expect("spool dir");
+    let cfg = FsConfig {
+        remote_root: b"/root".to_vec(),
+        uid: 0,
+        gid: 0,
+        umask: None,
+        read_only: false,
+        strict_setstat: false,
+        naming: TempNaming {
+            prefix: b".".to_vec(),
+            upload_dir: None,
+        },
+        spool_dir: spool.path().to_path_buf(),
+        cache_ttl: Duration::from_secs(60),
+        contain_symlinks: true,
+        spool_max: 64 << 20,
+    };
+    let fs = Fs::new(remote.clone(), cfg);
+    // No descriptor of this test process can be on a mount with this id,
+    // so every flush by the opener is its last close.
+    fs.set_mount_id(u64::MAX);
+    Rig {
+        fs,
+        remote,
+        _spool: spool,
+    }
+}
+
+fn me() -> u32 {
+    std::process::id()
+}
+
+fn status_err(code: u32) -> RemoteError {
+    RemoteError::Status {
+        code,
+        message: String::new(),
+    }
+}
+
+impl Rig {
+    /// Inode of a mount-relative directory path.
+    fn dir(&self, path: &str) -> u64 {
+        let mut ino = ROOT_INO;
+        for c in path.split('/').filter(|c| !c.is_empty()) {
+            ino = self.fs.lookup(ino, OsStr::new(c)).expect("lookup").ino;
+        }
+        ino
+    }
+
+    fn create(&self, dir: &str, name: &str, flags: i32) -> FsResult<(u64, u64)> {
+        let parent = self.dir(dir);
+        let (stat, fh) = self.fs.create(
+            parent,
+            OsStr::new(name),
+            0o644,
+            libc::O_WRONLY | libc::O_CREAT | flags,
+            me(),
+        )?;
+        Ok((stat.ino, fh))
+    }
+
+    fn write_all(&self, ino: u64, fh: u64, data: &[u8]) {
+        for (i, chunk) in data.chunks(4096).enumerate() {
+            self.fs
+                .write(ino, fh, (i * 4096) as u64, chunk)
+                .expect("write");
+        }
+    }
+
+    fn close(&self, ino: u64, fh: u64) -> FsResult<()> {
+        let flushed = self.fs.flush(ino, fh, me());
+        let released = self.fs.release(ino, fh);
+        flushed.and(released)
+    }
+
+    /// No temp file is left anywhere the tests write.
+    fn assert_no_temps(&self) {
+        for dir in ["/root/Incoming/Invoices", "/root/Archive/Incoming/Invoices"] {
+            let temps: Vec<String> = self
+                .remote
+                .names(dir)
+                .into_iter()
+                .filter(|n| n.contains(".coupafs-"))
+                .collect();
+            assert!(temps.is_empty(), "temp files left in {dir}: {temps:?}");
+        }
+    }
+}
+
+fn content(n: usize) -> Vec<u8> {
+    (0..n).map(|i| (i * 7 + i / 251) as u8).collect()
+}
+
+#[test]
+fn a_new_file_appears_once_complete_and_only_at_close() {
+    let r = rig();
+    let data = content(50_000);
+    let (ino, fh) = r
+        .create("Incoming/Invoices", "inv_0001.csv", 0)
+        .expect("create");
+    r.write_all(ino, fh, &data);
+    assert_eq!(r.remote.file("/root/Incoming/Invoices/inv_0001.csv"), None);
+    // Through the mount it is there, with the size written so far.
+    assert_eq!(r.fs.getattr(ino).expect("getattr").size, 50_000);
+    r.close(ino, fh).expect("close");
+    assert_eq!(
+        r.remote.file("/root/Incoming/Invoices/inv_0001.csv"),
+        Some(data)
+    );
+    assert_eq!(
+        r.remote.appearances("/root/Incoming/Invoices/inv_0001.csv"),
+        vec![50_000],
+        "the final name must appear exactly once, complete"
+    );
+    r.assert_no_temps();
+}
+
+#[test]
+fn a_failed_write_is_reported_at_close_and_leaves_nothing() {
+    let r = rig();
+    r.remote.fail_always("write", status_err(status::FAILURE));
+    let (ino, fh) = r
+        .create("Incoming/Invoices", "full.csv", 0)
+        .expect("create");
+    r.write_all(ino, fh, &content(10_000));
+    let err = r.close(ino, fh).expect_err("close must fail");
+    assert_eq!(err.errno, libc::ENOSPC, "{err}");
+    assert_eq!(r.remote.file("/root/Incoming/Invoices/full.csv"), None);
+    assert!(r
+        .remote
+        .appearances("/root/Incoming/Invoices/full.csv")
+        .is_empty());
+    r.remote.heal();
+    r.assert_no_temps();
+}
+
+#[test]
+fn a_refused_rename_is_reported_and_the_old_file_stays() {
+    let r = rig();
+    r.remote.put_file("/root/Incoming/Invoices/a.csv", b"old");
+    r.remote
+        .fail_always("rename", status_err(status::PERMISSION_DENIED));
+    let (ino, fh) = r.create("Incoming/Invoices", "a.csv", 0).expect("create");
+    r.write_all(ino, fh, b"new content");
+    let err = r.close(ino, fh).expect_err("close must fail");
+    assert_eq!(err.errno, libc::EACCES, "{err}");
+    assert_eq!(
+        r.remote.file("/root/Incoming/Invoices/a.csv"),
+        Some(b"old".to_vec())
+    );
+    r.remote.heal();
+    r.assert_no_temps();
+}
+
+#[test]
+fn an_upload_cut_by_a_dropped_link_is_retried_from_the_spool() {
+    let r = rig();
+    let data = content(200_000);
+    r.remote
+        .fail("write", 0, RemoteError::Lost("link dropped".into()));
+    let (ino, fh) = r
+        .create("Incoming/Invoices", "retry.csv", 0)
+        .expect("create");
+    r.write_all(ino, fh, &data);
+    r.close(ino, fh).expect("close after retry");
+    assert_eq!(
+        r.remote.file("/root/Incoming/Invoices/retry.csv"),
+        Some(data)
+    );
+    assert_eq!(
+        r.remote.appearances("/root/Incoming/Invoices/retry.csv"),
+        vec![200_000]
+    );
+}
+
+#[test]
+fn a_link_that_stays_down_fails_close_with_eio() {
+    let r = rig();
+    r.remote
+        .fail_always("open", RemoteError::Unreachable("down".into()));
+    let (ino, fh) = r
+        .create("Incoming/Invoices", "down.csv", 0)
+        .expect("create");
+    r.write_all(ino, fh, b"x");
+    let err = r.close(ino, fh).expect_err("close must fail");
+    assert_eq!(err.errno, libc::EIO);
+    r.remote.heal();
+    assert_eq!(r.remote.file("/root/Incoming/Invoices/down.csv"), None);
+}
+
+#[test]
+fn o_excl_fails_on_an_existing_name() {
+    let r = rig();
+    r.remote.put_file("/root/Incoming/Invoices/x.csv", b"keep");
+    let err = r
+        .create("Incoming/Invoices", "x.csv", libc::O_EXCL)
+        .expect_err("EEXIST");
+    assert_eq!(err.errno, libc::EEXIST);
+}
+
+#[test]
+fn o_excl_trusting_a_negative_lookup_still_never_replaces() {
+    let r = rig();
+    let dir = r.dir("Incoming/Invoices");
+    assert_eq!(
+        r.fs.lookup(dir, OsStr::new("race.csv"))
+            .expect_err("absent")
+            .errno,
+        libc::ENOENT
+    );
+    let (ino, fh) = r
+        .create("Incoming/Invoices", "race.csv", libc::O_EXCL)
+        .expect("create");
+    // Another client creates the name meanwhile.
+    r.remote
+        .put_file("/root/Incoming/Invoices/race.csv", b"theirs");
+    r.write_all(ino, fh, b"ours");
+    let err = r.close(ino, fh).expect_err("EEXIST at close");
+    assert_eq!(err.errno, libc::EEXIST);
+    assert_eq!(
+        r.remote.file("/root/Incoming/Invoices/race.csv"),
+        Some(b"theirs".to_vec())
+    );
+    r.assert_no_temps();
+}
+
+#[test]
+fn unlinking_an_open_new_file_publishes_nothing() {
+    let r = rig();
+    let (ino, fh) = r
+        .create("Incoming/Invoices", "gone.csv", 0)
+        .expect("create");
+    r.write_all(ino, fh, b"data");
+    let dir = r.dir("Incoming/Invoices");
+    r.fs.unlink(dir, OsStr::new("gone.csv")).expect("unlink");
+    r.close(ino, fh).expect("close");
+    assert_eq!(r.remote.file("/root/Incoming/Invoices/gone.csv"), None);
+    r.assert_no_temps();
+}
+
+#[test]
+fn renaming_an_open_file_publishes_under_the_new_name_only() {
+    let r = rig();
+    let (ino, fh) = r.create("Incoming/Invoices", "x.tmp", 0).expect("create");
+    r.write_all(ino, fh, b"a,b\n1,2\n");
+    let dir = r.dir("Incoming/Invoices");
+    r.fs.rename(dir, OsStr::new("x.tmp"), dir, OsStr::new("x.csv"), false)
+        .expect("rename");
+    r.close(ino, fh).expect("close");
+    assert_eq!(r.remote.file("/root/Incoming/Invoices/x.tmp"), None);
+    assert_eq!(
+        r.remote.file("/root/Incoming/Invoices/x.csv"),
+        Some(b"a,b\n1,2\n".to_vec())
+    );
+    assert!(r
+        .remote
+        .appearances("/root/Incoming/Invoices/x.tmp")
+        .is_empty());
+}
+
+#[test]
+fn the_tmp_then_mv_job_pattern_works() {
+    let r = rig();
+    let (ino, fh) = r.create("Incoming/Invoices", "job.tmp", 0).expect("create");
+    r.write_all(ino, fh, b"rows");
+    r.close(ino, fh).expect("close");
+    let dir = r.dir("Incoming/Invoices");
+    let archive = r.dir("Archive/Incoming/Invoices");
+    r.fs.rename(
+        dir,
+        OsStr::new("job.tmp"),
+        archive,
+        OsStr::new("job.csv"),
+        false,
+    )
+    .expect("mv");
+    assert_eq!(
+        r.remote.file("/root/Archive/Incoming/Invoices/job.csv"),
+        Some(b"rows".to_vec())
+    );
+    assert_eq!(r.remote.file("/root/Incoming/Invoices/job.tmp"), None);
+    // The mount sees the move at once.
+    assert_eq!(
+        r.fs.lookup(dir, OsStr::new("job.tmp"))
+            .expect_err("moved")
+            .errno,
+        libc::ENOENT
+    );
+    assert!(r.fs.lookup(archive, OsStr::new("job.csv")).is_ok());
+}
+
+#[test]
+fn truncating_a_closed_file_republishes_it_whole() {
+    let r = rig();
+    r.remote
+        .put_file("/root/Incoming/Invoices/t.csv", &content(1000));
+    let dir = r.dir("Incoming/Invoices");
+    let ino = r.fs.lookup(dir, OsStr::new("t.csv")).expect("lookup").ino;
+    let set = SetAttr {
+        size: Some(10),
+        ..SetAttr::default()
+    };
+    assert_eq!(r.fs.setattr(ino, None, set).expect("truncate").size, 10);
+    assert_eq!(
+        r.remote.file("/root/Incoming/Invoices/t.csv"),
+        Some(content(1000)[..10].to_vec())
+    );
+    assert_eq!(
+        r.remote.calls("setstat"),
+        0,
+        "no in-place SETSTAT size on the live file"
+    );
+    r.assert_no_temps();
+}
+
+#[test]
+fn rewriting_the_middle_of_an_existing_file_keeps_the_rest() {
+    let r = rig();
+    r.remote
+        .put_file("/root/Incoming/Invoices/m.csv", b"0123456789");
+    let dir = r.dir("Incoming/Invoices");
+    let ino = r.fs.lookup(dir, OsStr::new("m.csv")).expect("lookup").ino;
+    let (fh, _) = r.fs.open(ino, libc::O_RDWR, me()).expect("open");
+    r.fs.write(ino, fh, 3, b"abc").expect("write");
+    assert_eq!(r.fs.read(ino, fh, 0, 100).expect("read"), b"012abc6789");
+    r.close(ino, fh).expect("close");
+    assert_eq!(
+        r.remote.file("/root/Incoming/Invoices/m.csv"),
+        Some(b"012abc6789".to_vec())
+    );
+}
+
+#[test]
+fn append_mode_writes_at_the_end() {
+    let r = rig();
+    r.remote.put_file("/root/Incoming/Invoices/log.csv", b"a\n");
+    let dir = r.dir("Incoming/Invoices");
+    let ino = r.fs.lookup(dir, OsStr::new("log.csv")).expect("lookup").ino;
+    let (fh, _) =
+        r.fs.open(ino, libc::O_WRONLY | libc::O_APPEND, me())
+            .expect("open");
+    r.fs.write(ino, fh, 0, b"b\n").expect("write");
+    r.close(ino, fh).expect("close");
+    assert_eq!(
+        r.remote.file("/root/Incoming/Invoices/log.csv"),
+        Some(b"a\nb\n".to_vec())
+    );
+}
+
+#[test]
+fn fsync_makes_bytes_durable_in_the_temp_file_not_the_final_name() {
+    let r = rig();
+    let (ino, fh) = r.create("Incoming/Invoices", "s.csv", 0).expect("create");
+    r.write_all(ino, fh, b"half");
+    r.fs.fsync(ino, fh).expect("fsync");
+    assert_eq!(r.remote.file("/root/Incoming/Invoices/s.csv"), None);
+    let temps: Vec<String> = r
+        .remote
+        .names("/root/Incoming/Invoices")
+        .into_iter()
+        .filter(|n| n.starts_with(".s.csv.coupafs-"))
+        .collect();
+    assert_eq!(temps.len(), 1, "{temps:?}");
+    assert_eq!(
+        r.remote
+            .file(&format!("/root/Incoming/Invoices/{}", temps[0])),
+        Some(b"half".to_vec())
+    );
+    r.close(ino, fh).expect("close");
+    assert_eq!(
+        r.remote.file("/root/Incoming/Invoices/s.csv"),
+        Some(b"half".to_vec())
+    );
+    r.assert_no_temps();
+}
+
+#[test]
+fn listings_show_files_being_written_and_hide_temp_files() {
+    let r = rig();
+    r.remote
+        .put_file("/root/Incoming/Invoices/.z.csv.coupafs-a1b2c3", b"t");
+    r.remote.put_file("/root/Incoming/Invoices/done.csv", b"d");
+    let (ino, fh) = r.create("Incoming/Invoices", "new.csv", 0).expect("create");
+    let dir = r.dir("Incoming/Invoices");
+    let dh = r.fs.opendir(dir).expect("opendir");
+    let listing = r.fs.readdir(dh).expect("readdir");
+    let names: Vec<String> = (0..listing.len())
+        .filter_map(|i| r.fs.listing_item(&listing, i))
+        .map(|item| String::from_utf8_lossy(&item.name).into_owned())
+        .collect();
+    assert_eq!(names, vec![".", "..", "done.csv", "new.csv"]);
+    r.fs.releasedir(dh);
+    assert_eq!(
+        r.fs.lookup(dir, OsStr::new(".z.csv.coupafs-a1b2c3"))
+            .expect_err("hidden")
+            .errno,
+        libc::ENOENT
+    );
+    r.close(ino, fh).expect("close");
+}
+
+#[test]
+fn ls_l_after_a_listing_needs_no_stat_per_file() {
+    let r = rig();
+    for i in 0..50 {
+        r.remote
+            .put_file(&format!("/root/Incoming/Invoices/f{i}.csv"), b"x");
+    }
+    let dir = r.dir("Incoming/Invoices");
+    let lstats_before = r.remote.calls("lstat");
+    let dh = r.fs.opendir(dir).expect("opendir");
+    for i in 0..50 {
+        let st =
+            r.fs.lookup(dir, OsStr::new(&format!("f{i}.csv")))
+                .expect("lookup");
+        assert_eq!(st.size, 1);
+    }
+    r.fs.releasedir(dh);
+    assert_eq!(r.remote.calls("read_dir"), 1);
+    assert_eq!(r.remote.calls("lstat"), lstats_before);
+}
+
+#[test]
+fn own_changes_invalidate_the_cache_at_once() {
+    let r = rig();
+    let dir = r.dir("Incoming/Invoices");
+    let dh = r.fs.opendir(dir).expect("opendir");
+    r.fs.releasedir(dh);
+    let (ino, fh) = r.create("Incoming/Invoices", "c.csv", 0).expect("create");
+    r.write_all(ino, fh, b"1");
+    r.close(ino, fh).expect("close");
+    let dh = r.fs.opendir(dir).expect("opendir");
+    let listing = r.fs.readdir(dh).expect("readdir");
+    let names: Vec<Vec<u8>> = (0..listing.len())
+        .filter_map(|i| r.fs.listing_item(&listing, i))
+        .map(|item| item.name)
+        .collect();
+    assert!(names.contains(&b"c.csv".to_vec()));
+    r.fs.releasedir(dh);
+    r.fs.unlink(dir, OsStr::new("c.csv")).expect("rm");
+    assert_eq!(
+        r.fs.lookup(dir, OsStr::new("c.csv"))
+            .expect_err("gone")
+            .errno,
+        libc::ENOENT
+    );
+}
+
+#[test]
+fn directory_errors_map_per_operation() {
+    let r = rig();
+    r.remote.put_file("/root/Incoming/Invoices/keep.csv", b"k");
+    let incoming = r.dir("Incoming");
+    assert_eq!(
+        r.fs.rmdir(incoming, OsStr::new("Invoices"))
+            .expect_err("not empty")
+            .errno,
+        libc::ENOTEMPTY
+    );
+    assert_eq!(
+        r.fs.mkdir(incoming, OsStr::new("Invoices"), 0o755)
+            .expect_err("exists")
+            .errno,
+        libc::EEXIST
+    );
+    assert!(r.fs.mkdir(incoming, OsStr::new("New"), 0o755).is_ok());
+    assert!(r.fs.rmdir(incoming, OsStr::new("New")).is_ok());
+    assert_eq!(
+        r.fs.lookup(incoming, OsStr::new("Nope"))
+            .expect_err("missing")
+            .errno,
+        libc::ENOENT
+    );
+}
+
+#[test]
+fn mode_and_times_set_while_open_reach_the_published_file() {
+    let r = rig();
+    let (ino, fh) = r.create("Incoming/Invoices", "p.csv", 0).expect("create");
+    r.write_all(ino, fh, b"x");
+    let when = UNIX_EPOCH + Duration::from_secs(1_600_000_000);
+    r.fs.setattr(
+        ino,
+        Some(fh),
+        SetAttr {
+            mode: Some(0o600),
+            mtime: Some(when),
+            atime: Some(when),
+            ..SetAttr::default()
+        },
+    )
+    .expect("setattr");
+    r.close(ino, fh).expect("close");
+    let a = r
+        .remote
+        .lstat(b"/root/Incoming/Invoices/p.csv")
+        .expect("stat");
+    assert_eq!(a.perm.map(|p| p & 0o7777), Some(0o600));
+    assert_eq!(a.atime_mtime.map(|t| t.1), Some(1_600_000_000));
+}
+
+#[test]
+fn refused_setstat_is_best_effort_unless_strict() {
+    let r = rig();
+    r.remote.put_file("/root/Incoming/Invoices/m.csv", b"x");
+    let dir = r.dir("Incoming/Invoices");
+    let ino = r.fs.lookup(dir, OsStr::new("m.csv")).expect("lookup").ino;
+    r.remote
+        .fail_always("setstat", status_err(status::PERMISSION_DENIED));
+    let chmod = SetAttr {
+        mode: Some(0o600),
+        ..SetAttr::default()
+    };
+    assert!(r.fs.setattr(ino, None, chmod).is_ok());
+    // chown is accepted and ignored: ownership belongs to the server.
+    let chown = SetAttr {
+        uid: Some(1234),
+        ..SetAttr::default()
+    };
+    assert!(r.fs.setattr(ino, None, chown).is_ok());
+}
+
+#[test]
+fn the_spool_limit_fails_writes_with_enospc() {
+    let r = rig();
+    let (ino, fh) = r
+        .create("Incoming/Invoices", "huge.csv", 0)
+        .expect("create");
+    let chunk = vec![7u8; 1 << 20];
+    let mut err = None;
+    for i in 0..80u64 {
+        if let Err(e) = r.fs.write(ino, fh, i << 20, &chunk) {
+            err = Some(e);
+            break;
+        }
+    }
+    assert_eq!(err.expect("spool_max is 64 MiB").errno, libc::ENOSPC);
+    let dir = r.dir("Incoming/Invoices");
+    r.fs.unlink(dir, OsStr::new("huge.csv")).expect("rm");
+    r.close(ino, fh).expect("close");
+}
+
+#[test]
+fn statfs_comes_from_statvfs() {
+    let r = rig();
+    let s = r.fs.statfs().expect("statfs");
+    assert_eq!(
+        (s.blocks, s.bfree, s.bavail, s.bsize),
+        (1000, 500, 400, 4096)
+    );
+}
+
+#[test]
+fn symlinks_leaving_the_mount_are_contained() {
+    assert_eq!(
+        contain_symlink(b"Incoming/l", b"/root/Outgoing/x", b"/root"),
+        b"../Outgoing/x".to_vec()
+    );
+    assert!(contain_symlink(b"Incoming/l", b"/etc/passwd", b"/root").starts_with(b"/dev/null/"));
+    assert!(
+        contain_symlink(b"Incoming/l", b"../../etc/passwd", b"/root").starts_with(b"/dev/null/")
+    );
+    assert_eq!(
+        contain_symlink(b"Incoming/l", b"../Outgoing/x", b"/root"),
+        b"../Outgoing/x".to_vec()
+    );
+}
