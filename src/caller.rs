@@ -7,6 +7,51 @@
 //! file. So a flush publishes only when it comes from the process that
 //! opened the file, and never when that process is dying from a signal.
 
+/// How long a /proc read may take before the answer counts as unknown.
+const PROC_READ_LIMIT: std::time::Duration = std::time::Duration::from_millis(200);
+
+/// Runs a /proc read on its own thread, bounded by `PROC_READ_LIMIT`.
+///
+/// A task in the middle of execve() closes its O_CLOEXEC descriptors (and
+/// so sends FLUSH) while holding locks that /proc readers of that task wait
+/// for: reading its /proc entry from the FLUSH handler would deadlock the
+/// exec and the handler forever. The reader thread may stay blocked until
+/// the handler has answered; the caller gets `None` and moves on.
+fn bounded<T: Send + 'static>(read: impl FnOnce() -> T + Send + 'static) -> Option<T> {
+    let (tx, rx) = std::sync::mpsc::sync_channel(1);
+    std::thread::Builder::new()
+        .name("proc-read".into())
+        .spawn(move || {
+            let _ = tx.send(read());
+        })
+        .ok()?;
+    rx.recv_timeout(PROC_READ_LIMIT).ok()
+}
+
+/// What is known about the process behind a FLUSH.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Closer {
+    /// /proc could not be read in time (e.g. the process is in execve).
+    Unknown,
+    /// The thread is gone or the request came from the kernel itself.
+    Gone,
+    Known(Caller),
+}
+
+/// `lookup` without the risk of blocking the FUSE thread.
+pub fn lookup_bounded(pid: u32) -> Closer {
+    match bounded(move || lookup(pid)) {
+        None => Closer::Unknown,
+        Some(None) => Closer::Gone,
+        Some(Some(c)) => Closer::Known(c),
+    }
+}
+
+/// `still_open` bounded in time; `None` when /proc did not answer.
+pub fn still_open_bounded(tgid: u32, ino: u64, mnt_id: Option<u64>) -> Option<bool> {
+    bounded(move || still_open(tgid, ino, mnt_id))
+}
+
 /// PF_EXITING from include/linux/sched.h: set once do_exit() has begun,
 /// before the exiting task's files are closed.
 const PF_EXITING: u64 = 0x0000_0004;
@@ -110,9 +155,12 @@ pub fn mount_id(mountpoint: &std::path::Path) -> Option<u64> {
 }
 
 /// The process id for `pid` (a thread id is mapped to its process), or
-/// `pid` itself when /proc has no answer.
+/// `pid` itself when /proc has no answer (in time).
 pub fn tgid(pid: u32) -> u32 {
-    lookup(pid).map(|c| c.tgid).unwrap_or(pid)
+    match lookup_bounded(pid) {
+        Closer::Known(c) => c.tgid,
+        _ => pid,
+    }
 }
 
 #[cfg(test)]
@@ -180,6 +228,19 @@ mod tests {
         assert!(still_open(me, ino, None));
         drop(file);
         assert!(!still_open(me, ino, None));
+    }
+
+    #[test]
+    fn bounded_reads_give_up_on_a_blocked_reader() {
+        let started = std::time::Instant::now();
+        let r: Option<()> = bounded(|| std::thread::sleep(std::time::Duration::from_secs(5)));
+        assert_eq!(r, None);
+        assert!(started.elapsed() < std::time::Duration::from_secs(2));
+        assert_eq!(bounded(|| 7), Some(7));
+        assert!(matches!(
+            lookup_bounded(std::process::id()),
+            Closer::Known(_)
+        ));
     }
 
     #[test]

@@ -14,7 +14,7 @@ use std::sync::{mpsc, Arc, Mutex, MutexGuard, OnceLock, Weak};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::cache::MetaCache;
-use crate::caller::{self, Exit};
+use crate::caller::{self, Closer, Exit};
 use crate::error::{FsError, FsResult, Op};
 use crate::inode::{join, split, InodeTable, ROOT_INO};
 use crate::readahead::{self, ReadAhead};
@@ -986,32 +986,43 @@ impl<R: Remote> Fs<R> {
         let OpenFile::Upload { upload, .. } = &entry.file else {
             return Ok(());
         };
-        if let Some(c) = caller::lookup(pid) {
-            if let Some(Exit::Signal(sig)) = c.exiting {
-                if c.tgid == entry.opener {
-                    let path = self.path_of(Op::Flush, ino).unwrap_or_default();
-                    log::warn!(
-                        "writer {} of {} killed by signal {sig}: its upload is discarded, \
-                         nothing is published",
-                        c.tgid,
-                        show(&path)
-                    );
-                    upload.state().discarded = true;
+        match caller::lookup_bounded(pid) {
+            Closer::Known(c) => {
+                if let Some(Exit::Signal(sig)) = c.exiting {
+                    if c.tgid == entry.opener {
+                        let path = self.path_of(Op::Flush, ino).unwrap_or_default();
+                        log::warn!(
+                            "writer {} of {} killed by signal {sig}: its upload is discarded, \
+                             nothing is published",
+                            c.tgid,
+                            show(&path)
+                        );
+                        upload.state().discarded = true;
+                    }
+                    return Ok(());
                 }
+                if c.tgid != entry.opener {
+                    log::debug!(
+                        "close by process {} of a descriptor opened by {}: publish waits for the opener",
+                        c.tgid,
+                        entry.opener
+                    );
+                    return Ok(());
+                }
+                let mnt = self.mount_id.get().copied();
+                if caller::still_open_bounded(c.tgid, ino, mnt) != Some(false) {
+                    log::debug!("close of one of several descriptors: publish waits for the last");
+                    return Ok(());
+                }
+            }
+            // The closer is mid-execve (its /proc entry is locked): an
+            // O_CLOEXEC close. Publishing waits for the release, which
+            // follows at once when this was the last descriptor.
+            Closer::Unknown => {
+                log::debug!("closer {pid} not readable in /proc: publish at release");
                 return Ok(());
             }
-            if c.tgid != entry.opener {
-                log::debug!(
-                    "close by process {} of a descriptor opened by {}: publish waits for the opener",
-                    c.tgid,
-                    entry.opener
-                );
-                return Ok(());
-            }
-            if caller::still_open(c.tgid, ino, self.mount_id.get().copied()) {
-                log::debug!("close of one of several descriptors: publish waits for the last");
-                return Ok(());
-            }
+            Closer::Gone => {}
         }
         let (dirty, skip) = {
             let st = upload.state();
