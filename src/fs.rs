@@ -469,6 +469,7 @@ impl<R: Remote> Fs<R> {
             let mut st = up.state();
             if let Some(mode) = set.mode {
                 st.mode = mode;
+                st.mode_changed = true;
             }
             if times.is_some() {
                 st.times = times;

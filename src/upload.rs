@@ -102,6 +102,8 @@ pub struct UploadState {
     pub exclusive: bool,
     /// Permission bits for the published file.
     pub mode: u32,
+    /// `mode` was changed by chmod while the file was open.
+    pub mode_changed: bool,
     /// mtime/atime to set on the published file (utimens while open).
     pub times: Option<(u32, u32)>,
     /// Open file handles sharing this state (dup'd fds share one handle).
@@ -154,6 +156,7 @@ impl Upload {
                 discarded: false,
                 exclusive: false,
                 mode,
+                mode_changed: false,
                 times: None,
                 handles: 0,
                 temp: None,
@@ -439,9 +442,15 @@ impl Upload {
     ) -> RResult<Published> {
         self.state().stream_failed = false;
         let (temp_path, handle, _size, generation) = self.sync_temp(remote, naming, final_path)?;
-        let times = self.state().times;
-        let set = times.map(|t| Attrs {
-            atime_mtime: Some(t),
+        let (times, mode) = {
+            let st = self.state();
+            (st.times, st.mode_changed.then_some(st.mode & 0o7777))
+        };
+        // A chmod/utimens while open reaches the temp file just before the
+        // rename (the temp may have been created with the old mode).
+        let set = (times.is_some() || mode.is_some()).then(|| Attrs {
+            atime_mtime: times,
+            perm: mode,
             ..Attrs::default()
         });
         // The temp is consumed by the commit whatever its outcome.
