@@ -95,7 +95,7 @@ cleanup() {
     stop_pid "$pid" 10
   done
   if [[ -n $PROXY_PID ]]; then stop_pid "$PROXY_PID" 2; fi
-  if [[ -n $SBX ]]; then bash "$SANDBOX" stop "$SBX" >/dev/null 2>&1 || true; fi
+  if [[ -n $SBX ]]; then stop_sandbox; fi
   if [[ -n $WORK && -d $WORK ]]; then
     if ((FAILED)) && [[ -d $WORK/logs ]]; then
       local keep=${OUT%.md}-logs
@@ -114,6 +114,30 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
+
+# The sandbox's stop scans all of /proc, which can block behind an unrelated
+# process stuck in the kernel: give it a minute, then kill the listener and
+# its session processes ourselves, by pid.
+# shellcheck disable=SC2317  # invoked by the EXIT trap
+stop_sandbox() {
+  local rc
+  timeout -k 5 60 bash "$SANDBOX" stop "$SBX" >/dev/null 2>&1
+  rc=$?
+  ((rc == 124 || rc == 137)) || return 0
+  log "sandbox stop timed out; killing sshd $SSHD_PID and its sessions"
+  local queue=("$SSHD_PID") all=() cur kids
+  while ((${#queue[@]})); do
+    cur=${queue[0]}
+    queue=("${queue[@]:1}")
+    all+=("$cur")
+    kids=''
+    read -r kids <"/proc/$cur/task/$cur/children" 2>/dev/null
+    # shellcheck disable=SC2206  # pids, split on spaces
+    queue+=($kids)
+  done
+  kill -KILL "${all[@]}" 2>/dev/null
+  return 0
+}
 
 # Waits up to SECS for PID (ours) to exit, then TERM, then KILL.
 stop_pid() {
@@ -287,27 +311,51 @@ TEMP_GLOB='*.coupafs-[0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f]'
 srv_count() { find "$1" -type f ! -name "$TEMP_GLOB" 2>/dev/null | wc -l; }
 srv_bytes() { find "$1" -type f ! -name "$TEMP_GLOB" -printf '%s\n' 2>/dev/null | awk '{s += $1} END {print s + 0}'; }
 
-# Peak number of sshd session processes (children of the listener) while
-# sampling runs; written to $1.
+# Peak number of SSH connections: live (non-zombie) children of the sandbox
+# sshd listener, one per connection. Read from /proc/PID/task/PID/children
+# and the children's own stat files only, without forking: ps(1) scans every
+# process and can block behind an unrelated process stuck in the kernel.
+CONNS=0
+CONN_MAX=0
+sample_conns() {
+  local kids='' k st
+  read -r kids <"/proc/$SSHD_PID/task/$SSHD_PID/children" 2>/dev/null
+  CONNS=0
+  for k in $kids; do
+    read -r st <"/proc/$k/stat" 2>/dev/null || continue
+    st=${st##*) }
+    [[ ${st%% *} == Z ]] || CONNS=$((CONNS + 1))
+  done
+  ((CONNS > CONN_MAX)) && CONN_MAX=$CONNS
+  return 0
+}
+# Samples in the background every 20 ms (and once now, once at the stop);
+# the peak ends up in CONN_MAX.
 start_sampler() {
-  local outf=$1
-  echo 0 >"$outf"
+  local outf=$WORK/conns
+  CONN_MAX=0
+  sample_conns
+  echo "$CONN_MAX" >"$outf"
   (
-    max=0
     while :; do
-      # shellcheck disable=SC2009  # children of one pid, not a name match
-      n=$(ps --ppid "$SSHD_PID" -o stat= 2>/dev/null | grep -vc '^Z')
-      if ((n > max)); then max=$n; echo "$max" >"$outf"; fi
-      sleep 0.05
+      old=$CONN_MAX
+      sample_conns
+      ((CONN_MAX > old)) && echo "$CONN_MAX" >"$outf"
+      sleep 0.02
     done
   ) &
   SAMPLER_PID=$!
 }
 stop_sampler() {
   [[ -n $SAMPLER_PID ]] || return 0
+  sample_conns
   kill "$SAMPLER_PID" 2>/dev/null
   wait "$SAMPLER_PID" 2>/dev/null
   SAMPLER_PID=
+  local bg
+  bg=$(<"$WORK/conns")
+  ((bg > CONN_MAX)) && CONN_MAX=$bg
+  return 0
 }
 
 # --------------------------------------------------------- FUSE clients --
@@ -446,7 +494,7 @@ run_fs_client() {
     fail "$rtt" smallseq "$kind" "cp -r $LOCAL/small $out/small-seq failed" "$wl"
   fi
   wl=$L-smallpar.log
-  start_sampler "$WORK/conns"
+  start_sampler
   if timeout 60 mkdir "$out/small-par" 2>>"$wl" \
     && run_timed "$wl" bash -c 'cd "$1" && printf "%s\0" * | xargs -0 -P "$2" -n "$3" cp -t "$4"' \
       _ "$LOCAL/small" "$PARALLEL" $(((SMALL_FILES + PARALLEL - 1) / PARALLEL)) "$out/small-par"; then
@@ -457,7 +505,7 @@ run_fs_client() {
     stop_sampler
     fail "$rtt" smallpar "$kind" "$PARALLEL parallel cp into $out/small-par failed" "$wl"
   fi
-  record "$rtt" conns "$kind" "$(<"$WORK/conns")"
+  record "$rtt" conns "$kind" "$CONN_MAX"
 
   # 4. ls -l of a big folder: cold (fresh mount, dropped caches), then warm
   wl=$L-ls.log
@@ -656,14 +704,21 @@ run_sftp_client() {
     )
     stamps+=("$st.$i")
   done
-  start_sampler "$WORK/conns"
+  start_sampler
   for ((i = 0; i < PARALLEL; i++)); do
     sftp_batch "$wl" "$B.$i" &
     pids+=($!)
   done
+  local running=1
+  while ((running)); do
+    sample_conns
+    running=0
+    for i in "${pids[@]}"; do kill -0 "$i" 2>/dev/null && running=1; done
+    ((running)) && sleep 0.02
+  done
   for i in "${pids[@]}"; do wait "$i" || ok=0; done
   stop_sampler
-  record "$rtt" conns sftp "$(<"$WORK/conns")"
+  record "$rtt" conns sftp "$CONN_MAX"
   if ((ok)); then
     check_files "$rtt" smallpar sftp "$srv/small-par" "$SMALL_FILES" $((SMALL_FILES * SMALL_KIB * 1024)) "$wl" \
       && record "$rtt" smallpar sftp "$(per_sec "$SMALL_FILES" "$(stamp_secs "${stamps[@]}")")"

@@ -100,6 +100,8 @@ pub struct UploadState {
     pub discarded: bool,
     /// Created with O_EXCL: the commit must not replace an existing name.
     pub exclusive: bool,
+    /// The last handle is gone: nothing may stream any more.
+    pub released: bool,
     /// Permission bits for the published file.
     pub mode: u32,
     /// `mode` was changed by chmod while the file was open.
@@ -155,6 +157,7 @@ impl Upload {
                 unlinked: false,
                 discarded: false,
                 exclusive: false,
+                released: false,
                 mode,
                 mode_changed: false,
                 times: None,
@@ -249,8 +252,14 @@ impl Upload {
             return;
         };
         loop {
-            if self.state().unlinked {
-                break;
+            {
+                // Nothing to stream once the file was published (a job
+                // queued at create may run after close), released, or
+                // given up: a temp opened now would be left behind.
+                let st = self.state();
+                if st.unlinked || st.discarded || st.released || !st.dirty {
+                    break;
+                }
             }
             if let Err(e) = self.sync_temp(remote, naming, final_path) {
                 log::debug!(
@@ -478,6 +487,9 @@ impl Upload {
     /// The last handle is gone without a publish (unlinked file, or a
     /// failed close): remove the remote temp file.
     pub fn abandon(&self, remote: &dyn Remote) {
+        self.state().released = true;
+        // Wait for a running stream so its temp is removed here too.
+        let _serial = lock(&self.publishing);
         self.discard_abandoned(remote);
         self.fail_temp(remote);
     }
