@@ -374,6 +374,26 @@ impl Connection {
         self.enqueue(Outgoing { id, bytes, done }, bulk);
     }
 
+    /// Queues an SSH_FXP_WRITE of `len` bytes whose data `fill` writes
+    /// straight into the packet buffer (no intermediate copy of bulk data).
+    pub fn submit_write(
+        &self,
+        handle: &[u8],
+        offset: u64,
+        len: usize,
+        fill: &mut dyn FnMut(&mut [u8]) -> io::Result<()>,
+        done: Completion,
+    ) -> io::Result<()> {
+        let id = self.shared.next_id.fetch_add(1, Ordering::Relaxed);
+        let mut bytes = Vec::with_capacity(4 + 1 + 4 + 4 + handle.len() + 8 + 4 + len);
+        sftp::encode_write_header(id, handle, offset, len, &mut bytes);
+        let start = bytes.len();
+        bytes.resize(start + len, 0);
+        fill(&mut bytes[start..])?;
+        self.enqueue(Outgoing { id, bytes, done }, true);
+        Ok(())
+    }
+
     fn enqueue(&self, item: Outgoing, bulk: bool) {
         let mut q = lock(&self.shared.queues);
         if let Some(reason) = &q.closed {

@@ -422,22 +422,21 @@ impl Remote for SftpRemote {
         loop {
             while first_error.is_none() && sent < len && in_flight < MAX_IN_FLIGHT {
                 let n = (len - sent).min(IO_CHUNK as u64) as usize;
-                let mut data = vec![0u8; n];
-                if let Err(e) = source(offset + sent, &mut data) {
-                    first_error = Some(RemoteError::Protocol(format!("local spool read: {e}")));
-                    break;
-                }
+                let at = offset + sent;
                 let tx = tx.clone();
-                conn.submit(
-                    &Request::Write {
-                        handle: handle.raw.clone(),
-                        offset: offset + sent,
-                        data,
-                    },
+                let queued = conn.submit_write(
+                    &handle.raw,
+                    at,
+                    n,
+                    &mut |buf| source(at, buf),
                     Box::new(move |r| {
                         let _ = tx.send(r);
                     }),
                 );
+                if let Err(e) = queued {
+                    first_error = Some(RemoteError::Protocol(format!("local spool read: {e}")));
+                    break;
+                }
                 sent += n as u64;
                 in_flight += 1;
             }

@@ -449,6 +449,20 @@ pub fn decode_attrs(data: &[u8]) -> Result<Attrs, CodecError> {
     Ok(attrs)
 }
 
+/// Appends the framed header of an SSH_FXP_WRITE carrying `len` data bytes
+/// (filexfer-02 6.4): the caller appends exactly `len` bytes of data after
+/// it, so bulk data is copied once, straight into the packet.
+pub fn encode_write_header(id: u32, handle: &[u8], offset: u64, len: usize, out: &mut Vec<u8>) {
+    let body = 1 + 4 + 4 + handle.len() + 8 + 4 + len;
+    out.extend_from_slice(&(body as u32).to_be_bytes());
+    out.push(fxp::WRITE);
+    out.extend_from_slice(&id.to_be_bytes());
+    out.extend_from_slice(&(handle.len() as u32).to_be_bytes());
+    out.extend_from_slice(handle);
+    out.extend_from_slice(&offset.to_be_bytes());
+    out.extend_from_slice(&(len as u32).to_be_bytes());
+}
+
 /// Decodes SSH_FXP_VERSION. `packet` starts at the type byte (length prefix
 /// already stripped by `Framer`).
 pub fn decode_version(packet: &[u8]) -> Result<Version, CodecError> {
@@ -781,6 +795,24 @@ impl<'a> Reader<'a> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn write_header_plus_data_equals_a_full_write_request() {
+        let mut full = Vec::new();
+        encode_request(
+            9,
+            &Request::Write {
+                handle: b"h1".to_vec(),
+                offset: 1 << 33,
+                data: b"payload".to_vec(),
+            },
+            &mut full,
+        );
+        let mut split = Vec::new();
+        encode_write_header(9, b"h1", 1 << 33, 7, &mut split);
+        split.extend_from_slice(b"payload");
+        assert_eq!(split, full);
+    }
+
     use super::*;
 
     fn encoded(id: u32, req: &Request) -> Vec<u8> {
