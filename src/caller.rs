@@ -19,14 +19,47 @@ const PROC_READ_LIMIT: std::time::Duration = std::time::Duration::from_millis(20
 /// the handler has answered; the caller gets `None` and moves on.
 fn bounded<T: Send + 'static>(read: impl FnOnce() -> T + Send + 'static) -> Option<T> {
     let (tx, rx) = std::sync::mpsc::sync_channel(1);
-    std::thread::Builder::new()
-        .name("proc-read".into())
-        .spawn(move || {
-            let _ = tx.send(read());
-        })
+    let job: Job = Box::new(move || {
+        let _ = tx.send(read());
+    });
+    readers()
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .send(job)
         .ok()?;
     rx.recv_timeout(PROC_READ_LIMIT).ok()
 }
+
+type Job = Box<dyn FnOnce() + Send>;
+
+/// Reader threads kept for the life of the process (a thread per read
+/// cost more than the read). A reader blocked on a task in execve resumes
+/// once that task's FLUSH was answered.
+fn readers() -> &'static std::sync::Mutex<std::sync::mpsc::Sender<Job>> {
+    static READERS: std::sync::OnceLock<std::sync::Mutex<std::sync::mpsc::Sender<Job>>> =
+        std::sync::OnceLock::new();
+    READERS.get_or_init(|| {
+        let (tx, rx) = std::sync::mpsc::channel::<Job>();
+        let rx = std::sync::Arc::new(std::sync::Mutex::new(rx));
+        for i in 0..PROC_READERS {
+            let rx = rx.clone();
+            let _ = std::thread::Builder::new()
+                .name(format!("proc-read-{i}"))
+                .spawn(move || loop {
+                    let job = rx.lock().unwrap_or_else(|e| e.into_inner()).recv();
+                    match job {
+                        Ok(job) => job(),
+                        Err(_) => return,
+                    }
+                });
+        }
+        std::sync::Mutex::new(tx)
+    })
+}
+
+/// Reader threads: more than one, so one blocked reader does not stall
+/// every other close.
+const PROC_READERS: usize = 3;
 
 /// What is known about the process behind a FLUSH.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
