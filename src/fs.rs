@@ -124,7 +124,13 @@ enum OpenFile {
         ahead: Mutex<ReadAhead>,
     },
     /// Open for writing (or reading a file being written): the spool.
-    Upload { upload: Arc<Upload>, append: bool },
+    /// `writable` is false for a reader of a file someone else is writing:
+    /// its close never publishes.
+    Upload {
+        upload: Arc<Upload>,
+        append: bool,
+        writable: bool,
+    },
 }
 
 struct HandleEntry {
@@ -170,7 +176,12 @@ pub struct Fs<R: Remote> {
     ahead_pool: Arc<readahead::Pool>,
     /// (size, mtime) of each file when last opened for reading.
     opened_versions: Mutex<HashMap<u64, FileVersion>>,
+    /// (parent inode, name) for the kernel to forget (FUSE_NOTIFY_INVAL_ENTRY).
+    kernel_invalidations: Mutex<Option<mpsc::Sender<KernelEntry>>>,
 }
+
+/// A directory entry the kernel caches: (parent inode, name).
+pub type KernelEntry = (u64, Vec<u8>);
 
 /// A write-behind job: the inode and its upload.
 type StreamJob = (u64, Arc<Upload>);
@@ -206,6 +217,7 @@ impl<R: Remote> Fs<R> {
             dyn_remote,
             ahead_pool: readahead::Pool::new(READ_AHEAD_WORKERS),
             opened_versions: Mutex::new(HashMap::new()),
+            kernel_invalidations: Mutex::new(None),
         });
         let rx = Arc::new(Mutex::new(rx));
         for i in 0..STREAM_WORKERS {
@@ -516,6 +528,23 @@ impl<R: Remote> Fs<R> {
         self.publish(Op::Setattr, path, &up)
     }
 
+    /// Asks the kernel to forget the dentry of `path` (sent from a
+    /// background thread: notifying inside a related handler deadlocks).
+    fn invalidate_kernel_entry(&self, path: &[u8]) {
+        let (parent, name) = split(path);
+        let Some(parent_ino) = lock(&self.inodes).ino_of(parent) else {
+            return;
+        };
+        if let Some(tx) = lock(&self.kernel_invalidations).as_ref() {
+            let _ = tx.send((parent_ino, name.to_vec()));
+        }
+    }
+
+    /// Entries the kernel should forget, for the mount's notifier thread.
+    pub fn set_kernel_invalidations(&self, tx: mpsc::Sender<KernelEntry>) {
+        *lock(&self.kernel_invalidations) = Some(tx);
+    }
+
     fn publish(&self, op: Op, path: &[u8], up: &Upload) -> FsResult<()> {
         if let Some(ino) = lock(&self.inodes).ino_of(path) {
             lock(&self.opened_versions).remove(&ino);
@@ -535,7 +564,12 @@ impl<R: Remote> Fs<R> {
                 log::info!("committed {} ({} bytes)", show(path), up.state().size);
                 Ok(())
             }
-            Err(e) => Err(FsError::remote(op, show(path), &e)),
+            Err(e) => {
+                let mut st = up.state();
+                st.failed_generation = Some(st.generation);
+                drop(st);
+                Err(FsError::remote(op, show(path), &e))
+            }
         }
     }
 
@@ -732,12 +766,14 @@ impl<R: Remote> Fs<R> {
             OpenFile::Upload {
                 upload: up,
                 append: flags & libc::O_APPEND != 0,
+                writable: true,
             }
         } else if let Some(up) = self.upload_of(ino) {
             up.state().handles += 1;
             OpenFile::Upload {
                 upload: up,
                 append: false,
+                writable: false,
             }
         } else {
             let attrs = self.cache.attrs(&path);
@@ -865,6 +901,7 @@ impl<R: Remote> Fs<R> {
                 file: OpenFile::Upload {
                     upload: up.clone(),
                     append: flags & libc::O_APPEND != 0,
+                    writable: true,
                 },
                 opener: caller::tgid(pid),
             }),
@@ -944,7 +981,15 @@ impl<R: Remote> Fs<R> {
     pub fn write(&self, ino: u64, fh: u64, offset: u64, data: &[u8]) -> FsResult<u32> {
         let entry = self.handle(Op::Write, fh)?;
         match &entry.file {
-            OpenFile::Upload { upload, append } => {
+            OpenFile::Upload {
+                writable: false, ..
+            } => Err(FsError::new(
+                Op::Write,
+                format!("inode {ino}"),
+                libc::EBADF,
+                "handle is read-only",
+            )),
+            OpenFile::Upload { upload, append, .. } => {
                 let (offset, old_size) = {
                     let st = upload.state();
                     (if *append { st.size } else { offset }, st.size)
@@ -984,7 +1029,14 @@ impl<R: Remote> Fs<R> {
     /// writer killed by a signal never publishes what it left behind.
     pub fn flush(&self, ino: u64, fh: u64, pid: u32) -> FsResult<()> {
         let entry = self.handle(Op::Flush, fh)?;
-        let OpenFile::Upload { upload, .. } = &entry.file else {
+        let OpenFile::Upload {
+            upload,
+            writable: true,
+            ..
+        } = &entry.file
+        else {
+            // Read-only handles, including readers of a file being written,
+            // never publish.
             return Ok(());
         };
         match caller::lookup_bounded(pid) {
@@ -1057,18 +1109,34 @@ impl<R: Remote> Fs<R> {
                 if !last {
                     return Ok(());
                 }
-                let (dirty, skip) = {
+                let (dirty, skip, failed_already) = {
                     let st = upload.state();
-                    (st.dirty, st.unlinked || st.discarded)
+                    (
+                        st.dirty,
+                        st.unlinked || st.discarded,
+                        st.failed_generation == Some(st.generation),
+                    )
                 };
                 let mut result = Ok(());
-                if dirty && !skip {
-                    // Written through a path flush never saw (mmap): last chance.
+                if dirty && !skip && !failed_already {
+                    // Closes flush never published (a child's inherited copy
+                    // was the last, an O_CLOEXEC close in execve, mmap).
                     if let Ok(path) = self.path_of(Op::Flush, ino) {
                         result = self.publish(Op::Flush, &path, upload);
                     }
                 }
                 upload.abandon(self.remote.as_ref());
+                let never_published = {
+                    let st = upload.state();
+                    !st.remote_exists && !st.unlinked
+                };
+                if never_published {
+                    // The kernel still holds the entry from create(): drop
+                    // it so the failed file does not linger in `stat`.
+                    if let Ok(path) = self.path_of(Op::Flush, ino) {
+                        self.invalidate_kernel_entry(&path);
+                    }
+                }
                 let mut uploads = lock(&self.uploads);
                 if uploads.get(&ino).is_some_and(|u| Arc::ptr_eq(u, upload)) {
                     uploads.remove(&ino);

@@ -238,7 +238,7 @@ pub fn connect_params(opts: &MountOptions) -> Result<ConnectParams, String> {
             .unwrap_or_else(|| PathBuf::from("/root"))
             .join(".ssh/known_hosts"),
     };
-    Ok(ConnectParams {
+    let params = ConnectParams {
         host: applied
             .host_name
             .unwrap_or_else(|| opts.target.host.clone()),
@@ -255,7 +255,10 @@ pub fn connect_params(opts: &MountOptions) -> Result<ConnectParams, String> {
         keepalive_interval: opts.server_alive_interval,
         keepalive_count_max: opts.server_alive_count_max,
         reply_timeout: opts.op_timeout,
-    })
+    };
+    // Secrets print as <redacted>.
+    log::debug!("connection settings: {params:?}");
+    Ok(params)
 }
 
 /// Daemon mode: the parent waits on this pipe for "ok" or an error text.
@@ -344,6 +347,10 @@ fn redirect_stdio_to_null() {
 
 fn run_mount(opts: MountOptions) -> Result<(), String> {
     init_logging(&opts);
+    log::debug!("{} starting", cli::version_text());
+    if !opts.ignored.is_empty() {
+        log::debug!("accepted and ignored: {}", opts.ignored.join(" "));
+    }
     let mountpoint = absolute(&opts.mountpoint);
     match std::fs::metadata(&mountpoint) {
         Ok(m) if m.is_dir() => {}
@@ -502,6 +509,18 @@ fn mount_and_serve(
     if let Some(id) = coupafs::caller::mount_id(mountpoint) {
         filesystem.set_mount_id(id);
     }
+    let notifier = session.notifier();
+    let (inval_tx, inval_rx) = std::sync::mpsc::channel::<(u64, Vec<u8>)>();
+    filesystem.set_kernel_invalidations(inval_tx);
+    let _ = std::thread::Builder::new()
+        .name("kernel-notify".into())
+        .spawn(move || {
+            use std::os::unix::ffi::OsStrExt;
+            for (parent, name) in inval_rx {
+                let _ = notifier
+                    .inval_entry(fuser::INodeNo(parent), std::ffi::OsStr::from_bytes(&name));
+            }
+        });
     let background = session
         .spawn()
         .map_err(|e| format!("cannot start the FUSE session: {e}"))?;

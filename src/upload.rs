@@ -102,6 +102,8 @@ pub struct UploadState {
     pub exclusive: bool,
     /// The last handle is gone: nothing may stream any more.
     pub released: bool,
+    /// The `generation` whose publish failed (close reported it already).
+    pub failed_generation: Option<u64>,
     /// Permission bits for the published file.
     pub mode: u32,
     /// `mode` was changed by chmod while the file was open.
@@ -158,6 +160,7 @@ impl Upload {
                 discarded: false,
                 exclusive: false,
                 released: false,
+                failed_generation: None,
                 mode,
                 mode_changed: false,
                 times: None,

@@ -70,12 +70,18 @@ pub fn traversable_tempdir(prefix: &str) -> TempDir {
 
 /// (state, ppid) of a process from /proc/PID/stat, or None if it is gone.
 fn proc_state_ppid(pid: u32) -> Option<(char, u32)> {
-    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // The command name (field 2) is in parentheses and may contain spaces.
-    let rest = &stat[stat.rfind(')')? + 2..];
-    let mut fields = rest.split_whitespace();
-    let state = fields.next()?.chars().next()?;
-    let ppid = fields.next()?.parse().ok()?;
+    // /proc/PID/status, not /proc/PID/stat: reading `stat` of a task in the
+    // middle of execve() can block (it waits for the exec's locks), and a
+    // test that scans every process must never hang on someone else's task.
+    let status = fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .map(str::trim)
+    };
+    let state = field("State:")?.chars().next()?;
+    let ppid = field("PPid:")?.parse().ok()?;
     Some((state, ppid))
 }
 
