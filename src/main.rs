@@ -302,12 +302,17 @@ fn daemonize() -> Result<StartupPipe, String> {
                 libc::setsid();
                 libc::chdir(c"/".as_ptr());
             }
-            if let Err(e) = logging::to_syslog() {
+            match logging::to_syslog() {
+                Ok(path) => log::debug!(
+                    "daemon (pid {}) logging to syslog through {}",
+                    std::process::id(),
+                    path.display()
+                ),
                 // Still the caller's stderr: say where the messages go.
-                eprintln!(
+                Err(e) => eprintln!(
                     "coupafs: warning: {e}; the daemon's log is lost once the mount is live \
                      (run with -f under systemd, or set COUPAFS_SYSLOG_SOCKET)"
-                );
+                ),
             }
             Ok(StartupPipe {
                 write: Some(write_end),
@@ -345,8 +350,10 @@ fn redirect_stdio_to_null() {
     }
 }
 
-fn run_mount(opts: MountOptions) -> Result<(), String> {
+fn run_mount(mut opts: MountOptions) -> Result<(), String> {
     init_logging(&opts);
+    // The daemon runs in "/": resolve relative local paths now.
+    opts.spool_dir = opts.spool_dir.as_deref().map(absolute);
     log::debug!("{} starting", cli::version_text());
     if !opts.ignored.is_empty() {
         log::debug!("accepted and ignored: {}", opts.ignored.join(" "));

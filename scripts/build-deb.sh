@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# Builds the Debian package target/debian/coupafs_<version>-1_<arch>.deb with
+# cargo-deb (installed from crates.io into ~/.cargo/bin if missing; that
+# first install compiles for a few minutes), then lists its contents.
+#
+#   scripts/build-deb.sh            # build and list
+#   scripts/build-deb.sh --install  # also dpkg -i it (root)
+#
+# Contents (see [package.metadata.deb] in Cargo.toml): /usr/bin/coupafs,
+# /usr/sbin/mount.coupafs -> ../bin/coupafs, the man page, bash completion,
+# the coupafs@.service template, OPERATIONS.md and examples (fstab line,
+# systemd .mount/.automount units, coupafs.conf) in
+# /usr/share/doc/coupafs/examples/. Depends on fuse3 (mount.fuse3,
+# fusermount3) and the shared libraries cargo-deb detects.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+CARGO_DEB_VERSION=${CARGO_DEB_VERSION:-3.8.0}
+
+if ! cargo deb --version >/dev/null 2>&1; then
+  echo "build-deb.sh: installing cargo-deb $CARGO_DEB_VERSION (compiles, takes a few minutes)" >&2
+  cargo install --locked --version "$CARGO_DEB_VERSION" cargo-deb >&2
+fi
+# dpkg-shlibdeps (dpkg-dev) computes the library dependencies for $auto.
+if ! command -v dpkg-shlibdeps >/dev/null && [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null; then
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends dpkg-dev >&2 || true
+fi
+
+# The man page is committed; warn if the help text has options it lacks.
+for name in $(cargo run --quiet --bin coupafs -- --help |
+  sed -n 's/^ *\(-p PORT, \)\{0,1\}-o \([A-Za-z_]*\).*/\2/p' | sort -u); do
+  grep -q -- "$name" doc/coupafs.1 ||
+    echo "build-deb.sh: warning: doc/coupafs.1 lacks $name; run scripts/gen-man.sh" >&2
+done
+
+deb=$(cargo deb 2>&1 | tee /dev/stderr | tail -n 1)
+[[ -f $deb ]] || { echo "build-deb.sh: cargo deb did not report a .deb" >&2; exit 1; }
+echo "==> $deb" >&2
+dpkg-deb --info "$deb" >&2
+dpkg-deb --contents "$deb"
+if [[ ${1:-} == --install ]]; then
+  dpkg -i "$deb"
+fi
