@@ -15,6 +15,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::cache::MetaCache;
 use crate::caller::{self, Closer, Exit};
+use crate::coupa;
 use crate::error::{FsError, FsResult, Op};
 use crate::inode::{join, split, InodeTable, ROOT_INO};
 use crate::readahead::{self, ReadAhead};
@@ -562,6 +563,9 @@ impl<R: Remote> Fs<R> {
                     log::debug!("setting mode/times on {} refused, ignored: {e}", show(path));
                 }
                 log::info!("committed {} ({} bytes)", show(path), up.state().size);
+                for warning in coupa_warnings(path, up) {
+                    log::warn!("{warning}");
+                }
                 Ok(())
             }
             Err(e) => {
@@ -1462,6 +1466,40 @@ impl<R: Remote> Fs<R> {
         }
         left
     }
+}
+
+/// Coupa's rules for a file just committed into `Incoming/<Object>/`: over
+/// 8 MB, over 5,000 rows, a BOM or invalid UTF-8 in a CSV make Coupa reject
+/// it later, silently for the job. The upload still happens; the log says
+/// which rule the file breaks, naming it.
+pub fn coupa_warnings(path: &[u8], up: &Upload) -> Vec<String> {
+    if !coupa::is_incoming_path(path) {
+        return Vec::new();
+    }
+    let name = String::from_utf8_lossy(split(path).1).into_owned();
+    let size = up.state().size;
+    let mut check = coupa::CsvCheck::new(&name);
+    if check.is_csv() {
+        // Past the size limit the size rule already fires; reading further
+        // would only cost time.
+        let limit = size.min(coupa::MAX_FILE_BYTES + 1);
+        let mut offset = 0u64;
+        while offset < limit {
+            let want = (limit - offset).min(1 << 20) as u32;
+            match up.read_at(offset, want) {
+                Ok(chunk) if !chunk.is_empty() => {
+                    check.feed(&chunk);
+                    offset += chunk.len() as u64;
+                }
+                _ => break,
+            }
+        }
+    }
+    check
+        .finish(size)
+        .into_iter()
+        .map(|p| format!("{} committed, but Coupa will reject it: {p}", show(path)))
+        .collect()
 }
 
 /// Keeps a symlink target inside the mount (like sshfs `transform_symlinks`

@@ -587,3 +587,36 @@ fn symlinks_leaving_the_mount_are_contained() {
         b"../Outgoing/x".to_vec()
     );
 }
+
+#[test]
+fn files_breaking_coupa_rules_are_named_at_commit() {
+    let dir = tempfile::tempdir().expect("spool");
+    let up = Upload::new(dir.path(), 0o644, false).expect("upload");
+    up.write_at(0, b"\xEF\xBB\xBFa,b\n1,2\n").expect("write");
+    let warnings = coupa_warnings(b"Incoming/Invoices/bom.csv", &up);
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    assert!(
+        warnings[0].contains("/Incoming/Invoices/bom.csv"),
+        "{}",
+        warnings[0]
+    );
+    assert!(
+        warnings[0].to_lowercase().contains("bom"),
+        "{}",
+        warnings[0]
+    );
+    // Outside Incoming nothing is checked; a clean CSV gives no warning.
+    assert!(coupa_warnings(b"Outgoing/Invoices/bom.csv", &up).is_empty());
+    let clean = Upload::new(dir.path(), 0o644, false).expect("upload");
+    clean.write_at(0, b"a,b\n1,2\n").expect("write");
+    assert!(coupa_warnings(b"Incoming/Invoices/ok.csv", &clean).is_empty());
+    let mut rows = b"h\n".to_vec();
+    for i in 0..5001 {
+        rows.extend_from_slice(format!("{i}\n").as_bytes());
+    }
+    let big = Upload::new(dir.path(), 0o644, false).expect("upload");
+    big.write_at(0, &rows).expect("write");
+    let w = coupa_warnings(b"Incoming/Items/rows.csv", &big);
+    assert_eq!(w.len(), 1, "{w:?}");
+    assert!(w[0].contains("5001"), "{}", w[0]);
+}
