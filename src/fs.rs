@@ -1443,15 +1443,20 @@ impl<R: Remote> Fs<R> {
             let rp = self.remote_path(&path);
             if open {
                 match up.sync(self.remote.as_ref(), &self.cfg.naming, &rp) {
-                    Ok(()) => log::error!(
-                        "{} still open for writing at unmount: NOT published; its {} bytes are \
-                         kept on the server as {}",
-                        show(&path),
-                        up.state().size,
-                        up.temp_path()
+                    Ok(()) => {
+                        // One state lock at a time: the guard of a
+                        // `up.state()` lives to the end of its statement.
+                        let size = up.state().size;
+                        let temp = up
+                            .temp_path()
                             .map(|t| String::from_utf8_lossy(&t).into_owned())
-                            .unwrap_or_default()
-                    ),
+                            .unwrap_or_default();
+                        log::error!(
+                            "{} still open for writing at unmount: NOT published; its {size} \
+                             bytes are kept on the server as {temp}",
+                            show(&path),
+                        );
+                    }
                     Err(e) => log::error!(
                         "{} still open for writing at unmount: NOT published, and saving it to a \
                          temp file failed: {e}",
