@@ -1,0 +1,843 @@
+//! Issue "Survive the network", end to end: a real coupafs mount of a real
+//! sshd whose sessions are killed, which is stopped and restarted on the same
+//! port, or whose link is silently black-holed by a forwarder in between.
+//! The mount must fail bounded and recover by itself, without a remount.
+
+mod common;
+
+use std::fs::{self, File};
+use std::io::{self, Read, Write};
+use std::net::{Shutdown, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
+
+use common::*;
+
+const MIB: usize = 1 << 20;
+const INVOICES: &str = "Incoming/Invoices";
+
+fn errno_name(n: i32) -> String {
+    format!("{} ({n})", io::Error::from_raw_os_error(n))
+}
+
+/// `size` random bytes from /dev/urandom into `path`; returns the sha256.
+fn make_source(path: &Path, size: usize) -> String {
+    let st = Command::new("head")
+        .arg("-c")
+        .arg(size.to_string())
+        .arg("/dev/urandom")
+        .stdout(File::create(path).expect("create source"))
+        .status()
+        .expect("head");
+    assert!(st.success());
+    sha256sum(path).expect("hash source")
+}
+
+fn chown_to_sftp_user(path: &Path) {
+    let uid = uid_of("coupasftp").expect("account coupasftp");
+    std::os::unix::fs::chown(path, Some(uid), None).expect("chown");
+}
+
+/// Writes a file through the mount; Ok only if every write and close() did.
+fn write_file(path: &Path, data: &[u8]) -> io::Result<()> {
+    let mut f = File::create(path)?;
+    f.write_all(data)?;
+    close_file(f)
+}
+
+/// Entries of a directory through the mount (a full opendir/readdir).
+fn list(dir: &Path) -> io::Result<Vec<String>> {
+    let mut v = Vec::new();
+    for e in fs::read_dir(dir)? {
+        v.push(e?.file_name().to_string_lossy().into_owned());
+    }
+    v.sort();
+    Ok(v)
+}
+
+fn status_text(mnt: &Mount) -> String {
+    fs::read_to_string(status_file_of(&mnt.path)).unwrap_or_default()
+}
+
+// ---------------------------------------------------------------------------
+// Killed sessions
+// ---------------------------------------------------------------------------
+
+#[test]
+fn idle_mount_recovers_after_its_session_is_killed() {
+    let sb = Sandbox::start();
+    let mnt = Mount::new(&sb, &["debug", "cache_timeout=0"]);
+    let incoming = mnt.path.join("Incoming");
+    let before_list = list(&incoming).expect("ls before");
+    assert_eq!(before_list.len(), 20, "{before_list:?}");
+    let before = sb.connection_pids();
+    assert_eq!(before.len(), 1, "one connection: {before:?}");
+
+    sb.kill_sessions();
+    assert!(
+        wait_until(Duration::from_secs(5), || mnt
+            .log()
+            .contains("SFTP connection lost")),
+        "the mount did not notice the killed session:\n{}",
+        tail(&mnt.log(), 20)
+    );
+    let t = Instant::now();
+    let after_list = list(&incoming).expect("ls after the session was killed");
+    let took = t.elapsed();
+    assert_eq!(after_list, before_list);
+    let after = sb.connection_pids();
+    eprintln!("idle: first ls after the kill took {took:.2?}; connections {before:?} -> {after:?}");
+    assert_eq!(after.len(), 1, "{after:?}");
+    assert!(!before.contains(&after[0]), "same connection? {after:?}");
+    assert!(mnt.log().contains("reconnected to 127.0.0.1"));
+    assert!(
+        wait_until(Duration::from_secs(6), || {
+            let s = status_text(&mnt);
+            s.contains("\nstate=connected\n") && s.contains("\nreconnects=1\n")
+        }),
+        "status file:\n{}",
+        status_text(&mnt)
+    );
+    assert!(mnt.is_mounted());
+}
+
+#[test]
+fn listing_loop_survives_killed_sessions() {
+    let sb = Sandbox::start();
+    let mnt = Mount::new(&sb, &["cache_timeout=0"]);
+    let stop = Arc::new(AtomicBool::new(false));
+    let t0 = Instant::now();
+    let looper = {
+        let (stop, root) = (stop.clone(), mnt.path.clone());
+        thread::spawn(move || {
+            let (mut ok, mut failures) = (0usize, Vec::new());
+            while !stop.load(Ordering::SeqCst) {
+                for dir in ["Incoming", "Outgoing", "Outgoing/PurchaseOrders", "Archive"] {
+                    let started = Instant::now();
+                    match list(&root.join(dir)) {
+                        Ok(v) if !v.is_empty() => ok += 1,
+                        Ok(v) => failures.push(format!("{dir}: empty listing {v:?}")),
+                        Err(e) => failures.push(format!(
+                            "{dir} at {:.1?} (after {:.1?}): {e}",
+                            t0.elapsed(),
+                            started.elapsed()
+                        )),
+                    }
+                }
+            }
+            (ok, failures)
+        })
+    };
+    let mut killed = 0;
+    for _ in 0..3 {
+        thread::sleep(Duration::from_millis(1000));
+        killed += sb.session_pids().len();
+        sb.kill_sessions();
+    }
+    thread::sleep(Duration::from_millis(1500));
+    stop.store(true, Ordering::SeqCst);
+    let (ok, failures) = looper.join().expect("ls loop panicked");
+    eprintln!(
+        "ls loop: {ok} listings ok, {} failed, {killed} session processes killed in 3 rounds",
+        failures.len()
+    );
+    assert!(killed >= 3, "nothing was killed");
+    assert!(ok >= 20, "only {ok} listings");
+    assert!(failures.is_empty(), "listings failed: {failures:#?}");
+    assert_eq!(list(&mnt.path.join("Incoming")).unwrap().len(), 20);
+}
+
+#[test]
+fn large_read_survives_killed_sessions() {
+    let sb = Sandbox::start();
+    let mnt = Mount::new(&sb, &["debug"]);
+    let spath = sb.root.join("Outgoing/Invoices/big_export.csv");
+    let sha = make_source(&spath, 100 * MIB);
+    chown_to_sftp_user(&spath);
+    let mpath = mnt.path.join("Outgoing/Invoices/big_export.csv");
+    let t = Instant::now();
+    let reader = thread::spawn(move || sha256sum(&mpath));
+    let mut kills = 0;
+    for delay in [1000u64, 1000] {
+        thread::sleep(Duration::from_millis(delay));
+        if !reader.is_finished() {
+            sb.kill_sessions();
+            kills += 1;
+        }
+    }
+    let got = reader.join().expect("reader panicked");
+    eprintln!(
+        "large read: 100 MiB read in {:.1?} with {kills} session kills",
+        t.elapsed()
+    );
+    assert!(
+        kills >= 1,
+        "the read finished before any kill; make it bigger"
+    );
+    assert!(
+        mnt.log().contains("SFTP connection lost"),
+        "the kill did not hit the connection:\n{}",
+        tail(&mnt.log(), 20)
+    );
+    assert_eq!(
+        got.as_deref(),
+        Ok(sha.as_str()),
+        "read through the mount:\n{}",
+        tail(&mnt.log(), 20)
+    );
+}
+
+#[test]
+fn large_write_survives_a_killed_session() {
+    let sb = Sandbox::start();
+    let mnt = Mount::new(&sb, &["debug"]);
+    let work = tempfile::tempdir().unwrap();
+    let src = work.path().join("big.bin");
+    let sha = make_source(&src, 50 * MIB);
+    let dst = mnt.path.join(INVOICES).join("big.bin");
+    let t = Instant::now();
+    let mut cp = Command::new("cp")
+        .arg(&src)
+        .arg(&dst)
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("cp");
+    thread::sleep(Duration::from_millis(1000));
+    assert!(
+        cp.try_wait().unwrap().is_none(),
+        "cp finished before the kill"
+    );
+    sb.kill_sessions();
+    let status = cp.wait().expect("wait cp");
+    let mut err = String::new();
+    let _ = cp.stderr.take().unwrap().read_to_string(&mut err);
+    eprintln!(
+        "large write: cp {status} in {:.1?} with a session kill after 1 s {}",
+        t.elapsed(),
+        err.trim()
+    );
+    assert!(
+        status.success(),
+        "cp failed: {err}\n{}",
+        tail(&mnt.log(), 20)
+    );
+    assert_eq!(
+        sha256sum(sb.root.join(INVOICES).join("big.bin")).as_deref(),
+        Ok(sha.as_str())
+    );
+    assert!(
+        mnt.log().contains("retrying from the local spool")
+            || mnt.log().contains("SFTP connection lost")
+    );
+    // And the mount goes on working.
+    let small = random_bytes(200_000, 3);
+    write_file(&mnt.path.join(INVOICES).join("after.csv"), &small).expect("write after");
+    assert_eq!(
+        fs::read(sb.root.join(INVOICES).join("after.csv")).unwrap(),
+        small
+    );
+    assert!(wait_until(Duration::from_secs(10), || temps_in(
+        sb.root.join(INVOICES)
+    )
+    .is_empty()));
+}
+
+// ---------------------------------------------------------------------------
+// Server down, then back on the same port
+// ---------------------------------------------------------------------------
+
+#[test]
+fn server_down_fails_within_the_timeout_and_recovers_after_restart() {
+    let sb = Sandbox::start();
+    let mnt = Mount::new(&sb, &["debug", "timeout=3", "cache_timeout=0"]);
+    assert_eq!(list(&mnt.path.join("Incoming")).unwrap().len(), 20);
+
+    sb.stop();
+    assert!(!sb.is_running());
+    let mut longest = Duration::ZERO;
+    let mut results = Vec::new();
+    for i in 0..3 {
+        let t = Instant::now();
+        let r = fs::metadata(mnt.path.join(format!("Incoming/Invoices/absent_{i}.csv")));
+        let took = t.elapsed();
+        longest = longest.max(took);
+        let e = r.expect_err("stat while the server is down");
+        results.push(format!("stat: {} in {took:.1?}", errno_name(errno(&e))));
+        assert!(
+            matches!(errno(&e), libc::EIO | libc::ETIMEDOUT),
+            "stat while down: {e}"
+        );
+        assert!(took < Duration::from_secs(10), "stat blocked {took:?}");
+    }
+    for dir in ["Incoming/Items", "Outgoing/Receipts"] {
+        let t = Instant::now();
+        let r = list(&mnt.path.join(dir));
+        let took = t.elapsed();
+        longest = longest.max(took);
+        let e = r.expect_err("ls while the server is down");
+        results.push(format!("ls {dir}: {} in {took:.1?}", errno_name(errno(&e))));
+        assert!(
+            matches!(errno(&e), libc::EIO | libc::ETIMEDOUT),
+            "ls while down: {e}"
+        );
+        assert!(took < Duration::from_secs(10), "ls blocked {took:?}");
+    }
+    // A whole upload while down: close() must fail, bounded.
+    let t = Instant::now();
+    let w = write_file(
+        &mnt.path.join(INVOICES).join("while_down.csv"),
+        &random_bytes(300_000, 5),
+    );
+    let took_write = t.elapsed();
+    let e = w.expect_err("upload while the server is down");
+    results.push(format!(
+        "write+close: {} in {took_write:.1?}",
+        errno_name(errno(&e))
+    ));
+    assert!(
+        took_write < Duration::from_secs(30),
+        "close blocked {took_write:?}"
+    );
+    assert!(
+        wait_until(Duration::from_secs(5), || {
+            let s = status_text(&mnt);
+            !s.contains("\nstate=connected\n") && !s.contains("\nlast_error=\n")
+        }),
+        "status file while down:\n{}",
+        status_text(&mnt)
+    );
+    let down_status = status_text(&mnt);
+
+    sb.restart();
+    let restarted = Instant::now();
+    let mut attempts = 0;
+    let mut longest_while_recovering = Duration::ZERO;
+    let recovered = loop {
+        attempts += 1;
+        let t = Instant::now();
+        let ok = list(&mnt.path.join("Incoming")).is_ok_and(|v| v.len() == 20);
+        longest_while_recovering = longest_while_recovering.max(t.elapsed());
+        if ok {
+            break Some(restarted.elapsed());
+        }
+        if restarted.elapsed() > Duration::from_secs(30) {
+            break None;
+        }
+        thread::sleep(Duration::from_millis(100));
+    };
+    eprintln!(
+        "server down: {}; longest blocked op while down {longest:.1?} (upload {took_write:.1?}); \
+         recovery after restart {recovered:.1?} ({attempts} tries, longest try {:.1?})\n\
+         status while down:\n{down_status}",
+        results.join("; "),
+        longest_while_recovering
+    );
+    let recovered = recovered.unwrap_or_else(|| {
+        panic!(
+            "no recovery within 30 s of the restart:\n{}",
+            tail(&mnt.log(), 30)
+        )
+    });
+    assert!(
+        recovered < Duration::from_secs(20),
+        "recovery {recovered:?}"
+    );
+    assert!(
+        down_status.contains("\nstate=reconnecting\n")
+            || down_status.contains("\nstate=disconnected\n")
+    );
+    // Same process, same mount, and uploads work again.
+    assert!(mnt.is_mounted());
+    let data = random_bytes(500_000, 6);
+    write_file(&mnt.path.join(INVOICES).join("after.csv"), &data).expect("upload after");
+    assert_eq!(
+        fs::read(sb.root.join(INVOICES).join("after.csv")).unwrap(),
+        data
+    );
+    assert!(
+        !sb.root.join(INVOICES).join("while_down.csv").exists(),
+        "the failed upload was published"
+    );
+    assert!(
+        wait_until(Duration::from_secs(6), || status_text(&mnt)
+            .contains("\nstate=connected\n")),
+        "status after recovery:\n{}",
+        status_text(&mnt)
+    );
+}
+
+// ---------------------------------------------------------------------------
+// Black-holed link
+// ---------------------------------------------------------------------------
+
+/// A TCP forwarder between coupafs and sshd that can silently drop all
+/// traffic (sockets stay open, nothing gets through: a black hole).
+struct Forwarder {
+    port: u16,
+    blackhole: Arc<AtomicBool>,
+    stop: Arc<AtomicBool>,
+    accepted: Arc<AtomicUsize>,
+    sockets: Arc<Mutex<Vec<TcpStream>>>,
+    acceptor: Option<JoinHandle<()>>,
+}
+
+impl Forwarder {
+    fn start(target_port: u16) -> Forwarder {
+        Self::start_with_delay(target_port, Duration::ZERO)
+    }
+
+    /// Each forwarded chunk waits `delay` (a slower, longer link: requests
+    /// pile up in flight the way they do over a WAN).
+    fn start_with_delay(target_port: u16, delay: Duration) -> Forwarder {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind forwarder");
+        let port = listener.local_addr().unwrap().port();
+        let blackhole = Arc::new(AtomicBool::new(false));
+        let stop = Arc::new(AtomicBool::new(false));
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let sockets = Arc::new(Mutex::new(Vec::<TcpStream>::new()));
+        let acceptor = {
+            let (blackhole, stop, accepted, sockets) = (
+                blackhole.clone(),
+                stop.clone(),
+                accepted.clone(),
+                sockets.clone(),
+            );
+            thread::spawn(move || {
+                for client in listener.incoming() {
+                    if stop.load(Ordering::SeqCst) {
+                        return;
+                    }
+                    let Ok(client) = client else { continue };
+                    let Ok(server) = TcpStream::connect(("127.0.0.1", target_port)) else {
+                        continue;
+                    };
+                    accepted.fetch_add(1, Ordering::SeqCst);
+                    for s in [&client, &server] {
+                        if let Ok(c) = s.try_clone() {
+                            sockets.lock().unwrap().push(c);
+                        }
+                    }
+                    for (from, to) in [(&client, &server), (&server, &client)] {
+                        let (from, to) = (from.try_clone().unwrap(), to.try_clone().unwrap());
+                        let (blackhole, stop) = (blackhole.clone(), stop.clone());
+                        thread::spawn(move || pump(from, to, &blackhole, &stop, delay));
+                    }
+                }
+            })
+        };
+        Forwarder {
+            port,
+            blackhole,
+            stop,
+            accepted,
+            sockets,
+            acceptor: Some(acceptor),
+        }
+    }
+}
+
+/// Copies `from` to `to` until EOF or error; while `blackhole` is set, reads
+/// and discards (the sender's kernel sees its bytes acknowledged).
+fn pump(
+    mut from: TcpStream,
+    mut to: TcpStream,
+    blackhole: &AtomicBool,
+    stop: &AtomicBool,
+    delay: Duration,
+) {
+    let _ = from.set_read_timeout(Some(Duration::from_millis(200)));
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        match from.read(&mut buf) {
+            Ok(0) => {
+                let _ = to.shutdown(Shutdown::Write);
+                return;
+            }
+            Ok(n) => {
+                if !delay.is_zero() {
+                    thread::sleep(delay);
+                }
+                if !blackhole.load(Ordering::SeqCst) && to.write_all(&buf[..n]).is_err() {
+                    let _ = from.shutdown(Shutdown::Both);
+                    return;
+                }
+            }
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) =>
+            {
+                if stop.load(Ordering::SeqCst) {
+                    return;
+                }
+            }
+            Err(_) => {
+                let _ = to.shutdown(Shutdown::Both);
+                return;
+            }
+        }
+    }
+}
+
+impl Drop for Forwarder {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        let _ = TcpStream::connect(("127.0.0.1", self.port)); // wake accept()
+        for s in self.sockets.lock().unwrap().drain(..) {
+            let _ = s.shutdown(Shutdown::Both);
+        }
+        if let Some(t) = self.acceptor.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// known_hosts for the sandbox's keys under another port.
+fn known_hosts_for_port(sb: &Sandbox, port: u16, dir: &Path) -> PathBuf {
+    let text = fs::read_to_string(&sb.known_hosts).unwrap();
+    let text = text.replace(&format!("]:{} ", sb.port), &format!("]:{port} "));
+    let path = dir.join("known_hosts");
+    fs::write(&path, text).unwrap();
+    path
+}
+
+#[test]
+fn black_holed_link_is_detected_by_keepalive_and_recovers() {
+    let sb = Sandbox::start();
+    let fwd = Forwarder::start(sb.port);
+    let work = traversable_tempdir("coupafs-fwd-");
+    let kh = known_hosts_for_port(&sb, fwd.port, work.path());
+    let opts = format!(
+        "IdentityFile={},UserKnownHostsFile={},ServerAliveInterval=1,ServerAliveCountMax=2,\
+         timeout=5,cache_timeout=0,debug",
+        sb.key.display(),
+        kh.display()
+    );
+    let mnt = Mount::spawn(
+        &["-p", &fwd.port.to_string(), &sb.target()],
+        &["-o", &opts],
+        &[],
+    )
+    .unwrap_or_else(|log| panic!("mount through the forwarder failed:\n{log}"));
+    assert_eq!(list(&mnt.path.join("Incoming")).unwrap().len(), 20);
+    assert_eq!(fwd.accepted.load(Ordering::SeqCst), 1);
+
+    fwd.blackhole.store(true, Ordering::SeqCst);
+    let holed = Instant::now();
+    let detected = wait_until(Duration::from_secs(15), || {
+        mnt.log()
+            .contains("SFTP connection lost: no reply from server")
+    });
+    let detect_time = holed.elapsed();
+    assert!(
+        detected,
+        "keepalive did not declare the link dead:\n{}",
+        tail(&mnt.log(), 20)
+    );
+    // An operation during the black hole fails, bounded.
+    let t = Instant::now();
+    let r = fs::metadata(mnt.path.join("Incoming/Invoices/nothing_here.csv"));
+    let blocked = t.elapsed();
+    let e = r.expect_err("stat through a black hole");
+    assert!(
+        matches!(errno(&e), libc::EIO | libc::ETIMEDOUT),
+        "stat through a black hole: {e}"
+    );
+    assert!(
+        blocked < Duration::from_secs(20),
+        "stat blocked {blocked:?}"
+    );
+    assert!(
+        wait_until(Duration::from_secs(5), || !status_text(&mnt)
+            .contains("\nstate=connected\n")),
+        "status file still says connected:\n{}",
+        status_text(&mnt)
+    );
+    let hole_status = status_text(&mnt);
+
+    fwd.blackhole.store(false, Ordering::SeqCst);
+    let resumed = Instant::now();
+    let recovered = wait_until(Duration::from_secs(30), || {
+        list(&mnt.path.join("Incoming")).is_ok_and(|v| v.len() == 20)
+    });
+    let recovery = resumed.elapsed();
+    eprintln!(
+        "black hole: declared dead after {detect_time:.1?}; stat during the hole failed \
+         ({}) after {blocked:.1?}; recovered {recovery:.1?} after forwarding resumed; \
+         {} TCP connections through the forwarder\nstatus during the hole:\n{hole_status}",
+        errno_name(errno(&e)),
+        fwd.accepted.load(Ordering::SeqCst)
+    );
+    assert!(
+        recovered,
+        "no recovery after the link came back:\n{}",
+        tail(&mnt.log(), 30)
+    );
+    assert!(detect_time < Duration::from_secs(10), "{detect_time:?}");
+    let data = random_bytes(300_000, 8);
+    write_file(&mnt.path.join(INVOICES).join("after_hole.csv"), &data).expect("upload");
+    assert_eq!(
+        fs::read(sb.root.join(INVOICES).join("after_hole.csv")).unwrap(),
+        data
+    );
+    assert!(
+        fwd.accepted.load(Ordering::SeqCst) >= 2,
+        "never reconnected"
+    );
+}
+
+// ---------------------------------------------------------------------------
+// Connection cap
+// ---------------------------------------------------------------------------
+
+#[test]
+fn connection_cap_is_never_exceeded() {
+    const FILE: usize = 4 * MIB;
+    let sb = Sandbox::start();
+    // Through a slightly slow link: on bare loopback replies come back so
+    // fast that the pool rarely needs its second connection.
+    let fwd = Forwarder::start_with_delay(sb.port, Duration::from_millis(2));
+    let work = traversable_tempdir("coupafs-fwd-");
+    let kh = known_hosts_for_port(&sb, fwd.port, work.path());
+    let opts = format!(
+        "IdentityFile={},UserKnownHostsFile={},max_conns=2,cache_timeout=0",
+        sb.key.display(),
+        kh.display()
+    );
+    let mnt = Mount::spawn(
+        &["-p", &fwd.port.to_string(), &sb.target()],
+        &["-o", &opts],
+        &[],
+    )
+    .unwrap_or_else(|log| panic!("mount through the forwarder failed:\n{log}"));
+    let stop = Arc::new(AtomicBool::new(false));
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let sampler = {
+        let stop = stop.clone();
+        let sb_pid_reader = SessionCounter::new(&sb);
+        thread::spawn(move || {
+            let (mut peak, mut samples, mut hist) = (0usize, 0usize, [0usize; 8]);
+            while !stop.load(Ordering::SeqCst) {
+                let n = sb_pid_reader.connections();
+                peak = peak.max(n);
+                hist[n.min(7)] += 1;
+                samples += 1;
+                thread::sleep(Duration::from_millis(50));
+            }
+            (peak, samples, hist)
+        })
+    };
+    let writers: Vec<_> = (0..8u64)
+        .map(|w| {
+            let dir = mnt.path.join(INVOICES);
+            thread::spawn(move || {
+                let data = random_bytes(FILE, 1000 + w);
+                let mut n = 0;
+                let mut errors = Vec::new();
+                while Instant::now() < deadline {
+                    let p = dir.join(format!("w{w}_{n:03}.bin"));
+                    if let Err(e) = write_file(&p, &data) {
+                        errors.push(format!("{}: {e}", p.display()));
+                    }
+                    n += 1;
+                }
+                (w, n, errors)
+            })
+        })
+        .collect();
+    let listers: Vec<_> = ["Incoming/Invoices", "Outgoing"]
+        .into_iter()
+        .map(|d| {
+            let dir = mnt.path.join(d);
+            thread::spawn(move || {
+                let (mut ok, mut errors) = (0, Vec::new());
+                while Instant::now() < deadline {
+                    match list(&dir) {
+                        Ok(_) => ok += 1,
+                        Err(e) => errors.push(e.to_string()),
+                    }
+                }
+                (ok, errors)
+            })
+        })
+        .collect();
+    let mut files = Vec::new();
+    for w in writers {
+        files.push(w.join().expect("writer panicked"));
+    }
+    let mut listings = 0;
+    for l in listers {
+        let (ok, errors) = l.join().expect("lister panicked");
+        assert!(errors.is_empty(), "listings failed: {errors:?}");
+        listings += ok;
+    }
+    stop.store(true, Ordering::SeqCst);
+    let (peak, samples, hist) = sampler.join().expect("sampler panicked");
+    let total: usize = files.iter().map(|(_, n, _)| n).sum();
+    eprintln!(
+        "connection cap: max_conns=2, peak {peak} connections over {samples} samples \
+         (histogram by count {hist:?}); {total} files of 4 MiB by 8 writers, {listings} listings"
+    );
+    for (w, n, errors) in &files {
+        assert!(errors.is_empty(), "writer {w}: {errors:?}");
+        let data = random_bytes(FILE, 1000 + w);
+        for i in 0..*n {
+            let p = sb.root.join(INVOICES).join(format!("w{w}_{i:03}.bin"));
+            let got = fs::read(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+            assert!(got == data, "{} differs", p.display());
+        }
+    }
+    assert!(samples >= 50, "only {samples} samples");
+    assert!(peak >= 1);
+    assert!(
+        peak <= 2,
+        "{peak} connections with max_conns=2 (histogram {hist:?})"
+    );
+    assert!(total >= 8, "only {total} files written");
+    // The cap was actually put to the test: the pool did open its second
+    // connection under this load.
+    assert_eq!(peak, 2, "the load never needed a second connection");
+}
+
+/// Counts the sandbox's SSH connections (the listener's direct children)
+/// from another thread.
+struct SessionCounter {
+    listener: u32,
+}
+
+impl SessionCounter {
+    fn new(sb: &Sandbox) -> Self {
+        SessionCounter { listener: sb.pid() }
+    }
+
+    fn connections(&self) -> usize {
+        children(self.listener).len()
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Shutdown and status file
+// ---------------------------------------------------------------------------
+
+#[test]
+fn sigterm_publishes_closed_files_and_never_open_ones() {
+    let sb = Sandbox::start();
+    let mut mnt = Mount::new(&sb, &["debug", "timeout=3"]);
+    let mdir = mnt.path.join(INVOICES);
+    let sdir = sb.root.join(INVOICES);
+
+    // Closed before the signal.
+    let done: Vec<(String, Vec<u8>)> = (0..5)
+        .map(|i| {
+            (
+                format!("done_{i}.csv"),
+                random_bytes(2 * MIB + i, 200 + i as u64),
+            )
+        })
+        .collect();
+    for (name, data) in &done {
+        write_file(&mdir.join(name), data).expect("upload before SIGTERM");
+    }
+    // Still open at the signal, closed 1 s later (inside the grace period).
+    let late = random_bytes(2 * MIB, 300);
+    let mut late_file = File::create(mdir.join("late.csv")).unwrap();
+    late_file.write_all(&late[..MIB]).unwrap();
+    // Still open when coupafs gives up waiting.
+    let mut open_file = File::create(mdir.join("open.csv")).unwrap();
+    open_file.write_all(&random_bytes(MIB, 301)).unwrap();
+
+    signal_pid(mnt.pid(), libc::SIGTERM);
+    let signalled = Instant::now();
+    thread::sleep(Duration::from_millis(1000));
+    late_file
+        .write_all(&late[MIB..])
+        .expect("write during the grace period");
+    let late_close = close_file(late_file);
+    let mut exit = None;
+    wait_until(Duration::from_secs(20), || {
+        exit = mnt.try_wait();
+        exit.is_some()
+    });
+    let took = signalled.elapsed();
+    // close() of the file left open: on a thread, since it hangs if coupafs
+    // is wedged (the mount's drop guard kills coupafs, which releases it).
+    let (tx, rx) = std::sync::mpsc::channel();
+    thread::spawn(move || {
+        let _ = tx.send(close_file(open_file).err().map(|e| errno(&e)));
+    });
+    let open_close = rx.recv_timeout(Duration::from_secs(5));
+    let log = mnt.log();
+    eprintln!(
+        "SIGTERM: coupafs exited {exit:?} after {took:.1?}; close in the grace period {late_close:?}; \
+         close of the file left open, after exit: {:?}",
+        open_close.map(|r| r.map(errno_name))
+    );
+    let exit = exit.unwrap_or_else(|| panic!("coupafs did not exit:\n{}", tail(&log, 30)));
+    assert!(exit.success(), "exit status {exit}:\n{}", tail(&log, 30));
+    assert!(
+        open_close.is_ok(),
+        "close() of the file left open hung after coupafs exited"
+    );
+    late_close.expect("close() during the grace period");
+    for (name, data) in &done {
+        assert!(fs::read(sdir.join(name)).unwrap() == *data, "{name}");
+    }
+    assert!(fs::read(sdir.join("late.csv")).unwrap() == late, "late.csv");
+    assert!(
+        !sdir.join("open.csv").exists(),
+        "a file still open at unmount was published"
+    );
+    assert!(
+        log.contains(
+            "/Incoming/Invoices/open.csv still open for writing at unmount: NOT published"
+        ),
+        "log:\n{}",
+        tail(&log, 30)
+    );
+    assert!(!mnt.is_mounted());
+    assert!(!status_file_of(&mnt.path).exists(), "status file left");
+}
+
+#[test]
+fn status_file_describes_the_mount() {
+    let sb = Sandbox::start();
+    let mnt = Mount::new(&sb, &[]);
+    let path = status_file_of(&mnt.path);
+    assert!(
+        wait_until(Duration::from_secs(5), || path.exists()),
+        "no {}",
+        path.display()
+    );
+    let text = fs::read_to_string(&path).unwrap();
+    for want in [
+        format!("mountpoint={}\n", mnt.path.display()),
+        format!("port={}\n", sb.port),
+        format!("pid={}\n", mnt.pid()),
+        "\nstate=connected\n".to_string(),
+        "\nconnections=1\n".to_string(),
+        "\nreconnects=0\n".to_string(),
+        "\nopen_writers=0\n".to_string(),
+        "\npending_uploads=0\n".to_string(),
+        "\nlast_error=\n".to_string(),
+    ] {
+        assert!(text.contains(&want), "status lacks {want:?}:\n{text}");
+    }
+    // A writer shows up in it while its file is open.
+    let mut f = File::create(mnt.path.join(INVOICES).join("status.csv")).unwrap();
+    f.write_all(b"a,b\n").unwrap();
+    assert!(
+        wait_until(Duration::from_secs(5), || fs::read_to_string(&path)
+            .unwrap_or_default()
+            .contains("\nopen_writers=1\n")),
+        "status:\n{}",
+        fs::read_to_string(&path).unwrap_or_default()
+    );
+    close_file(f).unwrap();
+    assert_eq!(mnt.unmount().map(|s| s.success()), Some(true));
+    assert!(!path.exists(), "status file left after unmount");
+}
