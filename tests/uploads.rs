@@ -1168,3 +1168,41 @@ fn connection_cut_mid_upload_never_truncates_silently() {
     assert_eq!((w, c), (vec![], None));
     assert_eq!(fs::read(sdir.join("after.csv")).unwrap(), small);
 }
+
+/// `-o upload_dir=` stages the bytes in another remote folder (for servers
+/// whose poller would pick up hidden files), and `-o temp_prefix=` changes
+/// the temp name; the file still appears complete, in one step, and no
+/// temp file is left in either folder.
+#[test]
+fn upload_dir_and_temp_prefix_stage_elsewhere() {
+    let sb = Sandbox::start();
+    let staging = sb.root.join("Staging");
+    fs::create_dir(&staging).expect("mkdir staging");
+    chown_to_sftp_user(&staging);
+    let mnt = Mount::new(&sb, &["upload_dir=Staging", "temp_prefix=_up_"]);
+    let sdir = sb.root.join(INVOICES);
+    let path = mnt.path.join(INVOICES).join("staged.csv");
+    let mut f = File::create(&path).expect("create");
+    f.write_all(b"a,b\n").expect("write");
+    f.sync_all()
+        .expect("fsync puts the bytes in the staging temp");
+    let staged = names_in(&staging);
+    assert_eq!(staged.len(), 1, "{staged:?}");
+    assert!(
+        staged[0].starts_with("_up_staged.csv.coupafs-"),
+        "{staged:?}"
+    );
+    assert!(
+        names_in(&sdir).is_empty(),
+        "nothing in the target folder before close: {:?}",
+        names_in(&sdir)
+    );
+    f.write_all(b"1,2\n").expect("write");
+    drop(f);
+    assert_eq!(
+        fs::read(sdir.join("staged.csv")).expect("published"),
+        b"a,b\n1,2\n"
+    );
+    assert!(names_in(&staging).is_empty(), "{:?}", names_in(&staging));
+    assert_eq!(names_in(&sdir), vec!["staged.csv".to_string()]);
+}
