@@ -1206,3 +1206,37 @@ fn upload_dir_and_temp_prefix_stage_elsewhere() {
     assert!(names_in(&staging).is_empty(), "{:?}", names_in(&staging));
     assert_eq!(names_in(&sdir), vec!["staged.csv".to_string()]);
 }
+
+/// Temp files left by a killed mount are removed by the next mount once
+/// they are over an hour old; fresh ones (maybe another mount's live
+/// upload) are left alone.
+#[test]
+fn next_mount_reaps_stale_temp_files_only() {
+    let sb = Sandbox::start();
+    let sdir = sb.root.join(INVOICES);
+    let stale = sdir.join(".old.csv.coupafs-0a1b2c");
+    let fresh = sdir.join(".new.csv.coupafs-3d4e5f");
+    fs::write(&stale, b"left by a killed mount").expect("stale temp");
+    fs::write(&fresh, b"someone's live upload").expect("fresh temp");
+    chown_to_sftp_user(&stale);
+    chown_to_sftp_user(&fresh);
+    let two_hours_ago = SystemTime::now() - Duration::from_secs(2 * 3600);
+    File::options()
+        .write(true)
+        .open(&stale)
+        .expect("open")
+        .set_modified(two_hours_ago)
+        .expect("age the stale temp");
+    let mnt = Mount::new(&sb, &[]);
+    assert!(
+        wait_until(Duration::from_secs(10), || !stale.exists()),
+        "stale temp not reaped; log:\n{}",
+        mnt.log()
+    );
+    assert!(fresh.exists(), "a fresh temp must be left alone");
+    assert!(
+        mnt.log().contains("removed stale upload temp file"),
+        "{}",
+        mnt.log()
+    );
+}
