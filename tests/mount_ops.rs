@@ -22,37 +22,8 @@ use std::time::{Duration, Instant, UNIX_EPOCH};
 
 use common::*;
 
-const INCOMING: &[&str] = &[
-    "Accounts",
-    "AccountValidationRules",
-    "Addresses",
-    "ApprovalChains",
-    "BudgetLines",
-    "BusinessGroups",
-    "Commodities",
-    "Contracts",
-    "Departments",
-    "ExchangeRates",
-    "ExpensePayments",
-    "InvoicePayments",
-    "Invoices",
-    "Items",
-    "LookupValues",
-    "Receipts",
-    "RemitToAddresses",
-    "Requisitions",
-    "Suppliers",
-    "Users",
-];
-const OUTGOING: &[&str] = &[
-    "ExpenseReports",
-    "Invoices",
-    "PurchaseOrders",
-    "Receipts",
-    "Requisitions",
-    "Suppliers",
-    "SupplierInformations",
-];
+// The standard Coupa tree, as the crate knows it (src/coupa.rs).
+use coupafs::coupa::{INCOMING_OBJECTS as INCOMING, OUTGOING_OBJECTS as OUTGOING};
 
 /// Content of the seeded `Outgoing/PurchaseOrders/PurchaseOrders_20240101_000001.csv`.
 const SEED_PO_CSV: &str = "PO Number,Supplier,Status,Total,Currency,Created At

@@ -13,37 +13,8 @@ use std::time::Duration;
 
 use common::*;
 
-const INCOMING: &[&str] = &[
-    "Accounts",
-    "AccountValidationRules",
-    "Addresses",
-    "ApprovalChains",
-    "BudgetLines",
-    "BusinessGroups",
-    "Commodities",
-    "Contracts",
-    "Departments",
-    "ExchangeRates",
-    "ExpensePayments",
-    "InvoicePayments",
-    "Invoices",
-    "Items",
-    "LookupValues",
-    "Receipts",
-    "RemitToAddresses",
-    "Requisitions",
-    "Suppliers",
-    "Users",
-];
-const OUTGOING: &[&str] = &[
-    "ExpenseReports",
-    "Invoices",
-    "PurchaseOrders",
-    "Receipts",
-    "Requisitions",
-    "Suppliers",
-    "SupplierInformations",
-];
+// The standard Coupa tree, as the crate knows it (src/coupa.rs).
+use coupafs::coupa::{INCOMING_OBJECTS as INCOMING, OUTGOING_OBJECTS as OUTGOING};
 
 /// `sftp` with only the sandbox's key and known_hosts (no user ssh config);
 /// `extra` goes before the destination. `-b -` implies BatchMode=yes.
