@@ -42,6 +42,19 @@ step "cargo clippy --all-targets -- -D warnings"
 cargo clippy --all-targets -- -D warnings
 
 step "cargo test"
-cargo test "$@" -- --test-threads="${TEST_THREADS:-2}"
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+set +e
+cargo test "$@" -- --test-threads="${TEST_THREADS:-2}" 2>&1 | tee "$log"
+status=${PIPESTATUS[0]}
+set -e
+# One closing line for the whole suite (cargo's last line is the doc-test
+# runner's, which has no tests).
+summary=$(awk '/^test result:/ { p += $4; f += $6 } END { printf "tests: %d passed, %d failed", p, f }' "$log")
+if [[ $status -ne 0 ]]; then
+  echo "$summary"
+  exit "$status"
+fi
 
 step "all checks passed"
+echo "$summary"
