@@ -91,30 +91,8 @@ pub fn pid_alive(pid: u32) -> bool {
     matches!(proc_state_ppid(pid), Some((state, _)) if state != 'Z')
 }
 
-/// Live (non-zombie) direct children of `parent`.
-pub fn children(parent: u32) -> Vec<u32> {
-    let mut out = Vec::new();
-    if let Ok(entries) = fs::read_dir("/proc") {
-        for entry in entries.flatten() {
-            let Some(pid) = entry
-                .file_name()
-                .to_str()
-                .and_then(|s| s.parse::<u32>().ok())
-            else {
-                continue;
-            };
-            if let Some((state, ppid)) = proc_state_ppid(pid) {
-                if state != 'Z' && ppid == parent {
-                    out.push(pid);
-                }
-            }
-        }
-    }
-    out
-}
-
-/// Live (non-zombie) descendants of `root`, breadth first.
-pub fn descendants(root: u32) -> Vec<u32> {
+/// Live (non-zombie) processes by parent pid, from one scan of /proc.
+fn live_children_by_parent() -> HashMap<u32, Vec<u32>> {
     let mut children: HashMap<u32, Vec<u32>> = HashMap::new();
     if let Ok(entries) = fs::read_dir("/proc") {
         for entry in entries.flatten() {
@@ -132,6 +110,19 @@ pub fn descendants(root: u32) -> Vec<u32> {
             }
         }
     }
+    children
+}
+
+/// Live (non-zombie) direct children of `parent`.
+pub fn children(parent: u32) -> Vec<u32> {
+    live_children_by_parent()
+        .remove(&parent)
+        .unwrap_or_default()
+}
+
+/// Live (non-zombie) descendants of `root`, breadth first.
+pub fn descendants(root: u32) -> Vec<u32> {
+    let children = live_children_by_parent();
     let mut out = Vec::new();
     let mut queue = vec![root];
     while let Some(p) = queue.pop() {
