@@ -172,6 +172,8 @@ pub struct Fs<R: Remote> {
     streams: Mutex<Option<mpsc::Sender<StreamJob>>>,
     /// The kernel's id of this mount (fdinfo `mnt_id`), once mounted.
     mount_id: OnceLock<u64>,
+    /// Bytes held in local spools (live uploads count themselves in).
+    spool_bytes: Arc<AtomicU64>,
     /// The remote as a trait object, for the read-ahead workers.
     dyn_remote: Arc<dyn Remote>,
     ahead_pool: Arc<readahead::Pool>,
@@ -215,6 +217,7 @@ impl<R: Remote> Fs<R> {
             next_fh: AtomicU64::new(1),
             streams: Mutex::new(Some(tx)),
             mount_id: OnceLock::new(),
+            spool_bytes: Arc::new(AtomicU64::new(0)),
             dyn_remote,
             ahead_pool: readahead::Pool::new(READ_AHEAD_WORKERS),
             opened_versions: Mutex::new(HashMap::new()),
@@ -248,8 +251,14 @@ impl<R: Remote> Fs<R> {
 
     /// Bytes held in local spools (files being written).
     fn spool_usage(&self) -> u64 {
-        let uploads: Vec<Arc<Upload>> = lock(&self.uploads).values().cloned().collect();
-        uploads.iter().map(|u| u.state().size).sum()
+        self.spool_bytes.load(Ordering::Relaxed)
+    }
+
+    /// A new, empty upload whose spool counts against `spool_max`.
+    fn new_upload(&self, mode: u32, remote_exists: bool) -> std::io::Result<Arc<Upload>> {
+        let up = Upload::new(&self.cfg.spool_dir, mode, remote_exists)?;
+        up.count_in(&self.spool_bytes);
+        Ok(up)
     }
 
     fn queue_stream(&self, ino: u64, upload: &Arc<Upload>) {
@@ -516,7 +525,8 @@ impl<R: Remote> Fs<R> {
     fn truncate_closed(&self, ino: u64, path: &[u8], size: u64) -> FsResult<()> {
         let attrs = self.fetch_attrs(Op::Setattr, path)?;
         let mode = attrs.perm.unwrap_or(0o100644);
-        let up = Upload::new(&self.cfg.spool_dir, mode, true)
+        let up = self
+            .new_upload(mode, true)
             .map_err(|e| FsError::local(Op::Setattr, show(path), &e))?;
         let rp = self.remote_path(path);
         if size > 0 {
@@ -824,7 +834,8 @@ impl<R: Remote> Fs<R> {
         }
         let attrs = self.fetch_attrs(Op::Open, path)?;
         let mode = attrs.perm.unwrap_or(0o100644);
-        let up = Upload::new(&self.cfg.spool_dir, mode, true)
+        let up = self
+            .new_upload(mode, true)
             .map_err(|e| FsError::local(Op::Open, show(path), &e))?;
         if truncate {
             up.truncate(0)
@@ -882,12 +893,9 @@ impl<R: Remote> Fs<R> {
         } else if self.cache.attrs(&path).is_some() {
             remote_exists = true;
         }
-        let up = Upload::new(
-            &self.cfg.spool_dir,
-            libc::S_IFREG | (mode & 0o7777),
-            remote_exists,
-        )
-        .map_err(|e| FsError::local(Op::Create, show(&path), &e))?;
+        let up = self
+            .new_upload(libc::S_IFREG | (mode & 0o7777), remote_exists)
+            .map_err(|e| FsError::local(Op::Create, show(&path), &e))?;
         up.state().exclusive = exclusive;
         // Creating publishes even an empty file at close.
         up.truncate(0)

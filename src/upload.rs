@@ -132,6 +132,18 @@ pub struct Upload {
     /// Serialises publishes of this file (held across its round trips; it
     /// guards nothing else).
     publishing: Mutex<()>,
+    /// Mount-wide count of spooled bytes, kept equal to the sum of the
+    /// sizes of live uploads (so `spool_max` needs no scan per write).
+    usage: std::sync::OnceLock<Arc<AtomicU64>>,
+}
+
+impl Drop for Upload {
+    fn drop(&mut self) {
+        if let Some(usage) = self.usage.get() {
+            let size = self.state.get_mut().map(|st| st.size).unwrap_or(0);
+            usage.fetch_sub(size, Ordering::Relaxed);
+        }
+    }
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -172,11 +184,32 @@ impl Upload {
                 stream_failed: false,
             }),
             publishing: Mutex::new(()),
+            usage: std::sync::OnceLock::new(),
         }))
     }
 
     pub fn state(&self) -> MutexGuard<'_, UploadState> {
         lock(&self.state)
+    }
+
+    /// Counts this upload's spool size into `usage` from now on.
+    pub fn count_in(&self, usage: &Arc<AtomicU64>) {
+        let st = self.state();
+        if self.usage.set(usage.clone()).is_ok() {
+            usage.fetch_add(st.size, Ordering::Relaxed);
+        }
+    }
+
+    /// Sets the size, keeping the mount-wide usage count in step.
+    fn set_size(&self, st: &mut UploadState, size: u64) {
+        if let Some(usage) = self.usage.get() {
+            if size >= st.size {
+                usage.fetch_add(size - st.size, Ordering::Relaxed);
+            } else {
+                usage.fetch_sub(st.size - size, Ordering::Relaxed);
+            }
+        }
+        st.size = size;
     }
 
     /// The remote temp file currently receiving this upload, if any.
@@ -212,7 +245,7 @@ impl Upload {
         let _ = remote.close(&handle);
         result?;
         let mut st = self.state();
-        st.size = offset;
+        self.set_size(&mut st, offset);
         Ok(())
     }
 
@@ -221,7 +254,8 @@ impl Upload {
     pub fn write_at(&self, offset: u64, data: &[u8]) -> io::Result<bool> {
         self.spool.write_all_at(data, offset)?;
         let mut st = self.state();
-        st.size = st.size.max(offset + data.len() as u64);
+        let size = st.size.max(offset + data.len() as u64);
+        self.set_size(&mut st, size);
         st.dirty = true;
         st.generation += 1;
         st.clean_upto = st.clean_upto.min(offset);
@@ -303,7 +337,7 @@ impl Upload {
     pub fn truncate(&self, size: u64) -> io::Result<()> {
         self.spool.set_len(size)?;
         let mut st = self.state();
-        st.size = size;
+        self.set_size(&mut st, size);
         st.dirty = true;
         st.generation += 1;
         // A shorter file cannot be fixed by writing more: start the remote
