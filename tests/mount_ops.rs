@@ -1402,12 +1402,23 @@ fn key_login_mounts() {
         String::from_utf8(fs::read(m.path.join(SEED_PO)).unwrap()).unwrap(),
         SEED_PO_CSV
     );
+    assert_login_method(&sb, "publickey", Some("password"));
+}
+
+/// sshd's log says the account logged in with `method` (and never with
+/// `not`), so a test cannot pass through a different auth path.
+fn assert_login_method(sb: &Sandbox, method: &str, not: Option<&str>) {
     let log = sb.log();
     assert!(
-        log.contains("Accepted publickey for coupasftp"),
+        log.contains(&format!("Accepted {method} for coupasftp")),
         "sshd.log:\n{log}"
     );
-    assert!(!log.contains("Accepted password"), "sshd.log:\n{log}");
+    if let Some(not) = not {
+        assert!(
+            !log.contains(&format!("Accepted {not}")),
+            "sshd.log:\n{log}"
+        );
+    }
 }
 
 #[test]
@@ -1431,12 +1442,7 @@ fn password_file_login_mounts() {
         String::from_utf8(fs::read(m.path.join(SEED_PO)).unwrap()).unwrap(),
         SEED_PO_CSV
     );
-    let log = sb.log();
-    assert!(
-        log.contains("Accepted password for coupasftp"),
-        "sshd.log:\n{log}"
-    );
-    assert!(!log.contains("Accepted publickey"), "sshd.log:\n{log}");
+    assert_login_method(&sb, "password", Some("publickey"));
 }
 
 #[test]
@@ -1455,11 +1461,7 @@ fn env_password_login_mounts() {
         fs::read(sb.root.join("Incoming/Invoices/env.csv")).unwrap(),
         b"env\n"
     );
-    let log = sb.log();
-    assert!(
-        log.contains("Accepted password for coupasftp"),
-        "sshd.log:\n{log}"
-    );
+    assert_login_method(&sb, "password", None);
     // The password never reaches the mount's environment.
     let environ = fs::read(format!("/proc/{}/environ", m.pid())).unwrap();
     assert!(
