@@ -45,7 +45,7 @@ step "cargo test"
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 set +e
-cargo test "$@" -- --test-threads="${TEST_THREADS:-2}" 2>&1 | tee "$log"
+cargo test --no-fail-fast "$@" -- --test-threads="${TEST_THREADS:-2}" 2>&1 | tee "$log"
 status=${PIPESTATUS[0]}
 set -e
 # One closing line for the whole suite (cargo's last line is the doc-test

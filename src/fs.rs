@@ -433,7 +433,7 @@ impl<R: Remote> Fs<R> {
         let known = lock(&self.inodes).ino_of(&path);
         if let Some(ino) = known {
             if let Some(up) = self.upload_of(ino) {
-                if !up.state().unlinked {
+                if up.state().shown() {
                     let ino = lock(&self.inodes).lookup(&path);
                     return Ok(self.upload_stat(ino, &up));
                 }
@@ -1226,7 +1226,7 @@ impl<R: Remote> Fs<R> {
             .collect();
         let mut tail = Vec::new();
         for (child_ino, up) in pending {
-            if up.state().unlinked {
+            if !up.state().shown() {
                 continue;
             }
             let child = lock(&self.inodes).path(child_ino).map(<[u8]>::to_vec);

@@ -156,6 +156,38 @@ fn a_failed_write_is_reported_at_close_and_leaves_nothing() {
     r.assert_no_temps();
 }
 
+/// The kernel sends RELEASE only after close() has returned: a listing or
+/// lookup in between must not show a file whose close() reported failure.
+#[test]
+fn a_failed_new_file_is_gone_from_listings_before_release() {
+    let r = rig();
+    r.remote
+        .fail_always("rename", status_err(status::PERMISSION_DENIED));
+    let (ino, fh) = r.create("Incoming/Invoices", "new.csv", 0).expect("create");
+    r.write_all(ino, fh, b"a,b\n");
+    let err = r.fs.flush(ino, fh, me()).expect_err("flush must fail");
+    assert_eq!(err.errno, libc::EACCES, "{err}");
+    let dir = r.dir("Incoming/Invoices");
+    let dh = r.fs.opendir(dir).expect("opendir");
+    let listing = r.fs.readdir(dh).expect("readdir");
+    let names: Vec<String> = (0..listing.len())
+        .filter_map(|i| r.fs.listing_item(&listing, i))
+        .map(|item| String::from_utf8_lossy(&item.name).into_owned())
+        .collect();
+    r.fs.releasedir(dh);
+    assert_eq!(names, vec![".", ".."], "listing between flush and release");
+    assert_eq!(
+        r.fs.lookup(dir, OsStr::new("new.csv"))
+            .expect_err("lookup between flush and release")
+            .errno,
+        libc::ENOENT
+    );
+    r.fs.release(ino, fh)
+        .expect("release after a reported failure");
+    r.remote.heal();
+    r.assert_no_temps();
+}
+
 #[test]
 fn a_refused_rename_is_reported_and_the_old_file_stays() {
     let r = rig();

@@ -124,6 +124,18 @@ pub struct UploadState {
     stream_failed: bool,
 }
 
+impl UploadState {
+    /// Whether the file shows under its final name through the mount. Not
+    /// once unlinked, nor after its close() reported a failed first publish:
+    /// the kernel sends RELEASE after close() has returned, so without this a
+    /// listing taken between the two would show a file that never existed.
+    pub fn shown(&self) -> bool {
+        let failed_unpublished =
+            !self.remote_exists && self.failed_generation == Some(self.generation);
+        !self.unlinked && !failed_unpublished
+    }
+}
+
 /// A file being written: spool plus state. Shared by every handle on the
 /// same inode, so several opens and dup()s see one content.
 pub struct Upload {
