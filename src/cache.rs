@@ -2,7 +2,15 @@
 //! in a bounded LRU with a TTL (`cache_timeout`). The mount's own changes
 //! invalidate what they touch at once (the sshfs rule), so a job never sees
 //! its own write stale; remote changes show up within the TTL.
+//!
+//! It also keeps, per directory, the set of names the directory is known to
+//! hold (from a listing, or empty after our own mkdir). Within the TTL a
+//! lookup of any other name is answered "absent" with no round trip: that is
+//! what `cp -r`, `tar x` and `cat > x.tmp` ask before every create. The set
+//! errs only towards "maybe present": every change of ours adds the name
+//! (`invalidate`), and only a removal the server confirmed takes it out.
 
+use std::collections::HashSet;
 use std::num::NonZeroUsize;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -16,6 +24,11 @@ use crate::sftp::Attrs;
 const ATTR_CAPACITY: usize = 65_536;
 const DIR_CAPACITY: usize = 256;
 const NEGATIVE_CAPACITY: usize = 16_384;
+/// Name sets are kept for this many directories...
+const NAMES_CAPACITY: usize = 256;
+/// ...of at most this many entries (a 100k-entry Archive folder is listed,
+/// not created in: its set would cost memory for nothing).
+const NAMES_MAX_ENTRIES: usize = 20_000;
 
 fn cap(n: usize) -> NonZeroUsize {
     NonZeroUsize::new(n).unwrap_or(NonZeroUsize::MIN)
@@ -26,12 +39,15 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 type Listing = (Arc<Vec<DirEntry>>, Instant);
+/// Names a directory holds (a superset of the truth), and since when.
+type NameSet = (HashSet<Vec<u8>>, Instant);
 
 pub struct MetaCache {
     ttl: Duration,
     attrs: Mutex<LruCache<Vec<u8>, (Attrs, Instant)>>,
     dirs: Mutex<LruCache<Vec<u8>, Listing>>,
     negative: Mutex<LruCache<Vec<u8>, Instant>>,
+    names: Mutex<LruCache<Vec<u8>, NameSet>>,
 }
 
 impl MetaCache {
@@ -41,6 +57,7 @@ impl MetaCache {
             attrs: Mutex::new(LruCache::new(cap(ATTR_CAPACITY))),
             dirs: Mutex::new(LruCache::new(cap(DIR_CAPACITY))),
             negative: Mutex::new(LruCache::new(cap(NEGATIVE_CAPACITY))),
+            names: Mutex::new(LruCache::new(cap(NAMES_CAPACITY))),
         }
     }
 
@@ -69,6 +86,7 @@ impl MetaCache {
             return;
         }
         lock(&self.negative).pop(path);
+        self.note_maybe_present(path);
         lock(&self.attrs).put(path.to_vec(), (attrs, Instant::now()));
     }
 
@@ -97,11 +115,59 @@ impl MetaCache {
                 attrs.put(join(path, &e.name), (e.attrs.clone(), now));
             }
         }
+        if entries.len() <= NAMES_MAX_ENTRIES {
+            let set = entries.iter().map(|e| e.name.clone()).collect();
+            lock(&self.names).put(path.to_vec(), (set, now));
+        }
         lock(&self.dirs).put(path.to_vec(), (entries, now));
     }
 
-    /// A name known not to exist.
+    /// A directory we just created: it holds nothing yet.
+    pub fn put_empty_dir(&self, path: &[u8]) {
+        if self.ttl.is_zero() {
+            return;
+        }
+        lock(&self.names).put(path.to_vec(), (HashSet::new(), Instant::now()));
+    }
+
+    /// Whether `path` is known not to exist: a fresh negative entry, or a
+    /// fresh name set of its directory without it.
     pub fn is_negative(&self, path: &[u8]) -> bool {
+        if self.negative_entry(path) {
+            return true;
+        }
+        let (dir, name) = split(path);
+        let mut names = lock(&self.names);
+        match names.get(dir) {
+            Some((set, at)) if self.fresh(*at) => !set.contains(name),
+            Some(_) => {
+                names.pop(dir);
+                false
+            }
+            None => false,
+        }
+    }
+
+    /// A removal (unlink, rmdir, the source of a rename) the server
+    /// confirmed: the name is gone.
+    pub fn note_removed(&self, path: &[u8]) {
+        let (dir, name) = split(path);
+        if let Some((set, _)) = lock(&self.names).peek_mut(dir) {
+            set.remove(name);
+        }
+        self.put_negative(path);
+    }
+
+    /// `path` may exist now (any change of ours goes through here).
+    fn note_maybe_present(&self, path: &[u8]) {
+        let (dir, name) = split(path);
+        if let Some((set, _)) = lock(&self.names).peek_mut(dir) {
+            set.insert(name.to_vec());
+        }
+    }
+
+    /// A name known not to exist.
+    fn negative_entry(&self, path: &[u8]) -> bool {
         let mut c = lock(&self.negative);
         match c.get(path) {
             Some(at) if self.fresh(*at) => true,
@@ -126,6 +192,7 @@ impl MetaCache {
     pub fn invalidate(&self, path: &[u8]) {
         lock(&self.attrs).pop(path);
         lock(&self.negative).pop(path);
+        self.note_maybe_present(path);
         let mut dirs = lock(&self.dirs);
         dirs.pop(path);
         dirs.pop(split(path).0);
@@ -165,6 +232,16 @@ impl MetaCache {
             .collect();
         for k in keys {
             n.pop(&k);
+        }
+        drop(n);
+        let mut names = lock(&self.names);
+        let keys: Vec<Vec<u8>> = names
+            .iter()
+            .filter(|(k, _)| k.as_slice() == path || under(k))
+            .map(|(k, _)| k.clone())
+            .collect();
+        for k in keys {
+            names.pop(&k);
         }
     }
 }
@@ -240,6 +317,66 @@ mod tests {
         assert_eq!(c.attrs(b"d/sub/b"), None);
         assert!(!c.is_negative(b"d/gone"));
         assert_eq!(c.attrs(b"dx"), Some(file(3)));
+    }
+
+    #[test]
+    fn a_fresh_listing_answers_absent_names() {
+        let c = MetaCache::new(Duration::from_secs(60));
+        let entries = Arc::new(vec![DirEntry {
+            name: b"x.csv".to_vec(),
+            attrs: file(7),
+        }]);
+        c.put_dir(b"In", entries);
+        assert!(c.is_negative(b"In/new.csv"), "not in the listing");
+        assert!(!c.is_negative(b"In/x.csv"), "listed");
+        assert!(!c.is_negative(b"Other/new.csv"), "folder never listed");
+        // Our own change makes the name possibly present...
+        c.invalidate(b"In/new.csv");
+        assert!(!c.is_negative(b"In/new.csv"));
+        // ...until the server confirms its removal.
+        c.note_removed(b"In/new.csv");
+        assert!(c.is_negative(b"In/new.csv"));
+        // Attributes we learn mark a name present too (even once they
+        // themselves expire or are evicted).
+        assert!(c.is_negative(b"In/y.csv"));
+        c.put_attrs(b"In/y.csv", file(1));
+        lock(&c.attrs).pop(b"In/y.csv".as_slice());
+        assert!(!c.is_negative(b"In/y.csv"));
+    }
+
+    #[test]
+    fn a_folder_we_made_is_empty_until_the_ttl_ends() {
+        let c = MetaCache::new(Duration::from_millis(50));
+        c.put_empty_dir(b"In/new");
+        assert!(c.is_negative(b"In/new/a.csv"));
+        c.invalidate(b"In/new/a.csv");
+        assert!(!c.is_negative(b"In/new/a.csv"));
+        assert!(c.is_negative(b"In/new/b.csv"));
+        std::thread::sleep(Duration::from_millis(80));
+        assert!(!c.is_negative(b"In/new/b.csv"), "expired: ask the server");
+    }
+
+    #[test]
+    fn renaming_a_folder_away_forgets_its_names() {
+        let c = MetaCache::new(Duration::from_secs(60));
+        c.put_empty_dir(b"In/d");
+        c.put_empty_dir(b"In/d/sub");
+        c.invalidate_tree(b"In/d");
+        assert!(!c.is_negative(b"In/d/a"));
+        assert!(!c.is_negative(b"In/d/sub/a"));
+    }
+
+    #[test]
+    fn huge_listings_keep_no_name_set() {
+        let c = MetaCache::new(Duration::from_secs(60));
+        let entries: Vec<DirEntry> = (0..NAMES_MAX_ENTRIES + 1)
+            .map(|i| DirEntry {
+                name: format!("f{i}").into_bytes(),
+                attrs: file(1),
+            })
+            .collect();
+        c.put_dir(b"Archive", Arc::new(entries));
+        assert!(!c.is_negative(b"Archive/new.csv"));
     }
 
     #[test]

@@ -268,7 +268,10 @@ impl<R: Remote> Fs<R> {
     }
 
     fn stream(&self, ino: u64, upload: &Upload) {
-        match lock(&self.inodes).path(ino).map(<[u8]>::to_vec) {
+        // Bound first: a guard in a `match` scrutinee would live through the
+        // arms, holding the inode table across the upload's round trips.
+        let path = lock(&self.inodes).path(ino).map(<[u8]>::to_vec);
+        match path {
             Some(path) => upload.stream(
                 self.remote.as_ref(),
                 &self.cfg.naming,
@@ -566,6 +569,11 @@ impl<R: Remote> Fs<R> {
         self.cache.invalidate(path);
         match result {
             Ok(done) => {
+                if let Some(attrs) = done.attrs {
+                    // The `stat` cp and mv do right after close() needs no
+                    // round trip.
+                    self.cache.put_attrs(path, attrs);
+                }
                 if let Some(e) = done.setstat_error {
                     if self.cfg.strict_setstat {
                         return Err(FsError::remote(op, show(path), &e));
@@ -610,6 +618,9 @@ impl<R: Remote> Fs<R> {
         self.remote
             .mkdir(&self.remote_path(&path), &attrs)
             .map_err(|e| FsError::remote(Op::Mkdir, show(&path), &e))?;
+        // A folder we just made is empty: the creates that follow (cp -r,
+        // tar x) need no lookup round trip to learn their names are free.
+        self.cache.put_empty_dir(&path);
         let attrs = self.fetch_attrs(Op::Mkdir, &path)?;
         let ino = lock(&self.inodes).lookup(&path);
         Ok(self.stat_from(ino, &attrs))
@@ -653,6 +664,7 @@ impl<R: Remote> Fs<R> {
                 return Err(FsError::remote(Op::Unlink, show(&path), &e));
             }
         }
+        self.cache.note_removed(&path);
         lock(&self.inodes).detach(&path);
         Ok(())
     }
@@ -664,6 +676,7 @@ impl<R: Remote> Fs<R> {
         self.remote
             .rmdir(&self.remote_path(&path))
             .map_err(|e| FsError::remote(Op::Rmdir, show(&path), &e))?;
+        self.cache.note_removed(&path);
         lock(&self.inodes).detach(&path);
         Ok(())
     }
@@ -691,6 +704,9 @@ impl<R: Remote> Fs<R> {
         let ino = lock(&self.inodes).ino_of(&from);
         let upload = ino.and_then(|i| self.upload_of(i));
         let unpublished = upload.as_ref().is_some_and(|u| !u.state().remote_exists);
+        // rename(2) keeps size, mode and mtime: what we knew of `from` holds
+        // for `to` (mv's next stat needs no round trip).
+        let moved_attrs = self.cache.attrs(&from);
         self.cache.invalidate_tree(&from);
         self.cache.invalidate_tree(&to);
         if !unpublished {
@@ -707,6 +723,10 @@ impl<R: Remote> Fs<R> {
                     err.errno = libc::EEXIST;
                 }
                 return Err(err);
+            }
+            self.cache.note_removed(&from);
+            if let Some(a) = moved_attrs {
+                self.cache.put_attrs(&to, a);
             }
         } else if noreplace && self.fetch_attrs(Op::Rename, &to).is_ok() {
             return Err(FsError::new(
@@ -1107,7 +1127,8 @@ impl<R: Remote> Fs<R> {
         };
         match &entry.file {
             OpenFile::Remote { handle, .. } => {
-                if let Some(h) = lock(handle).take() {
+                let taken = lock(handle).take();
+                if let Some(h) = taken {
                     let _ = self.remote.close(&h);
                 }
                 Ok(())

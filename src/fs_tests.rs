@@ -17,6 +17,10 @@ struct Rig {
 }
 
 fn rig() -> Rig {
+    rig_with_ttl(Duration::from_secs(60))
+}
+
+fn rig_with_ttl(cache_ttl: Duration) -> Rig {
     let remote = Arc::new(MockRemote::new());
     remote.mkdir_p("/root/Incoming/Invoices");
     remote.mkdir_p("/root/Archive/Incoming/Invoices");
@@ -33,7 +37,7 @@ fn rig() -> Rig {
             upload_dir: None,
         },
         spool_dir: spool.path().to_path_buf(),
-        cache_ttl: Duration::from_secs(60),
+        cache_ttl,
         contain_symlinks: true,
         spool_max: 64 << 20,
     };
@@ -472,6 +476,114 @@ fn ls_l_after_a_listing_needs_no_stat_per_file() {
     r.fs.releasedir(dh);
     assert_eq!(r.remote.calls("read_dir"), 1);
     assert_eq!(r.remote.calls("lstat"), lstats_before);
+}
+
+/// `cp -r`, `tar x` and the `cat > x.tmp; mv x.tmp x.csv` pattern ask
+/// about every name before creating it, and stat it after close: none of
+/// that may cost a round trip when the folder's content is known.
+#[test]
+fn creating_files_in_a_known_folder_needs_no_lookup_round_trips() {
+    let r = rig();
+    let parent = r.dir("Incoming/Invoices");
+    r.fs.mkdir(parent, OsStr::new("batch"), 0o755)
+        .expect("mkdir");
+    let dir = r.dir("Incoming/Invoices/batch");
+    let lstats = r.remote.calls("lstat");
+    for i in 0..5 {
+        let tmp = format!("x{i}.tmp");
+        assert_eq!(
+            r.fs.lookup(dir, OsStr::new(&tmp))
+                .expect_err("new name")
+                .errno,
+            libc::ENOENT
+        );
+        let (ino, fh) = r
+            .create("Incoming/Invoices/batch", &tmp, libc::O_EXCL)
+            .expect("create");
+        r.write_all(ino, fh, b"a,b\n");
+        r.close(ino, fh).expect("close");
+        // stat after close: from what the commit learned.
+        assert_eq!(r.fs.lookup(dir, OsStr::new(&tmp)).expect("stat").size, 4);
+        let csv = format!("x{i}.csv");
+        assert_eq!(
+            r.fs.lookup(dir, OsStr::new(&csv))
+                .expect_err("mv checks")
+                .errno,
+            libc::ENOENT
+        );
+        r.fs.rename(dir, OsStr::new(&tmp), dir, OsStr::new(&csv), true)
+            .expect("mv");
+        assert_eq!(r.fs.lookup(dir, OsStr::new(&csv)).expect("stat").size, 4);
+        assert_eq!(
+            r.fs.lookup(dir, OsStr::new(&tmp))
+                .expect_err("moved away")
+                .errno,
+            libc::ENOENT
+        );
+    }
+    assert_eq!(
+        r.remote.calls("lstat") - lstats,
+        0,
+        "lookups went to the server"
+    );
+    assert_eq!(
+        r.remote.file("/root/Incoming/Invoices/batch/x4.csv"),
+        Some(b"a,b\n".to_vec())
+    );
+}
+
+/// A name the listing did not have may be created by someone else: once
+/// the listing is older than the TTL, lookups ask the server again.
+#[test]
+fn absent_names_are_asked_again_after_the_ttl() {
+    let r = rig_with_ttl(Duration::from_millis(100));
+    let dir = r.dir("Incoming/Invoices");
+    let dh = r.fs.opendir(dir).expect("opendir");
+    r.fs.releasedir(dh);
+    assert_eq!(
+        r.fs.lookup(dir, OsStr::new("late.csv"))
+            .expect_err("absent")
+            .errno,
+        libc::ENOENT
+    );
+    r.remote
+        .put_file("/root/Incoming/Invoices/late.csv", b"abc");
+    std::thread::sleep(Duration::from_millis(150));
+    assert_eq!(
+        r.fs.lookup(dir, OsStr::new("late.csv"))
+            .expect("found")
+            .size,
+        3
+    );
+}
+
+/// Never hold a lock across a round trip: while the server is slow to
+/// answer a background upload's OPEN, other operations go on.
+#[test]
+fn a_slow_server_reply_blocks_no_other_operation() {
+    let r = Arc::new(rig());
+    let dir = r.dir("Incoming/Invoices");
+    r.remote.put_file("/root/Incoming/Invoices/old.csv", b"old");
+    r.remote.hold("open");
+    let (ino, fh) = r
+        .create("Incoming/Invoices", "slow.csv", 0)
+        .expect("create");
+    // Give the write-behind worker time to enter the held OPEN.
+    std::thread::sleep(Duration::from_millis(100));
+    let (tx, rx) = std::sync::mpsc::channel();
+    let r2 = r.clone();
+    std::thread::spawn(move || {
+        let other = r2.fs.lookup(dir, OsStr::new("old.csv")).map(|s| s.size);
+        let listing = r2.fs.opendir(dir).map(|dh| r2.fs.releasedir(dh));
+        let _ = tx.send((other, listing.is_ok()));
+    });
+    let got = rx.recv_timeout(Duration::from_secs(10));
+    r.remote.release("open");
+    let (other, listed) = got.expect("lookup and readdir blocked behind a pending OPEN");
+    assert_eq!(other.expect("lookup"), 3);
+    assert!(listed);
+    r.write_all(ino, fh, b"done");
+    r.close(ino, fh).expect("close");
 }
 
 #[test]

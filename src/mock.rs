@@ -8,9 +8,9 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Condvar, Mutex, MutexGuard};
 
-use crate::remote::{Capabilities, DirEntry, Handle, RResult, Remote, RemoteError};
+use crate::remote::{Capabilities, Committed, DirEntry, Handle, RResult, Remote, RemoteError};
 use crate::sftp::{pflags, status, Attrs, Statvfs};
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -52,6 +52,10 @@ struct State {
 
 pub struct MockRemote {
     state: Mutex<State>,
+    /// Operations whose calls wait (outside `state`) until released: a
+    /// server that is slow to answer them.
+    held: Mutex<Vec<&'static str>>,
+    unheld: Condvar,
     next_handle: AtomicU64,
     pub caps: Capabilities,
 }
@@ -93,6 +97,8 @@ impl MockRemote {
             .insert(b"/root".to_vec(), Node::Dir { mode: 0o755 });
         Self {
             state: Mutex::new(st),
+            held: Mutex::new(Vec::new()),
+            unheld: Condvar::new(),
             next_handle: AtomicU64::new(1),
             caps: Capabilities {
                 posix_rename: true,
@@ -180,12 +186,32 @@ impl MockRemote {
         });
     }
 
+    /// Calls of `op` wait until `release` (a server slow to answer).
+    pub fn hold(&self, op: &'static str) {
+        self.held.lock().unwrap_or_else(|e| e.into_inner()).push(op);
+    }
+
+    /// Lets held calls of `op` proceed.
+    pub fn release(&self, op: &'static str) {
+        self.held
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|o| *o != op);
+        self.unheld.notify_all();
+    }
+
     /// Removes every injected fault.
     pub fn heal(&self) {
         self.st().injections.clear();
     }
 
     fn enter(&self, op: &'static str) -> RResult<MutexGuard<'_, State>> {
+        {
+            let mut held = self.held.lock().unwrap_or_else(|e| e.into_inner());
+            while held.contains(&op) {
+                held = self.unheld.wait(held).unwrap_or_else(|e| e.into_inner());
+            }
+        }
         let mut st = self.st();
         *st.calls.entry(op).or_insert(0) += 1;
         if let Some(i) = st.injections.iter().position(|inj| inj.op == op) {
@@ -381,11 +407,13 @@ impl Remote for MockRemote {
         from: &[u8],
         to: &[u8],
         replace: bool,
-    ) -> RResult<Option<RemoteError>> {
+    ) -> RResult<Committed> {
         let setstat_error = match set {
             Some(a) => self.setstat(from, a).err(),
             None => None,
         };
+        // FSTAT on the handle, in the same batch as the close.
+        let attrs = self.enter("fstat")?.nodes.get(from).map(attrs_of);
         self.close(handle)?;
         if replace {
             self.rename(from, to)?;
@@ -397,7 +425,10 @@ impl Remote for MockRemote {
                 other => other?,
             }
         }
-        Ok(setstat_error)
+        Ok(Committed {
+            setstat_error,
+            attrs,
+        })
     }
 
     fn fsync(&self, handle: &Handle) -> RResult<()> {

@@ -113,6 +113,16 @@ pub struct Capabilities {
     pub hardlink: bool,
 }
 
+/// What a successful `commit` learned on the way.
+#[derive(Debug, Default)]
+pub struct Committed {
+    /// The server refused to set mode/times (best effort unless strict).
+    pub setstat_error: Option<RemoteError>,
+    /// The file's attributes just before CLOSE (FSTAT in the same batch),
+    /// so the published name is known without a later round trip.
+    pub attrs: Option<Attrs>,
+}
+
 /// The operations the filesystem needs from the server.
 pub trait Remote: Send + Sync + 'static {
     fn capabilities(&self) -> Capabilities;
@@ -151,7 +161,7 @@ pub trait Remote: Send + Sync + 'static {
         from: &[u8],
         to: &[u8],
         replace: bool,
-    ) -> RResult<Option<RemoteError>>;
+    ) -> RResult<Committed>;
     fn fsync(&self, handle: &Handle) -> RResult<()>;
     fn setstat(&self, path: &[u8], attrs: &Attrs) -> RResult<()>;
     fn remove(&self, path: &[u8]) -> RResult<()>;
@@ -478,15 +488,20 @@ impl Remote for SftpRemote {
         from: &[u8],
         to: &[u8],
         replace: bool,
-    ) -> RResult<Option<RemoteError>> {
+    ) -> RResult<Committed> {
         let conn = self.conn_for(handle)?;
-        let mut reqs = Vec::with_capacity(3);
+        let mut reqs = Vec::with_capacity(4);
         if let Some(attrs) = set {
             reqs.push(Request::Fsetstat {
                 handle: handle.raw.clone(),
                 attrs: attrs.clone(),
             });
         }
+        // Same batch, so no extra round trip: the server answers in order
+        // (OpenSSH's sftp-server handles one request at a time).
+        reqs.push(Request::Fstat {
+            handle: handle.raw.clone(),
+        });
         reqs.push(Request::Close {
             handle: handle.raw.clone(),
         });
@@ -505,6 +520,10 @@ impl Remote for SftpRemote {
         let missing = || Err(ConnError::Protocol("missing reply".into()));
         let renamed = replies.pop().unwrap_or_else(missing);
         let closed = replies.pop().unwrap_or_else(missing);
+        let attrs = replies
+            .pop()
+            .and_then(|r| r.ok())
+            .and_then(|r| expect_attrs("FSTAT", r).ok());
         let setstat_error = match replies.pop() {
             Some(r) => expect_ok("FSETSTAT", r?).err(),
             None => None,
@@ -527,7 +546,10 @@ impl Remote for SftpRemote {
             }
             other => other?,
         }
-        Ok(setstat_error)
+        Ok(Committed {
+            setstat_error,
+            attrs,
+        })
     }
 
     fn fsync(&self, handle: &Handle) -> RResult<()> {

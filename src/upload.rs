@@ -167,6 +167,8 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 pub struct Published {
     /// The server refused to set mode/times (best effort unless strict).
     pub setstat_error: Option<RemoteError>,
+    /// Attributes of the published file, when the server sent them.
+    pub attrs: Option<Attrs>,
 }
 
 impl Upload {
@@ -515,7 +517,7 @@ impl Upload {
         self.state().temp = None;
         let replace = !self.state().exclusive;
         match remote.commit(&handle, set.as_ref(), &temp_path, final_path, replace) {
-            Ok(setstat_error) => {
+            Ok(committed) => {
                 let mut st = self.state();
                 st.clean_upto = 0;
                 st.remote_exists = true;
@@ -523,7 +525,10 @@ impl Upload {
                 if st.generation == generation {
                     st.dirty = false;
                 }
-                Ok(Published { setstat_error })
+                Ok(Published {
+                    setstat_error: committed.setstat_error,
+                    attrs: committed.attrs,
+                })
             }
             Err(e) => {
                 self.state().clean_upto = 0;
