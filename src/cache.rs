@@ -136,6 +136,9 @@ impl MetaCache {
         if self.negative_entry(path) {
             return true;
         }
+        if path.is_empty() {
+            return false; // the mount's root always exists
+        }
         let (dir, name) = split(path);
         let mut names = lock(&self.names);
         match names.get(dir) {
@@ -328,6 +331,8 @@ mod tests {
         }]);
         c.put_dir(b"In", entries);
         assert!(c.is_negative(b"In/new.csv"), "not in the listing");
+        c.put_dir(b"", Arc::new(Vec::new()));
+        assert!(!c.is_negative(b""), "the root is not a name in itself");
         assert!(!c.is_negative(b"In/x.csv"), "listed");
         assert!(!c.is_negative(b"Other/new.csv"), "folder never listed");
         // Our own change makes the name possibly present...

@@ -532,6 +532,16 @@ fn creating_files_in_a_known_folder_needs_no_lookup_round_trips() {
     );
 }
 
+#[test]
+fn the_root_stays_reachable_after_its_listing_is_cached() {
+    let r = rig();
+    let dh = r.fs.opendir(ROOT_INO).expect("opendir /");
+    r.fs.releasedir(dh);
+    r.fs.getattr(ROOT_INO).expect("getattr / after listing it");
+    let dh = r.fs.opendir(ROOT_INO).expect("opendir / again");
+    r.fs.releasedir(dh);
+}
+
 /// A name the listing did not have may be created by someone else: once
 /// the listing is older than the TTL, lookups ask the server again.
 #[test]
