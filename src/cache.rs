@@ -39,8 +39,32 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 type Listing = (Arc<Vec<DirEntry>>, Instant);
-/// Names a directory holds (a superset of the truth), and since when.
-type NameSet = (HashSet<Vec<u8>>, Instant);
+/// Names a directory holds (a superset of the truth).
+struct NameSet {
+    names: HashSet<Vec<u8>>,
+    /// When the listing (or our mkdir) that started it was taken; None
+    /// while it only counts misses in a folder never listed.
+    since: Option<Instant>,
+    /// Lookups it answered "absent": a folder being created in.
+    hits: u32,
+}
+
+impl NameSet {
+    fn new(names: HashSet<Vec<u8>>, since: Instant) -> Self {
+        Self {
+            names,
+            since: Some(since),
+            hits: 0,
+        }
+    }
+}
+
+/// A folder whose expired name set answered this many lookups is worth
+/// listing again rather than asking the server about each new name.
+const HOT_FOLDER_HITS: u32 = 3;
+/// ...as long as that listing is short (a lookup must not turn into
+/// listing a big Outgoing folder every few seconds).
+const RELIST_MAX_ENTRIES: usize = 1_000;
 
 pub struct MetaCache {
     ttl: Duration,
@@ -117,7 +141,10 @@ impl MetaCache {
         }
         if entries.len() <= NAMES_MAX_ENTRIES {
             let set = entries.iter().map(|e| e.name.clone()).collect();
-            lock(&self.names).put(path.to_vec(), (set, now));
+            lock(&self.names).put(path.to_vec(), NameSet::new(set, now));
+        } else {
+            // Grown too big: never worth listing again for a lookup.
+            lock(&self.names).pop(path);
         }
         lock(&self.dirs).put(path.to_vec(), (entries, now));
     }
@@ -127,7 +154,7 @@ impl MetaCache {
         if self.ttl.is_zero() {
             return;
         }
-        lock(&self.names).put(path.to_vec(), (HashSet::new(), Instant::now()));
+        lock(&self.names).put(path.to_vec(), NameSet::new(HashSet::new(), Instant::now()));
     }
 
     /// Whether `path` is known not to exist: a fresh negative entry, or a
@@ -141,13 +168,14 @@ impl MetaCache {
         }
         let (dir, name) = split(path);
         let mut names = lock(&self.names);
-        match names.get(dir) {
-            Some((set, at)) if self.fresh(*at) => !set.contains(name),
-            Some(_) => {
-                names.pop(dir);
-                false
+        match names.get_mut(dir) {
+            Some(set) if set.since.is_some_and(|t| self.fresh(t)) && !set.names.contains(name) => {
+                set.hits = set.hits.saturating_add(1);
+                true
             }
-            None => false,
+            // Expired sets stay (as unknown) so `wants_relisting` can see
+            // how busy the folder was.
+            _ => false,
         }
     }
 
@@ -155,17 +183,32 @@ impl MetaCache {
     /// confirmed: the name is gone.
     pub fn note_removed(&self, path: &[u8]) {
         let (dir, name) = split(path);
-        if let Some((set, _)) = lock(&self.names).peek_mut(dir) {
-            set.remove(name);
+        if let Some(set) = lock(&self.names).peek_mut(dir) {
+            set.names.remove(name);
         }
         self.put_negative(path);
+    }
+
+    /// Whether the folder of `path` had a name set that expired after
+    /// answering several lookups: a job is creating files there, and one
+    /// listing (two round trips) beats one LSTAT per new name.
+    pub fn wants_relisting(&self, path: &[u8]) -> bool {
+        if path.is_empty() || self.ttl.is_zero() {
+            return false;
+        }
+        let dir = split(path).0;
+        lock(&self.names).peek(dir).is_some_and(|set| {
+            !set.since.is_some_and(|t| self.fresh(t))
+                && set.hits >= HOT_FOLDER_HITS
+                && set.names.len() <= RELIST_MAX_ENTRIES
+        })
     }
 
     /// `path` may exist now (any change of ours goes through here).
     fn note_maybe_present(&self, path: &[u8]) {
         let (dir, name) = split(path);
-        if let Some((set, _)) = lock(&self.names).peek_mut(dir) {
-            set.insert(name.to_vec());
+        if let Some(set) = lock(&self.names).peek_mut(dir) {
+            set.names.insert(name.to_vec());
         }
     }
 
@@ -188,6 +231,25 @@ impl MetaCache {
         }
         lock(&self.attrs).pop(path);
         lock(&self.negative).put(path.to_vec(), Instant::now());
+        // The server said "no such name": count it towards the folder's
+        // hotness (see `wants_relisting`).
+        if !path.is_empty() {
+            let dir = split(path).0;
+            let mut names = lock(&self.names);
+            match names.get_mut(dir) {
+                Some(set) => set.hits = set.hits.saturating_add(1),
+                None => {
+                    names.put(
+                        dir.to_vec(),
+                        NameSet {
+                            names: HashSet::new(),
+                            since: None,
+                            hits: 1,
+                        },
+                    );
+                }
+            }
+        }
     }
 
     /// Forgets everything known about `path` and its parent's listing: call
@@ -359,6 +421,49 @@ mod tests {
         assert!(c.is_negative(b"In/new/b.csv"));
         std::thread::sleep(Duration::from_millis(80));
         assert!(!c.is_negative(b"In/new/b.csv"), "expired: ask the server");
+    }
+
+    #[test]
+    fn a_busy_folder_is_listed_again_when_its_names_expire() {
+        let c = MetaCache::new(Duration::from_millis(50));
+        c.put_empty_dir(b"quiet");
+        c.put_empty_dir(b"busy");
+        for i in 0..HOT_FOLDER_HITS {
+            assert!(c.is_negative(format!("busy/f{i}").as_bytes()));
+        }
+        assert!(!c.wants_relisting(b"busy/next"), "still fresh");
+        std::thread::sleep(Duration::from_millis(80));
+        assert!(c.wants_relisting(b"busy/next"));
+        assert!(!c.wants_relisting(b"quiet/next"), "nobody created there");
+        assert!(!c.wants_relisting(b"never/next"));
+        // A folder never listed gets hot from the server's "no such file".
+        for i in 0..HOT_FOLDER_HITS {
+            c.put_negative(format!("never/f{i}").as_bytes());
+        }
+        assert!(c.wants_relisting(b"never/next"));
+        assert!(!c.is_negative(b"never/next"), "counting is not knowing");
+        // A listing too long to list per lookup is not listed again.
+        let long: Vec<DirEntry> = (0..RELIST_MAX_ENTRIES + 1)
+            .map(|i| DirEntry {
+                name: format!("f{i}").into_bytes(),
+                attrs: file(1),
+            })
+            .collect();
+        c.put_dir(b"never", Arc::new(long));
+        for i in 0..HOT_FOLDER_HITS {
+            assert!(c.is_negative(format!("never/g{i}").as_bytes()));
+        }
+        std::thread::sleep(Duration::from_millis(80));
+        assert!(!c.wants_relisting(b"never/next"));
+        // A listing grown past the set limit is never listed for a lookup.
+        let many: Vec<DirEntry> = (0..NAMES_MAX_ENTRIES + 1)
+            .map(|i| DirEntry {
+                name: format!("f{i}").into_bytes(),
+                attrs: file(1),
+            })
+            .collect();
+        c.put_dir(b"busy", Arc::new(many));
+        assert!(!c.wants_relisting(b"busy/next"));
     }
 
     #[test]

@@ -88,6 +88,8 @@ pub struct MountOptions {
     pub spool_dir: Option<PathBuf>,
     /// `spool_max=MiB`.
     pub spool_max_bytes: u64,
+    /// `spare_temps=N`: upload temp files kept open ahead per folder (0: off).
+    pub spare_temps: usize,
     /// `follow_symlinks`: present symlink targets instead of links.
     pub follow_symlinks: bool,
     /// `contain_symlinks` (default on); `nocontain_symlinks` turns it off.
@@ -150,6 +152,7 @@ impl Default for MountOptions {
             temp_prefix: ".".to_string(),
             spool_dir: None,
             spool_max_bytes: 4 << 30,
+            spare_temps: 8,
             follow_symlinks: false,
             contain_symlinks: true,
             fsname: None,
@@ -597,6 +600,17 @@ fn apply_option(o: &mut MountOptions, st: &mut OptState, raw: &str) -> Result<()
                     ))
                 })?;
         }
+        "spare_temps" => {
+            let v = value()?;
+            o.spare_temps = parse_num(v)
+                .filter(|&n| n <= 64)
+                .map(|n| n as usize)
+                .ok_or_else(|| {
+                    UsageError(format!(
+                        "invalid value '{v}' for {key}: expected a count from 0 to 64"
+                    ))
+                })?;
+        }
         "follow_symlinks" => {
             flag()?;
             o.follow_symlinks = true;
@@ -953,6 +967,9 @@ OPTIONS
                                .coupafs-XXXXXX (default ".")
     -o spool_dir=PATH          local directory for the write-behind spool
     -o spool_max=MiB           spool size limit in MiB (default 4096)
+    -o spare_temps=N           keep up to N empty temp files open per folder
+                               where files are being created, so close()
+                               skips the OPEN round trip (default 8; 0: off)
     -o strict_setstat          report chmod/utime the server refuses as
                                errors (default: ignore them)
 
@@ -1437,6 +1454,7 @@ mod tests {
             "temp_prefix=",
             "spool_dir=",
             "spool_max=",
+            "spare_temps=N",
             "follow_symlinks",
             "contain_symlinks",
             "nocontain_symlinks",
@@ -2361,6 +2379,11 @@ mod tests {
         assert_eq!(base().spool_max_bytes, 4 * 1024 * 1024 * 1024);
         assert_eq!(with_opts("temp_prefix=").temp_prefix, "");
         assert_eq!(with_opts("spool_max=1").spool_max_bytes, 1 << 20);
+        assert_eq!(base().spare_temps, 8);
+        assert_eq!(with_opts("spare_temps=0").spare_temps, 0);
+        assert_eq!(with_opts("spare_temps=16").spare_temps, 16);
+        assert!(opt_error("spare_temps=65").contains("spare_temps"));
+        assert!(opt_error("spare_temps=x").contains("spare_temps"));
         assert_eq!(
             opt_error("temp_prefix=a/b"),
             "invalid value 'a/b' for temp_prefix: expected a file name prefix without '/'"

@@ -21,6 +21,7 @@ use crate::inode::{join, split, InodeTable, ROOT_INO};
 use crate::readahead::{self, ReadAhead};
 use crate::remote::{DirEntry, Handle, Remote, RemoteError};
 use crate::sftp::{pflags, Attrs};
+use crate::spare::{self, SparePool};
 use crate::upload::{is_temp_name, TempNaming, Upload};
 
 /// How the mount presents and changes files.
@@ -42,6 +43,8 @@ pub struct FsConfig {
     /// Local spool bytes allowed across all files being written; writes
     /// beyond it fail with ENOSPC instead of filling the local disk.
     pub spool_max: u64,
+    /// Upload temp files kept open ahead per folder (see `spare`); 0: none.
+    pub spare_temps: usize,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -170,6 +173,8 @@ pub struct Fs<R: Remote> {
     next_fh: AtomicU64,
     /// Background write-behind jobs (inode, upload).
     streams: Mutex<Option<mpsc::Sender<StreamJob>>>,
+    /// Remote temp files opened ahead of creates.
+    spares: Arc<SparePool>,
     /// The kernel's id of this mount (fdinfo `mnt_id`), once mounted.
     mount_id: OnceLock<u64>,
     /// Bytes held in local spools (live uploads count themselves in).
@@ -198,6 +203,9 @@ const READ_AHEAD_WORKERS: usize = 4;
 /// Temp files unchanged this long belong to no live upload.
 const STALE_TEMP_AGE: Duration = Duration::from_secs(3600);
 
+/// Spares of a folder are removed once it has seen no create this long.
+const SPARE_IDLE: Duration = Duration::from_secs(3);
+
 /// Threads streaming uploads in the background.
 const STREAM_WORKERS: usize = 4;
 
@@ -206,7 +214,14 @@ impl<R: Remote> Fs<R> {
         let cache = MetaCache::new(cfg.cache_ttl);
         let (tx, rx) = mpsc::channel::<StreamJob>();
         let dyn_remote: Arc<dyn Remote> = remote.clone();
+        let spares = SparePool::new(
+            dyn_remote.clone(),
+            cfg.naming.clone(),
+            cfg.spare_temps,
+            SPARE_IDLE,
+        );
         let fs = Arc::new(Self {
+            spares,
             remote,
             cfg,
             cache,
@@ -244,9 +259,11 @@ impl<R: Remote> Fs<R> {
         let _ = self.mount_id.set(id);
     }
 
-    /// Stops the write-behind workers (they finish their current job).
+    /// Stops the write-behind workers (they finish their current job) and
+    /// removes the spare temp files.
     pub fn shutdown(&self) {
         lock(&self.streams).take();
+        self.spares.shutdown();
     }
 
     /// Bytes held in local spools (files being written).
@@ -408,6 +425,16 @@ impl<R: Remote> Fs<R> {
         }
         if self.cache.is_negative(path) {
             return Err(FsError::new(op, show(path), libc::ENOENT, "cached"));
+        }
+        if self.cache.wants_relisting(path) && self.list_dir(split(path).0).is_ok() {
+            // A job creating files here: the fresh listing answers this
+            // lookup and the next ones.
+            if let Some(a) = self.cache.attrs(path) {
+                return Ok(a);
+            }
+            if self.cache.is_negative(path) {
+                return Err(FsError::new(op, show(path), libc::ENOENT, "listed"));
+            }
         }
         match self.remote.lstat(&self.remote_path(path)) {
             Ok(a) => {
@@ -920,6 +947,9 @@ impl<R: Remote> Fs<R> {
         // Creating publishes even an empty file at close.
         up.truncate(0)
             .map_err(|e| FsError::local(Op::Create, show(&path), &e))?;
+        if let Some(spare) = self.spares.take(&self.remote_path(&path)) {
+            up.adopt_temp(spare.path, spare.handle, spare::SPARE_MODE);
+        }
         up.state().handles = 1;
         self.cache.invalidate(&path);
         let ino = lock(&self.inodes).lookup(&path);
@@ -1199,23 +1229,27 @@ impl<R: Remote> Fs<R> {
         Ok(())
     }
 
+    /// Lists `path` on the server (temp files hidden, stale ones reaped)
+    /// and caches the listing.
+    fn list_dir(&self, path: &[u8]) -> FsResult<Arc<Vec<DirEntry>>> {
+        let listed = self
+            .remote
+            .read_dir(&self.remote_path(path))
+            .map_err(|e| FsError::remote(Op::Readdir, show(path), &e))?;
+        let (temps, listed): (Vec<DirEntry>, Vec<DirEntry>) =
+            listed.into_iter().partition(|e| is_temp_name(&e.name));
+        self.reap_stale_temps(&self.remote_path(path), &temps);
+        let listed = Arc::new(listed);
+        self.cache.put_dir(path, listed.clone());
+        Ok(listed)
+    }
+
     /// Lists a directory once per opendir; readdir serves slices of it.
     pub fn opendir(&self, ino: u64) -> FsResult<u64> {
         let path = self.path_of(Op::Readdir, ino)?;
         let entries = match self.cache.dir(&path) {
             Some(e) => e,
-            None => {
-                let listed = self
-                    .remote
-                    .read_dir(&self.remote_path(&path))
-                    .map_err(|e| FsError::remote(Op::Readdir, show(&path), &e))?;
-                let (temps, listed): (Vec<DirEntry>, Vec<DirEntry>) =
-                    listed.into_iter().partition(|e| is_temp_name(&e.name));
-                self.reap_stale_temps(&self.remote_path(&path), &temps);
-                let listed = Arc::new(listed);
-                self.cache.put_dir(&path, listed.clone());
-                listed
-            }
+            None => self.list_dir(&path)?,
         };
         let parent_ino = {
             let (parent, _) = split(&path);

@@ -21,6 +21,10 @@ fn rig() -> Rig {
 }
 
 fn rig_with_ttl(cache_ttl: Duration) -> Rig {
+    rig_with(cache_ttl, 0)
+}
+
+fn rig_with(cache_ttl: Duration, spare_temps: usize) -> Rig {
     let remote = Arc::new(MockRemote::new());
     remote.mkdir_p("/root/Incoming/Invoices");
     remote.mkdir_p("/root/Archive/Incoming/Invoices");
@@ -40,6 +44,7 @@ fn rig_with_ttl(cache_ttl: Duration) -> Rig {
         cache_ttl,
         contain_symlinks: true,
         spool_max: 64 << 20,
+        spare_temps,
     };
     let fs = Fs::new(remote.clone(), cfg);
     // No descriptor of this test process can be on a mount with this id,
@@ -565,6 +570,102 @@ fn absent_names_are_asked_again_after_the_ttl() {
             .size,
         3
     );
+}
+
+/// With spare temps, a create in a folder that already saw one starts on a
+/// temp file opened ahead: close() needs no OPEN (here the server would
+/// never answer one), and unmount leaves no spare behind.
+#[test]
+fn creates_use_spare_temps_opened_ahead() {
+    let r = Arc::new(rig_with(Duration::from_secs(60), 4));
+    let (ino, fh) = r
+        .create("Incoming/Invoices", "first.csv", 0)
+        .expect("create");
+    r.write_all(ino, fh, b"1\n");
+    r.close(ino, fh).expect("close");
+    let until = std::time::Instant::now() + Duration::from_secs(10);
+    while r.fs.spares.ready() == 0 {
+        assert!(std::time::Instant::now() < until, "no spare was opened");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    r.remote.hold("open");
+    let (tx, rx) = std::sync::mpsc::channel();
+    let r2 = r.clone();
+    std::thread::spawn(move || {
+        let done = r2
+            .create("Incoming/Invoices", "second.csv", libc::O_EXCL)
+            .and_then(|(ino, fh)| {
+                r2.write_all(ino, fh, b"2\n");
+                r2.close(ino, fh)
+            });
+        let _ = tx.send(done);
+    });
+    let done = rx.recv_timeout(Duration::from_secs(10));
+    r.remote.release("open");
+    done.expect("close waited for an OPEN")
+        .expect("create/close");
+    assert_eq!(
+        r.remote.file("/root/Incoming/Invoices/second.csv"),
+        Some(b"2\n".to_vec())
+    );
+    let mode = r
+        .remote
+        .lstat(b"/root/Incoming/Invoices/second.csv")
+        .expect("lstat")
+        .perm;
+    assert_eq!(mode.map(|m| m & 0o777), Some(0o644));
+    // A spare is opened 0644: other bits are set at commit.
+    let dir = r.dir("Incoming/Invoices");
+    let (st, fh) =
+        r.fs.create(
+            dir,
+            OsStr::new("private.csv"),
+            0o600,
+            libc::O_WRONLY | libc::O_CREAT,
+            me(),
+        )
+        .expect("create 0600");
+    r.write_all(st.ino, fh, b"p\n");
+    r.close(st.ino, fh).expect("close");
+    let mode = r
+        .remote
+        .lstat(b"/root/Incoming/Invoices/private.csv")
+        .expect("lstat")
+        .perm;
+    assert_eq!(mode.map(|m| m & 0o777), Some(0o600));
+    r.fs.shutdown();
+    r.assert_no_temps();
+}
+
+/// A batch job outlives the TTL of the folder's listing: its lookups then
+/// cost one new listing, not one LSTAT per new name.
+#[test]
+fn a_busy_folder_is_listed_again_instead_of_a_stat_per_name() {
+    let r = rig_with_ttl(Duration::from_millis(100));
+    let dir = r.dir("Incoming/Invoices");
+    let dh = r.fs.opendir(dir).expect("opendir");
+    r.fs.releasedir(dh);
+    for i in 0..5 {
+        let e = r.fs.lookup(dir, OsStr::new(&format!("new{i}.csv")));
+        assert_eq!(e.expect_err("absent").errno, libc::ENOENT);
+    }
+    std::thread::sleep(Duration::from_millis(150));
+    r.remote
+        .put_file("/root/Incoming/Invoices/theirs.csv", b"t");
+    let (lstats, listings) = (r.remote.calls("lstat"), r.remote.calls("read_dir"));
+    for i in 5..10 {
+        let e = r.fs.lookup(dir, OsStr::new(&format!("new{i}.csv")));
+        assert_eq!(e.expect_err("absent").errno, libc::ENOENT);
+    }
+    // Someone else's new file is seen (the listing is fresh).
+    assert_eq!(
+        r.fs.lookup(dir, OsStr::new("theirs.csv"))
+            .expect("theirs")
+            .size,
+        1
+    );
+    assert_eq!(r.remote.calls("lstat"), lstats, "no LSTAT per name");
+    assert_eq!(r.remote.calls("read_dir"), listings + 1, "one listing");
 }
 
 /// Never hold a lock across a round trip: while the server is slow to

@@ -1,7 +1,8 @@
 //! coupafs: a FUSE filesystem that mounts a Coupa SFTP exchange.
 //!
 //! Layers, each depending only on those after it:
-//! `fuse` (fuser adapter) -> `fs` (semantics) -> `cache`, `inode`, `upload`
+//! `fuse` (fuser adapter) -> `fs` (semantics) -> `cache`, `inode`, `upload`,
+//! `spare` (pre-opened upload temp files), `readahead`
 //! -> `remote` (narrow trait + SFTP implementation) -> `conn` (SSH
 //! transport, I/O thread, reconnect) -> `sftp` (pure wire codec).
 //! `cli` parses sshfs-style arguments; `error` maps failures to errno.
@@ -25,5 +26,6 @@ pub mod mock;
 pub mod readahead;
 pub mod remote;
 pub mod sftp;
+pub mod spare;
 pub mod sshconfig;
 pub mod upload;

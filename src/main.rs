@@ -466,6 +466,7 @@ fn mount_and_serve(
         cache_ttl: opts.cache_timeout,
         contain_symlinks: opts.contain_symlinks,
         spool_max: opts.spool_max_bytes,
+        spare_temps: opts.spare_temps,
     };
     let filesystem = fs::Fs::new(remote.clone(), cfg);
 

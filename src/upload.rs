@@ -282,6 +282,23 @@ impl Upload {
         Ok(start)
     }
 
+    /// Starts the upload on an already open, empty remote temp file (a
+    /// spare opened with `perm`), saving the OPEN round trip.
+    pub fn adopt_temp(&self, path: Vec<u8>, handle: Handle, perm: u32) {
+        let mut st = self.state();
+        if st.temp.is_some() {
+            // Not expected for a new upload; never leak it on the server.
+            st.abandoned.push((path, handle));
+            return;
+        }
+        st.temp = Some((path, handle));
+        st.clean_upto = 0;
+        if st.mode & 0o7777 != perm {
+            // Set at commit, in the same batch as the CLOSE.
+            st.mode_changed = true;
+        }
+    }
+
     /// Marks a background stream as queued; false when one already is.
     pub fn queue_stream(&self) -> bool {
         let mut st = self.state();

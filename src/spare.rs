@@ -1,0 +1,345 @@
+//! Spare upload temp files, opened ahead of demand.
+//!
+//! Every new file is uploaded to a remote temp file, and opening that temp
+//! is a round trip (SFTP OPEN returns the handle every WRITE needs). A job
+//! that creates many files in one folder (`cp -r`, a batch loop) would wait
+//! for that OPEN in every close(). So once a folder sees creates, the pool
+//! keeps a few temp files there already open ("spares", named like any
+//! other upload temp, so listings hide them and the stale-temp reaper knows
+//! them); a create takes one and close() waits only for the tail WRITE and
+//! the commit. Demand sets the pool size: a create that finds it empty
+//! doubles the folder's target (up to `max_per_dir`), so eight parallel
+//! writers get eight spares and one sequential job gets one or two.
+//!
+//! Spares are empty files that no file depends on. They are closed and
+//! removed once their folder has seen no create for `idle` (a burst's end),
+//! at unmount, or (after a crash) by the next mount's stale-temp reaper.
+
+use std::collections::HashMap;
+use std::sync::mpsc::{self, RecvTimeoutError, Sender};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use crate::inode::{join, split};
+use crate::remote::{Handle, Remote};
+use crate::sftp::{pflags, Attrs};
+use crate::upload::TempNaming;
+
+/// Permission bits spares are opened with: what `cp`, `cat >` and most
+/// jobs create. A create with other bits sets them at commit (FSETSTAT in
+/// the same batch, no extra round trip).
+pub const SPARE_MODE: u32 = 0o644;
+
+/// The name part spares carry before the temp mark (`.coupafs-spare.coupafs-XXXXXX`).
+const SPARE_NAME: &[u8] = b"coupafs-spare";
+
+/// How often the worker looks for idle folders.
+const SWEEP_EVERY: Duration = Duration::from_millis(500);
+
+/// An open, empty remote temp file ready to receive an upload.
+#[derive(Debug, Clone)]
+pub struct Spare {
+    pub path: Vec<u8>,
+    pub handle: Handle,
+}
+
+#[derive(Default)]
+struct Folder {
+    ready: Vec<Spare>,
+    /// OPENs in flight for this folder.
+    opening: usize,
+    /// How many spares to keep ready (grows with demand).
+    target: usize,
+    last_take: Option<Instant>,
+}
+
+enum Job {
+    Refill(Vec<u8>),
+}
+
+pub struct SparePool {
+    remote: Arc<dyn Remote>,
+    naming: TempNaming,
+    max_per_dir: usize,
+    idle: Duration,
+    folders: Mutex<HashMap<Vec<u8>, Folder>>,
+    jobs: Mutex<Option<Sender<Job>>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl SparePool {
+    /// A pool keeping at most `max_per_dir` spares per folder (0: none),
+    /// each folder's dropped after `idle` without creates.
+    pub fn new(
+        remote: Arc<dyn Remote>,
+        naming: TempNaming,
+        max_per_dir: usize,
+        idle: Duration,
+    ) -> Arc<Self> {
+        let pool = Arc::new(Self {
+            remote,
+            naming,
+            max_per_dir,
+            idle,
+            folders: Mutex::new(HashMap::new()),
+            jobs: Mutex::new(None),
+        });
+        if max_per_dir > 0 {
+            let (tx, rx) = mpsc::channel::<Job>();
+            *lock(&pool.jobs) = Some(tx);
+            let weak = Arc::downgrade(&pool);
+            let _ = std::thread::Builder::new()
+                .name("spare-temps".into())
+                .spawn(move || loop {
+                    let job = rx.recv_timeout(SWEEP_EVERY);
+                    let Some(pool) = weak.upgrade() else { return };
+                    match job {
+                        Ok(Job::Refill(dir)) => pool.refill(&dir),
+                        Err(RecvTimeoutError::Timeout) => {}
+                        Err(RecvTimeoutError::Disconnected) => return,
+                    }
+                    pool.sweep_idle(false);
+                });
+        }
+        pool
+    }
+
+    /// Folder where the temp file of `final_path` (absolute remote) lives.
+    fn temp_dir(&self, final_path: &[u8]) -> Vec<u8> {
+        self.naming
+            .upload_dir
+            .clone()
+            .unwrap_or_else(|| split(final_path).0.to_vec())
+    }
+
+    /// A spare for uploading `final_path`, if one is ready. Either way the
+    /// folder's pool is topped up in the background.
+    pub fn take(&self, final_path: &[u8]) -> Option<Spare> {
+        if self.max_per_dir == 0 {
+            return None;
+        }
+        let dir = self.temp_dir(final_path);
+        let mut stale = Vec::new();
+        let found = {
+            let mut folders = lock(&self.folders);
+            let folder = folders.entry(dir.clone()).or_default();
+            folder.last_take = Some(Instant::now());
+            let mut found = None;
+            while let Some(s) = folder.ready.pop() {
+                if self.remote.handle_alive(&s.handle) {
+                    found = Some(s);
+                    break;
+                }
+                // Its connection died: the file is removed below.
+                stale.push(s);
+            }
+            if found.is_none() {
+                folder.target = (folder.target * 2).clamp(1, self.max_per_dir);
+            }
+            found
+        };
+        for s in stale {
+            let _ = self.remote.remove(&s.path);
+        }
+        if let Some(tx) = lock(&self.jobs).as_ref() {
+            let _ = tx.send(Job::Refill(dir));
+        }
+        found
+    }
+
+    /// Opens spares until the folder holds its target (several OPENs in
+    /// flight at once).
+    fn refill(&self, dir: &[u8]) {
+        let need = {
+            let mut folders = lock(&self.folders);
+            let Some(folder) = folders.get_mut(dir) else {
+                return;
+            };
+            let need = folder
+                .target
+                .saturating_sub(folder.ready.len() + folder.opening);
+            folder.opening += need;
+            need
+        };
+        if need == 0 {
+            return;
+        }
+        let name_in_dir = join(dir, SPARE_NAME);
+        let opened: Vec<Option<Spare>> = std::thread::scope(|scope| {
+            let workers: Vec<_> = (0..need)
+                .map(|_| scope.spawn(|| self.open_one(&name_in_dir)))
+                .collect();
+            workers
+                .into_iter()
+                .map(|w| w.join().ok().flatten())
+                .collect()
+        });
+        let mut unwanted = Vec::new();
+        {
+            let mut folders = lock(&self.folders);
+            match folders.get_mut(dir) {
+                Some(folder) => {
+                    folder.opening = folder.opening.saturating_sub(need);
+                    folder.ready.extend(opened.into_iter().flatten());
+                }
+                // Swept or shut down meanwhile.
+                None => unwanted.extend(opened.into_iter().flatten()),
+            }
+        }
+        self.discard(unwanted);
+    }
+
+    fn open_one(&self, name_in_dir: &[u8]) -> Option<Spare> {
+        let path = self.naming.temp_path(name_in_dir);
+        let attrs = Attrs {
+            perm: Some(SPARE_MODE),
+            ..Attrs::default()
+        };
+        match self.remote.open(
+            &path,
+            pflags::WRITE | pflags::CREAT | pflags::TRUNC | pflags::EXCL,
+            &attrs,
+        ) {
+            Ok(handle) => Some(Spare { path, handle }),
+            Err(e) => {
+                // Not an error for anyone: the next create opens its own.
+                log::debug!(
+                    "spare temp {} not opened: {e}",
+                    String::from_utf8_lossy(&path)
+                );
+                None
+            }
+        }
+    }
+
+    fn discard(&self, spares: Vec<Spare>) {
+        for s in spares {
+            let _ = self.remote.close(&s.handle);
+            let _ = self.remote.remove(&s.path);
+        }
+    }
+
+    /// Closes and removes the spares of folders idle for `idle` (all of
+    /// them with `everything`).
+    fn sweep_idle(&self, everything: bool) {
+        let dropped: Vec<Spare> = {
+            let mut folders = lock(&self.folders);
+            let idle =
+                |f: &Folder| everything || f.last_take.is_none_or(|t| t.elapsed() >= self.idle);
+            let gone: Vec<Vec<u8>> = folders
+                .iter()
+                .filter(|(_, f)| idle(f) && f.opening == 0)
+                .map(|(d, _)| d.clone())
+                .collect();
+            gone.iter()
+                .filter_map(|d| folders.remove(d))
+                .flat_map(|f| f.ready)
+                .collect()
+        };
+        self.discard(dropped);
+    }
+
+    /// Spares currently open (for tests and the status file).
+    pub fn ready(&self) -> usize {
+        lock(&self.folders).values().map(|f| f.ready.len()).sum()
+    }
+
+    /// Unmount: stops refilling and removes every spare.
+    pub fn shutdown(&self) {
+        lock(&self.jobs).take();
+        self.sweep_idle(true);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::mock::MockRemote;
+
+    fn pool(remote: &Arc<MockRemote>, max: usize, idle: Duration) -> Arc<SparePool> {
+        remote.mkdir_p("/root/In");
+        let dyn_remote: Arc<dyn Remote> = remote.clone();
+        SparePool::new(
+            dyn_remote,
+            TempNaming {
+                prefix: b".".to_vec(),
+                upload_dir: None,
+            },
+            max,
+            idle,
+        )
+    }
+
+    fn wait_for(what: &str, cond: impl Fn() -> bool) {
+        let until = Instant::now() + Duration::from_secs(10);
+        while !cond() {
+            assert!(Instant::now() < until, "timed out waiting for {what}");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    fn temps(remote: &MockRemote) -> Vec<String> {
+        remote
+            .names("/root/In")
+            .into_iter()
+            .filter(|n| crate::upload::is_temp_name(n.as_bytes()))
+            .collect()
+    }
+
+    #[test]
+    fn the_first_create_misses_and_the_next_finds_a_spare() {
+        let remote = Arc::new(MockRemote::new());
+        let p = pool(&remote, 8, Duration::from_secs(60));
+        assert!(p.take(b"/root/In/a.csv").is_none(), "nothing opened yet");
+        wait_for("one spare", || p.ready() == 1);
+        let s = p.take(b"/root/In/b.csv").expect("a spare");
+        assert!(s.path.starts_with(b"/root/In/.coupafs-spare.coupafs-"));
+        assert!(crate::upload::is_temp_name(split(&s.path).1));
+        // Taken spares are the caller's; the pool refills behind it.
+        wait_for("refill", || p.ready() == 1);
+        assert_eq!(temps(&remote).len(), 2);
+    }
+
+    #[test]
+    fn misses_double_the_target_up_to_the_cap() {
+        let remote = Arc::new(MockRemote::new());
+        let p = pool(&remote, 4, Duration::from_secs(60));
+        for _ in 0..5 {
+            // Take everything ready, then miss once more.
+            while p.take(b"/root/In/x").is_some() {}
+            wait_for("refill", || p.ready() > 0);
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        wait_for("full pool", || p.ready() == 4);
+        std::thread::sleep(Duration::from_millis(50));
+        assert_eq!(p.ready(), 4, "never more than max_per_dir");
+    }
+
+    #[test]
+    fn idle_folders_and_shutdown_remove_their_spares() {
+        let remote = Arc::new(MockRemote::new());
+        let p = pool(&remote, 2, Duration::from_millis(200));
+        let _ = p.take(b"/root/In/a");
+        wait_for("spare", || p.ready() == 1);
+        wait_for("idle sweep", || p.ready() == 0 && temps(&remote).is_empty());
+
+        let p = pool(&remote, 2, Duration::from_secs(60));
+        let _ = p.take(b"/root/In/a");
+        wait_for("spare", || p.ready() == 1);
+        p.shutdown();
+        assert_eq!(p.ready(), 0);
+        assert!(temps(&remote).is_empty(), "left: {:?}", temps(&remote));
+    }
+
+    #[test]
+    fn zero_keeps_no_spares() {
+        let remote = Arc::new(MockRemote::new());
+        let p = pool(&remote, 0, Duration::from_secs(60));
+        assert!(p.take(b"/root/In/a").is_none());
+        std::thread::sleep(Duration::from_millis(50));
+        assert_eq!(remote.calls("open"), 0);
+    }
+}
