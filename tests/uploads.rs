@@ -379,7 +379,9 @@ fn coupa_pickup_only_ever_sees_complete_files() {
         .filter(|n| !by_name.contains_key(*n))
         .collect();
     let duplicates: Vec<_> = by_name.iter().filter(|(_, v)| v.len() > 1).collect();
-    let leftovers = names_in(&incoming);
+    // Spare temps go once the folder has seen no create for a few seconds.
+    wait_until(Duration::from_secs(15), || all_names_in(&incoming).is_empty());
+    let leftovers = all_names_in(&incoming);
     eprintln!(
         "pickup: files written {}, failed {}, picked up {}, partial pickups {}, \
          {:.1} MiB written in {:.1?} ({:.1} MiB/s), test total {:.1?}",
@@ -1238,5 +1240,40 @@ fn next_mount_reaps_stale_temp_files_only() {
         mnt.log().contains("removed stale upload temp file"),
         "{}",
         mnt.log()
+    );
+}
+
+/// Spare temps (files opened ahead of creates, see src/spare.rs) appear
+/// while a folder is being written, go a few seconds after the last create,
+/// and never outlive the mount.
+#[test]
+fn spare_temps_go_when_the_folder_is_idle_and_at_unmount() {
+    let sb = Sandbox::start();
+    let sdir = sb.root.join(INVOICES);
+    let mnt = Mount::new(&sb, &[]);
+    let burst = |from: usize| {
+        for i in from..from + 3 {
+            fs::write(mnt.path.join(INVOICES).join(format!("s{i}.csv")), b"a,b\n").expect("write");
+        }
+    };
+    burst(0);
+    assert!(
+        wait_until(Duration::from_secs(5), || !spares_in(&sdir).is_empty()),
+        "no spare opened after a burst of creates: {:?}",
+        all_names_in(&sdir)
+    );
+    assert!(
+        wait_until(Duration::from_secs(15), || spares_in(&sdir).is_empty()),
+        "spares outlived the burst: {:?}",
+        all_names_in(&sdir)
+    );
+    burst(3);
+    assert!(wait_until(Duration::from_secs(5), || !spares_in(&sdir).is_empty()));
+    let status = mnt.unmount();
+    assert!(status.is_some_and(|s| s.success()), "exit {status:?}");
+    assert_eq!(
+        all_names_in(&sdir),
+        (0..6).map(|i| format!("s{i}.csv")).collect::<Vec<_>>(),
+        "unmount left spares or lost files"
     );
 }

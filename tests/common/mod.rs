@@ -861,7 +861,18 @@ pub fn close_file(file: fs::File) -> io::Result<()> {
 }
 
 /// Names in a local directory (server side), sorted; empty if it is missing.
+/// Sorted names in a server-side directory, without the spare temps that
+/// come and go with create activity (`all_names_in` keeps them; the spare
+/// lifecycle has its own test).
 pub fn names_in(dir: impl AsRef<Path>) -> Vec<String> {
+    all_names_in(dir)
+        .into_iter()
+        .filter(|n| !is_spare_temp(n))
+        .collect()
+}
+
+/// Every name in a directory, sorted.
+pub fn all_names_in(dir: impl AsRef<Path>) -> Vec<String> {
     let mut v: Vec<String> = fs::read_dir(dir.as_ref())
         .map(|rd| {
             rd.flatten()
@@ -881,11 +892,27 @@ pub fn is_coupafs_temp(name: &str) -> bool {
     !head.is_empty() && suffix.len() == 6 && suffix.chars().all(|c| c.is_ascii_hexdigit())
 }
 
-/// coupafs temp files in a server-side directory.
+/// True for the spare temp files coupafs opens ahead of creates
+/// (`.coupafs-spare.coupafs-XXXXXX`, see src/spare.rs).
+pub fn is_spare_temp(name: &str) -> bool {
+    // Any temp_prefix may come before it.
+    name.contains("coupafs-spare.coupafs-") && is_coupafs_temp(name)
+}
+
+/// coupafs upload temp files in a server-side directory, spares excepted
+/// (they come and go with the folder's create activity).
 pub fn temps_in(dir: impl AsRef<Path>) -> Vec<String> {
     names_in(dir)
         .into_iter()
-        .filter(|n| is_coupafs_temp(n))
+        .filter(|n| is_coupafs_temp(n) && !is_spare_temp(n))
+        .collect()
+}
+
+/// Spare temp files in a server-side directory.
+pub fn spares_in(dir: impl AsRef<Path>) -> Vec<String> {
+    all_names_in(dir)
+        .into_iter()
+        .filter(|n| is_spare_temp(n))
         .collect()
 }
 
