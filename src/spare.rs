@@ -36,6 +36,9 @@ const SPARE_NAME: &[u8] = b"coupafs-spare";
 /// How often the worker looks for idle folders.
 const SWEEP_EVERY: Duration = Duration::from_millis(500);
 
+/// After a failed OPEN, a folder gets no spares for this long.
+const PAUSE_AFTER_FAILURE: Duration = Duration::from_secs(30);
+
 /// An open, empty remote temp file ready to receive an upload.
 #[derive(Debug, Clone)]
 pub struct Spare {
@@ -51,10 +54,14 @@ struct Folder {
     /// How many spares to keep ready (grows with demand).
     target: usize,
     last_take: Option<Instant>,
+    /// An OPEN failed here (a read-only folder, say): no spares until then.
+    paused_until: Option<Instant>,
 }
 
 enum Job {
     Refill(Vec<u8>),
+    /// Spares whose connection died: remove the files (off the create path).
+    Discard(Vec<Spare>),
 }
 
 pub struct SparePool {
@@ -64,6 +71,7 @@ pub struct SparePool {
     idle: Duration,
     folders: Mutex<HashMap<Vec<u8>, Folder>>,
     jobs: Mutex<Option<Sender<Job>>>,
+    worker: Mutex<Option<std::thread::JoinHandle<()>>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -86,23 +94,26 @@ impl SparePool {
             idle,
             folders: Mutex::new(HashMap::new()),
             jobs: Mutex::new(None),
+            worker: Mutex::new(None),
         });
         if max_per_dir > 0 {
             let (tx, rx) = mpsc::channel::<Job>();
             *lock(&pool.jobs) = Some(tx);
             let weak = Arc::downgrade(&pool);
-            let _ = std::thread::Builder::new()
+            let worker = std::thread::Builder::new()
                 .name("spare-temps".into())
                 .spawn(move || loop {
                     let job = rx.recv_timeout(SWEEP_EVERY);
                     let Some(pool) = weak.upgrade() else { return };
                     match job {
                         Ok(Job::Refill(dir)) => pool.refill(&dir),
+                        Ok(Job::Discard(spares)) => pool.discard(spares),
                         Err(RecvTimeoutError::Timeout) => {}
                         Err(RecvTimeoutError::Disconnected) => return,
                     }
                     pool.sweep_idle(false);
                 });
+            *lock(&pool.worker) = worker.ok();
         }
         pool
     }
@@ -133,7 +144,7 @@ impl SparePool {
                     found = Some(s);
                     break;
                 }
-                // Its connection died: the file is removed below.
+                // Its connection died: the worker removes the file.
                 stale.push(s);
             }
             if found.is_none() {
@@ -141,10 +152,10 @@ impl SparePool {
             }
             found
         };
-        for s in stale {
-            let _ = self.remote.remove(&s.path);
-        }
         if let Some(tx) = lock(&self.jobs).as_ref() {
+            if !stale.is_empty() {
+                let _ = tx.send(Job::Discard(stale));
+            }
             let _ = tx.send(Job::Refill(dir));
         }
         found
@@ -158,6 +169,9 @@ impl SparePool {
             let Some(folder) = folders.get_mut(dir) else {
                 return;
             };
+            if folder.paused_until.is_some_and(|t| Instant::now() < t) {
+                return;
+            }
             let need = folder
                 .target
                 .saturating_sub(folder.ready.len() + folder.opening);
@@ -183,6 +197,10 @@ impl SparePool {
             match folders.get_mut(dir) {
                 Some(folder) => {
                     folder.opening = folder.opening.saturating_sub(need);
+                    if opened.iter().any(Option::is_none) {
+                        folder.paused_until = Some(Instant::now() + PAUSE_AFTER_FAILURE);
+                        folder.target = 1;
+                    }
                     folder.ready.extend(opened.into_iter().flatten());
                 }
                 // Swept or shut down meanwhile.
@@ -247,9 +265,16 @@ impl SparePool {
         lock(&self.folders).values().map(|f| f.ready.len()).sum()
     }
 
-    /// Unmount: stops refilling and removes every spare.
+    /// Unmount: stops the worker (after its current job, so no OPEN lands
+    /// after this) and removes every spare.
     pub fn shutdown(&self) {
         lock(&self.jobs).take();
+        let worker = lock(&self.worker).take();
+        if let Some(w) = worker {
+            if w.thread().id() != std::thread::current().id() {
+                let _ = w.join();
+            }
+        }
         self.sweep_idle(true);
     }
 }
@@ -332,6 +357,34 @@ mod tests {
         p.shutdown();
         assert_eq!(p.ready(), 0);
         assert!(temps(&remote).is_empty(), "left: {:?}", temps(&remote));
+    }
+
+    #[test]
+    fn a_folder_refusing_opens_gets_no_more_tries_for_a_while() {
+        let remote = Arc::new(MockRemote::new());
+        let p = pool(&remote, 8, Duration::from_secs(60));
+        remote.fail_always(
+            "open",
+            crate::remote::RemoteError::Status {
+                code: crate::sftp::status::PERMISSION_DENIED,
+                message: String::new(),
+            },
+        );
+        assert!(p.take(b"/root/In/a").is_none());
+        wait_for("the first OPEN", || remote.calls("open") > 0);
+        std::thread::sleep(Duration::from_millis(100));
+        let tried = remote.calls("open");
+        for _ in 0..10 {
+            assert!(p.take(b"/root/In/a").is_none());
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        std::thread::sleep(Duration::from_millis(100));
+        assert_eq!(
+            remote.calls("open"),
+            tried,
+            "a failed OPEN pauses the folder"
+        );
+        remote.heal();
     }
 
     #[test]

@@ -380,7 +380,9 @@ fn coupa_pickup_only_ever_sees_complete_files() {
         .collect();
     let duplicates: Vec<_> = by_name.iter().filter(|(_, v)| v.len() > 1).collect();
     // Spare temps go once the folder has seen no create for a few seconds.
-    wait_until(Duration::from_secs(15), || all_names_in(&incoming).is_empty());
+    wait_until(Duration::from_secs(15), || {
+        all_names_in(&incoming).is_empty()
+    });
     let leftovers = all_names_in(&incoming);
     eprintln!(
         "pickup: files written {}, failed {}, picked up {}, partial pickups {}, \
