@@ -11,7 +11,7 @@ _coupafs_value_opts="Port User IdentityFile passphrase_file password_file
 UserKnownHostsFile StrictHostKeyChecking HostKeyFingerprint ssh_config
 ServerAliveInterval ServerAliveCountMax ConnectTimeout max_conns threads fsname
 cache_timeout dcache_timeout entry_timeout attr_timeout cache timeout
-upload_dir temp_prefix spool_dir spool_max uid gid umask subtype idmap
+upload_dir temp_prefix spool_dir spool_max spare_temps uid gid umask subtype idmap
 workaround max_read dir_cache comment Compression Ciphers Cipher BatchMode
 PasswordAuthentication PreferredAuthentications PubkeyAuthentication
 IdentitiesOnly LogLevel TCPKeepAlive ControlMaster ControlPath ControlPersist"

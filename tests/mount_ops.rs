@@ -87,11 +87,16 @@ fn set_mtime(p: &Path, secs: u64) {
         .unwrap_or_else(|e| panic!("set mtime of {}: {e}", p.display()));
 }
 
-/// Sorted entry names of a directory (without `.` and `..`).
+/// Sorted entry names of a directory (without `.` and `..`, nor the spare
+/// temps a server folder holds while files are created in it: see
+/// `spare_temps_go_when_the_folder_is_idle_and_at_unmount`).
 fn try_listing(dir: &Path) -> io::Result<Vec<String>> {
     let mut v = Vec::new();
     for e in fs::read_dir(dir)? {
-        v.push(e?.file_name().to_string_lossy().into_owned());
+        let name = e?.file_name().to_string_lossy().into_owned();
+        if !is_spare_temp(&name) {
+            v.push(name);
+        }
     }
     v.sort();
     Ok(v)
