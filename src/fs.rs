@@ -198,7 +198,7 @@ type StreamJob = (u64, Arc<Upload>);
 type FileVersion = (Option<u64>, Option<u32>);
 
 /// Threads fetching read-ahead blocks (each keeps 16 READs in flight).
-const READ_AHEAD_WORKERS: usize = 4;
+const READ_AHEAD_WORKERS: usize = 8;
 
 /// Temp files unchanged this long belong to no live upload.
 const STALE_TEMP_AGE: Duration = Duration::from_secs(3600);
