@@ -1018,6 +1018,27 @@ impl Pool {
         self.ensure(0, deadline)
     }
 
+    /// A live connection other than the one of `avoid` (a generation),
+    /// opening one in a free slot if need be (waiting until `deadline`);
+    /// None when `max_conns` is 1 or no other connection can be had.
+    pub fn get_other(&self, avoid: u64, deadline: Instant) -> Option<Arc<Connection>> {
+        let mut free = None;
+        for (i, slot) in self.slots.iter().enumerate() {
+            let st = lock(&slot.state);
+            match &st.conn {
+                Some(c) if !c.is_dead() && c.generation != avoid => return Some(c.clone()),
+                Some(c) if !c.is_dead() => {}
+                _ => {
+                    if free.is_none() && !st.connecting {
+                        free = Some(i);
+                    }
+                }
+            }
+        }
+        let conn = self.ensure(free?, deadline).ok()?;
+        (conn.generation != avoid).then_some(conn)
+    }
+
     /// The live connection that made `generation`, if it is still alive.
     pub fn by_generation(&self, generation: u64) -> Option<Arc<Connection>> {
         self.slots.iter().find_map(|slot| {

@@ -668,6 +668,24 @@ fn a_busy_folder_is_listed_again_instead_of_a_stat_per_name() {
     assert_eq!(r.remote.calls("read_dir"), listings + 1, "one listing");
 }
 
+/// A large upload also opens its temp file on a second connection (two
+/// flow-control windows); the bytes arrive intact and no handle is left.
+#[test]
+fn a_large_upload_is_striped_over_a_second_handle() {
+    let r = rig();
+    let data = content(9 << 20);
+    let (ino, fh) = r.create("Incoming/Invoices", "big.csv", 0).expect("create");
+    r.write_all(ino, fh, &data);
+    r.close(ino, fh).expect("close");
+    assert_eq!(r.remote.calls("open_twin"), 1);
+    assert!(
+        r.remote.file("/root/Incoming/Invoices/big.csv") == Some(data),
+        "content differs"
+    );
+    assert_eq!(r.remote.open_handles(), 0, "a handle was left open");
+    r.assert_no_temps();
+}
+
 /// Never hold a lock across a round trip: while the server is slow to
 /// answer a background upload's OPEN, other operations go on.
 #[test]

@@ -166,6 +166,11 @@ impl MockRemote {
         self.st().calls.get(op).copied().unwrap_or(0)
     }
 
+    /// Handles open on the server (a leak check).
+    pub fn open_handles(&self) -> usize {
+        self.st().handles.len()
+    }
+
     /// The call of `op` after `skip` successful ones fails with `error`.
     pub fn fail(&self, op: &'static str, skip: usize, error: RemoteError) {
         self.st().injections.push(Injection {
@@ -382,14 +387,34 @@ impl Remote for MockRemote {
 
     fn write_from(
         &self,
-        handle: &Handle,
+        handles: &[Handle],
         offset: u64,
         len: u64,
         source: &mut dyn FnMut(u64, &mut [u8]) -> std::io::Result<()>,
     ) -> RResult<()> {
-        let mut buf = vec![0u8; len as usize];
-        source(offset, &mut buf).map_err(|e| RemoteError::Protocol(e.to_string()))?;
-        self.write(handle, offset, &buf)
+        // 64 KiB chunks dealt round-robin over the handles, as the SFTP
+        // implementation spreads them over connections.
+        const CHUNK: u64 = 64 * 1024;
+        let mut done = 0u64;
+        let mut turn = 0usize;
+        while done < len {
+            let n = (len - done).min(CHUNK);
+            let mut buf = vec![0u8; n as usize];
+            source(offset + done, &mut buf).map_err(|e| RemoteError::Protocol(e.to_string()))?;
+            let handle = handles
+                .get(turn % handles.len().max(1))
+                .ok_or_else(|| RemoteError::Protocol("write without a handle".into()))?;
+            self.write(handle, offset + done, &buf)?;
+            done += n;
+            turn += 1;
+        }
+        Ok(())
+    }
+
+    /// The mock has "another connection" whenever asked.
+    fn open_twin(&self, path: &[u8], _of: &Handle) -> RResult<Option<Handle>> {
+        drop(self.enter("open_twin")?);
+        self.open(path, pflags::WRITE, &Attrs::default()).map(Some)
     }
 
     fn close(&self, handle: &Handle) -> RResult<()> {

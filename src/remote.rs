@@ -140,15 +140,28 @@ pub trait Remote: Send + Sync + 'static {
     /// All of `data` at `offset`, many WRITEs in flight.
     fn write(&self, handle: &Handle, offset: u64, data: &[u8]) -> RResult<()>;
     /// `len` bytes at `offset`, taken from `source(at, buf)` chunk by chunk
-    /// as the window allows, so a large upload needs no large buffer.
+    /// as the window allows, so a large upload needs no large buffer. With
+    /// several `handles` (one file opened on several connections, see
+    /// `open_twin`) the chunks are spread over them.
     fn write_from(
         &self,
-        handle: &Handle,
+        handles: &[Handle],
         offset: u64,
         len: u64,
         source: &mut dyn FnMut(u64, &mut [u8]) -> std::io::Result<()>,
     ) -> RResult<()>;
     fn close(&self, handle: &Handle) -> RResult<()>;
+    /// CLOSE without waiting for the reply (a handle nothing depends on).
+    fn close_quietly(&self, handle: &Handle) {
+        let _ = self.close(handle);
+    }
+    /// The file `path`, already open as `of`, opened for writing (no
+    /// truncation) on another connection, so a large upload can use two
+    /// connections' flow-control windows. None when there is no other
+    /// connection to use.
+    fn open_twin(&self, _path: &[u8], _of: &Handle) -> RResult<Option<Handle>> {
+        Ok(None)
+    }
     /// Publishes an upload: [FSETSTAT `set`], CLOSE, then rename `from` to
     /// `to`, sent back to back (one round trip). With `replace` false an
     /// existing `to` fails the commit with `TargetExists` (O_EXCL). A
@@ -408,7 +421,8 @@ impl Remote for SftpRemote {
     }
 
     fn write(&self, handle: &Handle, offset: u64, data: &[u8]) -> RResult<()> {
-        self.write_from(handle, offset, data.len() as u64, &mut |at, buf| {
+        let handles = std::slice::from_ref(handle);
+        self.write_from(handles, offset, data.len() as u64, &mut |at, buf| {
             let start = (at - offset) as usize;
             buf.copy_from_slice(&data[start..start + buf.len()]);
             Ok(())
@@ -417,30 +431,46 @@ impl Remote for SftpRemote {
 
     fn write_from(
         &self,
-        handle: &Handle,
+        handles: &[Handle],
         offset: u64,
         len: u64,
         source: &mut dyn FnMut(u64, &mut [u8]) -> std::io::Result<()>,
     ) -> RResult<()> {
-        let conn = self.conn_for(handle)?;
-        // A sliding window, not batches: each acknowledged WRITE lets the
-        // next one go, so the link never drains between batches.
-        let (tx, rx) = std::sync::mpsc::channel();
+        let conns = handles
+            .iter()
+            .map(|h| self.conn_for(h))
+            .collect::<RResult<Vec<_>>>()?;
+        if conns.is_empty() {
+            return Err(RemoteError::Protocol("write without a handle".into()));
+        }
+        // A sliding window per handle, not batches: each acknowledged WRITE
+        // lets the next one go, so the link never drains between batches.
+        // Each chunk goes to the handle (connection) with the fewest in
+        // flight.
+        let (tx, rx) = std::sync::mpsc::channel::<(usize, Result<Response, ConnError>)>();
         let mut sent = 0u64;
-        let mut in_flight = 0usize;
+        let mut in_flight = vec![0usize; conns.len()];
         let mut first_error: Option<RemoteError> = None;
         loop {
-            while first_error.is_none() && sent < len && in_flight < MAX_IN_FLIGHT {
+            while first_error.is_none() && sent < len {
+                let Some((i, _)) = in_flight
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, n)| **n < MAX_IN_FLIGHT)
+                    .min_by_key(|(_, n)| **n)
+                else {
+                    break;
+                };
                 let n = (len - sent).min(IO_CHUNK as u64) as usize;
                 let at = offset + sent;
                 let tx = tx.clone();
-                let queued = conn.submit_write(
-                    &handle.raw,
+                let queued = conns[i].submit_write(
+                    &handles[i].raw,
                     at,
                     n,
                     &mut |buf| source(at, buf),
                     Box::new(move |r| {
-                        let _ = tx.send(r);
+                        let _ = tx.send((i, r));
                     }),
                 );
                 if let Err(e) = queued {
@@ -448,17 +478,24 @@ impl Remote for SftpRemote {
                     break;
                 }
                 sent += n as u64;
-                in_flight += 1;
+                in_flight[i] += 1;
             }
-            if in_flight == 0 {
+            if in_flight.iter().all(|n| *n == 0) {
                 break;
             }
             // Every submitted request completes exactly once (the I/O thread
             // fails them all when the link dies), so this cannot hang.
-            let reply = rx
-                .recv()
-                .unwrap_or_else(|_| Err(ConnError::Disconnected("I/O thread gone".into())));
-            in_flight -= 1;
+            let (i, reply) = rx.recv().unwrap_or_else(|_| {
+                (
+                    usize::MAX,
+                    Err(ConnError::Disconnected("I/O thread gone".into())),
+                )
+            });
+            if i == usize::MAX {
+                first_error.get_or_insert(RemoteError::Lost("I/O thread gone".into()));
+                break;
+            }
+            in_flight[i] -= 1;
             let result = reply
                 .map_err(RemoteError::from)
                 .and_then(|r| expect_ok("WRITE", r));
@@ -467,6 +504,31 @@ impl Remote for SftpRemote {
             }
         }
         first_error.map_or(Ok(()), Err)
+    }
+
+    fn close_quietly(&self, handle: &Handle) {
+        if let Ok(conn) = self.conn_for(handle) {
+            conn.submit(
+                &Request::Close {
+                    handle: handle.raw.clone(),
+                },
+                Box::new(|_| {}),
+            );
+        }
+    }
+
+    fn open_twin(&self, path: &[u8], of: &Handle) -> RResult<Option<Handle>> {
+        let deadline = Instant::now() + self.op_timeout;
+        let Some(conn) = self.pool.get_other(of.generation, deadline) else {
+            return Ok(None);
+        };
+        let req = Request::Open {
+            path: path.to_vec(),
+            pflags: pflags::WRITE,
+            attrs: Attrs::default(),
+        };
+        let r = conn.call(&req)?;
+        expect_handle("OPEN", r, conn.generation).map(Some)
     }
 
     fn close(&self, handle: &Handle) -> RResult<()> {

@@ -84,6 +84,40 @@ impl TempNaming {
     }
 }
 
+/// Bytes still to send above which an upload opens its temp file on a
+/// second connection too (see `Upload::open_twin`).
+const STRIPE_MIN: u64 = 4 << 20;
+
+/// A remote temp file being uploaded to.
+#[derive(Clone, Debug)]
+struct RemoteTemp {
+    path: Vec<u8>,
+    handle: Handle,
+    /// The same file opened on another connection (large uploads).
+    twin: Option<Handle>,
+    twin_tried: bool,
+}
+
+impl RemoteTemp {
+    fn new(path: Vec<u8>, handle: Handle) -> Self {
+        Self {
+            path,
+            handle,
+            twin: None,
+            twin_tried: false,
+        }
+    }
+
+    /// Closes its handles and removes the file.
+    fn discard(self, remote: &dyn Remote) {
+        if let Some(h) = &self.twin {
+            remote.close_quietly(h);
+        }
+        let _ = remote.close(&self.handle);
+        let _ = remote.remove(&self.path);
+    }
+}
+
 /// Mutable state of a file being written.
 #[derive(Debug)]
 pub struct UploadState {
@@ -112,12 +146,12 @@ pub struct UploadState {
     pub times: Option<(u32, u32)>,
     /// Open file handles sharing this state (dup'd fds share one handle).
     pub handles: usize,
-    /// The remote temp file and its handle, while one is open.
-    temp: Option<(Vec<u8>, Handle)>,
+    /// The remote temp file and its handle(s), while one is open.
+    temp: Option<RemoteTemp>,
     /// Bytes [0, clean_upto) on the remote temp file equal the spool.
     clean_upto: u64,
     /// Temp files given up on (after a truncate), removed at the next upload.
-    abandoned: Vec<(Vec<u8>, Handle)>,
+    abandoned: Vec<RemoteTemp>,
     /// A background stream is queued or running.
     pub stream_queued: bool,
     /// Background streaming hit an error; close() will retry and report.
@@ -228,7 +262,7 @@ impl Upload {
 
     /// The remote temp file currently receiving this upload, if any.
     pub fn temp_path(&self) -> Option<Vec<u8>> {
-        self.state().temp.as_ref().map(|(p, _)| p.clone())
+        self.state().temp.as_ref().map(|t| t.path.clone())
     }
 
     /// Fills the spool with the remote file's current content (open for
@@ -286,12 +320,13 @@ impl Upload {
     /// spare opened with `perm`), saving the OPEN round trip.
     pub fn adopt_temp(&self, path: Vec<u8>, handle: Handle, perm: u32) {
         let mut st = self.state();
+        let temp = RemoteTemp::new(path, handle);
         if st.temp.is_some() {
             // Not expected for a new upload; never leak it on the server.
-            st.abandoned.push((path, handle));
+            st.abandoned.push(temp);
             return;
         }
-        st.temp = Some((path, handle));
+        st.temp = Some(temp);
         st.clean_upto = 0;
         if st.mode & 0o7777 != perm {
             // Set at commit, in the same batch as the CLOSE.
@@ -391,11 +426,20 @@ impl Upload {
         final_path: &[u8],
     ) -> RResult<(Vec<u8>, Handle, u64, u64)> {
         self.discard_abandoned(remote);
-        let stale = self
-            .state()
-            .temp
-            .as_ref()
-            .is_some_and(|(_, h)| !remote.handle_alive(h));
+        let stale = {
+            let mut st = self.state();
+            if let Some(t) = st.temp.as_mut() {
+                if t.twin.as_ref().is_some_and(|h| !remote.handle_alive(h)) {
+                    // Its connection died; what it wrote was acknowledged
+                    // (or the write failed and the temp started over).
+                    t.twin = None;
+                    t.twin_tried = false;
+                }
+            }
+            st.temp
+                .as_ref()
+                .is_some_and(|t| !remote.handle_alive(&t.handle))
+        };
         if stale {
             // The connection that held the temp file died: start over on a
             // new temp (the old one is removed once the link is back).
@@ -415,8 +459,15 @@ impl Upload {
                 st.mode,
             )
         };
-        let (temp_path, handle, from) = match temp {
-            Some((p, h)) => (p, h, from),
+        let (temp_path, handle, twin, from) = match temp {
+            Some(t) => {
+                let twin = if t.twin.is_none() && !t.twin_tried && size - from >= STRIPE_MIN {
+                    self.open_twin(remote, &t)
+                } else {
+                    t.twin.clone()
+                };
+                (t.path, t.handle, twin, from)
+            }
             None => {
                 let p = naming.temp_path(final_path);
                 let attrs = Attrs {
@@ -428,13 +479,15 @@ impl Upload {
                     pflags::WRITE | pflags::CREAT | pflags::TRUNC | pflags::EXCL,
                     &attrs,
                 )?;
-                self.state().temp = Some((p.clone(), h.clone()));
-                (p, h, 0)
+                self.state().temp = Some(RemoteTemp::new(p.clone(), h.clone()));
+                (p, h, None, 0)
             }
         };
         if size > from {
             let spool = &self.spool;
-            let sent = remote.write_from(&handle, from, size - from, &mut |at, buf| {
+            let mut handles = vec![handle.clone()];
+            handles.extend(twin);
+            let sent = remote.write_from(&handles, from, size - from, &mut |at, buf| {
                 spool.read_exact_at(buf, at)
             });
             if let Err(e) = sent {
@@ -458,17 +511,57 @@ impl Upload {
             st.clean_upto = 0;
             st.temp.take()
         };
-        if let Some((path, handle)) = temp {
-            let _ = remote.close(&handle);
-            let _ = remote.remove(&path);
+        if let Some(t) = temp {
+            t.discard(remote);
         }
     }
 
     fn discard_abandoned(&self, remote: &dyn Remote) {
         let old = std::mem::take(&mut self.state().abandoned);
-        for (path, handle) in old {
-            let _ = remote.close(&handle);
-            let _ = remote.remove(&path);
+        for t in old {
+            t.discard(remote);
+        }
+    }
+
+    /// Opens the temp file on a second connection for a large upload (each
+    /// SSH channel moves at most its window per round trip). Without one,
+    /// the upload goes on over the first handle alone.
+    fn open_twin(&self, remote: &dyn Remote, temp: &RemoteTemp) -> Option<Handle> {
+        let twin = match remote.open_twin(&temp.path, &temp.handle) {
+            Ok(twin) => {
+                log::debug!(
+                    "{}: {}",
+                    String::from_utf8_lossy(&temp.path),
+                    if twin.is_some() {
+                        "striping over a second connection"
+                    } else {
+                        "no second connection to stripe over"
+                    }
+                );
+                twin
+            }
+            Err(e) => {
+                log::debug!(
+                    "second handle on {} not opened: {e}",
+                    String::from_utf8_lossy(&temp.path)
+                );
+                None
+            }
+        };
+        let mut st = self.state();
+        match st.temp.as_mut() {
+            Some(t) if t.handle == temp.handle => {
+                t.twin_tried = true;
+                t.twin = twin.clone();
+                twin
+            }
+            _ => {
+                drop(st);
+                if let Some(h) = twin {
+                    remote.close_quietly(&h);
+                }
+                None
+            }
         }
     }
 
@@ -530,10 +623,15 @@ impl Upload {
             perm: mode,
             ..Attrs::default()
         });
-        // The temp is consumed by the commit whatever its outcome.
-        self.state().temp = None;
+        // The temp is consumed by the commit whatever its outcome; a second
+        // handle on it is closed alongside (every WRITE was acknowledged).
+        let twin = self.state().temp.take().and_then(|t| t.twin);
         let replace = !self.state().exclusive;
-        match remote.commit(&handle, set.as_ref(), &temp_path, final_path, replace) {
+        let committed = remote.commit(&handle, set.as_ref(), &temp_path, final_path, replace);
+        if let Some(h) = twin {
+            remote.close_quietly(&h);
+        }
+        match committed {
             Ok(committed) => {
                 let mut st = self.state();
                 st.clean_upto = 0;
