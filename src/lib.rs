@@ -28,4 +28,5 @@ pub mod remote;
 pub mod sftp;
 pub mod spare;
 pub mod sshconfig;
+pub mod sshcrypto;
 pub mod upload;

@@ -94,6 +94,9 @@ fn sd_notify(state: &str) {
 }
 
 fn main() -> ExitCode {
+    // Keeps the faster ChaCha20-Poly1305 primitives in the link (see
+    // coupafs::sshcrypto); black_box so the reference is not optimised out.
+    std::hint::black_box(coupafs::sshcrypto::link());
     let _ = ENV_PASSWORD.set(take_env_secret("COUPAFS_PASSWORD").map(Secret::new));
     let args: Vec<String> = std::env::args().collect();
     let inv = match cli::parse(&args) {
