@@ -160,10 +160,35 @@ fn large_read_survives_killed_sessions() {
     chown_to_sftp_user(&spath);
     let mpath = mnt.path.join("Outgoing/Invoices/big_export.csv");
     let t = Instant::now();
-    let reader = thread::spawn(move || sha256sum(&mpath));
+    // A paced reader (1 MiB, then 5 ms), copying to a local file: the read
+    // takes long enough for the kills to land inside it on any machine.
+    let progress = Arc::new(AtomicUsize::new(0));
+    let copy = tempfile::NamedTempFile::new().expect("local copy");
+    let copy_path = copy.path().to_path_buf();
+    let reader = {
+        let progress = progress.clone();
+        thread::spawn(move || -> Result<String, String> {
+            let mut from = File::open(&mpath).map_err(|e| format!("open: {e}"))?;
+            let mut to = File::create(&copy_path).map_err(|e| format!("create: {e}"))?;
+            let mut buf = vec![0u8; MIB];
+            loop {
+                let n = from.read(&mut buf).map_err(|e| format!("read: {e}"))?;
+                if n == 0 {
+                    break;
+                }
+                to.write_all(&buf[..n]).map_err(|e| format!("write: {e}"))?;
+                progress.fetch_add(n, Ordering::SeqCst);
+                thread::sleep(Duration::from_millis(5));
+            }
+            drop(to);
+            sha256sum(&copy_path)
+        })
+    };
     let mut kills = 0;
-    for delay in [1000u64, 1000] {
-        thread::sleep(Duration::from_millis(delay));
+    for at in [10 * MIB, 50 * MIB] {
+        wait_until(Duration::from_secs(60), || {
+            progress.load(Ordering::SeqCst) >= at || reader.is_finished()
+        });
         if !reader.is_finished() {
             sb.kill_sessions();
             kills += 1;
@@ -197,7 +222,7 @@ fn large_write_survives_a_killed_session() {
     let mnt = Mount::new(&sb, &["debug"]);
     let work = tempfile::tempdir().unwrap();
     let src = work.path().join("big.bin");
-    let sha = make_source(&src, 50 * MIB);
+    let sha = make_source(&src, 100 * MIB);
     let dst = mnt.path.join(INVOICES).join("big.bin");
     let t = Instant::now();
     let mut cp = Command::new("cp")
@@ -206,7 +231,20 @@ fn large_write_survives_a_killed_session() {
         .stderr(Stdio::piped())
         .spawn()
         .expect("cp");
-    thread::sleep(Duration::from_millis(1000));
+    // Kill once the upload is under way: its temp on the server has
+    // grown past 5 MiB (not a fixed delay: machines differ in speed).
+    let sdir = sb.root.join(INVOICES);
+    let started = wait_until(Duration::from_secs(60), || {
+        temps_in(&sdir)
+            .iter()
+            .filter_map(|t| fs::metadata(sdir.join(t)).ok())
+            .any(|m| m.len() >= 5 * MIB as u64)
+    });
+    assert!(
+        started,
+        "the upload never started:\n{}",
+        tail(&mnt.log(), 20)
+    );
     assert!(
         cp.try_wait().unwrap().is_none(),
         "cp finished before the kill"
@@ -216,7 +254,7 @@ fn large_write_survives_a_killed_session() {
     let mut err = String::new();
     let _ = cp.stderr.take().unwrap().read_to_string(&mut err);
     eprintln!(
-        "large write: cp {status} in {:.1?} with a session kill after 1 s {}",
+        "large write: cp {status} in {:.1?} with a session kill mid-upload {}",
         t.elapsed(),
         err.trim()
     );
