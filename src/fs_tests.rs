@@ -686,6 +686,74 @@ fn a_large_upload_is_striped_over_a_second_handle() {
     r.assert_no_temps();
 }
 
+fn wait_for(what: &str, cond: impl Fn() -> bool) {
+    let until = std::time::Instant::now() + Duration::from_secs(10);
+    while !cond() {
+        assert!(
+            std::time::Instant::now() < until,
+            "timed out waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
+/// The writer goes on writing while write-behind sends: what was sent and
+/// not rewritten counts as sent (a 512 MiB cp used to resend everything
+/// each round and crawled).
+#[test]
+fn bytes_appended_during_a_send_do_not_make_it_resend() {
+    let r = rig();
+    let data = content(4 << 20);
+    let (ino, fh) = r
+        .create("Incoming/Invoices", "growing.csv", 0)
+        .expect("create");
+    r.remote.hold("write");
+    for (i, chunk) in data[..2 << 20].chunks(64 * 1024).enumerate() {
+        r.fs.write(ino, fh, (i * 64 * 1024) as u64, chunk)
+            .expect("write");
+    }
+    wait_for("the stream to send", || r.remote.waiting() > 0);
+    for (i, chunk) in data[2 << 20..].chunks(64 * 1024).enumerate() {
+        r.fs.write(ino, fh, ((2 << 20) + i * 64 * 1024) as u64, chunk)
+            .expect("write");
+    }
+    r.remote.release("write");
+    r.close(ino, fh).expect("close");
+    assert!(r.remote.file("/root/Incoming/Invoices/growing.csv") == Some(data));
+    assert_eq!(
+        r.remote.calls("write"),
+        64,
+        "4 MiB is 64 WRITEs of 64 KiB; more means bytes were sent twice"
+    );
+}
+
+/// A truncate while a send is in flight: the temp may already hold bytes
+/// past the new end, so the upload starts a fresh temp.
+#[test]
+fn truncating_during_a_send_never_publishes_stale_bytes() {
+    let r = rig();
+    let (ino, fh) = r.create("Incoming/Invoices", "cut.csv", 0).expect("create");
+    r.remote.hold("write");
+    r.write_all(ino, fh, &content(2 << 20));
+    wait_for("the stream to send", || r.remote.waiting() > 0);
+    r.fs.setattr(
+        ino,
+        Some(fh),
+        SetAttr {
+            size: Some(1000),
+            ..SetAttr::default()
+        },
+    )
+    .expect("truncate");
+    r.remote.release("write");
+    r.close(ino, fh).expect("close");
+    assert_eq!(
+        r.remote.file("/root/Incoming/Invoices/cut.csv"),
+        Some(content(2 << 20)[..1000].to_vec())
+    );
+    r.assert_no_temps();
+}
+
 /// Never hold a lock across a round trip: while the server is slow to
 /// answer a background upload's OPEN, other operations go on.
 #[test]

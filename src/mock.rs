@@ -56,6 +56,8 @@ pub struct MockRemote {
     /// server that is slow to answer them.
     held: Mutex<Vec<&'static str>>,
     unheld: Condvar,
+    /// Calls currently waiting on a hold.
+    waiting: AtomicU64,
     next_handle: AtomicU64,
     pub caps: Capabilities,
 }
@@ -99,6 +101,7 @@ impl MockRemote {
             state: Mutex::new(st),
             held: Mutex::new(Vec::new()),
             unheld: Condvar::new(),
+            waiting: AtomicU64::new(0),
             next_handle: AtomicU64::new(1),
             caps: Capabilities {
                 posix_rename: true,
@@ -196,6 +199,11 @@ impl MockRemote {
         self.held.lock().unwrap_or_else(|e| e.into_inner()).push(op);
     }
 
+    /// Calls waiting on a hold right now.
+    pub fn waiting(&self) -> u64 {
+        self.waiting.load(Ordering::SeqCst)
+    }
+
     /// Lets held calls of `op` proceed.
     pub fn release(&self, op: &'static str) {
         self.held
@@ -213,8 +221,12 @@ impl MockRemote {
     fn enter(&self, op: &'static str) -> RResult<MutexGuard<'_, State>> {
         {
             let mut held = self.held.lock().unwrap_or_else(|e| e.into_inner());
-            while held.contains(&op) {
-                held = self.unheld.wait(held).unwrap_or_else(|e| e.into_inner());
+            if held.contains(&op) {
+                self.waiting.fetch_add(1, Ordering::SeqCst);
+                while held.contains(&op) {
+                    held = self.unheld.wait(held).unwrap_or_else(|e| e.into_inner());
+                }
+                self.waiting.fetch_sub(1, Ordering::SeqCst);
             }
         }
         let mut st = self.st();
@@ -393,20 +405,24 @@ impl Remote for MockRemote {
         source: &mut dyn FnMut(u64, &mut [u8]) -> std::io::Result<()>,
     ) -> RResult<()> {
         // 64 KiB chunks dealt round-robin over the handles, as the SFTP
-        // implementation spreads them over connections.
+        // implementation spreads them over connections. Like it, every
+        // chunk is taken from `source` before the first WRITE is answered
+        // (the real window holds 64 chunks; tests stay below that).
         const CHUNK: u64 = 64 * 1024;
+        let mut chunks = Vec::new();
         let mut done = 0u64;
-        let mut turn = 0usize;
         while done < len {
             let n = (len - done).min(CHUNK);
             let mut buf = vec![0u8; n as usize];
             source(offset + done, &mut buf).map_err(|e| RemoteError::Protocol(e.to_string()))?;
+            chunks.push((offset + done, buf));
+            done += n;
+        }
+        for (turn, (at, buf)) in chunks.into_iter().enumerate() {
             let handle = handles
                 .get(turn % handles.len().max(1))
                 .ok_or_else(|| RemoteError::Protocol("write without a handle".into()))?;
-            self.write(handle, offset + done, &buf)?;
-            done += n;
-            turn += 1;
+            self.write(handle, at, &buf)?;
         }
         Ok(())
     }

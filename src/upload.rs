@@ -10,6 +10,11 @@
 //!
 //! `clean_upto` tracks the prefix of the spool already identical on the
 //! remote temp file, so fsync() and close() only send what changed since.
+//! A send runs while the writer goes on writing: `low_water` (the lowest
+//! offset written since the send's snapshot) says how much of what was sent
+//! is still current, and `remote_high` (how far the temp file may extend)
+//! makes a truncate below it start a fresh temp, so the server copy never
+//! keeps stale bytes past the end.
 
 use std::fs::File;
 use std::io;
@@ -150,6 +155,10 @@ pub struct UploadState {
     temp: Option<RemoteTemp>,
     /// Bytes [0, clean_upto) on the remote temp file equal the spool.
     clean_upto: u64,
+    /// Lowest offset written since the running send took its snapshot.
+    low_water: u64,
+    /// The remote temp file may hold bytes up to here (sent or in flight).
+    remote_high: u64,
     /// Temp files given up on (after a truncate), removed at the next upload.
     abandoned: Vec<RemoteTemp>,
     /// A background stream is queued or running.
@@ -227,6 +236,8 @@ impl Upload {
                 handles: 0,
                 temp: None,
                 clean_upto: 0,
+                low_water: u64::MAX,
+                remote_high: 0,
                 abandoned: Vec::new(),
                 stream_queued: false,
                 stream_failed: false,
@@ -307,6 +318,7 @@ impl Upload {
         st.dirty = true;
         st.generation += 1;
         st.clean_upto = st.clean_upto.min(offset);
+        st.low_water = st.low_water.min(offset);
         let start = !st.stream_queued
             && !st.stream_failed
             && st.size.saturating_sub(st.clean_upto) >= STREAM_AHEAD;
@@ -328,6 +340,7 @@ impl Upload {
         }
         st.temp = Some(temp);
         st.clean_upto = 0;
+        st.remote_high = 0;
         if st.mode & 0o7777 != perm {
             // Set at commit, in the same batch as the CLOSE.
             st.mode_changed = true;
@@ -406,14 +419,18 @@ impl Upload {
         self.set_size(&mut st, size);
         st.dirty = true;
         st.generation += 1;
-        // A shorter file cannot be fixed by writing more: start the remote
-        // temp over at the next upload.
-        if size < st.clean_upto {
+        // A remote temp that may extend past the new end cannot be fixed by
+        // writing more (SFTP v3 has no ftruncate on a handle we could rely
+        // on): start a fresh temp at the next upload.
+        if size < st.remote_high {
             st.clean_upto = 0;
+            st.remote_high = 0;
             if let Some(temp) = st.temp.take() {
                 st.abandoned.push(temp);
             }
         }
+        st.clean_upto = st.clean_upto.min(size);
+        st.low_water = st.low_water.min(size);
         Ok(())
     }
 
@@ -450,7 +467,12 @@ impl Upload {
             st.clean_upto = 0;
         }
         let (temp, from, size, generation, mode) = {
-            let st = self.state();
+            let mut st = self.state();
+            st.low_water = u64::MAX;
+            if st.temp.is_none() {
+                st.remote_high = 0;
+            }
+            st.remote_high = st.remote_high.max(st.size);
             (
                 st.temp.clone(),
                 st.clean_upto,
@@ -497,8 +519,10 @@ impl Upload {
         }
         {
             let mut st = self.state();
-            if st.generation == generation {
-                st.clean_upto = size;
+            // Sent [from, size): current unless rewritten meanwhile (from
+            // low_water on), and only if a truncate did not retire the temp.
+            if st.temp.as_ref().is_some_and(|t| t.handle == handle) {
+                st.clean_upto = size.min(st.low_water);
             }
         }
         Ok((temp_path, handle, size, generation))
