@@ -15,7 +15,7 @@ use crate::remote::{Handle, RResult, Remote};
 /// Bytes per read-ahead block.
 pub const BLOCK: u64 = 1 << 20;
 /// Most blocks fetched ahead of the reader.
-const MAX_WINDOW: u64 = 8;
+const MAX_WINDOW: u64 = 6;
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
