@@ -1018,10 +1018,11 @@ impl Pool {
         self.ensure(0, deadline)
     }
 
-    /// A live connection other than the one of `avoid` (a generation),
-    /// opening one in a free slot if need be (waiting until `deadline`);
-    /// None when `max_conns` is 1 or no other connection can be had.
-    pub fn get_other(&self, avoid: u64, deadline: Instant) -> Option<Arc<Connection>> {
+    /// A live connection other than the one of `avoid` (a generation).
+    /// When there is none but a slot is free, one is opened in the
+    /// background (for next time) and None is returned at once: the caller
+    /// goes on over the connection it has. None also when `max_conns` is 1.
+    pub fn get_other(self: &Arc<Self>, avoid: u64) -> Option<Arc<Connection>> {
         let mut free = None;
         for (i, slot) in self.slots.iter().enumerate() {
             let st = lock(&slot.state);
@@ -1035,8 +1036,15 @@ impl Pool {
                 }
             }
         }
-        let conn = self.ensure(free?, deadline).ok()?;
-        (conn.generation != avoid).then_some(conn)
+        if let Some(i) = free {
+            let pool = self.clone();
+            let _ = std::thread::Builder::new()
+                .name("sftp-connect".into())
+                .spawn(move || {
+                    let _ = pool.ensure(i, Instant::now() + pool.params.connect_timeout);
+                });
+        }
+        None
     }
 
     /// The live connection that made `generation`, if it is still alive.

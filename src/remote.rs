@@ -158,7 +158,7 @@ pub trait Remote: Send + Sync + 'static {
     /// The file `path`, already open as `of`, opened for writing (no
     /// truncation) on another connection, so a large upload can use two
     /// connections' flow-control windows. None when there is no other
-    /// connection to use.
+    /// connection to use yet (one may be opening: ask again later).
     fn open_twin(&self, _path: &[u8], _of: &Handle) -> RResult<Option<Handle>> {
         Ok(None)
     }
@@ -518,8 +518,7 @@ impl Remote for SftpRemote {
     }
 
     fn open_twin(&self, path: &[u8], of: &Handle) -> RResult<Option<Handle>> {
-        let deadline = Instant::now() + self.op_timeout;
-        let Some(conn) = self.pool.get_other(of.generation, deadline) else {
+        let Some(conn) = self.pool.get_other(of.generation) else {
             return Ok(None);
         };
         let req = Request::Open {

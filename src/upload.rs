@@ -551,31 +551,29 @@ impl Upload {
     /// SSH channel moves at most its window per round trip). Without one,
     /// the upload goes on over the first handle alone.
     fn open_twin(&self, remote: &dyn Remote, temp: &RemoteTemp) -> Option<Handle> {
-        let twin = match remote.open_twin(&temp.path, &temp.handle) {
-            Ok(twin) => {
+        // `settled`: a twin, or a refusal; otherwise no second connection
+        // is up yet and the next round asks again.
+        let (twin, settled) = match remote.open_twin(&temp.path, &temp.handle) {
+            Ok(Some(h)) => {
                 log::debug!(
-                    "{}: {}",
-                    String::from_utf8_lossy(&temp.path),
-                    if twin.is_some() {
-                        "striping over a second connection"
-                    } else {
-                        "no second connection to stripe over"
-                    }
+                    "{}: striping over a second connection",
+                    String::from_utf8_lossy(&temp.path)
                 );
-                twin
+                (Some(h), true)
             }
+            Ok(None) => (None, false),
             Err(e) => {
                 log::debug!(
                     "second handle on {} not opened: {e}",
                     String::from_utf8_lossy(&temp.path)
                 );
-                None
+                (None, true)
             }
         };
         let mut st = self.state();
         match st.temp.as_mut() {
             Some(t) if t.handle == temp.handle => {
-                t.twin_tried = true;
+                t.twin_tried = settled;
                 t.twin = twin.clone();
                 twin
             }
