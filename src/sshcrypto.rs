@@ -124,8 +124,21 @@ fn words_to_bytes(words: &[u32]) -> Vec<u8> {
     words.iter().flat_map(|w| w.to_le_bytes()).collect()
 }
 
+/// One OpenSSL cipher context per thread (re-keyed for every call), freed
+/// when the thread ends (an I/O thread ends with its connection).
+struct CipherCtx(*mut ossl::EVP_CIPHER_CTX);
+
+impl Drop for CipherCtx {
+    fn drop(&mut self) {
+        if !self.0.is_null() {
+            // SAFETY: allocated by EVP_CIPHER_CTX_new, freed once, here.
+            unsafe { ossl::EVP_CIPHER_CTX_free(self.0) };
+        }
+    }
+}
+
 thread_local! {
-    static CIPHER_CTX: RefCell<usize> = const { RefCell::new(0) };
+    static CIPHER_CTX: RefCell<CipherCtx> = const { RefCell::new(CipherCtx(ptr::null_mut())) };
 }
 
 /// ChaCha20 of `bytes` bytes with OpenSSL; false if OpenSSL failed.
@@ -137,10 +150,10 @@ unsafe fn openssl_chacha(state: &[u32; 16], m: *const u8, c: *mut u8, bytes: usi
     let iv = words_to_bytes(&state[12..16]);
     CIPHER_CTX.with(|cell| {
         let mut slot = cell.borrow_mut();
-        if *slot == 0 {
-            *slot = ossl::EVP_CIPHER_CTX_new() as usize;
+        if slot.0.is_null() {
+            slot.0 = ossl::EVP_CIPHER_CTX_new();
         }
-        let ctx = *slot as *mut ossl::EVP_CIPHER_CTX;
+        let ctx = slot.0;
         if ctx.is_null() {
             return false;
         }
