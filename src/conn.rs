@@ -175,6 +175,8 @@ fn known_hosts_name(host: &str, port: u16) -> String {
 #[derive(Clone, Debug)]
 pub struct ConnInfo {
     pub version: Version,
+    /// Time from SFTP INIT to VERSION: about one network round trip.
+    pub init_rtt: Duration,
     pub auth_method: String,
     pub host_key_fingerprint: String,
     pub host_key_status: String,
@@ -272,6 +274,7 @@ impl Connection {
             .map_err(|e| ConnectError::Sftp(format!("starting sftp subsystem: {e}")))?;
         let mut init = Vec::new();
         sftp::encode_init(&mut init);
+        let init_sent = Instant::now();
         channel
             .write_all(&init)
             .map_err(|e| ConnectError::Sftp(format!("sending INIT: {e}")))?;
@@ -297,6 +300,7 @@ impl Connection {
             }
             framer.push(&buf[..n]);
         };
+        let init_rtt = init_sent.elapsed();
         session.set_blocking(false);
 
         // SAFETY: eventfd returns a new fd we own, or -1.
@@ -342,6 +346,7 @@ impl Connection {
             thread: Some(thread),
             info: ConnInfo {
                 version,
+                init_rtt,
                 auth_method,
                 host_key_fingerprint,
                 host_key_status,

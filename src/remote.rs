@@ -198,6 +198,18 @@ const MAX_IN_FLIGHT: usize = 64;
 /// READDIR requests in flight per listing.
 const READDIR_AHEAD: usize = 4;
 
+/// Below this round trip one SSH channel's flow-control window (sshd's
+/// 2 MiB per round trip: 1 GiB/s at 2 ms) is not what limits an upload;
+/// the CPU is, and a second connection only adds work (measured at RTT 0:
+/// 256 MiB took 2.21 s striped against 1.85 s on one connection, means of
+/// 5 fresh mounts; at 20 ms striping lifted 60 to 110 MiB/s).
+const STRIPE_MIN_RTT: Duration = Duration::from_millis(3);
+
+/// Whether a large upload should also use a second connection.
+fn striping_pays(rtt: Duration) -> bool {
+    rtt >= STRIPE_MIN_RTT
+}
+
 /// `Remote` over SFTP.
 pub struct SftpRemote {
     pool: Arc<Pool>,
@@ -518,6 +530,9 @@ impl Remote for SftpRemote {
     }
 
     fn open_twin(&self, path: &[u8], of: &Handle) -> RResult<Option<Handle>> {
+        if !striping_pays(self.conn_for(of)?.info.init_rtt) {
+            return Ok(None);
+        }
         let Some(conn) = self.pool.get_other(of.generation) else {
             return Ok(None);
         };
@@ -836,4 +851,17 @@ fn read_dir_on(conn: &Connection, path: &[u8]) -> RResult<Vec<DirEntry>> {
     // Nothing depends on the CLOSE reply: don't spend a round trip on it.
     conn.submit(&Request::Close { handle }, Box::new(|_| {}));
     result.map(|()| entries)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn striping_pays_only_across_a_real_round_trip() {
+        assert!(!striping_pays(Duration::from_micros(200)), "loopback");
+        assert!(!striping_pays(Duration::from_millis(2)));
+        assert!(striping_pays(STRIPE_MIN_RTT));
+        assert!(striping_pays(Duration::from_millis(20)), "WAN");
+    }
 }
