@@ -879,3 +879,67 @@ fn status_file_describes_the_mount() {
     assert_eq!(mnt.unmount().map(|s| s.success()), Some(true));
     assert!(!path.exists(), "status file left after unmount");
 }
+
+/// Across a link with a real round trip a large upload is striped over a
+/// second connection; killing both sessions mid-upload still lands the
+/// complete file (retried from the spool) or fails close() — here it lands.
+#[test]
+fn striped_upload_survives_killed_sessions() {
+    let sb = Sandbox::start();
+    let fwd = Forwarder::start_with_delay(sb.port, Duration::from_millis(2));
+    let work = traversable_tempdir("coupafs-fwd-");
+    let kh = known_hosts_for_port(&sb, fwd.port, work.path());
+    let opts = format!(
+        "IdentityFile={},UserKnownHostsFile={},max_conns=2,debug",
+        sb.key.display(),
+        kh.display()
+    );
+    let mnt = Mount::spawn(
+        &["-p", &fwd.port.to_string(), &sb.target()],
+        &["-o", &opts],
+        &[],
+    )
+    .unwrap_or_else(|log| panic!("mount through the forwarder failed:\n{log}"));
+    let src = work.path().join("striped.bin");
+    let sha = make_source(&src, 60 * MIB);
+    let dst = mnt.path.join(INVOICES).join("striped.bin");
+    let mut cp = Command::new("cp")
+        .arg(&src)
+        .arg(&dst)
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("cp");
+    let striped = wait_until(Duration::from_secs(60), || {
+        mnt.log().contains("striping over a second connection")
+    });
+    assert!(striped, "never striped:\n{}", tail(&mnt.log(), 30));
+    assert!(
+        cp.try_wait().unwrap().is_none(),
+        "cp finished before the kill"
+    );
+    sb.kill_sessions();
+    let status = cp.wait().expect("wait cp");
+    let mut err = String::new();
+    let _ = cp.stderr.take().unwrap().read_to_string(&mut err);
+    assert!(
+        status.success(),
+        "cp failed: {err}\n{}",
+        tail(&mnt.log(), 30)
+    );
+    assert_eq!(
+        sha256sum(sb.root.join(INVOICES).join("striped.bin")).as_deref(),
+        Ok(sha.as_str())
+    );
+    // The kill lands either in the write-behind stream (close() starts the
+    // upload over) or in close()'s own send (retried from the spool).
+    assert!(
+        mnt.log().contains("paused: connection lost")
+            || mnt.log().contains("retrying from the local spool"),
+        "the kill did not interrupt the upload:\n{}",
+        tail(&mnt.log(), 30)
+    );
+    assert!(wait_until(Duration::from_secs(10), || temps_in(
+        sb.root.join(INVOICES)
+    )
+    .is_empty()));
+}
