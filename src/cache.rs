@@ -323,6 +323,18 @@ mod tests {
         }
     }
 
+    /// A listing of `n` one-byte files `f0`, `f1`, ...
+    fn files(n: usize) -> Arc<Vec<DirEntry>> {
+        Arc::new(
+            (0..n)
+                .map(|i| DirEntry {
+                    name: format!("f{i}").into_bytes(),
+                    attrs: file(1),
+                })
+                .collect(),
+        )
+    }
+
     #[test]
     fn attrs_expire_after_ttl() {
         let c = MetaCache::new(Duration::from_millis(50));
@@ -443,26 +455,14 @@ mod tests {
         assert!(c.wants_relisting(b"never/next"));
         assert!(!c.is_negative(b"never/next"), "counting is not knowing");
         // A listing too long to list per lookup is not listed again.
-        let long: Vec<DirEntry> = (0..RELIST_MAX_ENTRIES + 1)
-            .map(|i| DirEntry {
-                name: format!("f{i}").into_bytes(),
-                attrs: file(1),
-            })
-            .collect();
-        c.put_dir(b"never", Arc::new(long));
+        c.put_dir(b"never", files(RELIST_MAX_ENTRIES + 1));
         for i in 0..HOT_FOLDER_HITS {
             assert!(c.is_negative(format!("never/g{i}").as_bytes()));
         }
         std::thread::sleep(Duration::from_millis(80));
         assert!(!c.wants_relisting(b"never/next"));
         // A listing grown past the set limit is never listed for a lookup.
-        let many: Vec<DirEntry> = (0..NAMES_MAX_ENTRIES + 1)
-            .map(|i| DirEntry {
-                name: format!("f{i}").into_bytes(),
-                attrs: file(1),
-            })
-            .collect();
-        c.put_dir(b"busy", Arc::new(many));
+        c.put_dir(b"busy", files(NAMES_MAX_ENTRIES + 1));
         assert!(!c.wants_relisting(b"busy/next"));
     }
 
@@ -479,13 +479,7 @@ mod tests {
     #[test]
     fn huge_listings_keep_no_name_set() {
         let c = MetaCache::new(Duration::from_secs(60));
-        let entries: Vec<DirEntry> = (0..NAMES_MAX_ENTRIES + 1)
-            .map(|i| DirEntry {
-                name: format!("f{i}").into_bytes(),
-                attrs: file(1),
-            })
-            .collect();
-        c.put_dir(b"Archive", Arc::new(entries));
+        c.put_dir(b"Archive", files(NAMES_MAX_ENTRIES + 1));
         assert!(!c.is_negative(b"Archive/new.csv"));
     }
 

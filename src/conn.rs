@@ -1008,14 +1008,8 @@ impl Pool {
         if let Some(conn) = best {
             if conn.in_flight() >= SPREAD_THRESHOLD {
                 if let Some(i) = idle_slot {
-                    // Open another connection in the background; this caller
-                    // goes on with the busy one.
-                    let pool = self.clone();
-                    let _ = std::thread::Builder::new()
-                        .name("sftp-connect".into())
-                        .spawn(move || {
-                            let _ = pool.ensure(i, Instant::now() + pool.params.connect_timeout);
-                        });
+                    // This caller goes on with the busy one.
+                    self.connect_in_background(i);
                 }
             }
             return Ok(conn);
@@ -1042,14 +1036,20 @@ impl Pool {
             }
         }
         if let Some(i) = free {
-            let pool = self.clone();
-            let _ = std::thread::Builder::new()
-                .name("sftp-connect".into())
-                .spawn(move || {
-                    let _ = pool.ensure(i, Instant::now() + pool.params.connect_timeout);
-                });
+            self.connect_in_background(i);
         }
         None
+    }
+
+    /// Opens (or re-opens) the connection of slot `index` on its own
+    /// thread, for callers that must not wait for it.
+    fn connect_in_background(self: &Arc<Self>, index: usize) {
+        let pool = self.clone();
+        let _ = std::thread::Builder::new()
+            .name("sftp-connect".into())
+            .spawn(move || {
+                let _ = pool.ensure(index, Instant::now() + pool.params.connect_timeout);
+            });
     }
 
     /// The live connection that made `generation`, if it is still alive.

@@ -104,6 +104,18 @@ impl Rig {
         flushed.and(released)
     }
 
+    /// Every name one opendir/readdir of `dir` shows, `.` and `..` first.
+    fn listed_names(&self, dir: u64) -> Vec<String> {
+        let dh = self.fs.opendir(dir).expect("opendir");
+        let listing = self.fs.readdir(dh).expect("readdir");
+        let names = (0..listing.len())
+            .filter_map(|i| self.fs.listing_item(&listing, i))
+            .map(|item| String::from_utf8_lossy(&item.name).into_owned())
+            .collect();
+        self.fs.releasedir(dh);
+        names
+    }
+
     /// No temp file is left anywhere the tests write.
     fn assert_no_temps(&self) {
         for dir in ["/root/Incoming/Invoices", "/root/Archive/Incoming/Invoices"] {
@@ -177,13 +189,7 @@ fn a_failed_new_file_is_gone_from_listings_before_release() {
     let err = r.fs.flush(ino, fh, me()).expect_err("flush must fail");
     assert_eq!(err.errno, libc::EACCES, "{err}");
     let dir = r.dir("Incoming/Invoices");
-    let dh = r.fs.opendir(dir).expect("opendir");
-    let listing = r.fs.readdir(dh).expect("readdir");
-    let names: Vec<String> = (0..listing.len())
-        .filter_map(|i| r.fs.listing_item(&listing, i))
-        .map(|item| String::from_utf8_lossy(&item.name).into_owned())
-        .collect();
-    r.fs.releasedir(dh);
+    let names = r.listed_names(dir);
     assert_eq!(names, vec![".", ".."], "listing between flush and release");
     assert_eq!(
         r.fs.lookup(dir, OsStr::new("new.csv"))
@@ -445,14 +451,8 @@ fn listings_show_files_being_written_and_hide_temp_files() {
     r.remote.put_file("/root/Incoming/Invoices/done.csv", b"d");
     let (ino, fh) = r.create("Incoming/Invoices", "new.csv", 0).expect("create");
     let dir = r.dir("Incoming/Invoices");
-    let dh = r.fs.opendir(dir).expect("opendir");
-    let listing = r.fs.readdir(dh).expect("readdir");
-    let names: Vec<String> = (0..listing.len())
-        .filter_map(|i| r.fs.listing_item(&listing, i))
-        .map(|item| String::from_utf8_lossy(&item.name).into_owned())
-        .collect();
+    let names = r.listed_names(dir);
     assert_eq!(names, vec![".", "..", "done.csv", "new.csv"]);
-    r.fs.releasedir(dh);
     assert_eq!(
         r.fs.lookup(dir, OsStr::new(".z.csv.coupafs-a1b2c3"))
             .expect_err("hidden")
@@ -792,14 +792,7 @@ fn own_changes_invalidate_the_cache_at_once() {
     let (ino, fh) = r.create("Incoming/Invoices", "c.csv", 0).expect("create");
     r.write_all(ino, fh, b"1");
     r.close(ino, fh).expect("close");
-    let dh = r.fs.opendir(dir).expect("opendir");
-    let listing = r.fs.readdir(dh).expect("readdir");
-    let names: Vec<Vec<u8>> = (0..listing.len())
-        .filter_map(|i| r.fs.listing_item(&listing, i))
-        .map(|item| item.name)
-        .collect();
-    assert!(names.contains(&b"c.csv".to_vec()));
-    r.fs.releasedir(dh);
+    assert!(r.listed_names(dir).contains(&"c.csv".to_string()));
     r.fs.unlink(dir, OsStr::new("c.csv")).expect("rm");
     assert_eq!(
         r.fs.lookup(dir, OsStr::new("c.csv"))

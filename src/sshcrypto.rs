@@ -300,55 +300,47 @@ unsafe fn portable_poly1305(out: *mut u8, m: *const u8, inlen: usize, key: *cons
         h1 = h1.wrapping_add(c);
     }
     // Full carry, then h mod 2^130 - 5.
-    let mut c = h1 >> 26;
-    h1 &= 0x3ff_ffff;
-    h2 = h2.wrapping_add(c);
-    c = h2 >> 26;
-    h2 &= 0x3ff_ffff;
-    h3 = h3.wrapping_add(c);
-    c = h3 >> 26;
-    h3 &= 0x3ff_ffff;
-    h4 = h4.wrapping_add(c);
-    c = h4 >> 26;
-    h4 &= 0x3ff_ffff;
-    h0 = h0.wrapping_add(c * 5);
-    c = h0 >> 26;
-    h0 &= 0x3ff_ffff;
-    h1 = h1.wrapping_add(c);
-    let mut g0 = h0.wrapping_add(5);
-    c = g0 >> 26;
-    g0 &= 0x3ff_ffff;
-    let mut g1 = h1.wrapping_add(c);
-    c = g1 >> 26;
-    g1 &= 0x3ff_ffff;
-    let mut g2 = h2.wrapping_add(c);
-    c = g2 >> 26;
-    g2 &= 0x3ff_ffff;
-    let mut g3 = h3.wrapping_add(c);
-    c = g3 >> 26;
-    g3 &= 0x3ff_ffff;
-    let g4 = h4.wrapping_add(c).wrapping_sub(1 << 26);
-    // g4's top bit is set when h < p: keep h then.
-    let mask = (g4 >> 31).wrapping_sub(1);
-    let keep = !mask;
-    h0 = (h0 & keep) | (g0 & mask);
-    h1 = (h1 & keep) | (g1 & mask);
-    h2 = (h2 & keep) | (g2 & mask);
-    h3 = (h3 & keep) | (g3 & mask);
-    h4 = (h4 & keep) | (g4 & mask);
-    let h0 = h0 | (h1 << 26);
-    let h1 = (h1 >> 6) | (h2 << 20);
-    let h2 = (h2 >> 12) | (h3 << 14);
-    let h3 = (h3 >> 18) | (h4 << 8);
-    let mut f = u64::from(h0) + u64::from(le32(&key[16..]));
-    let t0 = f as u32;
-    f = u64::from(h1) + u64::from(le32(&key[20..])) + (f >> 32);
-    let t1 = f as u32;
-    f = u64::from(h2) + u64::from(le32(&key[24..])) + (f >> 32);
-    let t2 = f as u32;
-    f = u64::from(h3) + u64::from(le32(&key[28..])) + (f >> 32);
-    let t3 = f as u32;
-    let tag = [t0, t1, t2, t3];
+    const LIMB: u32 = 0x3ff_ffff;
+    let mut h = [h0, h1, h2, h3, h4];
+    for i in 1..5 {
+        let c = h[i] >> 26;
+        h[i] &= LIMB;
+        // The carry out of the top limb wraps around times 5 (2^130 = 5 mod p).
+        if i < 4 {
+            h[i + 1] = h[i + 1].wrapping_add(c);
+        } else {
+            h[0] = h[0].wrapping_add(c * 5);
+        }
+    }
+    let c = h[0] >> 26;
+    h[0] &= LIMB;
+    h[1] = h[1].wrapping_add(c);
+    // g = h + 5 - 2^130; its top bit is set when h < p: keep h then.
+    let mut g = [0u32; 5];
+    let mut c = 5;
+    for i in 0..4 {
+        g[i] = h[i].wrapping_add(c);
+        c = g[i] >> 26;
+        g[i] &= LIMB;
+    }
+    g[4] = h[4].wrapping_add(c).wrapping_sub(1 << 26);
+    let mask = (g[4] >> 31).wrapping_sub(1);
+    for (hi, gi) in h.iter_mut().zip(g) {
+        *hi = (*hi & !mask) | (gi & mask);
+    }
+    // Back to four 32-bit words, plus the key's second half (mod 2^128).
+    let words = [
+        h[0] | (h[1] << 26),
+        (h[1] >> 6) | (h[2] << 20),
+        (h[2] >> 12) | (h[3] << 14),
+        (h[3] >> 18) | (h[4] << 8),
+    ];
+    let mut tag = [0u32; 4];
+    let mut f = 0u64;
+    for (i, w) in words.iter().enumerate() {
+        f = u64::from(*w) + u64::from(le32(&key[16 + 4 * i..])) + (f >> 32);
+        tag[i] = f as u32;
+    }
     for (i, w) in tag.iter().enumerate() {
         ptr::copy_nonoverlapping(w.to_le_bytes().as_ptr(), out.add(4 * i), 4);
     }

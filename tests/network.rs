@@ -544,24 +544,35 @@ fn known_hosts_for_port(sb: &Sandbox, port: u16, dir: &Path) -> PathBuf {
     path
 }
 
+/// Mounts the sandbox through `fwd` with the sandbox key, a known_hosts
+/// entry for the forwarder's port (written in `work`) and `extra` -o options.
+fn mount_through(sb: &Sandbox, fwd: &Forwarder, work: &Path, extra: &str) -> Mount {
+    let kh = known_hosts_for_port(sb, fwd.port, work);
+    let opts = format!(
+        "IdentityFile={},UserKnownHostsFile={},{extra}",
+        sb.key.display(),
+        kh.display()
+    );
+    Mount::spawn(
+        &["-p", &fwd.port.to_string(), &sb.target()],
+        &["-o", &opts],
+        &[],
+    )
+    .unwrap_or_else(|log| panic!("mount through the forwarder failed:\n{log}"))
+}
+
 #[test]
 fn black_holed_link_is_detected_by_keepalive_and_recovers() {
     let sb = Sandbox::start();
     let fwd = Forwarder::start(sb.port);
     let work = traversable_tempdir("coupafs-fwd-");
-    let kh = known_hosts_for_port(&sb, fwd.port, work.path());
-    let opts = format!(
-        "IdentityFile={},UserKnownHostsFile={},ServerAliveInterval=1,ServerAliveCountMax=2,\
+    let mnt = mount_through(
+        &sb,
+        &fwd,
+        work.path(),
+        "ServerAliveInterval=1,ServerAliveCountMax=2,\
          timeout=5,cache_timeout=0,debug",
-        sb.key.display(),
-        kh.display()
     );
-    let mnt = Mount::spawn(
-        &["-p", &fwd.port.to_string(), &sb.target()],
-        &["-o", &opts],
-        &[],
-    )
-    .unwrap_or_else(|log| panic!("mount through the forwarder failed:\n{log}"));
     assert_eq!(list(&mnt.path.join("Incoming")).unwrap().len(), 20);
     assert_eq!(fwd.accepted.load(Ordering::SeqCst), 1);
 
@@ -641,18 +652,7 @@ fn connection_cap_is_never_exceeded() {
     // fast that the pool rarely needs its second connection.
     let fwd = Forwarder::start_with_delay(sb.port, Duration::from_millis(2));
     let work = traversable_tempdir("coupafs-fwd-");
-    let kh = known_hosts_for_port(&sb, fwd.port, work.path());
-    let opts = format!(
-        "IdentityFile={},UserKnownHostsFile={},max_conns=2,cache_timeout=0",
-        sb.key.display(),
-        kh.display()
-    );
-    let mnt = Mount::spawn(
-        &["-p", &fwd.port.to_string(), &sb.target()],
-        &["-o", &opts],
-        &[],
-    )
-    .unwrap_or_else(|log| panic!("mount through the forwarder failed:\n{log}"));
+    let mnt = mount_through(&sb, &fwd, work.path(), "max_conns=2,cache_timeout=0");
     let stop = Arc::new(AtomicBool::new(false));
     let deadline = Instant::now() + Duration::from_secs(5);
     let sampler = {
@@ -888,18 +888,7 @@ fn striped_upload_survives_killed_sessions() {
     let sb = Sandbox::start();
     let fwd = Forwarder::start_with_delay(sb.port, Duration::from_millis(2));
     let work = traversable_tempdir("coupafs-fwd-");
-    let kh = known_hosts_for_port(&sb, fwd.port, work.path());
-    let opts = format!(
-        "IdentityFile={},UserKnownHostsFile={},max_conns=2,debug",
-        sb.key.display(),
-        kh.display()
-    );
-    let mnt = Mount::spawn(
-        &["-p", &fwd.port.to_string(), &sb.target()],
-        &["-o", &opts],
-        &[],
-    )
-    .unwrap_or_else(|log| panic!("mount through the forwarder failed:\n{log}"));
+    let mnt = mount_through(&sb, &fwd, work.path(), "max_conns=2,debug");
     let src = work.path().join("striped.bin");
     let sha = make_source(&src, 60 * MIB);
     let dst = mnt.path.join(INVOICES).join("striped.bin");
