@@ -177,12 +177,12 @@ fi
 [[ -e /dev/fuse ]] || die "/dev/fuse is missing: FUSE is not available here"
 
 COUPAFS=$REPO/target/release/coupafs
-PROXY=$REPO/target/release/coupafs-delay-proxy
+PROXY=$REPO/target/release/examples/delay_proxy
 BUILD_NOTE=
 if [[ $NO_BUILD != 1 ]]; then
   command -v cargo >/dev/null || die "cargo not found: install a Rust toolchain (https://rustup.rs)"
-  log "cargo build --release"
-  if ! (cd "$REPO" && cargo build --release >&2); then
+  log "cargo build --release (coupafs and the delay proxy example)"
+  if ! (cd "$REPO" && cargo build --release --bin coupafs --example delay_proxy >&2); then
     [[ -x $COUPAFS && -x $PROXY ]] || die "cargo build --release failed"
     BUILD_NOTE="cargo build --release failed; benchmarked the existing binaries in target/release"
     log "WARNING: $BUILD_NOTE"

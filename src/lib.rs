@@ -1,32 +1,24 @@
 //! coupafs: a FUSE filesystem that mounts a Coupa SFTP exchange.
 //!
-//! Layers, each depending only on those after it:
-//! `fuse` (fuser adapter) -> `fs` (semantics) -> `cache`, `inode`, `upload`,
-//! `spare` (pre-opened upload temp files), `readahead`
-//! -> `remote` (narrow trait + SFTP implementation) -> `conn` (SSH
-//! transport, I/O thread, reconnect) -> `sftp` (pure wire codec).
-//! `cli` parses sshfs-style arguments; `error` maps failures to errno.
-//! `check` runs `coupafs check` (a monitoring-style health check) over
-//! `remote`; `coupa` holds Coupa's folder tree and file rules (pure).
-//! `sshconfig` reads the ssh client config file (`~/.ssh/config`, `-F`);
-//! `logging` sends log records to stderr or, for a daemon, to syslog.
+//! The folders are the layers; each depends only on those after it (see
+//! `doc/ARCHITECTURE.md`):
+//! `fuse` (the fuser adapter) -> `fs` (filesystem semantics: metadata,
+//! open files, uploads, cache, read-ahead) -> `remote` (the trait the
+//! filesystem needs, in its own words, and its SFTP implementation) ->
+//! `ssh` (transport: session, request engine, connection pool, crypto) ->
+//! `sftp` (pure wire codec).
+//! Beside them: `cli` (command line, ssh config), `mount` (the mount's
+//! life: daemon, credentials, status, shutdown), `check` (`coupafs check`),
+//! `coupa` (Coupa's folder tree and file rules), `error` (the one errno
+//! map), `logging`.
 
-pub mod cache;
-pub mod caller;
 pub mod check;
 pub mod cli;
-pub mod conn;
 pub mod coupa;
 pub mod error;
 pub mod fs;
 pub mod fuse;
-pub mod inode;
 pub mod logging;
-pub mod mock;
-pub mod readahead;
 pub mod remote;
 pub mod sftp;
-pub mod spare;
-pub mod sshconfig;
-pub mod sshcrypto;
-pub mod upload;
+pub mod ssh;

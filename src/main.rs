@@ -13,9 +13,11 @@ use std::process::ExitCode;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
+use coupafs::cli::sshconfig;
 use coupafs::cli::{self, Invocation, MountOptions};
-use coupafs::conn::{self, ConnectParams, Pool, Secret};
-use coupafs::{fs, fuse, logging, remote, sshconfig, upload};
+use coupafs::fs::upload;
+use coupafs::ssh::{self, ConnectParams, Pool, Secret};
+use coupafs::{fs, fuse, logging, remote};
 
 /// The password from `COUPAFS_PASSWORD`, taken out of the environment first
 /// thing in `main`.
@@ -95,8 +97,8 @@ fn sd_notify(state: &str) {
 
 fn main() -> ExitCode {
     // Keeps the faster ChaCha20-Poly1305 primitives in the link (see
-    // coupafs::sshcrypto); black_box so the reference is not optimised out.
-    std::hint::black_box(coupafs::sshcrypto::link());
+    // coupafs::ssh::crypto); black_box so the reference is not optimised out.
+    std::hint::black_box(coupafs::ssh::crypto::link());
     let _ = ENV_PASSWORD.set(take_env_secret("COUPAFS_PASSWORD").map(Secret::new));
     let args: Vec<String> = std::env::args().collect();
     let inv = match cli::parse(&args) {
@@ -231,7 +233,7 @@ pub fn connect_params(opts: &MountOptions) -> Result<ConnectParams, String> {
         opts.identity_files.iter().map(|p| absolute(p)).collect();
     if identity_files.is_empty() {
         if let Some(h) = &home {
-            identity_files = conn::default_identity_files(h);
+            identity_files = ssh::default_identity_files(h);
         }
     }
     let known_hosts = match &opts.known_hosts_file {
@@ -517,7 +519,7 @@ fn mount_and_serve(
         &config,
     )
     .map_err(|e| format!("cannot mount on {}: {e}", mountpoint.display()))?;
-    if let Some(id) = coupafs::caller::mount_id(mountpoint) {
+    if let Some(id) = coupafs::fs::caller::mount_id(mountpoint) {
         filesystem.set_mount_id(id);
     }
     let notifier = session.notifier();
@@ -671,7 +673,7 @@ impl StatusFile {
         }
     }
 
-    fn write<R: remote::Remote>(&self, link: &conn::PoolStatus, fs: &fs::Fs<R>) {
+    fn write<R: remote::Remote>(&self, link: &ssh::PoolStatus, fs: &fs::Fs<R>) {
         let state = if link.connected > 0 {
             "connected"
         } else if link.reconnecting {

@@ -196,7 +196,7 @@ impl ReadAhead {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::mock::MockRemote;
+    use crate::remote::mock::MockRemote;
     use crate::sftp::{pflags, Attrs};
 
     fn setup(size: usize) -> (Arc<dyn Remote>, Arc<MockRemote>, Handle, Vec<u8>) {

@@ -48,10 +48,10 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::cli::MountOptions;
-use crate::conn::{ConnectError, ConnectParams, Pool};
 use crate::coupa::{self, CsvCheck, CsvProblem};
 use crate::remote::{DirEntry, Remote, RemoteError, SftpRemote};
 use crate::sftp::{ext, pflags, Attrs};
+use crate::ssh::{ConnectError, ConnectParams, Pool};
 
 /// Exit status: everything OK.
 pub const EXIT_OK: i32 = 0;
@@ -706,7 +706,7 @@ fn check_waiting<W: Write>(
         let mut stale_temps = 0;
         for e in entries.iter().filter(|e| is_file(&e.attrs)) {
             let age = age_of(&e.attrs, now);
-            if crate::upload::is_temp_name(&e.name) {
+            if crate::fs::upload::is_temp_name(&e.name) {
                 if age.is_some_and(|a| a > stale) {
                     stale_temps += 1;
                 }
@@ -1095,7 +1095,7 @@ mod tests {
         for n in [&a, &b] {
             assert!(n.starts_with(".coupafs-check.coupafs-"), "{n}");
             assert_eq!(n.len(), ".coupafs-check.coupafs-".len() + 6);
-            assert!(crate::upload::is_temp_name(n.as_bytes()), "{n}");
+            assert!(crate::fs::upload::is_temp_name(n.as_bytes()), "{n}");
         }
     }
 

@@ -1,10 +1,10 @@
-//! coupafs-delay-proxy: a userspace TCP proxy that adds a fixed one-way delay.
+//! delay_proxy (cargo example, not installed): a userspace TCP proxy that adds a fixed one-way delay.
 //!
 //! Used by `scripts/bench.sh` to emulate a WAN round-trip time on machines
 //! whose kernel has no netem:
 //!
 //! ```text
-//! coupafs-delay-proxy --listen 127.0.0.1:0 --connect 127.0.0.1:2222 --delay-ms 10
+//! cargo run --release --example delay_proxy -- --listen 127.0.0.1:0 --connect 127.0.0.1:2222 --delay-ms 10
 //! ```
 //!
 //! prints `listening on 127.0.0.1:PORT` on stdout once it accepts connections

@@ -5,6 +5,8 @@
 //!   coupafs [OPTIONS] [USER@]HOST:[REMOTE_DIR] MOUNTPOINT [-o OPT[,OPT...]]
 //!   coupafs check [USER@]HOST:[REMOTE_DIR] [-p PORT] [-o OPT[,OPT...]]
 
+pub mod sshconfig;
+
 use std::path::PathBuf;
 use std::time::Duration;
 

@@ -23,7 +23,7 @@ use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use crate::inode::split;
+use crate::fs::inode::split;
 use crate::remote::{Handle, RResult, Remote, RemoteError};
 use crate::sftp::{pflags, Attrs};
 

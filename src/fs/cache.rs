@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use lru::LruCache;
 
-use crate::inode::{join, split};
+use crate::fs::inode::{join, split};
 use crate::remote::DirEntry;
 use crate::sftp::Attrs;
 

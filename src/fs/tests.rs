@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::*;
-use crate::mock::MockRemote;
+use crate::remote::mock::MockRemote;
 use crate::remote::RemoteError;
 use crate::sftp::status;
 

@@ -20,10 +20,10 @@ use std::sync::mpsc::{self, RecvTimeoutError, Sender};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use crate::inode::{join, split};
+use crate::fs::inode::{join, split};
+use crate::fs::upload::TempNaming;
 use crate::remote::{Handle, Remote};
 use crate::sftp::{pflags, Attrs};
-use crate::upload::TempNaming;
 
 /// Permission bits spares are opened with: what `cp`, `cat >` and most
 /// jobs create. A create with other bits sets them at commit (FSETSTAT in
@@ -282,7 +282,7 @@ impl SparePool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::mock::MockRemote;
+    use crate::remote::mock::MockRemote;
 
     fn pool(remote: &Arc<MockRemote>, max: usize, idle: Duration) -> Arc<SparePool> {
         remote.mkdir_p("/root/In");
@@ -310,7 +310,7 @@ mod tests {
         remote
             .names("/root/In")
             .into_iter()
-            .filter(|n| crate::upload::is_temp_name(n.as_bytes()))
+            .filter(|n| crate::fs::upload::is_temp_name(n.as_bytes()))
             .collect()
     }
 
@@ -322,7 +322,7 @@ mod tests {
         wait_for("one spare", || p.ready() == 1);
         let s = p.take(b"/root/In/b.csv").expect("a spare");
         assert!(s.path.starts_with(b"/root/In/.coupafs-spare.coupafs-"));
-        assert!(crate::upload::is_temp_name(split(&s.path).1));
+        assert!(crate::fs::upload::is_temp_name(split(&s.path).1));
         // Taken spares are the caller's; the pool refills behind it.
         wait_for("refill", || p.ready() == 1);
         assert_eq!(temps(&remote).len(), 2);

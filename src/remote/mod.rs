@@ -1,5 +1,5 @@
 //! The narrow remote-filesystem interface the filesystem layer uses, and its
-//! SFTP implementation over `conn::Pool`.
+//! SFTP implementation over `crate::ssh::Pool`.
 //!
 //! Paths are absolute remote paths as bytes. Calls block the calling thread
 //! only; many callers share one connection with their requests in flight
@@ -7,12 +7,15 @@
 //! operation deadline; others are retried only when the request provably
 //! never left this process.
 
+#[cfg(any(test, feature = "test-support"))]
+pub mod mock;
+
 use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::conn::{ConnError, Connection, Pool};
 use crate::sftp::{self, ext, pflags, status, Attrs, Request, Response, Statvfs};
+use crate::ssh::{ConnError, Connection, Pool};
 
 /// Why a remote operation failed.
 #[derive(Clone, Debug, PartialEq, Eq)]

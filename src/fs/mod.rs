@@ -5,6 +5,13 @@
 //! Locks here guard in-memory tables only and are never held across a
 //! remote round trip.
 
+pub mod cache;
+pub mod caller;
+pub mod inode;
+pub mod readahead;
+pub mod spare;
+pub mod upload;
+
 use std::collections::HashMap;
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
@@ -13,16 +20,16 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{mpsc, Arc, Mutex, MutexGuard, OnceLock, Weak};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use crate::cache::MetaCache;
-use crate::caller::{self, Closer, Exit};
 use crate::coupa;
 use crate::error::{FsError, FsResult, Op};
-use crate::inode::{join, split, InodeTable, ROOT_INO};
-use crate::readahead::{self, ReadAhead};
+use crate::fs::cache::MetaCache;
+use crate::fs::caller::{Closer, Exit};
+use crate::fs::inode::{join, split, InodeTable, ROOT_INO};
+use crate::fs::readahead::ReadAhead;
+use crate::fs::spare::SparePool;
+use crate::fs::upload::{is_temp_name, TempNaming, Upload};
 use crate::remote::{DirEntry, Handle, Remote, RemoteError};
 use crate::sftp::{pflags, Attrs};
-use crate::spare::{self, SparePool};
-use crate::upload::{is_temp_name, TempNaming, Upload};
 
 /// How the mount presents and changes files.
 #[derive(Clone, Debug)]
@@ -1640,5 +1647,4 @@ pub fn contain_symlink(link_rel: &[u8], target: &[u8], remote_root: &[u8]) -> Ve
 }
 
 #[cfg(test)]
-#[path = "fs_tests.rs"]
 mod tests;

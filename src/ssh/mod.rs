@@ -12,6 +12,8 @@
 //! `Pool` owns up to `max_conns` connections, reconnects with backoff, and
 //! bounds how long a caller waits for an unreachable server.
 
+pub mod crypto;
+
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
 use std::io::{self, Read, Write};
@@ -183,7 +185,7 @@ pub struct ConnInfo {
 }
 
 /// Queued packets, split so small requests overtake bulk WRITE data (a big
-/// upload otherwise halves the small-file rate; see sftp-engine.md).
+/// upload otherwise halves the small-file rate; see doc/ARCHITECTURE.md).
 #[derive(Default)]
 struct Queues {
     small: VecDeque<Outgoing>,
