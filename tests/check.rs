@@ -10,9 +10,6 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, SystemTime};
 
-use base64::Engine;
-use sha2::{Digest, Sha256};
-
 use common::*;
 
 /// What `coupafs check` printed and returned.
@@ -79,31 +76,6 @@ fn sandbox_opts(sb: &Sandbox) -> Vec<String> {
 
 fn check(sb: &Sandbox) -> CheckRun {
     check_with(sb, &sb.target(), &sandbox_opts(sb))
-}
-
-/// `ssh-keygen -l` style fingerprint of a `.pub` / known_hosts key line.
-fn fingerprint_of_pub(line: &str) -> String {
-    let blob = line
-        .split_whitespace()
-        .nth(1)
-        .unwrap_or_else(|| panic!("no key in {line:?}"));
-    let key = base64::engine::general_purpose::STANDARD
-        .decode(blob)
-        .expect("base64 key");
-    format!(
-        "SHA256:{}",
-        base64::engine::general_purpose::STANDARD_NO_PAD.encode(Sha256::digest(key))
-    )
-}
-
-fn host_key_fingerprints(sb: &Sandbox) -> Vec<String> {
-    ["ssh_host_ed25519_key.pub", "ssh_host_rsa_key.pub"]
-        .iter()
-        .map(|f| {
-            let text = fs::read_to_string(sb.dir.path().join(f)).expect("read host key");
-            fingerprint_of_pub(&text)
-        })
-        .collect()
 }
 
 /// Every file or folder below `dir` whose name contains `needle`.

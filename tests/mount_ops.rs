@@ -123,15 +123,6 @@ fn run(prog: &str, args: &[&str]) -> Output {
         .unwrap_or_else(|e| panic!("spawn {prog}: {e}"))
 }
 
-fn show(out: &Output) -> String {
-    format!(
-        "status {}\n--- stdout:\n{}\n--- stderr:\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
-
 /// Runs a program and asserts it exits 0 with an empty stderr.
 fn run_ok(prog: &str, args: &[&str]) -> Output {
     let out = run(prog, args);
@@ -198,21 +189,6 @@ fn perm_string(mode: u32) -> String {
         s.push(if bits & 1 != 0 { 'x' } else { '-' });
     }
     s
-}
-
-/// `ssh-keygen -lf` fingerprints (`SHA256:...`) of the sandbox's host keys.
-fn host_key_fingerprints(sb: &Sandbox) -> Vec<String> {
-    ["ssh_host_ed25519_key.pub", "ssh_host_rsa_key.pub"]
-        .iter()
-        .map(|k| {
-            let out = run_ok("ssh-keygen", &["-lf", p(&sb.dir.path().join(k))]);
-            String::from_utf8_lossy(&out.stdout)
-                .split_whitespace()
-                .nth(1)
-                .expect("ssh-keygen -l output")
-                .to_string()
-        })
-        .collect()
 }
 
 /// Mounts with exactly `opts` (no IdentityFile added), with HOME pointing

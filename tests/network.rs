@@ -20,28 +20,6 @@ use common::*;
 const MIB: usize = 1 << 20;
 const INVOICES: &str = "Incoming/Invoices";
 
-fn errno_name(n: i32) -> String {
-    format!("{} ({n})", io::Error::from_raw_os_error(n))
-}
-
-/// `size` random bytes from /dev/urandom into `path`; returns the sha256.
-fn make_source(path: &Path, size: usize) -> String {
-    let st = Command::new("head")
-        .arg("-c")
-        .arg(size.to_string())
-        .arg("/dev/urandom")
-        .stdout(File::create(path).expect("create source"))
-        .status()
-        .expect("head");
-    assert!(st.success());
-    sha256sum(path).expect("hash source")
-}
-
-fn chown_to_sftp_user(path: &Path) {
-    let uid = uid_of("coupasftp").expect("account coupasftp");
-    std::os::unix::fs::chown(path, Some(uid), None).expect("chown");
-}
-
 /// Writes a file through the mount; Ok only if every write and close() did.
 fn write_file(path: &Path, data: &[u8]) -> io::Result<()> {
     let mut f = File::create(path)?;

@@ -23,9 +23,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use base64::Engine;
 use common::*;
-use sha2::{Digest, Sha256};
 use tempfile::TempDir;
 
 // ---------------------------------------------------------------------------
@@ -163,25 +161,6 @@ fn authorize(sb: &Sandbox, key: &Path) {
 fn write_private(path: &Path, content: &str) {
     fs::write(path, content).unwrap();
     fs::set_permissions(path, fs::Permissions::from_mode(0o600)).unwrap();
-}
-
-/// SHA256 fingerprint (ssh-keygen -l form) of a `TYPE BASE64 ...` line.
-fn fingerprint_of_pub(line: &str) -> String {
-    let b64 = line.split_whitespace().nth(1).expect("public key line");
-    let blob = base64::engine::general_purpose::STANDARD
-        .decode(b64)
-        .expect("base64 key");
-    format!(
-        "SHA256:{}",
-        base64::engine::general_purpose::STANDARD_NO_PAD.encode(Sha256::digest(blob))
-    )
-}
-
-fn server_fingerprints(sb: &Sandbox) -> Vec<String> {
-    ["ssh_host_ed25519_key.pub", "ssh_host_rsa_key.pub"]
-        .iter()
-        .map(|f| fingerprint_of_pub(&fs::read_to_string(sb.dir.path().join(f)).unwrap()))
-        .collect()
 }
 
 /// One /proc/self/mountinfo entry.
@@ -1058,7 +1037,7 @@ fn unknown_host_key_is_refused_by_default_and_with_yes() {
             "{log}"
         );
         assert!(
-            server_fingerprints(&sb)
+            host_key_fingerprints(&sb)
                 .iter()
                 .any(|fp| log.contains(fp.as_str())),
             "the message names the server's key: {log}"
@@ -1089,7 +1068,7 @@ fn accept_new_records_the_key_and_then_refuses_a_changed_one() {
         .find(|l| l.starts_with(&format!("[127.0.0.1]:{} ", sb.port)))
         .unwrap_or_else(|| panic!("no line for the server in:\n{recorded}"));
     assert!(
-        server_fingerprints(&sb)
+        host_key_fingerprints(&sb)
             .contains(&fingerprint_of_pub(&line[line.find(' ').unwrap() + 1..])),
         "recorded key is the server's: {line}"
     );
@@ -1170,7 +1149,7 @@ fn host_key_fingerprint_pins_the_key() {
         "{log}"
     );
     assert!(
-        server_fingerprints(&sb).contains(&presented),
+        host_key_fingerprints(&sb).contains(&presented),
         "{presented} is one of the server's keys"
     );
     let m = mount_with(&sb, &opts(&presented), &env).unwrap_or_else(|l| panic!("{l}"));

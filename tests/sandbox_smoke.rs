@@ -64,15 +64,6 @@ fn run_with_stdin(mut cmd: Command, input: &str) -> Output {
     child.wait_with_output().expect("wait for sftp")
 }
 
-fn show(out: &Output) -> String {
-    format!(
-        "status {}\n--- stdout:\n{}\n--- stderr:\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
-
 #[test]
 fn sandbox_serves_standard_tree_over_sftp() {
     let sb = Sandbox::start();

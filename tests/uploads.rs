@@ -29,30 +29,6 @@ fn en(e: &io::Error) -> i32 {
     errno(e)
 }
 
-fn errno_name(n: i32) -> String {
-    format!("{} ({})", io::Error::from_raw_os_error(n), n)
-}
-
-/// `size` random bytes from /dev/urandom into `path`; returns the sha256.
-fn make_source(path: &Path, size: usize) -> String {
-    let out = Command::new("head")
-        .arg("-c")
-        .arg(size.to_string())
-        .arg("/dev/urandom")
-        .stdout(File::create(path).expect("create source file"))
-        .status()
-        .expect("run head");
-    assert!(out.success(), "head -c {size} /dev/urandom failed");
-    assert_eq!(fs::metadata(path).unwrap().len(), size as u64);
-    sha256sum(path).expect("hash source")
-}
-
-/// Makes a server-side file look like one the SFTP account wrote.
-fn chown_to_sftp_user(path: &Path) {
-    let uid = uid_of("coupasftp").expect("account coupasftp");
-    std::os::unix::fs::chown(path, Some(uid), None).expect("chown to coupasftp");
-}
-
 /// Writes `data` through the mount in `chunk`-byte writes with `pause`
 /// between them, then close()s and returns close's result.
 fn slow_write(path: &Path, data: &[u8], chunk: usize, pause: Duration) -> io::Result<()> {

@@ -932,3 +932,70 @@ pub fn status_file_of(mountpoint: &Path) -> PathBuf {
 pub fn signal_pid(pid: u32, sig: libc::c_int) {
     send_signal(pid, sig);
 }
+
+// ---------------------------------------------------------------------------
+// Small helpers shared by the test files
+// ---------------------------------------------------------------------------
+
+/// A finished command's status, stdout and stderr, for assertion messages.
+pub fn show(out: &Output) -> String {
+    format!(
+        "status {}\n--- stdout:\n{}\n--- stderr:\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// "No such file or directory (os error 2) (2)": an errno with its name.
+pub fn errno_name(n: i32) -> String {
+    format!("{} ({n})", io::Error::from_raw_os_error(n))
+}
+
+/// `size` random bytes from /dev/urandom into `path`; returns the sha256.
+pub fn make_source(path: &Path, size: usize) -> String {
+    let out = Command::new("head")
+        .arg("-c")
+        .arg(size.to_string())
+        .arg("/dev/urandom")
+        .stdout(fs::File::create(path).expect("create source file"))
+        .status()
+        .expect("run head");
+    assert!(out.success(), "head -c {size} /dev/urandom failed");
+    let len = fs::metadata(path).expect("stat source file").len();
+    assert_eq!(len, size as u64, "source file size");
+    sha256sum(path).expect("hash source")
+}
+
+/// Makes a server-side file look like one the SFTP account wrote.
+pub fn chown_to_sftp_user(path: &Path) {
+    let uid = uid_of("coupasftp").expect("account coupasftp");
+    std::os::unix::fs::chown(path, Some(uid), None).expect("chown to coupasftp");
+}
+
+/// OpenSSH's `SHA256:...` fingerprint of one public key line.
+pub fn fingerprint_of_pub(line: &str) -> String {
+    use base64::Engine;
+    let blob = line
+        .split_whitespace()
+        .nth(1)
+        .unwrap_or_else(|| panic!("no key in {line:?}"));
+    let key = base64::engine::general_purpose::STANDARD
+        .decode(blob)
+        .expect("base64 key");
+    format!(
+        "SHA256:{}",
+        base64::engine::general_purpose::STANDARD_NO_PAD.encode(Sha256::digest(key))
+    )
+}
+
+/// The fingerprints of the sandbox sshd's host keys (ed25519, RSA).
+pub fn host_key_fingerprints(sb: &Sandbox) -> Vec<String> {
+    ["ssh_host_ed25519_key.pub", "ssh_host_rsa_key.pub"]
+        .iter()
+        .map(|f| {
+            let text = fs::read_to_string(sb.dir.path().join(f)).expect("read host key");
+            fingerprint_of_pub(&text)
+        })
+        .collect()
+}
