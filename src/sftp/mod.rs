@@ -1798,3 +1798,6 @@ mod tests {
         assert!(ok > 0 && ok < 20_000 * 6, "ok = {ok}");
     }
 }
+
+#[cfg(test)]
+mod fuzz_tests;
