@@ -77,7 +77,7 @@ impl fmt::Display for CloseReason {
 
 /// Why a request got no reply.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum ConnError {
+pub(crate) enum ConnError {
     /// The request never left this process (the connection was already
     /// down): safe to retry any operation.
     NotSent(String),
@@ -162,7 +162,7 @@ pub struct Connection {
     pub info: ConnInfo,
     /// Unique per connection ever made by this process: handles remember it
     /// so a handle from a dead connection is never sent on a new one.
-    pub generation: u64,
+    pub(crate) generation: u64,
     /// Longest a caller waits for one reply.
     reply_bound: Duration,
 }

@@ -25,7 +25,8 @@ mod session;
 
 use std::sync::{Mutex, MutexGuard};
 
-pub use engine::{CloseReason, ConnError, Connection};
+pub(crate) use engine::ConnError;
+pub use engine::{CloseReason, Connection};
 pub use params::{default_identity_files, ConnectError, ConnectParams, HostKeyPolicy, Secret};
 pub use pool::{Pool, PoolStatus};
 pub use session::{ConnInfo, HostKeyStatus};
