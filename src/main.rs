@@ -599,7 +599,7 @@ fn mount_and_serve(
                 log::warn!("unmount: {e}; detaching lazily");
                 lazy_unmount(mountpoint);
             }
-            pool.close_all("unmounted");
+            pool.close_all(ssh::CloseReason::Unmount);
             status.remove();
             log::info!("unmounted {}", mountpoint.display());
             return Ok(());
@@ -612,7 +612,7 @@ fn mount_and_serve(
         log::error!("{left} file(s) could not be published at unmount");
     }
     filesystem.shutdown();
-    pool.close_all("unmounted");
+    pool.close_all(ssh::CloseReason::Unmount);
     status.remove();
     log::info!("unmounted {}", mountpoint.display());
     Ok(())

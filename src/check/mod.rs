@@ -51,7 +51,7 @@ use crate::cli::MountOptions;
 use crate::coupa::{self, CsvCheck, CsvProblem};
 use crate::remote::{DirEntry, Remote, RemoteError, SftpRemote};
 use crate::sftp::{ext, pflags, Attrs};
-use crate::ssh::{ConnectError, ConnectParams, Pool};
+use crate::ssh::{CloseReason, ConnectError, ConnectParams, HostKeyStatus, Pool};
 
 /// Exit status: everything OK.
 pub const EXIT_OK: i32 = 0;
@@ -192,30 +192,29 @@ pub fn run_checks<W: Write>(opts: &MountOptions, params: ConnectParams, rep: &mu
     let p = pool.params();
     let info = &first.info;
     let fp = &info.host_key_fingerprint;
-    match info.host_key_status.as_str() {
-        "known" => rep.ok(
+    match info.host_key_status {
+        HostKeyStatus::Known => rep.ok(
             "host key",
             format!("known, {fp} (in {})", p.known_hosts.display()),
         ),
-        "pinned" => rep.ok(
+        HostKeyStatus::Pinned => rep.ok(
             "host key",
             format!("pinned, {fp} matches HostKeyFingerprint"),
         ),
-        "added" => rep.ok(
+        HostKeyStatus::Added => rep.ok(
             "host key",
             format!(
                 "added, {fp} was unknown and is now in {} (StrictHostKeyChecking=accept-new)",
                 p.known_hosts.display()
             ),
         ),
-        "unverified" => rep.warn(
+        HostKeyStatus::Unverified => rep.warn(
             "host key",
             format!(
                 "unverified, {fp} accepted without a check (StrictHostKeyChecking=no); \
                  pin it with -o HostKeyFingerprint={fp}"
             ),
         ),
-        other => rep.ok("host key", format!("{other}, {fp}")),
     }
     rep.ok("auth", format!("{} as {}", info.auth_method, p.user));
 
@@ -252,8 +251,7 @@ pub fn run_checks<W: Write>(opts: &MountOptions, params: ConnectParams, rep: &mu
     if let Some(root) = check_root(&remote, &opts.target.remote_dir, rep) {
         check_exchange(opts, &remote, &root, rep);
     }
-    // "connection closed" is the quiet close reason (no warning logged).
-    pool.close_all("connection closed");
+    pool.close_all(CloseReason::Done);
 }
 
 /// `dns` and `tcp`: resolve and open a TCP connection, timed, and read the

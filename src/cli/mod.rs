@@ -22,18 +22,8 @@ pub enum Invocation {
     Version(String),
 }
 
-/// `StrictHostKeyChecking=`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
-pub enum HostKeyPolicy {
-    /// `yes` (default): unknown or changed key refuses to connect.
-    #[default]
-    Strict,
-    /// `accept-new`: unknown key is added to known_hosts, changed key refused.
-    AcceptNew,
-    /// `no`: an unknown key is accepted (logged with its fingerprint); a key
-    /// that differs from known_hosts is still refused (unlike ssh).
-    No,
-}
+/// `StrictHostKeyChecking=`; the transport owns the type.
+pub use crate::ssh::HostKeyPolicy;
 
 /// Where the remote side is.
 #[derive(Clone, Debug, PartialEq, Eq, Default)]

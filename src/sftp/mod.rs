@@ -186,8 +186,6 @@ pub enum Request {
         from: Vec<u8>,
         to: Vec<u8>,
     },
-    /// `limits@openssh.com`
-    Limits,
 }
 
 /// A reply the server sends, keyed by request id.
@@ -202,7 +200,7 @@ pub enum Response {
     Name(Vec<NameEntry>),
     Attrs(Attrs),
     /// SSH_FXP_EXTENDED_REPLY payload (after the request id), decoded by the
-    /// caller with `decode_statvfs` / `decode_limits`.
+    /// caller with `decode_statvfs`.
     ExtendedReply(Vec<u8>),
 }
 
@@ -234,15 +232,6 @@ pub struct Statvfs {
     pub fsid: u64,
     pub flag: u64,
     pub namemax: u64,
-}
-
-/// Reply to `limits@openssh.com` (OpenSSH PROTOCOL 4.8).
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Limits {
-    pub max_packet_len: u64,
-    pub max_read_len: u64,
-    pub max_write_len: u64,
-    pub max_open_handles: u64,
 }
 
 /// A malformed or unexpected packet from the peer.
@@ -403,7 +392,6 @@ pub fn encode_request(id: u32, req: &Request, out: &mut Vec<u8>) {
             put_str(b, from);
             put_str(b, to);
         }
-        Request::Limits => extended_header(b, id, ext::LIMITS),
     });
 }
 
@@ -566,21 +554,6 @@ pub fn decode_statvfs(data: &[u8]) -> Result<Statvfs, CodecError> {
         fsid: r.u64("statvfs f_fsid")?,
         flag: r.u64("statvfs f_flag")?,
         namemax: r.u64("statvfs f_namemax")?,
-    })
-}
-
-/// Decodes the data of a `limits@openssh.com` EXTENDED_REPLY.
-///
-/// Trailing bytes are ignored for the same forward-compatibility reason as
-/// `decode_statvfs`.
-pub fn decode_limits(data: &[u8]) -> Result<Limits, CodecError> {
-    // OpenSSH PROTOCOL 4.8: four uint64.
-    let mut r = Reader::new(data);
-    Ok(Limits {
-        max_packet_len: r.u64("limits max-packet-length")?,
-        max_read_len: r.u64("limits max-read-length")?,
-        max_write_len: r.u64("limits max-write-length")?,
-        max_open_handles: r.u64("limits max-open-handles")?,
     })
 }
 
@@ -946,18 +919,6 @@ mod tests {
     }
 
     #[test]
-    fn limits_layout_has_no_fields_after_name() {
-        let mut expected: Vec<u8> = vec![
-            0, 0, 0, 27,  // length
-            200, // SSH_FXP_EXTENDED
-            0, 0, 0, 4, // id
-            0, 0, 0, 18, // name length
-        ];
-        expected.extend_from_slice(b"limits@openssh.com");
-        assert_eq!(encoded(4, &Request::Limits), expected);
-    }
-
-    #[test]
     fn setstat_with_every_attr_layout() {
         let req = Request::Setstat {
             path: b"p".to_vec(),
@@ -1095,9 +1056,8 @@ mod tests {
                 200,
                 [s(b"hardlink@openssh.com"), s(b"a"), s(b"b")].concat(),
             ),
-            (Request::Limits, 200, s(b"limits@openssh.com")),
         ];
-        assert_eq!(cases.len(), 23, "one case per Request variant");
+        assert_eq!(cases.len(), 22, "one case per Request variant");
         for (i, (req, ty, fields)) in cases.iter().enumerate() {
             let id = 0x0100_0000 + i as u32;
             let mut body = vec![*ty];
@@ -1118,7 +1078,13 @@ mod tests {
             },
             &mut out,
         );
-        encode_request(2, &Request::Limits, &mut out);
+        encode_request(
+            2,
+            &Request::Close {
+                handle: b"h".to_vec(),
+            },
+            &mut out,
+        );
         let mut f = Framer::new();
         f.push(&out);
         assert_eq!(f.next_packet(), Ok(Some(vec![1, 0, 0, 0, 3])));
@@ -1126,9 +1092,8 @@ mod tests {
             f.next_packet(),
             Ok(Some(vec![17, 0, 0, 0, 1, 0, 0, 0, 1, b'a']))
         );
-        let limits = f.next_packet().unwrap().unwrap();
-        assert_eq!(limits[0], 200);
-        assert_eq!(limits.len(), 1 + 4 + 4 + 18);
+        let close = f.next_packet().unwrap().unwrap();
+        assert_eq!(close, vec![4, 0, 0, 0, 2, 0, 0, 0, 1, b'h']);
         assert_eq!(f.next_packet(), Ok(None));
     }
 
@@ -1578,23 +1543,6 @@ mod tests {
     }
 
     #[test]
-    fn limits_decodes_in_field_order() {
-        let data = u64s(&[262144, 261120, 261120, 0]);
-        let expected = Limits {
-            max_packet_len: 262144,
-            max_read_len: 261120,
-            max_write_len: 261120,
-            max_open_handles: 0,
-        };
-        assert_eq!(decode_limits(&data), Ok(expected.clone()));
-        let longer = [data.clone(), vec![1]].concat();
-        assert_eq!(decode_limits(&longer), Ok(expected));
-        for cut in 0..data.len() {
-            assert!(decode_limits(&data[..cut]).is_err(), "prefix {cut}");
-        }
-    }
-
-    #[test]
     fn statvfs_through_extended_reply() {
         let data = u64s(&[4096, 4096, 100, 50, 40, 1000, 900, 900, 7, 0, 255]);
         let pkt = [vec![201, 0, 0, 0, 12], data].concat();
@@ -1788,14 +1736,13 @@ mod tests {
             ok += usize::from(decode_response(pkt).is_ok());
             ok += usize::from(decode_version(pkt).is_ok());
             ok += usize::from(decode_statvfs(pkt).is_ok());
-            ok += usize::from(decode_limits(pkt).is_ok());
             ok += usize::from(decode_attrs(pkt).is_ok());
             let mut f = Framer::new();
             f.push(pkt);
             ok += usize::from(matches!(f.next_packet(), Ok(Some(_))));
         }
         // Sanity that the inputs exercised both outcomes.
-        assert!(ok > 0 && ok < 20_000 * 6, "ok = {ok}");
+        assert!(ok > 0 && ok < 20_000 * 5, "ok = {ok}");
     }
 }
 

@@ -1,0 +1,655 @@
+//! The SFTP request engine: one [`Connection`], its I/O thread and the
+//! request table keyed by request id.
+//!
+//! Callers never touch the transport: they queue encoded packets and wait
+//! for their own completion, so any number of FUSE threads keep requests in
+//! flight (the sshfs model: one reader per connection, replies matched by
+//! id, filexfer-02 section 3: "the server may send replies in any order").
+//! The I/O thread owns the transport through the [`Pipe`] seam, a
+//! non-blocking byte pipe: the ssh2 channel in production
+//! (`session::SshPipe`), an in-memory socket pair in the tests.
+
+use std::collections::{HashMap, VecDeque};
+use std::fmt;
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use super::lock;
+use super::params::{ConnectError, ConnectParams};
+use super::session::{self, ConnInfo};
+use crate::sftp::{self, Request, Response};
+
+/// The transport under the I/O thread: a non-blocking byte pipe.
+///
+/// `read` and `write` return `Err(WouldBlock)` (or `Ok(0)`) when they cannot
+/// progress now; the I/O thread then polls `poll_target` and its wake fd.
+pub(crate) trait Pipe: Send + 'static {
+    /// Bytes received, `Ok(0)` when none now or at end of stream (then
+    /// `eof` is true).
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize>;
+    /// Bytes taken. After `WouldBlock` the same bytes are offered again
+    /// (libssh2 requires it).
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize>;
+    /// The peer closed its end.
+    fn eof(&self) -> bool;
+    /// The fd to poll and the events that mean the pipe can progress.
+    fn poll_target(&self) -> (RawFd, libc::c_short);
+    /// Ends the transport, best effort; called once as the thread exits.
+    fn shutdown(&mut self);
+}
+
+/// Why a connection ended. Steers whether outstanding replies are awaited
+/// and how loudly the end is logged.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CloseReason {
+    /// The mount is being unmounted: a clean end, logged at info.
+    Unmount,
+    /// The owner is done with it (dropped, `coupafs check` finished): a
+    /// clean end, not logged; replies already outstanding are awaited.
+    Done,
+    /// A caller got no reply within the operation timeout.
+    ReplyTimeout,
+    /// The link failed: transport error, end of stream, a reply that does
+    /// not fit the request table, or silence past the dead-link bound.
+    LinkDead(String),
+}
+
+impl CloseReason {
+    fn is_clean(&self) -> bool {
+        matches!(self, CloseReason::Unmount | CloseReason::Done)
+    }
+}
+
+impl fmt::Display for CloseReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CloseReason::Unmount => f.write_str("unmounted"),
+            CloseReason::Done => f.write_str("connection closed"),
+            CloseReason::ReplyTimeout => f.write_str("no reply within the operation timeout"),
+            CloseReason::LinkDead(m) => f.write_str(m),
+        }
+    }
+}
+
+/// Why a request got no reply.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum ConnError {
+    /// The request never left this process (the connection was already
+    /// down): safe to retry any operation.
+    NotSent(String),
+    /// The connection died with the request outstanding (outcome unknown) or
+    /// before it was sent.
+    Disconnected(String),
+    /// No connection could be made within the caller's deadline.
+    Unreachable(String),
+    /// The server replied with something that does not fit the request.
+    Protocol(String),
+}
+
+impl fmt::Display for ConnError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ConnError::NotSent(m) | ConnError::Disconnected(m) => {
+                write!(f, "connection lost: {m}")
+            }
+            ConnError::Unreachable(m) => write!(f, "server unreachable: {m}"),
+            ConnError::Protocol(m) => write!(f, "protocol error: {m}"),
+        }
+    }
+}
+
+/// Called exactly once with the reply (or the reason there is none).
+pub(crate) type Completion = Box<dyn FnOnce(Result<Response, ConnError>) + Send>;
+
+/// Queued packets, split so small requests overtake bulk WRITE data (a big
+/// upload otherwise halves the small-file rate; see doc/ARCHITECTURE.md).
+#[derive(Default)]
+struct Queues {
+    small: VecDeque<Outgoing>,
+    bulk: VecDeque<Outgoing>,
+    closed: Option<CloseReason>,
+}
+
+struct Outgoing {
+    id: u32,
+    bytes: Vec<u8>,
+    done: Completion,
+}
+
+struct Shared {
+    queues: Mutex<Queues>,
+    wake: OwnedFd,
+    next_id: AtomicU32,
+    /// Requests queued or outstanding.
+    in_flight: AtomicUsize,
+    dead: AtomicBool,
+}
+
+impl Shared {
+    fn wake(&self) {
+        let one: u64 = 1;
+        // SAFETY: writing 8 bytes from a valid u64 to our own eventfd.
+        unsafe {
+            libc::write(
+                self.wake.as_raw_fd(),
+                (&one as *const u64).cast(),
+                std::mem::size_of::<u64>(),
+            );
+        }
+    }
+
+    fn drain_wake(&self) {
+        let mut value: u64 = 0;
+        // SAFETY: reading 8 bytes into a valid u64 from a non-blocking eventfd.
+        unsafe {
+            libc::read(
+                self.wake.as_raw_fd(),
+                (&mut value as *mut u64).cast(),
+                std::mem::size_of::<u64>(),
+            );
+        }
+    }
+}
+
+/// One SSH connection with its SFTP channel and I/O thread.
+pub struct Connection {
+    shared: Arc<Shared>,
+    thread: Option<JoinHandle<()>>,
+    pub info: ConnInfo,
+    /// Unique per connection ever made by this process: handles remember it
+    /// so a handle from a dead connection is never sent on a new one.
+    pub(crate) generation: u64,
+    /// Longest a caller waits for one reply.
+    reply_bound: Duration,
+}
+
+static GENERATION: AtomicU64 = AtomicU64::new(1);
+
+/// How the I/O thread watches the link.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Liveness {
+    /// Outstanding requests unanswered this long declare the link dead.
+    pub(crate) dead_after: Duration,
+    /// Probe an idle link after this long (0 = never).
+    pub(crate) keepalive: Duration,
+}
+
+impl Connection {
+    /// Connects, verifies the host key, authenticates, starts SFTP and the
+    /// I/O thread.
+    pub(crate) fn connect(params: &ConnectParams) -> Result<Connection, ConnectError> {
+        let est = session::establish(params)?;
+        let liveness = Liveness {
+            dead_after: params.dead_after(),
+            keepalive: params.keepalive_interval,
+        };
+        Connection::start(est.pipe, est.framer, est.info, liveness)
+            .map_err(|e| ConnectError::Sftp(e.to_string()))
+    }
+
+    /// Starts the I/O thread over an established pipe. `framer` holds any
+    /// bytes read past the SFTP VERSION.
+    pub(crate) fn start<P: Pipe>(
+        pipe: P,
+        framer: sftp::Framer,
+        info: ConnInfo,
+        liveness: Liveness,
+    ) -> io::Result<Connection> {
+        // SAFETY: eventfd returns a new fd we own, or -1.
+        let wake_fd = unsafe { libc::eventfd(0, libc::EFD_NONBLOCK | libc::EFD_CLOEXEC) };
+        if wake_fd < 0 {
+            let e = io::Error::last_os_error();
+            return Err(io::Error::new(e.kind(), format!("eventfd: {e}")));
+        }
+        // SAFETY: wake_fd is a fresh, valid fd owned by nobody else.
+        let wake = unsafe { OwnedFd::from_raw_fd(wake_fd) };
+        let shared = Arc::new(Shared {
+            queues: Mutex::new(Queues::default()),
+            wake,
+            next_id: AtomicU32::new(1),
+            in_flight: AtomicUsize::new(0),
+            dead: AtomicBool::new(false),
+        });
+        let generation = GENERATION.fetch_add(1, Ordering::Relaxed);
+        let io = IoThread {
+            pipe,
+            shared: shared.clone(),
+            framer,
+            out: Vec::new(),
+            out_pos: 0,
+            pending: HashMap::new(),
+            last_progress: Instant::now(),
+            last_activity: Instant::now(),
+            dead_after: liveness.dead_after,
+            keepalive: liveness.keepalive,
+            last_write_progressed: false,
+            bulk_waiting: false,
+        };
+        let thread = std::thread::Builder::new()
+            .name(format!("sftp-io-{generation}"))
+            .spawn(move || io.run())
+            .map_err(|e| io::Error::new(e.kind(), format!("spawning I/O thread: {e}")))?;
+        Ok(Connection {
+            shared,
+            thread: Some(thread),
+            info,
+            generation,
+            reply_bound: liveness.dead_after + Duration::from_secs(5),
+        })
+    }
+
+    /// True once the I/O thread has given up on this connection.
+    pub(crate) fn is_dead(&self) -> bool {
+        self.shared.dead.load(Ordering::Acquire)
+    }
+
+    /// Requests queued or awaiting a reply.
+    pub(crate) fn in_flight(&self) -> usize {
+        self.shared.in_flight.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn has_extension(&self, name: &str) -> bool {
+        self.info.version.has_extension(name)
+    }
+
+    /// Queues `req`; `done` runs on the I/O thread with the reply.
+    pub(crate) fn submit(&self, req: &Request, done: Completion) {
+        let id = self.shared.next_id.fetch_add(1, Ordering::Relaxed);
+        let mut bytes = Vec::new();
+        sftp::encode_request(id, req, &mut bytes);
+        let bulk = matches!(req, Request::Write { .. });
+        self.enqueue(Outgoing { id, bytes, done }, bulk);
+    }
+
+    /// Queues an SSH_FXP_WRITE of `len` bytes whose data `fill` writes
+    /// straight into the packet buffer (no intermediate copy of bulk data).
+    pub(crate) fn submit_write(
+        &self,
+        handle: &[u8],
+        offset: u64,
+        len: usize,
+        fill: &mut dyn FnMut(&mut [u8]) -> io::Result<()>,
+        done: Completion,
+    ) -> io::Result<()> {
+        let id = self.shared.next_id.fetch_add(1, Ordering::Relaxed);
+        let mut bytes = Vec::with_capacity(4 + 1 + 4 + 4 + handle.len() + 8 + 4 + len);
+        sftp::encode_write_header(id, handle, offset, len, &mut bytes);
+        let start = bytes.len();
+        bytes.resize(start + len, 0);
+        fill(&mut bytes[start..])?;
+        self.enqueue(Outgoing { id, bytes, done }, true);
+        Ok(())
+    }
+
+    fn enqueue(&self, item: Outgoing, bulk: bool) {
+        let mut q = lock(&self.shared.queues);
+        if let Some(reason) = &q.closed {
+            let reason = reason.to_string();
+            drop(q);
+            (item.done)(Err(ConnError::NotSent(reason)));
+            return;
+        }
+        self.shared.in_flight.fetch_add(1, Ordering::Relaxed);
+        if bulk {
+            q.bulk.push_back(item);
+        } else {
+            q.small.push_back(item);
+        }
+        drop(q);
+        self.shared.wake();
+    }
+
+    /// Sends `req` and waits for its reply. Never waits forever: the I/O
+    /// thread fails every outstanding request when the link is declared dead.
+    pub(crate) fn call(&self, req: &Request) -> Result<Response, ConnError> {
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        self.submit(
+            req,
+            Box::new(move |r| {
+                let _ = tx.send(r);
+            }),
+        );
+        // The I/O thread fails outstanding requests once the link is silent
+        // for `dead_after`; this bound only guards against a wedged thread.
+        match rx.recv_timeout(self.reply_bound) {
+            Ok(r) => r,
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                self.close(CloseReason::ReplyTimeout);
+                Err(ConnError::Disconnected(
+                    CloseReason::ReplyTimeout.to_string(),
+                ))
+            }
+            Err(_) => Err(ConnError::Disconnected("I/O thread gone".into())),
+        }
+    }
+
+    /// Sends all `reqs` back to back (pipelined) and waits for every reply,
+    /// returned in the same order.
+    pub(crate) fn call_many(&self, reqs: &[Request]) -> Vec<Result<Response, ConnError>> {
+        let (tx, rx) = std::sync::mpsc::channel();
+        for (i, req) in reqs.iter().enumerate() {
+            let tx = tx.clone();
+            self.submit(
+                req,
+                Box::new(move |r| {
+                    let _ = tx.send((i, r));
+                }),
+            );
+        }
+        drop(tx);
+        let mut out: Vec<Option<Result<Response, ConnError>>> = vec![None; reqs.len()];
+        for (i, r) in rx.iter() {
+            if let Some(slot) = out.get_mut(i) {
+                *slot = Some(r);
+            }
+        }
+        out.into_iter()
+            .map(|r| r.unwrap_or_else(|| Err(ConnError::Disconnected("I/O thread gone".into()))))
+            .collect()
+    }
+
+    /// Ends the link (shutdown, a reply timeout, tests of reconnect). The
+    /// first reason given wins.
+    pub(crate) fn close(&self, reason: CloseReason) {
+        let mut q = lock(&self.shared.queues);
+        if q.closed.is_none() {
+            q.closed = Some(reason);
+        }
+        drop(q);
+        self.shared.wake();
+    }
+}
+
+impl Drop for Connection {
+    fn drop(&mut self) {
+        self.close(CloseReason::Done);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Bulk bytes handed to the pipe ahead of small requests at most.
+const BULK_BUDGET: usize = 1 << 20;
+/// Bytes offered to the pipe's `write` per call.
+const WRITE_CHUNK: usize = 256 * 1024;
+
+struct IoThread<P: Pipe> {
+    pipe: P,
+    shared: Arc<Shared>,
+    framer: sftp::Framer,
+    out: Vec<u8>,
+    out_pos: usize,
+    /// The request table: every request written (or being written) and not
+    /// yet answered, by request id.
+    pending: HashMap<u32, Completion>,
+    /// Last time a reply arrived, or the outstanding set became non-empty.
+    last_progress: Instant,
+    /// Last time anything was sent or received (for keepalive probes).
+    last_activity: Instant,
+    dead_after: Duration,
+    keepalive: Duration,
+    last_write_progressed: bool,
+    /// Bulk requests were left in the queue by the budget.
+    bulk_waiting: bool,
+}
+
+impl<P: Pipe> IoThread<P> {
+    fn run(mut self) {
+        let reason = self.serve();
+        // Mark dead under the queue lock so no submit slips in after the
+        // final drain: every completion runs exactly once.
+        let queued = {
+            let mut q = lock(&self.shared.queues);
+            if q.closed.is_none() {
+                q.closed = Some(reason.clone());
+            }
+            self.shared.dead.store(true, Ordering::Release);
+            let mut items: Vec<Outgoing> = q.small.drain(..).collect();
+            items.extend(q.bulk.drain(..));
+            items
+        };
+        // A clean end is no news for the admin: only a lost link warns.
+        if !reason.is_clean() {
+            log::warn!("SFTP connection lost: {reason}");
+        } else if reason == CloseReason::Unmount {
+            log::info!("SFTP connection closed: {reason}");
+        } else {
+            log::debug!("SFTP connection closed: {reason}");
+        }
+        let text = reason.to_string();
+        for item in queued {
+            (item.done)(Err(ConnError::NotSent(text.clone())));
+        }
+        for (_, done) in self.pending.drain() {
+            done(Err(ConnError::Disconnected(text.clone())));
+        }
+        self.shared.in_flight.store(0, Ordering::Relaxed);
+        self.pipe.shutdown();
+    }
+
+    /// Moves requests to the pipe and replies to their callers until the
+    /// connection ends; returns why.
+    fn serve(&mut self) -> CloseReason {
+        match self.serve_until_error() {
+            Ok(never) => match never {},
+            Err(reason) => reason,
+        }
+    }
+
+    fn serve_until_error(&mut self) -> Result<std::convert::Infallible, CloseReason> {
+        let mut buf = vec![0u8; 256 * 1024];
+        loop {
+            self.shared.drain_wake();
+            if let Some(reason) = self.take_queued() {
+                // A connection its owner is done with still delivers the
+                // replies already asked for (a fire-and-forget CLOSE must
+                // reach the server); any other reason ends it now.
+                if self.pending.is_empty() || reason != CloseReason::Done {
+                    return Err(reason);
+                }
+            }
+            let wrote_all = self.write_out()?;
+            self.read_in(&mut buf)?;
+            let now = Instant::now();
+            if !self.pending.is_empty() && now.duration_since(self.last_progress) > self.dead_after
+            {
+                return Err(CloseReason::LinkDead(format!(
+                    "no reply from server for {} s",
+                    self.dead_after.as_secs()
+                )));
+            }
+            if self.pending.is_empty()
+                && !self.keepalive.is_zero()
+                && now.duration_since(self.last_activity) >= self.keepalive
+            {
+                self.send_probe();
+                continue;
+            }
+            // More bytes we could hand over right away: don't sleep. (Bulk
+            // data waits in the queue while 1 MiB is ahead of it; once that
+            // went out, the next 1 MiB must follow without a poll timeout.)
+            let busy =
+                (!wrote_all && self.last_write_progressed) || (wrote_all && self.bulk_waiting);
+            self.poll(busy)?;
+        }
+    }
+
+    /// Moves queued requests into the output buffer. Returns the close reason
+    /// when the connection was closed by its owner.
+    fn take_queued(&mut self) -> Option<CloseReason> {
+        let mut q = lock(&self.shared.queues);
+        if let Some(reason) = q.closed.clone() {
+            return Some(reason);
+        }
+        let mut moved = Vec::new();
+        while let Some(item) = q.small.pop_front() {
+            moved.push(item);
+        }
+        while self.out.len() - self.out_pos < BULK_BUDGET {
+            match q.bulk.pop_front() {
+                Some(item) => {
+                    self.out.extend_from_slice(&item.bytes);
+                    if self.pending.is_empty() {
+                        self.last_progress = Instant::now();
+                    }
+                    self.pending.insert(item.id, item.done);
+                }
+                None => break,
+            }
+        }
+        self.bulk_waiting = !q.bulk.is_empty();
+        drop(q);
+        for item in moved {
+            // Small requests go right after what the pipe already holds.
+            self.out.extend_from_slice(&item.bytes);
+            if self.pending.is_empty() {
+                self.last_progress = Instant::now();
+            }
+            self.pending.insert(item.id, item.done);
+        }
+        None
+    }
+
+    /// Writes as much of the output buffer as the pipe takes. Returns true
+    /// when everything was written.
+    fn write_out(&mut self) -> Result<bool, CloseReason> {
+        self.last_write_progressed = false;
+        while self.out_pos < self.out.len() {
+            let end = (self.out_pos + WRITE_CHUNK).min(self.out.len());
+            // After EAGAIN libssh2 must be offered the same bytes again: the
+            // slice always starts at out_pos, which only moves on success.
+            match self.pipe.write(&self.out[self.out_pos..end]) {
+                Ok(0) => break, // window full: wait for the server's adjust
+                Ok(n) => {
+                    self.out_pos += n;
+                    self.last_activity = Instant::now();
+                    self.last_write_progressed = true;
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) => return Err(CloseReason::LinkDead(format!("transport write: {e}"))),
+            }
+        }
+        if self.out_pos == self.out.len() {
+            self.out.clear();
+            self.out_pos = 0;
+            Ok(true)
+        } else {
+            if self.out_pos > (4 << 20) {
+                self.out.drain(..self.out_pos);
+                self.out_pos = 0;
+            }
+            Ok(false)
+        }
+    }
+
+    /// Reads until EAGAIN (libssh2 sends window adjusts only from read) and
+    /// completes every whole reply.
+    fn read_in(&mut self, buf: &mut [u8]) -> Result<(), CloseReason> {
+        let mut closed = false;
+        loop {
+            match self.pipe.read(buf) {
+                Ok(0) => {
+                    closed = self.pipe.eof();
+                    break;
+                }
+                Ok(n) => {
+                    self.framer.push(&buf[..n]);
+                    self.last_progress = Instant::now();
+                    self.last_activity = self.last_progress;
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) => return Err(CloseReason::LinkDead(format!("transport read: {e}"))),
+            }
+        }
+        loop {
+            // A packet whose length prefix arrived but whose body did not
+            // yet stays in the framer (Ok(None)) until the rest comes.
+            let packet = match self.framer.next_packet() {
+                Ok(Some(p)) => p,
+                // Replies that arrived whole before the end of the stream
+                // were answered above: their callers get them, not an error.
+                Ok(None) if closed => {
+                    return Err(CloseReason::LinkDead(
+                        "server closed the SFTP channel".into(),
+                    ))
+                }
+                Ok(None) => return Ok(()),
+                Err(e) => return Err(CloseReason::LinkDead(e.to_string())),
+            };
+            let (id, response) =
+                sftp::decode_response(&packet).map_err(|e| CloseReason::LinkDead(e.to_string()))?;
+            match self.pending.remove(&id) {
+                Some(done) => {
+                    self.shared.in_flight.fetch_sub(1, Ordering::Relaxed);
+                    done(Ok(response));
+                }
+                // Ids are never reused on a connection and every request
+                // stays in the table until answered, so a reply for an id
+                // not in it means the server and we disagree about the
+                // stream: later replies cannot be trusted to be matched
+                // right either. The link is failed (outstanding callers see
+                // Disconnected, idempotent ones retry on a fresh connection)
+                // rather than risk completing a caller with another's reply.
+                None => {
+                    return Err(CloseReason::LinkDead(format!(
+                        "reply for unknown request id {id}"
+                    )))
+                }
+            }
+        }
+    }
+
+    /// An SFTP round trip on an idle link: if it goes unanswered for
+    /// `dead_after` the connection is declared dead (ServerAliveInterval).
+    fn send_probe(&mut self) {
+        let id = self.shared.next_id.fetch_add(1, Ordering::Relaxed);
+        sftp::encode_request(
+            id,
+            &Request::Realpath {
+                path: b".".to_vec(),
+            },
+            &mut self.out,
+        );
+        self.shared.in_flight.fetch_add(1, Ordering::Relaxed);
+        self.pending.insert(id, Box::new(|_| {}));
+        self.last_progress = Instant::now();
+        self.last_activity = self.last_progress;
+    }
+
+    fn poll(&mut self, busy: bool) -> Result<(), CloseReason> {
+        let (fd, events) = self.pipe.poll_target();
+        let mut fds = [
+            libc::pollfd {
+                fd,
+                events,
+                revents: 0,
+            },
+            libc::pollfd {
+                fd: self.shared.wake.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            },
+        ];
+        let timeout_ms = if busy { 0 } else { 500 };
+        // SAFETY: fds is a valid array of 2 pollfd for the duration of the call.
+        let rc = unsafe { libc::poll(fds.as_mut_ptr(), 2, timeout_ms) };
+        if rc < 0 {
+            let err = io::Error::last_os_error();
+            if err.kind() != io::ErrorKind::Interrupted {
+                return Err(CloseReason::LinkDead(format!("poll: {err}")));
+            }
+        }
+        if fds[0].revents & (libc::POLLERR | libc::POLLNVAL) != 0 {
+            return Err(CloseReason::LinkDead("socket error".into()));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests;

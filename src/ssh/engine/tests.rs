@@ -1,0 +1,411 @@
+//! The request engine over an in-memory byte pipe (a Unix socket pair): the
+//! test plays the SFTP server on the other end, reading requests with the
+//! codec's `Framer` and writing replies the codec's `decode_response` reads.
+
+use std::io::{Read, Write};
+use std::net::Shutdown;
+use std::os::unix::net::UnixStream;
+use std::sync::atomic::AtomicUsize;
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
+
+use super::*;
+use crate::sftp::{fxp, status, Framer, Version};
+use crate::ssh::HostKeyStatus;
+
+/// The engine's end: non-blocking, as libssh2's channel is.
+struct SocketPipe {
+    s: UnixStream,
+    eof: bool,
+}
+
+impl Pipe for SocketPipe {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.s.read(buf)?;
+        if n == 0 {
+            self.eof = true;
+        }
+        Ok(n)
+    }
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.s.write(buf)
+    }
+    fn eof(&self) -> bool {
+        self.eof
+    }
+    fn poll_target(&self) -> (RawFd, libc::c_short) {
+        (self.s.as_raw_fd(), libc::POLLIN)
+    }
+    fn shutdown(&mut self) {
+        let _ = self.s.shutdown(Shutdown::Both);
+    }
+}
+
+/// The test's end: plays the server.
+struct Server {
+    s: UnixStream,
+    framer: Framer,
+}
+
+/// One request as the server saw it.
+#[derive(Debug)]
+struct Seen {
+    ty: u8,
+    id: u32,
+    /// The first string field (the path, for STAT).
+    first: Vec<u8>,
+}
+
+impl Server {
+    fn next_request(&mut self) -> Seen {
+        let mut buf = [0u8; 4096];
+        loop {
+            if let Some(p) = self.framer.next_packet().expect("client framing") {
+                let id = u32::from_be_bytes(p[1..5].try_into().expect("id"));
+                let len = u32::from_be_bytes(p[5..9].try_into().expect("len")) as usize;
+                return Seen {
+                    ty: p[0],
+                    id,
+                    first: p[9..9 + len].to_vec(),
+                };
+            }
+            let n = self.s.read(&mut buf).expect("read request");
+            assert!(n > 0, "client closed the pipe");
+            self.framer.push(&buf[..n]);
+        }
+    }
+
+    fn send(&mut self, bytes: &[u8]) {
+        self.s.write_all(bytes).expect("send reply");
+    }
+}
+
+fn framed(body: &[u8]) -> Vec<u8> {
+    let mut out = (body.len() as u32).to_be_bytes().to_vec();
+    out.extend_from_slice(body);
+    out
+}
+
+/// SSH_FXP_HANDLE (filexfer-02 section 7): type, id, string handle.
+fn handle_reply(id: u32, handle: &[u8]) -> Vec<u8> {
+    let mut b = vec![fxp::HANDLE];
+    b.extend_from_slice(&id.to_be_bytes());
+    b.extend_from_slice(&(handle.len() as u32).to_be_bytes());
+    b.extend_from_slice(handle);
+    framed(&b)
+}
+
+/// SSH_FXP_STATUS: type, id, code, message, language tag.
+fn status_reply(id: u32, code: u32) -> Vec<u8> {
+    let mut b = vec![fxp::STATUS];
+    b.extend_from_slice(&id.to_be_bytes());
+    b.extend_from_slice(&code.to_be_bytes());
+    b.extend_from_slice(&2u32.to_be_bytes());
+    b.extend_from_slice(b"ok");
+    b.extend_from_slice(&0u32.to_be_bytes());
+    framed(&b)
+}
+
+#[test]
+fn crafted_replies_are_what_the_codec_decodes() {
+    let h = handle_reply(7, b"abc");
+    assert_eq!(
+        sftp::decode_response(&h[4..]),
+        Ok((7, Response::Handle(b"abc".to_vec())))
+    );
+    let s = status_reply(8, status::OK);
+    assert_eq!(
+        sftp::decode_response(&s[4..]),
+        Ok((
+            8,
+            Response::Status {
+                code: status::OK,
+                message: "ok".into()
+            }
+        ))
+    );
+}
+
+const LIVELY: Liveness = Liveness {
+    dead_after: Duration::from_secs(20),
+    keepalive: Duration::ZERO,
+};
+
+fn rig(liveness: Liveness) -> (Connection, Server) {
+    let (ours, theirs) = UnixStream::pair().expect("socketpair");
+    ours.set_nonblocking(true).expect("nonblocking");
+    theirs
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    let info = ConnInfo {
+        version: Version {
+            version: 3,
+            extensions: Vec::new(),
+        },
+        init_rtt: Duration::ZERO,
+        auth_method: "test".into(),
+        host_key_fingerprint: "SHA256:test".into(),
+        host_key_status: HostKeyStatus::Known,
+    };
+    let pipe = SocketPipe {
+        s: ours,
+        eof: false,
+    };
+    let conn = Connection::start(pipe, Framer::new(), info, liveness).expect("start");
+    let server = Server {
+        s: theirs,
+        framer: Framer::new(),
+    };
+    (conn, server)
+}
+
+type Outcome = (usize, Result<Response, ConnError>);
+
+/// Submits STAT of "0", "1", ... with completions that report their index
+/// and count their calls.
+fn submit_stats(conn: &Connection, n: usize) -> (Receiver<Outcome>, Arc<Vec<AtomicUsize>>) {
+    let (tx, rx): (Sender<Outcome>, _) = mpsc::channel();
+    let calls: Arc<Vec<AtomicUsize>> = Arc::new((0..n).map(|_| AtomicUsize::new(0)).collect());
+    for i in 0..n {
+        let tx = tx.clone();
+        let calls = calls.clone();
+        conn.submit(
+            &Request::Stat {
+                path: i.to_string().into_bytes(),
+            },
+            Box::new(move |r| {
+                calls[i].fetch_add(1, Ordering::SeqCst);
+                let _ = tx.send((i, r));
+            }),
+        );
+    }
+    (rx, calls)
+}
+
+fn recv(rx: &Receiver<Outcome>) -> Outcome {
+    rx.recv_timeout(Duration::from_secs(10))
+        .expect("a completion within 10 s")
+}
+
+fn wait_dead(conn: &Connection) {
+    let until = Instant::now() + Duration::from_secs(10);
+    while !conn.is_dead() {
+        assert!(Instant::now() < until, "connection never declared dead");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+#[test]
+fn ids_are_unique_and_increasing_and_each_reply_reaches_its_caller() {
+    let (conn, mut server) = rig(LIVELY);
+    let (rx, _) = submit_stats(&conn, 3);
+    let seen: Vec<Seen> = (0..3).map(|_| server.next_request()).collect();
+    assert!(seen.iter().all(|s| s.ty == fxp::STAT), "{seen:?}");
+    let ids: Vec<u32> = seen.iter().map(|s| s.id).collect();
+    assert!(ids.windows(2).all(|w| w[0] < w[1]), "ids {ids:?}");
+    // Answer each request with its own path as the handle, in order.
+    for s in &seen {
+        server.send(&handle_reply(s.id, &s.first));
+    }
+    for _ in 0..3 {
+        let (i, r) = recv(&rx);
+        assert_eq!(r, Ok(Response::Handle(i.to_string().into_bytes())));
+    }
+    assert_eq!(conn.in_flight(), 0);
+}
+
+#[test]
+fn replies_out_of_order_complete_the_right_callers() {
+    let (conn, mut server) = rig(LIVELY);
+    let (rx, calls) = submit_stats(&conn, 5);
+    let seen: Vec<Seen> = (0..5).map(|_| server.next_request()).collect();
+    // Reversed, with one interleaved pair sent in a single write.
+    let mut order: Vec<&Seen> = seen.iter().rev().collect();
+    order.swap(1, 2);
+    let mut burst = handle_reply(order[0].id, &order[0].first);
+    burst.extend(handle_reply(order[1].id, &order[1].first));
+    server.send(&burst);
+    for s in &order[2..] {
+        server.send(&handle_reply(s.id, &s.first));
+    }
+    let mut got = Vec::new();
+    for _ in 0..5 {
+        let (i, r) = recv(&rx);
+        assert_eq!(
+            r,
+            Ok(Response::Handle(i.to_string().into_bytes())),
+            "caller {i}"
+        );
+        got.push(i);
+    }
+    let expected: Vec<usize> = order
+        .iter()
+        .map(|s| String::from_utf8_lossy(&s.first).parse().expect("index"))
+        .collect();
+    assert_eq!(got, expected, "completions run in reply order");
+    assert!(calls.iter().all(|c| c.load(Ordering::SeqCst) == 1));
+    assert!(!conn.is_dead());
+}
+
+#[test]
+fn a_reply_split_across_reads_completes_once_whole() {
+    let (conn, mut server) = rig(LIVELY);
+    let (rx, _) = submit_stats(&conn, 1);
+    let s = server.next_request();
+    let reply = handle_reply(s.id, b"whole");
+    // The length prefix and part of the body: nothing may complete yet.
+    server.send(&reply[..7]);
+    assert_eq!(
+        rx.recv_timeout(Duration::from_millis(200)).err(),
+        Some(RecvTimeoutError::Timeout),
+        "a partial packet completed a caller"
+    );
+    server.send(&reply[7..]);
+    assert_eq!(recv(&rx), (0, Ok(Response::Handle(b"whole".to_vec()))));
+    assert!(!conn.is_dead());
+}
+
+#[test]
+fn a_truncated_packet_fails_the_connection_and_every_caller() {
+    let (conn, mut server) = rig(LIVELY);
+    let (rx, calls) = submit_stats(&conn, 2);
+    let s = server.next_request();
+    let _ = server.next_request();
+    // A whole frame whose STATUS body stops after the id (no code).
+    let mut body = vec![fxp::STATUS];
+    body.extend_from_slice(&s.id.to_be_bytes());
+    server.send(&framed(&body));
+    for _ in 0..2 {
+        let (i, r) = recv(&rx);
+        match r {
+            Err(ConnError::Disconnected(m)) => assert!(m.contains("malformed"), "{m}"),
+            other => panic!("caller {i}: {other:?}"),
+        }
+    }
+    wait_dead(&conn);
+    drop(conn);
+    assert!(calls.iter().all(|c| c.load(Ordering::SeqCst) == 1));
+}
+
+#[test]
+fn a_reply_for_an_unknown_id_fails_the_connection() {
+    let (conn, mut server) = rig(LIVELY);
+    let (rx, calls) = submit_stats(&conn, 2);
+    let a = server.next_request();
+    let b = server.next_request();
+    let unknown = a.id.max(b.id) + 1000;
+    server.send(&handle_reply(unknown, b"stray"));
+    for _ in 0..2 {
+        let (i, r) = recv(&rx);
+        match r {
+            Err(ConnError::Disconnected(m)) => {
+                assert!(m.contains(&format!("unknown request id {unknown}")), "{m}")
+            }
+            other => panic!("caller {i} completed with {other:?}"),
+        }
+    }
+    wait_dead(&conn);
+    // A late real reply has nobody left to reach; new requests are refused
+    // at once without leaving the process.
+    let (rx2, _) = submit_stats(&conn, 1);
+    assert!(matches!(recv(&rx2), (0, Err(ConnError::NotSent(_)))));
+    drop(conn);
+    assert!(calls.iter().all(|c| c.load(Ordering::SeqCst) == 1));
+}
+
+#[test]
+fn losing_the_link_completes_every_outstanding_request_exactly_once() {
+    let (conn, mut server) = rig(LIVELY);
+    let n = 10;
+    let (rx, calls) = submit_stats(&conn, n);
+    let seen: Vec<Seen> = (0..n).map(|_| server.next_request()).collect();
+    for s in &seen[..3] {
+        server.send(&handle_reply(s.id, &s.first));
+    }
+    drop(server); // the server goes away with 7 requests unanswered
+    let mut ok = 0;
+    let mut lost = 0;
+    for _ in 0..n {
+        match recv(&rx) {
+            (i, Ok(r)) => {
+                assert_eq!(r, Response::Handle(i.to_string().into_bytes()));
+                ok += 1;
+            }
+            (_, Err(ConnError::Disconnected(m))) => {
+                assert!(m.contains("server closed"), "{m}");
+                lost += 1;
+            }
+            (i, other) => panic!("caller {i}: {other:?}"),
+        }
+    }
+    assert_eq!((ok, lost), (3, 7));
+    wait_dead(&conn);
+    assert_eq!(conn.in_flight(), 0);
+    drop(conn); // joins the I/O thread: no completion may run after this
+    let counts: Vec<usize> = calls.iter().map(|c| c.load(Ordering::SeqCst)).collect();
+    assert_eq!(counts, vec![1; n]);
+    assert!(rx.try_recv().is_err(), "a completion ran twice");
+}
+
+#[test]
+fn a_silent_server_is_declared_dead_after_the_bound() {
+    let (conn, mut server) = rig(Liveness {
+        dead_after: Duration::from_millis(100),
+        keepalive: Duration::ZERO,
+    });
+    let (rx, _) = submit_stats(&conn, 1);
+    let _ = server.next_request();
+    match recv(&rx) {
+        (0, Err(ConnError::Disconnected(m))) => assert!(m.contains("no reply"), "{m}"),
+        other => panic!("{other:?}"),
+    }
+    wait_dead(&conn);
+}
+
+#[test]
+fn unmount_fails_outstanding_requests_at_once() {
+    let (conn, mut server) = rig(LIVELY);
+    let (rx, _) = submit_stats(&conn, 1);
+    let _ = server.next_request();
+    conn.close(CloseReason::Unmount);
+    assert_eq!(
+        recv(&rx),
+        (0, Err(ConnError::Disconnected("unmounted".into())))
+    );
+    wait_dead(&conn);
+}
+
+#[test]
+fn dropping_a_connection_still_delivers_replies_already_asked_for() {
+    let (conn, mut server) = rig(LIVELY);
+    let (rx, _) = submit_stats(&conn, 1);
+    let s = server.next_request();
+    let answer = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(100));
+        server.send(&status_reply(s.id, status::OK));
+        server
+    });
+    drop(conn); // CloseReason::Done: waits for the outstanding reply
+    let (i, r) = recv(&rx);
+    assert_eq!(i, 0);
+    assert!(
+        matches!(
+            r,
+            Ok(Response::Status {
+                code: status::OK,
+                ..
+            })
+        ),
+        "{r:?}"
+    );
+    let _server = answer.join().expect("server thread");
+}
+
+#[test]
+fn close_reasons_read_as_before_and_only_failures_are_unclean() {
+    assert_eq!(CloseReason::Unmount.to_string(), "unmounted");
+    assert_eq!(CloseReason::Done.to_string(), "connection closed");
+    assert!(CloseReason::Unmount.is_clean());
+    assert!(CloseReason::Done.is_clean());
+    assert!(!CloseReason::ReplyTimeout.is_clean());
+    assert!(!CloseReason::LinkDead("x".into()).is_clean());
+}

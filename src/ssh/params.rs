@@ -1,0 +1,156 @@
+//! What a connection is made from: the parameters of one SSH connection,
+//! secrets that never print, the host-key policy, and why connecting failed.
+//!
+//! Plain data only (no ssh2): `cli` builds these, `session` consumes them.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// A secret (password, passphrase) that never prints.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: String) -> Self {
+        Self(value)
+    }
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+/// `StrictHostKeyChecking=`: what to do with a host key known_hosts does
+/// not list.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum HostKeyPolicy {
+    /// `yes` (default): unknown or changed key refuses to connect.
+    #[default]
+    Strict,
+    /// `accept-new`: unknown key is added to known_hosts, changed key refused.
+    AcceptNew,
+    /// `no`: an unknown key is accepted (logged with its fingerprint); a key
+    /// that differs from known_hosts is still refused (unlike ssh).
+    No,
+}
+
+/// Everything needed to open one SSH connection with an SFTP channel.
+#[derive(Clone, Debug)]
+pub struct ConnectParams {
+    pub host: String,
+    pub port: u16,
+    pub user: String,
+    pub identity_files: Vec<PathBuf>,
+    pub password: Option<Secret>,
+    pub passphrase: Option<Secret>,
+    /// Try ssh-agent (when `SSH_AUTH_SOCK` is set).
+    pub use_agent: bool,
+    pub known_hosts: PathBuf,
+    pub host_key_policy: HostKeyPolicy,
+    pub host_key_fingerprint: Option<String>,
+    pub connect_timeout: Duration,
+    /// Probe an idle connection after this long (0 = never).
+    pub keepalive_interval: Duration,
+    pub keepalive_count_max: u32,
+    /// A connection with outstanding requests and no reply for this long is
+    /// declared dead when keepalives are off.
+    pub reply_timeout: Duration,
+}
+
+impl ConnectParams {
+    /// How long outstanding requests may go unanswered before the link is
+    /// declared dead (ServerAliveInterval x ServerAliveCountMax, as in ssh).
+    pub(crate) fn dead_after(&self) -> Duration {
+        if self.keepalive_interval.is_zero() {
+            self.reply_timeout
+        } else {
+            // A link that answers nothing for the operation timeout is dead
+            // too: callers must not wait longer than that.
+            (self.keepalive_interval * self.keepalive_count_max.max(1)).min(self.reply_timeout)
+        }
+    }
+}
+
+/// Why a connection could not be established. Each message is meant for an
+/// admin reading the mount's stderr or journal.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ConnectError {
+    /// DNS or TCP: the server could not be reached at all.
+    Unreachable(String),
+    /// SSH handshake failed.
+    Handshake(String),
+    /// Host key not trusted (unknown, changed, or not the pinned one).
+    HostKey(String),
+    /// No authentication method worked.
+    Auth(String),
+    /// SFTP subsystem refused or spoke garbage.
+    Sftp(String),
+}
+
+impl fmt::Display for ConnectError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ConnectError::Unreachable(m) => write!(f, "cannot reach server: {m}"),
+            ConnectError::Handshake(m) => write!(f, "SSH handshake failed: {m}"),
+            ConnectError::HostKey(m) => write!(f, "host key verification failed: {m}"),
+            ConnectError::Auth(m) => write!(f, "authentication failed: {m}"),
+            ConnectError::Sftp(m) => write!(f, "SFTP subsystem failed: {m}"),
+        }
+    }
+}
+
+impl std::error::Error for ConnectError {}
+
+/// Default identity files, as ssh tries them.
+pub fn default_identity_files(home: &Path) -> Vec<PathBuf> {
+    ["id_rsa", "id_ecdsa", "id_ed25519"]
+        .iter()
+        .map(|n| home.join(".ssh").join(n))
+        .filter(|p| p.exists())
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn params(keepalive: u64, count: u32, reply: u64) -> ConnectParams {
+        ConnectParams {
+            host: "h".into(),
+            port: 22,
+            user: "u".into(),
+            identity_files: Vec::new(),
+            password: Some(Secret::new("hunter2".into())),
+            passphrase: None,
+            use_agent: false,
+            known_hosts: PathBuf::from("/nonexistent"),
+            host_key_policy: HostKeyPolicy::Strict,
+            host_key_fingerprint: None,
+            connect_timeout: Duration::from_secs(1),
+            keepalive_interval: Duration::from_secs(keepalive),
+            keepalive_count_max: count,
+            reply_timeout: Duration::from_secs(reply),
+        }
+    }
+
+    #[test]
+    fn dead_after_is_keepalive_times_count_bounded_by_reply_timeout() {
+        assert_eq!(params(0, 3, 30).dead_after(), Duration::from_secs(30));
+        assert_eq!(params(5, 3, 30).dead_after(), Duration::from_secs(15));
+        assert_eq!(params(5, 0, 30).dead_after(), Duration::from_secs(5));
+        assert_eq!(params(20, 3, 30).dead_after(), Duration::from_secs(30));
+    }
+
+    #[test]
+    fn secrets_never_print() {
+        let shown = format!("{:?}", params(0, 3, 30));
+        assert!(!shown.contains("hunter2"), "{shown}");
+        assert!(shown.contains("<redacted>"), "{shown}");
+    }
+}
