@@ -204,7 +204,6 @@ fn decode_all(input: &[u8]) {
     let _ = decode_version(input);
     let _ = decode_attrs(input);
     let _ = decode_statvfs(input);
-    let _ = decode_limits(input);
 }
 
 /// Largest allocation a decoder may make for `n` input bytes: the copied
