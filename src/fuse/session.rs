@@ -15,7 +15,7 @@ use super::FuseAdapter;
 /// Who may use the mount besides the kernel's checks (`allow_other`,
 /// `allow_root`; the FUSE default is the mounting user only).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Access {
+pub(crate) enum Access {
     Owner,
     RootAndOwner,
     All,
@@ -23,15 +23,15 @@ pub enum Access {
 
 /// The session settings a mount chooses.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct SessionOptions {
+pub(crate) struct SessionOptions {
     /// The source column of /proc/mounts (`user@host:dir`).
-    pub fsname: String,
-    pub read_only: bool,
+    pub(crate) fsname: String,
+    pub(crate) read_only: bool,
     /// Let the kernel check modes against uid/gid (`default_permissions`).
-    pub default_permissions: bool,
-    pub access: Access,
+    pub(crate) default_permissions: bool,
+    pub(crate) access: Access,
     /// Threads serving kernel requests (at least one).
-    pub threads: usize,
+    pub(crate) threads: usize,
 }
 
 /// The fuser configuration for `o`.
@@ -63,13 +63,13 @@ fn config(o: &SessionOptions) -> fuser::Config {
 }
 
 /// A live mount served by fuser's background threads.
-pub struct MountedSession {
+pub(crate) struct MountedSession {
     background: fuser::BackgroundSession,
     mountpoint: PathBuf,
 }
 
 /// Mounts `fs` on `mountpoint` and starts serving it.
-pub fn mount<R: Remote>(
+pub(crate) fn mount<R: Remote>(
     fs: Arc<Fs<R>>,
     mountpoint: &Path,
     options: &SessionOptions,
@@ -106,7 +106,7 @@ pub fn mount<R: Remote>(
 impl MountedSession {
     /// True once the session has ended: the mount was unmounted from
     /// outside (umount, fusermount -u) or the kernel aborted it.
-    pub fn has_ended(&self) -> bool {
+    pub(crate) fn has_ended(&self) -> bool {
         self.background.guard.is_finished()
     }
 
@@ -114,7 +114,7 @@ impl MountedSession {
     /// and joins the serving threads. If the kernel refuses (the mount is
     /// busy), detaches it lazily (MNT_DETACH), as `umount -l` would: it
     /// disappears from the namespace now and goes when its last user does.
-    pub fn unmount(self) {
+    pub(crate) fn unmount(self) {
         if self.has_ended() {
             let _ = self.background.join();
             return;
