@@ -19,6 +19,7 @@ pub mod error;
 pub mod fs;
 pub mod fuse;
 pub mod logging;
+pub mod mount;
 pub mod remote;
 pub mod sftp;
 pub mod ssh;

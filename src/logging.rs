@@ -24,10 +24,10 @@ use log::{Level, Log, Metadata, Record};
 use syslog::{Facility, Formatter3164, LoggerBackend};
 
 /// Overrides the syslog socket (a unix datagram socket path).
-pub const SYSLOG_SOCKET_ENV: &str = "COUPAFS_SYSLOG_SOCKET";
+pub(crate) const SYSLOG_SOCKET_ENV: &str = "COUPAFS_SYSLOG_SOCKET";
 
 /// Tried in order when `COUPAFS_SYSLOG_SOCKET` is not set.
-pub const SYSLOG_SOCKETS: &[&str] = &["/dev/log", "/run/systemd/journal/dev-log"];
+pub(crate) const SYSLOG_SOCKETS: &[&str] = &["/dev/log", "/run/systemd/journal/dev-log"];
 
 type SyslogLogger = syslog::Logger<LoggerBackend, Formatter3164>;
 
@@ -162,7 +162,7 @@ pub fn init(debug: bool) {
 /// Sends every later record to syslog instead of stderr (for the daemon,
 /// after the fork). Returns the socket used, or why none could be used (the
 /// caller tells the user; records keep going to stderr).
-pub fn to_syslog() -> Result<PathBuf, String> {
+pub(crate) fn to_syslog() -> Result<PathBuf, String> {
     let Some(switch) = LOGGER.get() else {
         return Err("logging is not initialised".into());
     };

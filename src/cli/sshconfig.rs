@@ -19,12 +19,12 @@ use crate::cli::{HostKeyPolicy, MountOptions};
 /// What the config file contributed, for the debug log and for callers that
 /// need the host to connect to.
 #[derive(Clone, Debug, PartialEq, Eq, Default)]
-pub struct Applied {
+pub(crate) struct Applied {
     /// The file that was read, if any.
-    pub file: Option<PathBuf>,
+    pub(crate) file: Option<PathBuf>,
     /// `HostName` of the matching block: the address to connect to (and to
     /// look up in known_hosts, as ssh does) instead of the typed host.
-    pub host_name: Option<String>,
+    pub(crate) host_name: Option<String>,
 }
 
 /// Which file to read: `-F` wins; `-F none` means none; otherwise
@@ -84,7 +84,7 @@ fn expand(
 
 /// Fills in `opts` from the ssh config file: settings the command line did
 /// not give. `local_user` is the login name used when neither names one.
-pub fn apply(
+pub(crate) fn apply(
     opts: &mut MountOptions,
     home: Option<&Path>,
     local_user: &str,

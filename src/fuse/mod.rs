@@ -20,6 +20,8 @@ use crate::error::FsError;
 use crate::fs::{Fs, Kind, SetAttr, Stat};
 use crate::remote::Remote;
 
+pub(crate) mod session;
+
 pub struct FuseAdapter<R: Remote> {
     fs: Arc<Fs<R>>,
 }

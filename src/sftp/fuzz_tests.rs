@@ -296,11 +296,8 @@ fn framer_survives_any_stream_split_anywhere() {
                 let n = 1 + rng.below(stream.len() - at);
                 framer.push(&stream[at..at + n]);
                 at += n;
-                loop {
-                    match framer.next_packet() {
-                        Ok(Some(p)) => decode_all(&p),
-                        Ok(None) | Err(_) => break,
-                    }
+                while let Ok(Some(p)) = framer.next_packet() {
+                    decode_all(&p);
                 }
             }
         });

@@ -917,7 +917,8 @@ pub fn spares_in(dir: impl AsRef<Path>) -> Vec<String> {
 }
 
 /// The status file a mount as root writes: `/run/coupafs/<mountpoint with
-/// '/' as '-', outer slashes trimmed>.status` (see `StatusFile` in main.rs).
+/// '/' as '-', outer slashes trimmed>.status` (see `StatusFile` in
+/// src/mount/status.rs).
 pub fn status_file_of(mountpoint: &Path) -> PathBuf {
     let escaped: String = mountpoint
         .to_string_lossy()

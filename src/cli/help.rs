@@ -1,0 +1,143 @@
+//! The `-h` text: a short man page (doc/coupafs.1 is the long one).
+
+/// The `-h` text, a short man page.
+pub(crate) fn help_text() -> String {
+    HELP.to_string()
+}
+
+const HELP: &str = r#"NAME
+    coupafs - mount a Coupa SFTP exchange as a local filesystem
+
+SYNOPSIS
+    coupafs [OPTIONS] [USER@]HOST:[REMOTE_DIR] MOUNTPOINT [-o OPT[,OPT...]]
+    coupafs check [USER@]HOST:[REMOTE_DIR] [-p PORT] [-o OPT[,OPT...]]
+
+DESCRIPTION
+    Mounts the Coupa SFTP exchange HOST:REMOTE_DIR on MOUNTPOINT; the command
+    line follows sshfs. Uploads are atomic: a file is written under a
+    temporary name and renamed to its real name when it is closed, so Coupa
+    never picks up a partial file. "coupafs check" logs in without mounting,
+    checks Coupa's folders, write access, waiting files and file rules, and
+    prints one OK/WARN/FAIL line per check; it exits 0 (all OK), 1 (warnings)
+    or 2 (failures), as monitoring plugins do.
+
+OPTIONS
+    Options may come before, between or after the arguments; -o may be
+    repeated or glued (-oPort=22); write a comma inside a value as \,.
+    ssh's own option names (Port, User, IdentityFile, ...) are
+    case-insensitive, as in ssh; all other option names are lowercase.
+
+  General
+    -h, --help                 print this help and exit
+    -V, --version              print the version and exit
+    -f                         stay in the foreground
+    -d, --debug, -o debug      print debug messages; implies -f
+    -o sshfs_debug             same as -o debug
+    -s                         single-threaded, same as -o threads=1
+    -o threads=N               FUSE request threads, 1-256 (default 16)
+    -o fsname=NAME             source name shown by mount(8) and df
+    -o reconnect               accepted; coupafs always reconnects
+    --                         end of options
+
+  SSH and login
+    -p PORT, -o Port=PORT      server port (default 22)
+    -o User=NAME               login name, when the target has no USER@
+    -o IdentityFile=PATH       private key; repeat to offer several keys
+    -o passphrase_file=PATH    file holding the private key's passphrase
+    -o password_file=PATH      file holding the login password
+    -o UserKnownHostsFile=PATH known_hosts file for the host key check
+    -o StrictHostKeyChecking=yes|accept-new|no
+                               unknown host key: refuse (yes, the default),
+                               add to known_hosts (accept-new), accept (no);
+                               a key that differs from the one in
+                               known_hosts is always refused, even with no
+    -o HostKeyFingerprint=SHA256:BASE64
+                               accept only this host key (ssh-keygen -l)
+    -F FILE, -o ssh_config=FILE
+                               ssh client configuration to read instead of
+                               ~/.ssh/config; "none" reads none. Its Host
+                               blocks may set HostName, Port, User,
+                               IdentityFile, UserKnownHostsFile and
+                               StrictHostKeyChecking; the command line wins
+    -o ServerAliveInterval=SECS
+                               keepalive interval, 0 disables (default 15)
+    -o ServerAliveCountMax=N   unanswered keepalives before the connection
+                               counts as lost (default 3)
+    -o ConnectTimeout=SECS     connection timeout (default 15)
+    -o max_conns=N             SFTP connections, 1-4 (default 2); Coupa
+                               allows 5 connections per account
+    -C                         accepted and ignored (compression)
+    -o Compression, Ciphers, Cipher, BatchMode, PasswordAuthentication,
+       PreferredAuthentications, PubkeyAuthentication, IdentitiesOnly,
+       LogLevel, TCPKeepAlive, ControlMaster, ControlPath, ControlPersist
+                               ssh options accepted and ignored
+    ProxyCommand and ProxyJump are not supported (also when the ssh config
+    file sets them for the host). password= and password_stdin are refused:
+    use password_file= or COUPAFS_PASSWORD.
+
+  Cache and timeouts
+    -o cache_timeout=SECS      metadata cache lifetime (default 5); also
+                               dcache_timeout=, entry_timeout=, attr_timeout=
+    -o cache=yes|no            no turns the metadata cache off
+    -o timeout=SECS            how long an operation waits for an
+                               unreachable server (default 30)
+    -o dir_cache=yes|no, kernel_cache, auto_cache
+                               accepted and ignored
+    SECS may have a fraction, e.g. 0.5.
+
+  Uploads
+    -o upload_dir=DIR          write temporary files in remote DIR, then
+                               rename them into place
+    -o temp_prefix=STR         temporary names are STR + NAME +
+                               .coupafs-XXXXXX (default ".")
+    -o spool_dir=PATH          local directory for the write-behind spool
+    -o spool_max=MiB           spool size limit in MiB (default 4096)
+    -o spare_temps=N           keep up to N empty temp files open per folder
+                               where files are being created, so close()
+                               skips the OPEN round trip (default 8; 0: off)
+    -o strict_setstat          report chmod/utime the server refuses as
+                               errors (default: ignore them)
+
+  FUSE and permissions
+    -o ro, -o rw               read-only, read-write (default rw)
+    -o allow_other             let all users access the mount (needs
+                               user_allow_other in /etc/fuse.conf)
+    -o allow_root              let root access the mount too
+    -o default_permissions     let the kernel check file modes
+    -o uid=N, -o gid=N         show every file as owned by user/group N
+    -o umask=OCTAL             clear these mode bits, e.g. 022
+    -o follow_symlinks         show what symlinks point to, not the links
+    -o contain_symlinks        keep symlinks from leading out of REMOTE_DIR
+                               (default); nocontain_symlinks turns it off
+    -o subtype=, idmap=user|none, workaround=, big_writes, max_read=N,
+       delay_connect, nonempty, atime, noatime, relatime, nodiratime
+                               accepted and ignored
+
+  mount(8) and fstab
+    defaults, auto, noauto, _netdev, nofail, user, nouser, users, owner,
+    dev, nodev, suid, nosuid, exec, noexec, sync, async, x-*, comment=
+                               accepted and ignored
+    Run as mount.coupafs or mount.fuse.coupafs, mount(8)'s flags -s -f -n
+    -v are ignored. Without -f the command returns once the mount is live
+    (exit 0) or has failed (exit 1, the reason on stderr); the daemon then
+    logs to syslog (/dev/log, else journald's syslog socket).
+
+ENVIRONMENT
+    COUPAFS_PASSWORD           login password, instead of password_file=;
+                               erased from the process environment at start
+    SSH_AUTH_SOCK              ssh-agent socket; its keys are offered
+    COUPAFS_LOG                log filter, e.g. debug or coupafs=debug
+    NOTIFY_SOCKET              set by systemd (Type=notify): READY=1 is
+                               sent once the mount is live
+
+EXAMPLES
+    Mount with a key, then unmount:
+        coupafs -o IdentityFile=$HOME/.ssh/coupa user@host:/ /mnt/coupa
+        fusermount3 -u /mnt/coupa
+
+    /etc/fstab line:
+        user@host:/ /mnt/coupa fuse.coupafs _netdev,IdentityFile=/etc/coupafs/id_rsa,UserKnownHostsFile=/etc/coupafs/known_hosts 0 0
+
+    Check the connection and login without mounting:
+        coupafs check -p 2222 -o IdentityFile=$HOME/.ssh/coupa user@host:/
+"#;

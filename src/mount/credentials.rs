@@ -1,0 +1,261 @@
+//! Credentials and connection parameters for a mount (and for `coupafs
+//! check`): the password taken out of the environment and wiped, password
+//! and passphrase files that only their owner may read, and the
+//! `ConnectParams` built from the command line plus the ssh config file.
+//! Secrets are read before any fork, so a daemon needs no environment and
+//! no child ever inherits the password.
+
+use std::ffi::CStr;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+use crate::cli::{sshconfig, MountOptions};
+use crate::ssh::{self, ConnectParams, Secret};
+
+/// The environment variable the password may come from.
+const PASSWORD_ENV: &str = "COUPAFS_PASSWORD";
+
+/// The password from `COUPAFS_PASSWORD`, taken out of the environment by
+/// `take_env_password` first thing in `main`.
+static ENV_PASSWORD: OnceLock<Option<Secret>> = OnceLock::new();
+
+extern "C" {
+    static mut environ: *mut *mut libc::c_char;
+}
+
+/// Takes `COUPAFS_PASSWORD` out of the environment (wiping it) and keeps
+/// it for `connect_params`. Call first thing in `main`, before any other
+/// thread exists: it edits the environment block in place.
+pub fn take_env_password() {
+    let _ = ENV_PASSWORD.set(take_env_secret(PASSWORD_ENV).map(Secret::new));
+}
+
+/// Takes `name` out of the environment and wipes its bytes in place.
+/// `remove_var` alone is not enough: /proc/PID/environ shows the memory of
+/// the environment block the process started with, and unsetenv(3) only
+/// drops the pointer to the string, not the string. Zeroing the string
+/// itself makes the value unreadable there (and in a core dump). Must run
+/// before any other thread exists.
+fn take_env_secret(name: &str) -> Option<String> {
+    let prefix = format!("{name}=");
+    let mut entries: Vec<*mut libc::c_char> = Vec::new();
+    let mut value = None;
+    // SAFETY: single-threaded here; environ is a NULL-terminated array of
+    // NUL-terminated strings owned by this process.
+    unsafe {
+        let mut p = environ;
+        while !p.is_null() && !(*p).is_null() {
+            let entry = CStr::from_ptr(*p).to_bytes();
+            if let Some(v) = entry.strip_prefix(prefix.as_bytes()) {
+                if value.is_none() {
+                    value = Some(String::from_utf8_lossy(v).into_owned());
+                }
+                entries.push(*p);
+            }
+            p = p.add(1);
+        }
+    }
+    if entries.is_empty() {
+        return None;
+    }
+    std::env::remove_var(name);
+    for entry in entries {
+        // SAFETY: each pointer is a writable NUL-terminated string (the
+        // initial block on the stack, or one that setenv allocated and
+        // never frees); no pointer to it remains in environ.
+        unsafe {
+            let len = libc::strlen(entry);
+            std::ptr::write_bytes(entry, 0, len);
+        }
+    }
+    value
+}
+
+fn home_dir() -> Option<PathBuf> {
+    std::env::var_os("HOME")
+        .filter(|h| !h.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| {
+            // SAFETY: getpwuid returns a pointer into static storage or null.
+            let pw = unsafe { libc::getpwuid(libc::getuid()) };
+            if pw.is_null() {
+                return None;
+            }
+            // SAFETY: pw_dir of a non-null passwd entry is a C string.
+            let dir = unsafe { CStr::from_ptr((*pw).pw_dir) };
+            Some(PathBuf::from(dir.to_string_lossy().into_owned()))
+        })
+}
+
+fn local_user_name() -> String {
+    if let Ok(u) = std::env::var("USER") {
+        if !u.is_empty() {
+            return u;
+        }
+    }
+    // SAFETY: as in home_dir.
+    let pw = unsafe { libc::getpwuid(libc::getuid()) };
+    if pw.is_null() {
+        return "root".into();
+    }
+    // SAFETY: pw_name of a non-null passwd entry is a C string.
+    unsafe { CStr::from_ptr((*pw).pw_name) }
+        .to_string_lossy()
+        .into_owned()
+}
+
+/// Reads a secret from a file that only its owner may read (like ssh with
+/// private keys: a secret others can read is refused, not used).
+fn read_secret_file(path: &Path, what: &str) -> Result<Secret, String> {
+    let meta = std::fs::metadata(path)
+        .map_err(|e| format!("cannot read {what} file {}: {e}", path.display()))?;
+    if meta.permissions().mode() & 0o077 != 0 {
+        return Err(format!(
+            "{what} file {} is readable by group or others (mode {:o}); run chmod 600 on it",
+            path.display(),
+            meta.permissions().mode() & 0o777
+        ));
+    }
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read {what} file {}: {e}", path.display()))?;
+    Ok(Secret::new(text.trim_end_matches(['\n', '\r']).to_string()))
+}
+
+/// `p` made absolute against the current directory: the daemon runs in
+/// "/", so every relative local path is resolved before the fork.
+pub(crate) fn absolute(p: &Path) -> PathBuf {
+    if p.is_absolute() {
+        p.to_path_buf()
+    } else {
+        std::env::current_dir()
+            .map(|d| d.join(p))
+            .unwrap_or_else(|_| p.to_path_buf())
+    }
+}
+
+/// Builds connection parameters; reads secrets now so that a daemon needs
+/// no environment (and children never inherit the password).
+pub fn connect_params(opts: &MountOptions) -> Result<ConnectParams, String> {
+    let home = home_dir();
+    // The ssh config file fills in what the command line did not give.
+    let mut opts = opts.clone();
+    let local_user = local_user_name();
+    let applied = sshconfig::apply(&mut opts, home.as_deref(), &local_user)?;
+    if let Some(file) = &applied.file {
+        log::debug!(
+            "read ssh config {} for {}: HostName {}, Port {}, User {}",
+            file.display(),
+            opts.target.host,
+            applied.host_name.as_deref().unwrap_or("(none)"),
+            opts.port,
+            opts.target.user.as_deref().unwrap_or("(none)")
+        );
+    }
+    let opts = &opts;
+    let password = match &opts.password_file {
+        Some(p) => Some(read_secret_file(&absolute(p), "password")?),
+        // Taken out of the environment (and wiped) at the start of main, so
+        // it never reaches a child's environment or /proc/PID/environ.
+        None => ENV_PASSWORD.get().cloned().flatten(),
+    };
+    let passphrase = match &opts.passphrase_file {
+        Some(p) => Some(read_secret_file(&absolute(p), "passphrase")?),
+        None => None,
+    };
+    let mut identity_files: Vec<PathBuf> =
+        opts.identity_files.iter().map(|p| absolute(p)).collect();
+    if identity_files.is_empty() {
+        if let Some(h) = &home {
+            identity_files = ssh::default_identity_files(h);
+        }
+    }
+    let known_hosts = match &opts.known_hosts_file {
+        Some(p) => absolute(p),
+        None => home
+            .clone()
+            .unwrap_or_else(|| PathBuf::from("/root"))
+            .join(".ssh/known_hosts"),
+    };
+    let params = ConnectParams {
+        host: applied
+            .host_name
+            .unwrap_or_else(|| opts.target.host.clone()),
+        port: opts.port,
+        user: opts.target.user.clone().unwrap_or(local_user),
+        identity_files,
+        password,
+        passphrase,
+        use_agent: true,
+        known_hosts,
+        host_key_policy: opts.host_key_policy,
+        host_key_fingerprint: opts.host_key_fingerprint.clone(),
+        connect_timeout: opts.connect_timeout,
+        keepalive_interval: opts.server_alive_interval,
+        keepalive_count_max: opts.server_alive_count_max,
+        reply_timeout: opts.op_timeout,
+    };
+    // Secrets print as <redacted>.
+    log::debug!("connection settings: {params:?}");
+    Ok(params)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn file_with(dir: &Path, name: &str, text: &str, mode: u32) -> PathBuf {
+        let path = dir.join(name);
+        std::fs::write(&path, text).expect("write secret file");
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode))
+            .expect("chmod secret file");
+        path
+    }
+
+    #[test]
+    fn private_secret_file_is_read_without_its_line_ending() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = file_with(dir.path(), "pw", "s3cret pass\r\n", 0o600);
+        let secret = read_secret_file(&path, "password").expect("private file is read");
+        assert_eq!(secret.expose(), "s3cret pass");
+        // Only the trailing line ending goes: inner and leading spaces are
+        // part of the password.
+        let path = file_with(dir.path(), "pw2", " a b \n", 0o400);
+        let secret = read_secret_file(&path, "password").expect("owner-only file is read");
+        assert_eq!(secret.expose(), " a b ");
+    }
+
+    #[test]
+    fn secret_file_readable_by_group_or_others_is_refused() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        for mode in [0o640, 0o604, 0o644, 0o660] {
+            let path = file_with(dir.path(), "pw", "x\n", mode);
+            let err = read_secret_file(&path, "passphrase").expect_err("shared file refused");
+            assert!(
+                err.contains("passphrase file")
+                    && err.contains("readable by group or others")
+                    && err.contains(&format!("mode {mode:o}"))
+                    && err.contains("chmod 600"),
+                "mode {mode:o}: {err}"
+            );
+        }
+    }
+
+    #[test]
+    fn missing_secret_file_names_the_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("absent");
+        let err = read_secret_file(&path, "password").expect_err("missing file refused");
+        assert!(
+            err.starts_with("cannot read password file") && err.contains("absent"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn absolute_resolves_relative_paths_against_the_current_directory() {
+        let cwd = std::env::current_dir().expect("cwd");
+        assert_eq!(absolute(Path::new("a/b")), cwd.join("a/b"));
+        assert_eq!(absolute(Path::new("/x/y")), PathBuf::from("/x/y"));
+    }
+}
