@@ -11,6 +11,11 @@
 #   gcc, libc6-dev   C compiler for libssh2-sys / openssl-sys / libz-sys
 #   zlib1g-dev       system zlib for libz-sys (else it builds its bundled copy)
 #   sshfs            optional, only for the benchmark; a failure is not fatal
+#   proftpd-core, proftpd-mod-crypto   ProFTPD with mod_sftp, gesftpserver,
+#   rclone           other SFTP servers the tests run coupafs against
+#                    (tests/servers.rs); the system proftpd daemon the package
+#                    would start is kept stopped and disabled (the tests run
+#                    their own on a free loopback port)
 set -euo pipefail
 
 log() { echo "install-deps: $*" >&2; }
@@ -37,6 +42,9 @@ command -v cc >/dev/null || missing+=(gcc)
 dpkg -s libc6-dev >/dev/null 2>&1 || missing+=(libc6-dev)
 command -v flock >/dev/null || missing+=(util-linux)
 command -v ss >/dev/null || missing+=(iproute2)
+[[ -e /usr/lib/proftpd/mod_sftp.so ]] || missing+=(proftpd-core proftpd-mod-crypto)
+dpkg -s gesftpserver >/dev/null 2>&1 || missing+=(gesftpserver)
+command -v rclone >/dev/null || missing+=(rclone)
 want_sshfs=0
 command -v sshfs >/dev/null || want_sshfs=1
 
@@ -49,12 +57,54 @@ apt_update() {
   fi
 }
 
+# The proftpd package starts and enables a system daemon on port 21; the tests
+# need only the binary. While installing, a policy-rc.d that answers 101
+# ("action forbidden") keeps invoke-rc.d from starting any service (one that
+# already exists, e.g. in a container image, is left as it is).
+POLICY_RC=/usr/sbin/policy-rc.d
+policy_added=0
+forbid_service_starts() {
+  if [[ ! -e $POLICY_RC ]]; then
+    printf '#!/bin/sh\n# coupafs install-deps: no service starts while installing\nexit 101\n' \
+      | "${SUDO[@]}" tee "$POLICY_RC" >/dev/null
+    "${SUDO[@]}" chmod 755 "$POLICY_RC"
+    policy_added=1
+  fi
+}
+allow_service_starts() {
+  if ((policy_added)); then
+    "${SUDO[@]}" rm -f "$POLICY_RC"
+    policy_added=0
+  fi
+}
+trap allow_service_starts EXIT
+
+# Keeps the system proftpd service disabled (at boot) and stopped, through the
+# init system only: no process is killed by name.
+disable_system_proftpd() {
+  if [[ -d /run/systemd/system ]] && command -v systemctl >/dev/null; then
+    "${SUDO[@]}" systemctl disable --now proftpd.service >/dev/null 2>&1 || true
+  elif [[ -x /etc/init.d/proftpd ]]; then
+    if command -v update-rc.d >/dev/null; then
+      "${SUDO[@]}" update-rc.d proftpd disable >/dev/null 2>&1 || true
+    fi
+    if [[ -s /run/proftpd.pid ]]; then
+      "${SUDO[@]}" /etc/init.d/proftpd stop >/dev/null 2>&1 || true
+    fi
+  fi
+}
+
 export DEBIAN_FRONTEND=noninteractive
 if ((${#missing[@]})); then
   command -v apt-get >/dev/null || { log "missing ${missing[*]} and no apt-get"; exit 1; }
   apt_update
   log "installing ${missing[*]}"
+  forbid_service_starts
   "${SUDO[@]}" apt-get install -y -q --no-install-recommends "${missing[@]}" >&2
+  allow_service_starts
+  if [[ " ${missing[*]} " == *" proftpd-core "* ]]; then
+    disable_system_proftpd
+  fi
 fi
 if ((want_sshfs)) && command -v apt-get >/dev/null; then
   apt_update || true

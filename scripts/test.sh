@@ -2,7 +2,9 @@
 # The one command that checks everything on a fresh machine (as root):
 # installs the missing system packages, then cargo fmt --check, clippy with
 # -D warnings, and the whole test suite (unit tests, the sandbox smoke tests,
-# and the real FUSE mount tests against a local sshd).
+# the real FUSE mount tests against a local sshd, and the upload suite against
+# other SFTP servers in tests/servers.rs: ProFTPD mod_sftp, gesftpserver,
+# rclone serve sftp, OpenSSH without extensions).
 #
 #   scripts/test.sh                  # everything
 #   scripts/test.sh some_test_name   # extra args go to `cargo test` (filters)

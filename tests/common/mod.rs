@@ -10,6 +10,8 @@
 //! independent and can run in parallel.
 #![allow(dead_code)]
 
+pub mod servers;
+
 use std::collections::HashMap;
 use std::fs;
 use std::io::{self, Read, Write};
@@ -230,6 +232,12 @@ impl Sandbox {
             fs::write(dir.path().join("sftp_flags"), format!("{flags}\n"))
                 .expect("write sandbox sftp_flags");
         }
+        Self::start_in(dir)
+    }
+
+    /// Starts the sandbox sshd in `dir`, which may already hold files the
+    /// script reads (`sftp_flags`, `sftp_command`).
+    pub fn start_in(dir: TempDir) -> Sandbox {
         let mut last_err = String::new();
         for _attempt in 0..5 {
             let port = free_port();
