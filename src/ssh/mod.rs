@@ -39,12 +39,11 @@ pub use params::{
 pub use pool::{Pool, PoolStatus};
 pub use session::{supported_methods, ConnInfo, HostKeyStatus, SupportedMethods};
 
-/// Without the `openssl-chacha` feature libssh2's own ChaCha20-Poly1305
-/// runs; these stand-ins keep callers (main, tests) the same.
 #[cfg(not(feature = "openssl-chacha"))]
 pub mod crypto {
     //! The ChaCha20-Poly1305 override is not built (feature
-    //! `openssl-chacha` off): libssh2's portable code runs.
+    //! `openssl-chacha` off): libssh2's portable code runs. These stand-ins
+    //! keep callers (main, tests) the same.
 
     /// Whether this build overrides libssh2's ChaCha20-Poly1305 primitives.
     pub const ENABLED: bool = false;
