@@ -8,6 +8,12 @@
 //! build on any difference. With a system libssh2 (LIBSSH2_SYS_USE_PKG_CONFIG)
 //! the override would do nothing: that is refused too (build with
 //! `--no-default-features` instead).
+//!
+//! It also compiles libssh2's own `chacha.c` and `poly1305.c`, unchanged but
+//! with their four functions renamed `coupafs_ref_*` (by `-D`), into a small
+//! static library: crypto.rs's tests compare the override against them.
+//! Nothing outside the tests references those symbols, so they never reach
+//! the binary.
 
 use std::env;
 use std::fs;
@@ -69,6 +75,7 @@ fn main() {
         ));
     }
     let src = source_dir();
+    build_reference(&src);
     for (file, decl) in EXPECTED {
         let path = src.join(file);
         if !normalise(&read(&path)).contains(&normalise(decl)) {
@@ -80,6 +87,42 @@ fn main() {
             ));
         }
     }
+}
+
+/// libssh2's chacha.c/poly1305.c with renamed symbols. They include
+/// `libssh2_priv.h` only for standard headers, so they are copied next to a
+/// stand-in that provides just those (the real one needs libssh2's build
+/// configuration).
+fn build_reference(src: &Path) {
+    let out = PathBuf::from(env::var_os("OUT_DIR").unwrap_or_else(|| fail("OUT_DIR is not set")));
+    let dir = out.join("libssh2-ref");
+    fs::create_dir_all(&dir)
+        .unwrap_or_else(|e| fail(&format!("cannot create {}: {e}", dir.display())));
+    for f in ["chacha.c", "chacha.h", "poly1305.c", "poly1305.h"] {
+        fs::copy(src.join(f), dir.join(f))
+            .unwrap_or_else(|e| fail(&format!("cannot copy {}: {e}", src.join(f).display())));
+        println!("cargo:rerun-if-changed={}", src.join(f).display());
+    }
+    fs::write(
+        dir.join("libssh2_priv.h"),
+        "/* stand-in written by coupafs's build.rs */\n\
+         #include <stddef.h>\n#include <stdint.h>\n#include <stdlib.h>\n#include <string.h>\n",
+    )
+    .unwrap_or_else(|e| fail(&format!("cannot write the stand-in header: {e}")));
+    let mut cc = cc::Build::new();
+    cc.file(dir.join("chacha.c"))
+        .file(dir.join("poly1305.c"))
+        .include(&dir)
+        .warnings(false);
+    for f in [
+        "chacha_keysetup",
+        "chacha_ivsetup",
+        "chacha_encrypt_bytes",
+        "poly1305_auth",
+    ] {
+        cc.define(f, Some(format!("coupafs_ref_{f}").as_str()));
+    }
+    cc.compile("coupafs_libssh2_ref");
 }
 
 /// libssh2's `src/` inside the libssh2-sys package: COUPAFS_LIBSSH2_SRC,
