@@ -435,3 +435,40 @@ fn chacha20_poly1305_goes_through_the_override_and_only_it() {
     drop(conn);
     pool.close_all(CloseReason::Done);
 }
+
+#[test]
+fn hashed_known_hosts_names_still_match() {
+    let sb = Sandbox::start();
+    let dir = traversable_tempdir("coupafs-sec-hashed-");
+    let home = dir.path().join("home");
+    fs::create_dir(&home).unwrap();
+    let kh = dir.path().join("known_hosts");
+    fs::write(
+        &kh,
+        format!("# hashed below\n{}\n", host_key_lines(&sb).join("\n")),
+    )
+    .unwrap();
+    let out = Command::new("ssh-keygen")
+        .arg("-H")
+        .arg("-f")
+        .arg(&kh)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let hashed = fs::read_to_string(&kh).unwrap();
+    assert!(
+        hashed.contains("|1|") && !hashed.contains("127.0.0.1"),
+        "{hashed}"
+    );
+    let opts = vec![
+        format!("IdentityFile={}", sb.key.display()),
+        format!("UserKnownHostsFile={}", kh.display()),
+        "GlobalKnownHostsFile=none".to_string(),
+    ];
+    let m = mount_with(&sb, &opts, &isolated_env(&home)).unwrap_or_else(|l| panic!("{l}"));
+    assert!(m.log().contains(" known)"), "{}", m.log());
+}
