@@ -14,7 +14,8 @@ cache_timeout dcache_timeout entry_timeout attr_timeout cache timeout
 upload_dir temp_prefix spool_dir spool_max spare_temps uid gid umask subtype idmap
 workaround max_read dir_cache comment Compression Ciphers Cipher BatchMode
 PasswordAuthentication PreferredAuthentications PubkeyAuthentication
-IdentitiesOnly LogLevel TCPKeepAlive ControlMaster ControlPath ControlPersist"
+IdentitiesOnly LogLevel TCPKeepAlive ControlMaster ControlPath ControlPersist
+GlobalKnownHostsFile KexAlgorithms HostKeyAlgorithms MACs"
 
 # Options without a value.
 _coupafs_flag_opts="debug sshfs_debug reconnect ro rw allow_other allow_root
@@ -35,11 +36,13 @@ _coupafs_opt_item() {
         case ${name,,} in
             stricthostkeychecking)
                 compgen -P "$name=" -W "yes accept-new no" -- "$value" ;;
-            cache | dir_cache)
+            cache | dir_cache | identitiesonly | pubkeyauthentication | \
+            passwordauthentication | batchmode)
                 compgen -P "$name=" -W "yes no" -- "$value" ;;
             idmap)
                 compgen -P "$name=" -W "user none" -- "$value" ;;
-            identityfile | passphrase_file | password_file | userknownhostsfile)
+            identityfile | passphrase_file | password_file | userknownhostsfile | \
+            globalknownhostsfile)
                 compgen -P "$name=" -f -- "$value" ;;
             ssh_config)
                 compgen -P "$name=" -f -- "$value"

@@ -53,12 +53,34 @@ OPTIONS
                                known_hosts is always refused, even with no
     -o HostKeyFingerprint=SHA256:BASE64
                                accept only this host key (ssh-keygen -l)
+    -o GlobalKnownHostsFile=PATH
+                               system known_hosts, read only (default
+                               /etc/ssh/ssh_known_hosts; "none" reads none).
+                               Lines marked @revoked refuse that key;
+                               @cert-authority lines are ignored
+    -o Ciphers=LIST, -o KexAlgorithms=LIST, -o HostKeyAlgorithms=LIST,
+       -o MACs=LIST            allowed algorithms, as in ssh_config(5):
+                               NAME\,NAME..., or +LIST, -LIST, ^LIST to
+                               add, remove or put first (write the comma
+                               as \, in -o); a name libssh2 lacks is an
+                               error when connecting
+    -o IdentitiesOnly=yes|no   yes: offer only the IdentityFile keys, no
+                               ssh-agent keys (default no)
+    -o PubkeyAuthentication=yes|no
+                               no: offer no keys at all (default yes)
+    -o PasswordAuthentication=yes|no
+                               no: never send the password (default yes)
+    -o BatchMode=yes|no        accepted; coupafs never prompts
     -F FILE, -o ssh_config=FILE
                                ssh client configuration to read instead of
                                ~/.ssh/config; "none" reads none. Its Host
                                blocks may set HostName, Port, User,
-                               IdentityFile, UserKnownHostsFile and
-                               StrictHostKeyChecking; the command line wins
+                               IdentityFile, UserKnownHostsFile,
+                               GlobalKnownHostsFile, StrictHostKeyChecking,
+                               Ciphers, KexAlgorithms, HostKeyAlgorithms,
+                               MACs, IdentitiesOnly, PubkeyAuthentication,
+                               PasswordAuthentication and BatchMode; the
+                               command line wins
     -o ServerAliveInterval=SECS
                                keepalive interval, 0 disables (default 15)
     -o ServerAliveCountMax=N   unanswered keepalives before the connection
@@ -67,9 +89,8 @@ OPTIONS
     -o max_conns=N             SFTP connections, 1-4 (default 2); Coupa
                                allows 5 connections per account
     -C                         accepted and ignored (compression)
-    -o Compression, Ciphers, Cipher, BatchMode, PasswordAuthentication,
-       PreferredAuthentications, PubkeyAuthentication, IdentitiesOnly,
-       LogLevel, TCPKeepAlive, ControlMaster, ControlPath, ControlPersist
+    -o Compression, Cipher, PreferredAuthentications, LogLevel,
+       TCPKeepAlive, ControlMaster, ControlPath, ControlPersist
                                ssh options accepted and ignored
     ProxyCommand and ProxyJump are not supported (also when the ssh config
     file sets them for the host). password= and password_stdin are refused:

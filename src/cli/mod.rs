@@ -30,6 +30,8 @@ pub enum Invocation {
 
 /// `StrictHostKeyChecking=`; the transport owns the type.
 pub use crate::ssh::HostKeyPolicy;
+/// Algorithm lists and the resolved auth switches; the transport owns them.
+pub use crate::ssh::{Algorithms, AuthPolicy};
 
 /// Where the remote side is.
 #[derive(Clone, Debug, PartialEq, Eq, Default)]
@@ -53,6 +55,8 @@ pub struct MountOptions {
     pub password_file: Option<PathBuf>,
     pub passphrase_file: Option<PathBuf>,
     pub known_hosts_file: Option<PathBuf>,
+    /// `GlobalKnownHostsFile=PATH [PATH...]`; `None`: /etc/ssh/ssh_known_hosts.
+    pub global_known_hosts_files: Option<Vec<PathBuf>>,
     pub host_key_policy: HostKeyPolicy,
     /// `HostKeyFingerprint=SHA256:...` pin, normalized to `SHA256:` + 43
     /// unpadded base64 characters (the `ssh-keygen -l` form).
@@ -105,6 +109,34 @@ pub struct MountOptions {
     /// Which ssh settings the command line gave; the ssh config file fills
     /// in only the others.
     pub explicit: ExplicitSsh,
+    /// `Ciphers=`, `KexAlgorithms=`, `HostKeyAlgorithms=`, `MACs=`.
+    pub algorithms: Algorithms,
+    /// `IdentitiesOnly=`, `PubkeyAuthentication=`, `PasswordAuthentication=`,
+    /// `BatchMode=`.
+    pub ssh_auth: SshAuthOptions,
+}
+
+/// ssh's authentication switches as given (`None`: not given, so the ssh
+/// config file or the default decides).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct SshAuthOptions {
+    pub identities_only: Option<bool>,
+    pub pubkey_authentication: Option<bool>,
+    pub password_authentication: Option<bool>,
+    pub batch_mode: Option<bool>,
+}
+
+impl SshAuthOptions {
+    /// With ssh's defaults for what was not given.
+    pub fn resolve(&self) -> AuthPolicy {
+        let d = AuthPolicy::default();
+        AuthPolicy {
+            identities_only: self.identities_only.unwrap_or(d.identities_only),
+            pubkey: self.pubkey_authentication.unwrap_or(d.pubkey),
+            password: self.password_authentication.unwrap_or(d.password),
+            batch_mode: self.batch_mode.unwrap_or(d.batch_mode),
+        }
+    }
 }
 
 /// ssh settings that the command line set explicitly (the others may come
@@ -130,6 +162,7 @@ impl Default for MountOptions {
             password_file: None,
             passphrase_file: None,
             known_hosts_file: None,
+            global_known_hosts_files: None,
             host_key_policy: HostKeyPolicy::Strict,
             host_key_fingerprint: None,
             read_only: false,
@@ -158,6 +191,8 @@ impl Default for MountOptions {
             ignored: Vec::new(),
             ssh_config: None,
             explicit: ExplicitSsh::default(),
+            algorithms: Algorithms::default(),
+            ssh_auth: SshAuthOptions::default(),
         }
     }
 }

@@ -247,6 +247,32 @@ fn apply_ssh_option(
             st.user = Some(v.to_string());
         }
         "userknownhostsfile" => o.known_hosts_file = Some(parse_path(key, value()?)?),
+        // ssh takes several paths separated by spaces; `none` reads none.
+        "globalknownhostsfile" => {
+            let v = value()?;
+            let paths: Vec<PathBuf> = v.split_whitespace().map(PathBuf::from).collect();
+            if paths.is_empty() {
+                return err(format!("invalid value '' for {key}: expected a path"));
+            }
+            o.global_known_hosts_files = Some(if v.eq_ignore_ascii_case("none") {
+                Vec::new()
+            } else {
+                paths
+            });
+        }
+        "ciphers" => o.algorithms.ciphers = Some(parse_alg_list(key, value()?)?),
+        "kexalgorithms" => o.algorithms.kex = Some(parse_alg_list(key, value()?)?),
+        "hostkeyalgorithms" => o.algorithms.host_key = Some(parse_alg_list(key, value()?)?),
+        "macs" => o.algorithms.macs = Some(parse_alg_list(key, value()?)?),
+        "identitiesonly" => o.ssh_auth.identities_only = Some(parse_ssh_flag(key, value()?)?),
+        "pubkeyauthentication" => {
+            o.ssh_auth.pubkey_authentication = Some(parse_ssh_flag(key, value()?)?)
+        }
+        "passwordauthentication" => {
+            o.ssh_auth.password_authentication = Some(parse_ssh_flag(key, value()?)?)
+        }
+        // coupafs never prompts, so BatchMode=yes is what it always does.
+        "batchmode" => o.ssh_auth.batch_mode = Some(parse_ssh_flag(key, value()?)?),
         "stricthostkeychecking" => {
             let v = value()?;
             o.host_key_policy = match v.to_ascii_lowercase().as_str() {
@@ -288,15 +314,11 @@ fn apply_ssh_option(
             ))
         }
         // Options people pass to sshfs out of habit; harmless to ignore.
+        // `Cipher` is SSH protocol 1's option: no effect on protocol 2.
         "compression"
-        | "ciphers"
         | "cipher"
-        | "batchmode"
-        | "passwordauthentication"
         | "preferredauthentications"
         | "loglevel"
-        | "identitiesonly"
-        | "pubkeyauthentication"
         | "tcpkeepalive"
         | "controlmaster"
         | "controlpath"
@@ -304,6 +326,36 @@ fn apply_ssh_option(
         _ => return err(format!("unknown option '{key}' (see coupafs -h)")),
     }
     Ok(())
+}
+
+/// ssh's yes/no flags (readconf.c: case-insensitive, `true`/`false` too).
+pub(crate) fn parse_ssh_flag(name: &str, v: &str) -> Result<bool, UsageError> {
+    match v.to_ascii_lowercase().as_str() {
+        "yes" | "true" => Ok(true),
+        "no" | "false" => Ok(false),
+        _ => err(format!(
+            "invalid value '{v}' for {name}: expected yes or no"
+        )),
+    }
+}
+
+/// An ssh_config algorithm list: comma-separated names, optionally led by
+/// `+`, `-` or `^`. Only its form is checked here; whether libssh2 supports
+/// each name is checked when connecting.
+pub(crate) fn parse_alg_list(name: &str, v: &str) -> Result<String, UsageError> {
+    let body = v.strip_prefix(['+', '-', '^']).unwrap_or(v);
+    let ok_char = |c: char| c.is_ascii_alphanumeric() || "@.-_".contains(c);
+    let names: Vec<&str> = body.split(',').collect();
+    if names
+        .iter()
+        .any(|n| n.is_empty() || !n.chars().all(ok_char))
+    {
+        return err(format!(
+            "invalid value '{v}' for {name}: expected a comma-separated list of \
+             algorithm names, optionally starting with +, - or ^"
+        ));
+    }
+    Ok(v.to_string())
 }
 
 /// Only ASCII digits (no sign, no spaces), fitting in u64.

@@ -12,8 +12,9 @@ use std::fs::File;
 use std::io::BufReader;
 use std::path::{Path, PathBuf};
 
-use ssh2_config::{ParseRule, SshConfig};
+use ssh2_config::{DefaultAlgorithms, ParseRule, SshConfig};
 
+use super::options::parse_ssh_flag;
 use crate::cli::{HostKeyPolicy, MountOptions};
 
 /// What the config file contributed, for the debug log and for callers that
@@ -94,6 +95,17 @@ pub(crate) fn apply(
     };
     let f = File::open(&file).map_err(|e| format!("ssh config file {}: {e}", file.display()))?;
     let mut config = SshConfig::default();
+    // `Ciphers +x`, `-x`, `^x` are relative to the defaults: libssh2's, not
+    // OpenSSH's (which name methods libssh2 lacks).
+    if let Ok(m) = crate::ssh::supported_methods() {
+        config = config.default_algorithms(DefaultAlgorithms {
+            ciphers: m.ciphers,
+            kex_algorithms: m.kex,
+            host_key_algorithms: m.host_key,
+            mac: m.macs,
+            ..DefaultAlgorithms::default()
+        });
+    }
     if let Some(h) = home {
         config = config.home_dir(h);
     }
@@ -182,6 +194,50 @@ pub(crate) fn apply(
                     ))
                 }
             };
+        }
+    }
+    let lists = [
+        (&mut opts.algorithms.ciphers, &p.ciphers),
+        (&mut opts.algorithms.kex, &p.kex_algorithms),
+        (&mut opts.algorithms.host_key, &p.host_key_algorithms),
+        (&mut opts.algorithms.macs, &p.mac),
+    ];
+    for (slot, from_file) in lists {
+        if slot.is_none() && !from_file.is_default() {
+            *slot = Some(from_file.algorithms().join(","));
+        }
+    }
+    let flag = |name: &str, key: &str| -> Result<Option<bool>, String> {
+        first(key)
+            .map(|v| {
+                parse_ssh_flag(name, &v)
+                    .map_err(|e| format!("ssh config file {}: {e} for {alias}", file.display()))
+            })
+            .transpose()
+    };
+    let auth = &mut opts.ssh_auth;
+    if auth.identities_only.is_none() {
+        auth.identities_only = flag("IdentitiesOnly", "identitiesonly")?;
+    }
+    if auth.password_authentication.is_none() {
+        auth.password_authentication = flag("PasswordAuthentication", "passwordauthentication")?;
+    }
+    if auth.batch_mode.is_none() {
+        auth.batch_mode = flag("BatchMode", "batchmode")?;
+    }
+    if auth.pubkey_authentication.is_none() {
+        auth.pubkey_authentication = p.pubkey_authentication;
+    }
+    if opts.global_known_hosts_files.is_none() {
+        if let Some(args) = p.unsupported_fields.get("globalknownhostsfile") {
+            opts.global_known_hosts_files =
+                Some(if args.iter().any(|a| a.eq_ignore_ascii_case("none")) {
+                    Vec::new()
+                } else {
+                    args.iter()
+                        .map(|a| expand(a, home, &host, opts.port, &ruser, local_user))
+                        .collect()
+                });
         }
     }
     Ok(Applied {
@@ -346,5 +402,58 @@ Host *
         assert!(e.contains("StrictHostKeyChecking 'maybe'"), "{e}");
         let (r, _, _, _d) = with_config("Host coupa\n  Port notanumber\n", &["coupa:/x", "/m"]);
         assert!(r.unwrap_err().starts_with("ssh config file "));
+    }
+
+    #[test]
+    fn security_options_come_from_the_file_unless_given() {
+        let text = "Host coupa\n  Ciphers aes128-ctr,aes256-ctr\n  MACs -hmac-sha2-512\n  \
+                    IdentitiesOnly yes\n  PasswordAuthentication no\n  PubkeyAuthentication no\n  \
+                    BatchMode yes\n  GlobalKnownHostsFile /etc/kh1 ~/kh2\n";
+        let (r, o, home, _d) = with_config(text, &["coupa:/x", "/m"]);
+        r.unwrap();
+        assert_eq!(
+            o.algorithms.ciphers.as_deref(),
+            Some("aes128-ctr,aes256-ctr")
+        );
+        // `-x` is resolved against libssh2's own list.
+        let macs = o.algorithms.macs.clone().expect("MACs from the file");
+        let supported = crate::ssh::supported_methods().expect("libssh2 lists");
+        assert!(!macs.split(',').any(|m| m == "hmac-sha2-512"), "{macs}");
+        assert_eq!(macs.split(',').count(), supported.macs.len() - 1, "{macs}");
+        assert_eq!(o.algorithms.kex, None);
+        assert_eq!(
+            o.ssh_auth,
+            crate::cli::SshAuthOptions {
+                identities_only: Some(true),
+                pubkey_authentication: Some(false),
+                password_authentication: Some(false),
+                batch_mode: Some(true),
+            }
+        );
+        assert_eq!(
+            o.global_known_hosts_files,
+            Some(vec![PathBuf::from("/etc/kh1"), home.join("kh2")])
+        );
+        let (r, o, _, _d) = with_config(
+            text,
+            &[
+                "coupa:/x",
+                "/m",
+                "-o",
+                "Ciphers=aes256-ctr,PasswordAuthentication=yes",
+            ],
+        );
+        r.unwrap();
+        assert_eq!(o.algorithms.ciphers.as_deref(), Some("aes256-ctr"));
+        assert_eq!(o.ssh_auth.password_authentication, Some(true));
+        let (r, _, _, _d) = with_config(
+            "Host coupa\n  IdentitiesOnly perhaps\n",
+            &["coupa:/x", "/m"],
+        );
+        let e = r.unwrap_err();
+        assert!(
+            e.contains("invalid value 'perhaps' for IdentitiesOnly"),
+            "{e}"
+        );
     }
 }

@@ -887,9 +887,8 @@ fn ssh_keepalive_and_timeouts() {
 #[test]
 fn ignored_ssh_options_are_recorded_as_typed() {
     let o = with_opts(
-        "Compression=yes,ciphers=aes128-ctr,Cipher=blowfish,BatchMode=yes,\
-         PasswordAuthentication=no,PreferredAuthentications=publickey,LogLevel=ERROR,\
-         IdentitiesOnly=yes,PubkeyAuthentication=yes,TCPKeepAlive=no,\
+        "Compression=yes,Cipher=blowfish,\
+         PreferredAuthentications=publickey,LogLevel=ERROR,TCPKeepAlive=no,\
          ControlMaster=auto,ControlPath=/tmp/%r@%h:%p,ControlPersist=60",
     );
     assert_eq!(
@@ -897,14 +896,9 @@ fn ignored_ssh_options_are_recorded_as_typed() {
         MountOptions {
             ignored: strings(&[
                 "Compression=yes",
-                "ciphers=aes128-ctr",
                 "Cipher=blowfish",
-                "BatchMode=yes",
-                "PasswordAuthentication=no",
                 "PreferredAuthentications=publickey",
                 "LogLevel=ERROR",
-                "IdentitiesOnly=yes",
-                "PubkeyAuthentication=yes",
                 "TCPKeepAlive=no",
                 "ControlMaster=auto",
                 "ControlPath=/tmp/%r@%h:%p",
@@ -912,6 +906,76 @@ fn ignored_ssh_options_are_recorded_as_typed() {
             ]),
             ..base()
         }
+    );
+}
+
+#[test]
+fn security_ssh_options_are_honoured_not_ignored() {
+    let o = with_opts(
+        "ciphers=aes128-ctr\\,aes256-ctr,KexAlgorithms=-diffie-hellman-group1-sha1,\
+         HostKeyAlgorithms=^ssh-ed25519,MACs=+hmac-sha2-512,BatchMode=yes,\
+         PasswordAuthentication=no,IdentitiesOnly=YES,PubkeyAuthentication=true,\
+         GlobalKnownHostsFile=/etc/a /etc/b",
+    );
+    assert_eq!(
+        o,
+        MountOptions {
+            algorithms: Algorithms {
+                ciphers: Some("aes128-ctr,aes256-ctr".into()),
+                kex: Some("-diffie-hellman-group1-sha1".into()),
+                host_key: Some("^ssh-ed25519".into()),
+                macs: Some("+hmac-sha2-512".into()),
+            },
+            ssh_auth: SshAuthOptions {
+                identities_only: Some(true),
+                pubkey_authentication: Some(true),
+                password_authentication: Some(false),
+                batch_mode: Some(true),
+            },
+            global_known_hosts_files: Some(vec![PathBuf::from("/etc/a"), PathBuf::from("/etc/b")]),
+            ..base()
+        }
+    );
+    assert!(o.ignored.is_empty());
+    assert_eq!(
+        o.ssh_auth.resolve(),
+        AuthPolicy {
+            identities_only: true,
+            pubkey: true,
+            password: false,
+            batch_mode: true
+        }
+    );
+    assert_eq!(base().ssh_auth.resolve(), AuthPolicy::default());
+    assert_eq!(
+        with_opts("GlobalKnownHostsFile=none").global_known_hosts_files,
+        Some(Vec::new())
+    );
+}
+
+#[test]
+fn bad_security_ssh_option_values_are_refused() {
+    assert_eq!(
+        opt_error("IdentitiesOnly=maybe"),
+        "invalid value 'maybe' for IdentitiesOnly: expected yes or no"
+    );
+    assert_eq!(
+        opt_error("PasswordAuthentication"),
+        "option 'PasswordAuthentication' requires a value"
+    );
+    for bad in [
+        "Ciphers=",
+        "Ciphers=+",
+        "MACs=a\\,\\,b",
+        "Ciphers=aes128 ctr",
+        "KexAlgorithms=x;y",
+    ] {
+        let e = opt_error(bad);
+        assert!(e.contains("expected a comma-separated list"), "{bad}: {e}");
+    }
+    assert_eq!(
+        opt_error("GlobalKnownHostsFile="),
+        "invalid value '' for GlobalKnownHostsFile: expected a path"
     );
 }
 

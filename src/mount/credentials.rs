@@ -188,12 +188,18 @@ pub fn connect_params(opts: &MountOptions) -> Result<ConnectParams, String> {
         passphrase,
         use_agent: true,
         known_hosts,
+        global_known_hosts: opts
+            .global_known_hosts_files
+            .clone()
+            .unwrap_or_else(|| vec![PathBuf::from(ssh::GLOBAL_KNOWN_HOSTS)]),
         host_key_policy: opts.host_key_policy,
         host_key_fingerprint: opts.host_key_fingerprint.clone(),
         connect_timeout: opts.connect_timeout,
         keepalive_interval: opts.server_alive_interval,
         keepalive_count_max: opts.server_alive_count_max,
         reply_timeout: opts.op_timeout,
+        algorithms: opts.algorithms.clone(),
+        auth: opts.ssh_auth.resolve(),
     };
     // Secrets print as <redacted>.
     log::debug!("connection settings: {params:?}");

@@ -20,10 +20,18 @@
 //! portable code below is used. Poly1305 is OpenSSL's `EVP_MAC` "POLY1305".
 //! Any OpenSSL failure falls back to the portable code, so the output never
 //! depends on which path ran (tests compare them).
+//!
+//! Guard rails: Cargo.toml pins `libssh2-sys` exactly and build.rs checks
+//! the bundled libssh2's version and these four prototypes; [`self_test`]
+//! runs the RFC 8439 vectors through the exported functions before the first
+//! connection (on failure the session prefers other ciphers); [`calls`]
+//! counts calls so tests can see libssh2 really uses the override. Built only
+//! with the `openssl-chacha` feature (default).
 
 use std::cell::RefCell;
 use std::ffi::c_int;
 use std::ptr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::OnceLock;
 
 use openssl_sys as ossl;
@@ -39,6 +47,68 @@ const TAU: &[u8; 16] = b"expand 16-byte k";
 
 fn le32(b: &[u8]) -> u32 {
     u32::from_le_bytes([b[0], b[1], b[2], b[3]])
+}
+
+/// Calls of `chacha_encrypt_bytes` and `poly1305_auth` (the per-packet
+/// functions) since start, including the self-test's.
+static CALLS: AtomicU64 = AtomicU64::new(0);
+
+/// How many times libssh2 (or the self-test) called the override.
+pub fn calls() -> u64 {
+    CALLS.load(Ordering::Relaxed)
+}
+
+/// Whether this build overrides libssh2's ChaCha20-Poly1305 primitives.
+pub const ENABLED: bool = true;
+
+/// The RFC 8439 known answers through the exported functions (the code
+/// libssh2 calls), run once; later calls return the first result. An error
+/// names the vector that failed.
+pub fn self_test() -> Result<(), String> {
+    static RESULT: OnceLock<Result<(), String>> = OnceLock::new();
+    RESULT.get_or_init(run_self_test).clone()
+}
+
+fn run_self_test() -> Result<(), String> {
+    // RFC 8439 2.4.2: key 00..1f, 32-bit counter 1, nonce 00000000
+    // 0000004a 00000000, i.e. DJB counter words (1, 0), IV 0000004a00000000.
+    let key: Vec<u8> = (0u8..32).collect();
+    let iv = [0u8, 0, 0, 0x4a, 0, 0, 0, 0];
+    let counter = [1u8, 0, 0, 0, 0, 0, 0, 0];
+    let mut buf = b"Ladies and Gentlemen of the class of '99: If I could offer you only one tip for the future, sunscreen would be it.".to_vec();
+    const CIPHER_HEAD: [u8; 16] = [
+        0x6e, 0x2e, 0x35, 0x9a, 0x25, 0x68, 0xf9, 0x80, 0x41, 0xba, 0x07, 0x28, 0xdd, 0x0d, 0x69,
+        0x81,
+    ];
+    const CIPHER_TAIL: [u8; 2] = [0x87, 0x4d];
+    let mut x = ChachaCtx { input: [0; 16] };
+    // SAFETY: buffers of the documented sizes; in place, as libssh2 does.
+    unsafe {
+        chacha_keysetup(&mut x, key.as_ptr(), 256);
+        chacha_ivsetup(&mut x, iv.as_ptr(), counter.as_ptr());
+        chacha_encrypt_bytes(&mut x, buf.as_ptr(), buf.as_mut_ptr(), buf.len());
+    }
+    if buf[..16] != CIPHER_HEAD || buf[buf.len() - 2..] != CIPHER_TAIL {
+        return Err("ChaCha20 gives a wrong answer for the RFC 8439 2.4.2 vector".into());
+    }
+    // RFC 8439 2.5.2.
+    const POLY_KEY: [u8; 32] = [
+        0x85, 0xd6, 0xbe, 0x78, 0x57, 0x55, 0x6d, 0x33, 0x7f, 0x44, 0x52, 0xfe, 0x42, 0xd5, 0x06,
+        0xa8, 0x01, 0x03, 0x80, 0x8a, 0xfb, 0x0d, 0xb2, 0xfd, 0x4a, 0xbf, 0xf6, 0xaf, 0x41, 0x49,
+        0xf5, 0x1b,
+    ];
+    const TAG: [u8; 16] = [
+        0xa8, 0x06, 0x1d, 0xc1, 0x30, 0x51, 0x36, 0xc6, 0xc2, 0x2b, 0x8b, 0xaf, 0x0c, 0x01, 0x27,
+        0xa9,
+    ];
+    let msg = b"Cryptographic Forum Research Group";
+    let mut tag = [0u8; 16];
+    // SAFETY: 16-byte output, 32-byte key.
+    unsafe { poly1305_auth(tag.as_mut_ptr(), msg.as_ptr(), msg.len(), POLY_KEY.as_ptr()) };
+    if tag != TAG {
+        return Err("Poly1305 gives a wrong answer for the RFC 8439 2.5.2 vector".into());
+    }
+    Ok(())
 }
 
 /// Referenced from `main` so the linker takes this object (and with it the
@@ -99,6 +169,7 @@ pub unsafe extern "C" fn chacha_encrypt_bytes(
     c: *mut u8,
     bytes: usize,
 ) {
+    CALLS.fetch_add(1, Ordering::Relaxed);
     if bytes == 0 {
         return;
     }
@@ -228,6 +299,7 @@ fn poly1305_mac() -> *mut ossl::EVP_MAC {
 /// `out` points to 16 writable bytes, `m` to `inlen` bytes, `key` to 32.
 #[no_mangle]
 pub unsafe extern "C" fn poly1305_auth(out: *mut u8, m: *const u8, inlen: usize, key: *const u8) {
+    CALLS.fetch_add(1, Ordering::Relaxed);
     if !openssl_poly1305(out, m, inlen, key) {
         portable_poly1305(out, m, inlen, key);
     }
@@ -420,6 +492,17 @@ mod tests {
         }
     }
 
+    #[test]
+    fn self_test_passes_and_counts_its_calls() {
+        let before = calls();
+        assert_eq!(run_self_test(), Ok(()));
+        assert!(
+            calls() >= before + 2,
+            "the self-test goes through the exported functions"
+        );
+        assert_eq!(self_test(), Ok(()));
+    }
+
     /// RFC 8439 2.5.2.
     #[test]
     fn poly1305_matches_the_rfc_vector_on_both_paths() {
@@ -444,6 +527,84 @@ mod tests {
                 portable_poly1305(b.as_mut_ptr(), data.as_ptr(), len, key.as_ptr());
             }
             assert_eq!(a, b, "len {len}");
+        }
+    }
+
+    // libssh2's own chacha.c and poly1305.c, compiled by build.rs with these
+    // names.
+    extern "C" {
+        fn coupafs_ref_chacha_keysetup(x: *mut ChachaCtx, k: *const u8, kbits: u32);
+        fn coupafs_ref_chacha_ivsetup(x: *mut ChachaCtx, iv: *const u8, counter: *const u8);
+        fn coupafs_ref_chacha_encrypt_bytes(
+            x: *mut ChachaCtx,
+            m: *const u8,
+            c: *mut u8,
+            bytes: usize,
+        );
+        fn coupafs_ref_poly1305_auth(out: *mut u8, m: *const u8, inlen: usize, key: *const u8);
+    }
+
+    /// A small deterministic generator (xorshift64*), for varied inputs.
+    fn bytes(seed: &mut u64, n: usize) -> Vec<u8> {
+        (0..n)
+            .map(|_| {
+                *seed ^= *seed >> 12;
+                *seed ^= *seed << 25;
+                *seed ^= *seed >> 27;
+                (seed.wrapping_mul(0x2545_f491_4f6c_dd1d) >> 56) as u8
+            })
+            .collect()
+    }
+
+    #[test]
+    fn override_matches_libssh2s_own_chacha_and_poly1305() {
+        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+        let counters = [
+            0u64,
+            1,
+            7,
+            u64::from(u32::MAX) - 2,
+            u64::from(u32::MAX),
+            u64::MAX,
+        ];
+        for (round, len) in [0usize, 1, 4, 63, 64, 65, 200, 4096, 32768 + 13, 70_000]
+            .into_iter()
+            .enumerate()
+        {
+            let key = bytes(&mut seed, 32);
+            let iv = bytes(&mut seed, 8);
+            let counter = counters[round % counters.len()].to_le_bytes();
+            let msg = bytes(&mut seed, len);
+            let (mut ours, mut theirs) =
+                (ChachaCtx { input: [0; 16] }, ChachaCtx { input: [0; 16] });
+            let (mut a, mut b) = (msg.clone(), msg.clone());
+            // SAFETY: buffers of the documented sizes; in place as libssh2
+            // does. Two calls in a row check the carried-over counter.
+            unsafe {
+                chacha_keysetup(&mut ours, key.as_ptr(), 256);
+                coupafs_ref_chacha_keysetup(&mut theirs, key.as_ptr(), 256);
+                assert_eq!(ours.input, theirs.input, "keysetup");
+                let ctr = if round % 2 == 0 {
+                    counter.as_ptr()
+                } else {
+                    ptr::null()
+                };
+                chacha_ivsetup(&mut ours, iv.as_ptr(), ctr);
+                coupafs_ref_chacha_ivsetup(&mut theirs, iv.as_ptr(), ctr);
+                assert_eq!(ours.input, theirs.input, "ivsetup");
+                for _ in 0..2 {
+                    chacha_encrypt_bytes(&mut ours, a.as_ptr(), a.as_mut_ptr(), len);
+                    coupafs_ref_chacha_encrypt_bytes(&mut theirs, b.as_ptr(), b.as_mut_ptr(), len);
+                    assert!(a == b, "chacha20 output differs, len {len} round {round}");
+                }
+            }
+            let (mut t1, mut t2) = ([0u8; 16], [0u8; 16]);
+            // SAFETY: 16-byte tags, 32-byte key, `len` message bytes.
+            unsafe {
+                poly1305_auth(t1.as_mut_ptr(), msg.as_ptr(), len, key.as_ptr());
+                coupafs_ref_poly1305_auth(t2.as_mut_ptr(), msg.as_ptr(), len, key.as_ptr());
+            }
+            assert_eq!(t1, t2, "poly1305 tag differs, len {len}");
         }
     }
 }

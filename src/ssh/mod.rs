@@ -13,12 +13,17 @@
 //! - `engine`: `Connection`, its I/O thread and request table, over a
 //!   byte-pipe seam (`Pipe`) so it is tested without a network.
 //! - `pool`: `Pool` of connections, reconnect with backoff, `PoolStatus`.
-//! - `crypto`: faster ChaCha20-Poly1305 primitives linked into libssh2.
+//! - `crypto`: faster ChaCha20-Poly1305 primitives linked into libssh2
+//!   (feature `openssl-chacha`).
+//! - `known_hosts`: reading known_hosts files (markers, hashed names) and
+//!   appending one line under a lock.
 //!
 //! Dependencies: `cli` and `remote` use this layer; it uses only `sftp`.
 
+#[cfg(feature = "openssl-chacha")]
 pub mod crypto;
 mod engine;
+mod known_hosts;
 mod params;
 mod pool;
 mod session;
@@ -27,9 +32,37 @@ use std::sync::{Mutex, MutexGuard};
 
 pub(crate) use engine::ConnError;
 pub use engine::{CloseReason, Connection};
-pub use params::{default_identity_files, ConnectError, ConnectParams, HostKeyPolicy, Secret};
+pub use params::{
+    default_identity_files, Algorithms, AuthPolicy, ConnectError, ConnectParams, HostKeyPolicy,
+    Secret, GLOBAL_KNOWN_HOSTS,
+};
 pub use pool::{Pool, PoolStatus};
-pub use session::{ConnInfo, HostKeyStatus};
+pub use session::{supported_methods, ConnInfo, HostKeyStatus, SupportedMethods};
+
+#[cfg(not(feature = "openssl-chacha"))]
+pub mod crypto {
+    //! The ChaCha20-Poly1305 override is not built (feature
+    //! `openssl-chacha` off): libssh2's portable code runs. These stand-ins
+    //! keep callers (main, tests) the same.
+
+    /// Whether this build overrides libssh2's ChaCha20-Poly1305 primitives.
+    pub const ENABLED: bool = false;
+
+    /// Nothing to link.
+    pub fn link() -> usize {
+        0
+    }
+
+    /// Always zero: there is no override to call.
+    pub fn calls() -> u64 {
+        0
+    }
+
+    /// Nothing to test: libssh2's own code runs.
+    pub fn self_test() -> Result<(), String> {
+        Ok(())
+    }
+}
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     // A panicking holder leaves plain data behind; keep going with it.

@@ -40,6 +40,46 @@ pub enum HostKeyPolicy {
     No,
 }
 
+/// `Ciphers=`, `KexAlgorithms=`, `HostKeyAlgorithms=`, `MACs=` as typed:
+/// comma lists, optionally starting with `+` (append), `-` (remove) or `^`
+/// (put first), as in ssh_config(5). `None`: libssh2's defaults. Checked
+/// against what libssh2 supports when connecting (unknown names refuse).
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct Algorithms {
+    pub ciphers: Option<String>,
+    pub kex: Option<String>,
+    pub host_key: Option<String>,
+    pub macs: Option<String>,
+}
+
+/// Which authentication methods may be tried (ssh's `IdentitiesOnly`,
+/// `PubkeyAuthentication`, `PasswordAuthentication`, `BatchMode`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AuthPolicy {
+    /// Only the identity files: no ssh-agent keys.
+    pub identities_only: bool,
+    /// Public keys (agent and identity files) may be offered.
+    pub pubkey: bool,
+    /// The password (password_file= or COUPAFS_PASSWORD) may be sent.
+    pub password: bool,
+    /// ssh's "never prompt": coupafs never prompts anyway; kept for the log.
+    pub batch_mode: bool,
+}
+
+impl Default for AuthPolicy {
+    fn default() -> Self {
+        Self {
+            identities_only: false,
+            pubkey: true,
+            password: true,
+            batch_mode: false,
+        }
+    }
+}
+
+/// The system-wide known_hosts file ssh reads besides the user's.
+pub const GLOBAL_KNOWN_HOSTS: &str = "/etc/ssh/ssh_known_hosts";
+
 /// Everything needed to open one SSH connection with an SFTP channel.
 #[derive(Clone, Debug)]
 pub struct ConnectParams {
@@ -51,7 +91,11 @@ pub struct ConnectParams {
     pub passphrase: Option<Secret>,
     /// Try ssh-agent (when `SSH_AUTH_SOCK` is set).
     pub use_agent: bool,
+    /// The user's known_hosts: read, and appended to by accept-new.
     pub known_hosts: PathBuf,
+    /// System-wide known_hosts files: read only (`GlobalKnownHostsFile=`,
+    /// default [`GLOBAL_KNOWN_HOSTS`]).
+    pub global_known_hosts: Vec<PathBuf>,
     pub host_key_policy: HostKeyPolicy,
     pub host_key_fingerprint: Option<String>,
     pub connect_timeout: Duration,
@@ -61,6 +105,8 @@ pub struct ConnectParams {
     /// A connection with outstanding requests and no reply for this long is
     /// declared dead when keepalives are off.
     pub reply_timeout: Duration,
+    pub algorithms: Algorithms,
+    pub auth: AuthPolicy,
 }
 
 impl ConnectParams {
@@ -130,12 +176,15 @@ mod tests {
             passphrase: None,
             use_agent: false,
             known_hosts: PathBuf::from("/nonexistent"),
+            global_known_hosts: Vec::new(),
             host_key_policy: HostKeyPolicy::Strict,
             host_key_fingerprint: None,
             connect_timeout: Duration::from_secs(1),
             keepalive_interval: Duration::from_secs(keepalive),
             keepalive_count_max: count,
             reply_timeout: Duration::from_secs(reply),
+            algorithms: Algorithms::default(),
+            auth: AuthPolicy::default(),
         }
     }
 

@@ -13,9 +13,10 @@ use std::time::{Duration, Instant};
 
 use base64::Engine;
 use sha2::Digest;
-use ssh2::{BlockDirections, CheckResult, KnownHostFileKind, Session};
+use ssh2::{BlockDirections, CheckResult, KnownHostFileKind, MethodType, Session};
 
 use super::engine::Pipe;
+use super::known_hosts::{self, Line};
 use super::params::{ConnectError, ConnectParams, HostKeyPolicy};
 use crate::sftp::{self, Version};
 
@@ -53,6 +54,8 @@ pub struct ConnInfo {
     pub auth_method: String,
     pub host_key_fingerprint: String,
     pub host_key_status: HostKeyStatus,
+    /// The negotiated client-to-server cipher, e.g. `aes128-ctr`.
+    pub cipher: String,
 }
 
 /// A session whose SFTP channel has exchanged INIT/VERSION, in
@@ -108,9 +111,22 @@ pub(crate) fn establish(params: &ConnectParams) -> Result<Established, ConnectEr
     session.set_tcp_stream(tcp);
     let timeout_ms = u32::try_from(params.connect_timeout.as_millis()).unwrap_or(u32::MAX);
     session.set_timeout(timeout_ms);
+    // Method preferences only take effect before the key exchange.
+    set_method_prefs(&session, params)?;
     session
         .handshake()
         .map_err(|e| ConnectError::Handshake(e.to_string()))?;
+    let method = |t| session.methods(t).unwrap_or("?").to_string();
+    let cipher = method(MethodType::CryptCs);
+    log::debug!(
+        "negotiated kex {}, host key {}, cipher {} / {}, mac {} / {}",
+        method(MethodType::Kex),
+        method(MethodType::HostKey),
+        cipher,
+        method(MethodType::CryptSc),
+        method(MethodType::MacCs),
+        method(MethodType::MacSc)
+    );
     let (host_key_fingerprint, host_key_status) = verify_host_key(&session, params)?;
     let auth_method = authenticate(&session, params)?;
     let mut channel = session
@@ -161,8 +177,161 @@ pub(crate) fn establish(params: &ConnectParams) -> Result<Established, ConnectEr
             auth_method,
             host_key_fingerprint,
             host_key_status,
+            cipher,
         },
     })
+}
+
+/// libssh2's methods, in its order of preference: ciphers, key exchange,
+/// host key, MAC. What an ssh_config `+`/`-`/`^` list is relative to.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SupportedMethods {
+    pub ciphers: Vec<String>,
+    pub kex: Vec<String>,
+    pub host_key: Vec<String>,
+    pub macs: Vec<String>,
+}
+
+/// What this build's libssh2 supports (no network: an unconnected session).
+pub fn supported_methods() -> Result<SupportedMethods, String> {
+    let session = Session::new().map_err(|e| e.to_string())?;
+    let list = |t| -> Result<Vec<String>, String> {
+        Ok(session
+            .supported_algs(t)
+            .map_err(|e| e.to_string())?
+            .into_iter()
+            .map(String::from)
+            .collect())
+    };
+    Ok(SupportedMethods {
+        ciphers: list(MethodType::CryptCs)?,
+        kex: list(MethodType::Kex)?,
+        host_key: list(MethodType::HostKey)?,
+        macs: list(MethodType::MacCs)?,
+    })
+}
+
+/// The cipher the ChaCha20-Poly1305 override serves.
+const CHACHA: &str = "chacha20-poly1305@openssh.com";
+
+/// Applies `Ciphers=`, `KexAlgorithms=`, `HostKeyAlgorithms=` and `MACs=`
+/// (both directions for ciphers and MACs, as ssh does). When the override's
+/// self-test failed, chacha20-poly1305 is left out of the cipher list.
+fn set_method_prefs(session: &Session, params: &ConnectParams) -> Result<(), ConnectError> {
+    let algs = &params.algorithms;
+    let chacha_ok = match super::crypto::self_test() {
+        Ok(()) => true,
+        Err(e) => {
+            static LOGGED: std::sync::Once = std::sync::Once::new();
+            LOGGED.call_once(|| {
+                log::error!("ChaCha20-Poly1305 self-test failed ({e}); preferring other ciphers")
+            });
+            false
+        }
+    };
+    let lists = [
+        (
+            "Ciphers",
+            &algs.ciphers,
+            [MethodType::CryptCs, MethodType::CryptSc].as_slice(),
+        ),
+        ("KexAlgorithms", &algs.kex, [MethodType::Kex].as_slice()),
+        (
+            "HostKeyAlgorithms",
+            &algs.host_key,
+            [MethodType::HostKey].as_slice(),
+        ),
+        (
+            "MACs",
+            &algs.macs,
+            [MethodType::MacCs, MethodType::MacSc].as_slice(),
+        ),
+    ];
+    for (option, spec, types) in lists {
+        // Only the cipher list changes when the self-test failed.
+        let avoid: &[&str] = if option == "Ciphers" && !chacha_ok {
+            &[CHACHA]
+        } else {
+            &[]
+        };
+        if spec.is_none() && avoid.is_empty() {
+            continue;
+        }
+        for &t in types {
+            let supported = session
+                .supported_algs(t)
+                .map_err(|e| ConnectError::Handshake(format!("listing {option}: {e}")))?;
+            let list = resolve_methods(option, spec.as_deref(), &supported, avoid)
+                .map_err(ConnectError::Handshake)?;
+            session
+                .method_pref(t, &list)
+                .map_err(|e| ConnectError::Handshake(format!("{option}={list}: {e}")))?;
+        }
+    }
+    Ok(())
+}
+
+/// The method list for libssh2 from an ssh_config-style `spec` (plain list,
+/// or `+`, `-`, `^` followed by one), over `supported` (libssh2's list, in
+/// its order of preference), minus `avoid`. Names libssh2 does not support
+/// are an error, not silently dropped: a restriction must not quietly change.
+pub(crate) fn resolve_methods(
+    option: &str,
+    spec: Option<&str>,
+    supported: &[&str],
+    avoid: &[&str],
+) -> Result<String, String> {
+    let (op, names) = match spec {
+        None => (None, ""),
+        Some(s) => match s.as_bytes().first() {
+            Some(b'+' | b'-' | b'^') => (s.chars().next(), &s[1..]),
+            _ => (Some('='), s),
+        },
+    };
+    let named: Vec<&str> = names.split(',').filter(|n| !n.is_empty()).collect();
+    if op.is_some() && named.is_empty() {
+        return Err(format!("{option}: empty list"));
+    }
+    let unknown: Vec<&str> = named
+        .iter()
+        .copied()
+        .filter(|n| !supported.contains(n))
+        .collect();
+    if !unknown.is_empty() {
+        return Err(format!(
+            "{option}: not supported by this build's libssh2: {} (supported: {})",
+            unknown.join(", "),
+            supported.join(",")
+        ));
+    }
+    let list: Vec<&str> = match op {
+        Some('=') => named,
+        Some('-') => supported
+            .iter()
+            .copied()
+            .filter(|m| !named.contains(m))
+            .collect(),
+        Some('^') => named
+            .iter()
+            .copied()
+            .chain(supported.iter().copied().filter(|m| !named.contains(m)))
+            .collect(),
+        // `+` appends to the default, which already holds every supported
+        // method; no spec: the default.
+        _ => supported.to_vec(),
+    };
+    let list: Vec<&str> = list.into_iter().filter(|m| !avoid.contains(m)).collect();
+    if list.is_empty() {
+        return Err(if avoid.is_empty() {
+            format!("{option}: no method left")
+        } else {
+            format!(
+                "{option}: no method left without {} (its self-test failed)",
+                avoid.join(",")
+            )
+        });
+    }
+    Ok(list.join(","))
 }
 
 fn connect_tcp(params: &ConnectParams) -> Result<TcpStream, ConnectError> {
@@ -225,17 +394,68 @@ fn known_hosts_name(host: &str, port: u16) -> String {
     }
 }
 
-/// Checks the server's host key against known_hosts and the pin. Returns the
-/// fingerprint and how the key was accepted (for logs and `coupafs check`).
+/// Checks the server's host key against the pin or the known_hosts files.
+/// Returns the fingerprint and how the key was accepted (for logs and
+/// `coupafs check`). A key marked `@revoked` in any of the files is refused
+/// first, even when pinned or also listed as known.
 fn verify_host_key(
     session: &Session,
     params: &ConnectParams,
 ) -> Result<(String, HostKeyStatus), ConnectError> {
-    let (key, key_type) = session
+    let (key, _key_type) = session
         .host_key()
         .ok_or_else(|| ConnectError::HostKey("server sent no host key".into()))?;
     let fp = fingerprint(key);
     let name = known_hosts_name(&params.host, params.port);
+    let mut kh = session
+        .known_hosts()
+        .map_err(|e| ConnectError::HostKey(e.to_string()))?;
+    let file = &params.known_hosts;
+    let files =
+        std::iter::once((file, true)).chain(params.global_known_hosts.iter().map(|f| (f, false)));
+    for (path, user_file) in files {
+        let text = match known_hosts::read_file(path) {
+            Ok(Some(t)) => t,
+            Ok(None) => continue,
+            // The user file decides trust; an unreadable global file is
+            // skipped, as ssh does.
+            Err(e) if user_file && params.host_key_fingerprint.is_none() => {
+                return Err(ConnectError::HostKey(format!(
+                    "cannot read {}: {e}",
+                    path.display()
+                )))
+            }
+            Err(e) => {
+                log::warn!("cannot read {}: {e}", path.display());
+                continue;
+            }
+        };
+        for (i, line) in text.lines().enumerate() {
+            let at = || format!("{}:{}", path.display(), i + 1);
+            match known_hosts::parse_line(line) {
+                Line::Comment => {}
+                Line::Host(l) => {
+                    // libssh2 matches names (plain, lists, hashed |1|).
+                    if let Err(e) = kh.read_str(l, KnownHostFileKind::OpenSSH) {
+                        log::debug!("{}: line skipped: {e}", at());
+                    }
+                }
+                Line::Revoked(blob) if blob == key => {
+                    return Err(ConnectError::HostKey(format!(
+                        "REVOKED host key: {name} presented {fp}, which {} marks @revoked; \
+                         refusing to connect",
+                        at()
+                    )));
+                }
+                Line::Revoked(_) => {}
+                Line::CertAuthority => log::debug!(
+                    "{}: @cert-authority line ignored (coupafs does not support host certificates)",
+                    at()
+                ),
+                Line::Invalid(why) => log::debug!("{}: line skipped: {why}", at()),
+            }
+        }
+    }
     if let Some(pin) = &params.host_key_fingerprint {
         if pin.trim_end_matches('=') == fp {
             return Ok((fp, HostKeyStatus::Pinned));
@@ -244,14 +464,11 @@ fn verify_host_key(
             "{name} presented {fp}, but HostKeyFingerprint pins {pin}"
         )));
     }
-    let mut kh = session
-        .known_hosts()
-        .map_err(|e| ConnectError::HostKey(e.to_string()))?;
-    let file = &params.known_hosts;
-    if file.exists() {
-        kh.read_file(file, KnownHostFileKind::OpenSSH)
-            .map_err(|e| ConnectError::HostKey(format!("cannot read {}: {e}", file.display())))?;
-    }
+    let searched = std::iter::once(file)
+        .chain(params.global_known_hosts.iter().filter(|p| p.exists()))
+        .map(|p| p.display().to_string())
+        .collect::<Vec<_>>()
+        .join(", ");
     match kh.check_port(&params.host, params.port, key) {
         CheckResult::Match => Ok((fp, HostKeyStatus::Known)),
         CheckResult::Mismatch => {
@@ -268,9 +485,8 @@ fn verify_host_key(
                 })
                 .collect();
             Err(ConnectError::HostKey(format!(
-                "HOST KEY CHANGED for {name}: server presented {fp}, {} has {}; refusing to connect \
+                "HOST KEY CHANGED for {name}: server presented {fp}, {searched} has {}; refusing to connect \
                  (if the change is expected, remove the old line from {})",
-                file.display(),
                 if known.is_empty() {
                     "a different key".to_string()
                 } else {
@@ -281,21 +497,20 @@ fn verify_host_key(
         }
         CheckResult::NotFound | CheckResult::Failure => match params.host_key_policy {
             HostKeyPolicy::Strict => Err(ConnectError::HostKey(format!(
-                "{name} is not in {} (server key {fp}); add it with \
+                "{name} is not in {searched} (server key {fp}); add it with \
                  `ssh-keyscan -p {} {} >> {}` after checking the fingerprint, \
                  or mount once with -o StrictHostKeyChecking=accept-new",
-                file.display(),
                 params.port,
                 params.host,
                 file.display()
             ))),
             HostKeyPolicy::AcceptNew => {
-                kh.add(&name, key, "added by coupafs", key_type.into())
-                    .map_err(|e| ConnectError::HostKey(e.to_string()))?;
-                kh.write_file(file, KnownHostFileKind::OpenSSH)
-                    .map_err(|e| {
-                        ConnectError::HostKey(format!("cannot write {}: {e}", file.display()))
-                    })?;
+                let line = known_hosts::host_line(&name, key).ok_or_else(|| {
+                    ConnectError::HostKey(format!("{name} sent a malformed host key"))
+                })?;
+                known_hosts::append_line(file, &line).map_err(|e| {
+                    ConnectError::HostKey(format!("cannot add {name} to {}: {e}", file.display()))
+                })?;
                 log::warn!("added host key {fp} for {name} to {}", file.display());
                 Ok((fp, HostKeyStatus::Added))
             }
@@ -307,19 +522,32 @@ fn verify_host_key(
     }
 }
 
-/// Tries ssh-agent, then each identity file, then the password. Returns the
-/// name of the method that worked.
+/// Tries ssh-agent, then each identity file, then the password, each only
+/// when `params.auth` allows it (`IdentitiesOnly=yes`: no agent;
+/// `PubkeyAuthentication=no`: no keys; `PasswordAuthentication=no`: no
+/// password). Never prompts (`BatchMode` changes nothing). Returns the name
+/// of the method that worked.
 fn authenticate(session: &Session, params: &ConnectParams) -> Result<String, ConnectError> {
     let user = params.user.as_str();
+    let auth = params.auth;
     let mut tried = Vec::new();
-    if params.use_agent && std::env::var_os("SSH_AUTH_SOCK").is_some() {
+    if auth.pubkey
+        && !auth.identities_only
+        && params.use_agent
+        && std::env::var_os("SSH_AUTH_SOCK").is_some()
+    {
         match session.userauth_agent(user) {
             Ok(()) if session.authenticated() => return Ok("publickey (ssh-agent)".into()),
             Ok(()) => tried.push("ssh-agent: rejected".to_string()),
             Err(e) => tried.push(format!("ssh-agent: {e}")),
         }
     }
-    for key in &params.identity_files {
+    let keys: &[std::path::PathBuf] = if auth.pubkey {
+        &params.identity_files
+    } else {
+        &[]
+    };
+    for key in keys {
         if !key.exists() {
             tried.push(format!("{}: no such file", key.display()));
             continue;
@@ -333,7 +561,7 @@ fn authenticate(session: &Session, params: &ConnectParams) -> Result<String, Con
             Err(e) => tried.push(format!("{}: {}", key.display(), e.message())),
         }
     }
-    if let Some(password) = &params.password {
+    if let Some(password) = params.password.as_ref().filter(|_| auth.password) {
         match session.userauth_password(user, password.expose()) {
             Ok(()) if session.authenticated() => return Ok("password".into()),
             Ok(()) => tried.push("password: rejected".into()),
@@ -342,10 +570,22 @@ fn authenticate(session: &Session, params: &ConnectParams) -> Result<String, Con
         }
     }
     if tried.is_empty() {
-        tried.push(
+        let mut off = Vec::new();
+        if !auth.pubkey {
+            off.push("PubkeyAuthentication=no");
+        }
+        if !auth.password {
+            off.push("PasswordAuthentication=no");
+        }
+        if auth.identities_only && auth.pubkey {
+            off.push("IdentitiesOnly=yes (no ssh-agent keys)");
+        }
+        tried.push(if off.is_empty() {
             "no credentials: give -o IdentityFile=, -o password_file=, COUPAFS_PASSWORD or an ssh-agent"
-                .into(),
-        );
+                .into()
+        } else {
+            format!("no usable credentials with {}", off.join(", "))
+        });
     }
     Err(ConnectError::Auth(format!(
         "as {user}: {}",
@@ -384,5 +624,54 @@ mod tests {
         .map(|s| s.to_string())
         .collect();
         assert_eq!(words, ["known", "pinned", "added", "unverified"]);
+    }
+
+    #[test]
+    fn method_lists_follow_ssh_config_syntax_over_libssh2s_list() {
+        let sup = ["a", "b", "c", CHACHA];
+        let r = |spec: Option<&str>, avoid: &[&str]| resolve_methods("Ciphers", spec, &sup, avoid);
+        assert_eq!(
+            r(None, &[]).as_deref(),
+            Ok("a,b,c,chacha20-poly1305@openssh.com")
+        );
+        assert_eq!(r(Some("c,a"), &[]).as_deref(), Ok("c,a"));
+        assert_eq!(
+            r(Some("-b"), &[]).as_deref(),
+            Ok("a,c,chacha20-poly1305@openssh.com")
+        );
+        assert_eq!(
+            r(Some("^c"), &[]).as_deref(),
+            Ok("c,a,b,chacha20-poly1305@openssh.com")
+        );
+        assert_eq!(
+            r(Some("+a"), &[]).as_deref(),
+            Ok("a,b,c,chacha20-poly1305@openssh.com")
+        );
+        // A failed self-test drops chacha20 from defaults and explicit lists.
+        assert_eq!(r(None, &[CHACHA]).as_deref(), Ok("a,b,c"));
+        assert_eq!(
+            r(Some(&format!("{CHACHA},b")), &[CHACHA]).as_deref(),
+            Ok("b")
+        );
+        let e = r(Some(CHACHA), &[CHACHA]).unwrap_err();
+        assert!(e.contains("self-test failed"), "{e}");
+        let e = r(Some("a,nope,zip"), &[]).unwrap_err();
+        assert_eq!(
+            e,
+            "Ciphers: not supported by this build's libssh2: nope, zip \
+             (supported: a,b,c,chacha20-poly1305@openssh.com)"
+        );
+        assert!(r(Some("-nope"), &[]).is_err());
+        assert!(r(Some("+"), &[]).is_err());
+        assert!(r(Some("-a,b,c,chacha20-poly1305@openssh.com"), &[]).is_err());
+    }
+
+    #[test]
+    fn libssh2_supports_what_the_tests_and_docs_name() {
+        let m = supported_methods().expect("libssh2 lists");
+        for c in ["aes128-ctr", "aes256-ctr", CHACHA] {
+            assert!(m.ciphers.iter().any(|x| x == c), "{c}: {:?}", m.ciphers);
+        }
+        assert!(!m.kex.is_empty() && !m.host_key.is_empty() && !m.macs.is_empty());
     }
 }

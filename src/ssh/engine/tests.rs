@@ -145,6 +145,7 @@ fn rig(liveness: Liveness) -> (Connection, Server) {
         auth_method: "test".into(),
         host_key_fingerprint: "SHA256:test".into(),
         host_key_status: HostKeyStatus::Known,
+        cipher: "test".into(),
     };
     let pipe = SocketPipe {
         s: ours,
