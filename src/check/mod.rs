@@ -49,8 +49,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::cli::MountOptions;
 use crate::coupa::{self, CsvCheck, CsvProblem};
-use crate::remote::{DirEntry, Remote, RemoteError, SftpRemote};
-use crate::sftp::{ext, pflags, Attrs};
+use crate::remote::{DirEntry, Kind, Meta, Remote, RemoteError, SftpRemote};
+use crate::sftp::ext;
 use crate::ssh::{ConnectError, ConnectParams, Pool};
 
 /// Exit status: everything OK.
@@ -379,7 +379,7 @@ fn check_root<W: Write>(remote: &SftpRemote, dir: &str, rep: &mut Report<W>) -> 
     };
     let shown = String::from_utf8_lossy(&abs).into_owned();
     match remote.stat(&abs) {
-        Ok(a) if kind(&a) == Some(libc::S_IFDIR) => {
+        Ok(a) if a.kind == Some(Kind::Dir) => {
             rep.ok("root", format!("{shown} is a directory"));
             Some(abs)
         }
@@ -394,19 +394,14 @@ fn check_root<W: Write>(remote: &SftpRemote, dir: &str, rep: &mut Report<W>) -> 
     }
 }
 
-/// File type bits, when the server sent permissions.
-fn kind(a: &Attrs) -> Option<u32> {
-    a.perm.map(|p| p & libc::S_IFMT)
-}
-
 /// A folder (or a symlink, which may point to one).
-fn is_dir_like(a: &Attrs) -> bool {
-    matches!(kind(a), Some(libc::S_IFDIR) | Some(libc::S_IFLNK))
+fn is_dir_like(a: &Meta) -> bool {
+    matches!(a.kind, Some(Kind::Dir) | Some(Kind::Symlink))
 }
 
 /// A regular file (servers that send no permissions: assume a file).
-fn is_file(a: &Attrs) -> bool {
-    matches!(kind(a), None | Some(libc::S_IFREG))
+fn is_file(a: &Meta) -> bool {
+    matches!(a.kind, None | Some(Kind::File))
 }
 
 fn join(dir: &[u8], name: &[u8]) -> Vec<u8> {
@@ -444,7 +439,7 @@ impl FolderGroup {
 pub fn compare_folders(standard: &[&str], entries: &[DirEntry]) -> FolderGroup {
     let dirs: Vec<String> = entries
         .iter()
-        .filter(|e| is_dir_like(&e.attrs) && !e.name.starts_with(b"."))
+        .filter(|e| is_dir_like(&e.meta) && !e.name.starts_with(b"."))
         .map(|e| lossy(&e.name))
         .collect();
     let (present, missing): (Vec<&str>, Vec<&str>) =
@@ -533,7 +528,7 @@ fn check_exchange<W: Write>(
                 }
                 found.push(Some(g));
             }
-            Err(e) if e.is_no_such_file() => {
+            Err(e) if e.is_not_found() => {
                 rep.warn(
                     "folders",
                     format!("{name}: folder missing (none of the {total} standard folders)"),
@@ -586,11 +581,7 @@ fn write_probe(remote: &SftpRemote, root: &[u8], rel_dir: &str) -> Result<(), St
     let shown_a = format!("{rel_dir}/{name_a}");
     let shown_b = format!("{rel_dir}/{name_b}");
     let handle = remote
-        .open(
-            &a,
-            pflags::WRITE | pflags::CREAT | pflags::EXCL,
-            &Attrs::default(),
-        )
+        .create_new(&a, None)
         .map_err(|e| format!("{shown_a}: create failed: {e}"))?;
     let written = remote
         .write(&handle, 0, PROBE_DATA)
@@ -672,8 +663,8 @@ fn now_secs() -> u64 {
         .unwrap_or(0)
 }
 
-fn age_of(a: &Attrs, now: u64) -> Option<u64> {
-    a.atime_mtime.map(|(_, m)| now.saturating_sub(u64::from(m)))
+fn age_of(a: &Meta, now: u64) -> Option<u64> {
+    a.mtime.map(|m| now.saturating_sub(u64::from(m)))
 }
 
 /// `waiting`: files in each Incoming object folder, their count and oldest
@@ -696,7 +687,7 @@ fn check_waiting<W: Write>(
         let entries = match listing {
             Ok(e) => e,
             // Gone since the folder listing: nothing waits there.
-            Err(e) if e.is_no_such_file() => continue,
+            Err(e) if e.is_not_found() => continue,
             Err(e) => {
                 rep.fail("waiting", format!("{rel_dir}: cannot list: {e}"));
                 continue;
@@ -704,8 +695,8 @@ fn check_waiting<W: Write>(
         };
         let mut files = Vec::new();
         let mut stale_temps = 0;
-        for e in entries.iter().filter(|e| is_file(&e.attrs)) {
-            let age = age_of(&e.attrs, now);
+        for e in entries.iter().filter(|e| is_file(&e.meta)) {
+            let age = age_of(&e.meta, now);
             if crate::fs::upload::is_temp_name(&e.name) {
                 if age.is_some_and(|a| a > stale) {
                     stale_temps += 1;
@@ -717,7 +708,7 @@ fn check_waiting<W: Write>(
                 rel: format!("{rel_dir}/{name}"),
                 abs: join(&join(root, rel_dir.as_bytes()), &e.name),
                 name,
-                size: e.attrs.size,
+                size: e.meta.size,
                 age,
             });
         }
@@ -806,15 +797,15 @@ fn check_archive<W: Write>(
         let rel_dir = format!("{}/{object}", coupa::ARCHIVE_INCOMING);
         let entries = match listing {
             Ok(e) => e,
-            Err(e) if e.is_no_such_file() => continue,
+            Err(e) if e.is_not_found() => continue,
             Err(e) => {
                 rep.warn("archive", format!("{rel_dir}: cannot list: {e}"));
                 continue;
             }
         };
-        for e in entries.iter().filter(|e| is_file(&e.attrs)) {
+        for e in entries.iter().filter(|e| is_file(&e.meta)) {
             count += 1;
-            let mtime = e.attrs.atime_mtime.map(|(_, m)| m).unwrap_or(0);
+            let mtime = e.meta.mtime.unwrap_or(0);
             if newest.as_ref().is_none_or(|(m, _)| mtime > *m) {
                 newest = Some((mtime, format!("{rel_dir}/{}", lossy(&e.name))));
             }
@@ -860,9 +851,9 @@ fn file_problems(
         // Only the size rule applies: no download.
         return Some(Ok((check.finish(f.size.unwrap_or(0)), 0)));
     }
-    let handle = match remote.open(&f.abs, pflags::READ, &Attrs::default()) {
+    let handle = match remote.open_read(&f.abs) {
         Ok(h) => h,
-        Err(e) if e.is_no_such_file() => return None,
+        Err(e) if e.is_not_found() => return None,
         Err(e) => return Some(Err(e)),
     };
     let limit = coupa::MAX_FILE_BYTES + 1;
@@ -999,9 +990,10 @@ mod tests {
     fn dir(name: &str) -> DirEntry {
         DirEntry {
             name: name.as_bytes().to_vec(),
-            attrs: Attrs {
-                perm: Some(libc::S_IFDIR | 0o755),
-                ..Attrs::default()
+            meta: Meta {
+                kind: Some(Kind::Dir),
+                permissions: Some(0o755),
+                ..Meta::default()
             },
         }
     }
@@ -1009,9 +1001,10 @@ mod tests {
     fn file(name: &str) -> DirEntry {
         DirEntry {
             name: name.as_bytes().to_vec(),
-            attrs: Attrs {
-                perm: Some(libc::S_IFREG | 0o644),
-                ..Attrs::default()
+            meta: Meta {
+                kind: Some(Kind::File),
+                permissions: Some(0o644),
+                ..Meta::default()
             },
         }
     }
@@ -1079,7 +1072,7 @@ mod tests {
         assert_eq!(g.all(), vec!["Invoices", "Suppliers", "Custom", "invoices"]);
 
         let mut link = dir("Users");
-        link.attrs.perm = Some(libc::S_IFLNK | 0o777);
+        link.meta.kind = Some(Kind::Symlink);
         let g = compare_folders(&["Users"], &[link]);
         assert_eq!(g.present, vec!["Users"]);
 
@@ -1133,12 +1126,12 @@ mod tests {
 
     #[test]
     fn file_kinds() {
-        assert!(is_file(&Attrs::default()));
-        assert!(is_file(&file("x").attrs));
-        assert!(!is_file(&dir("x").attrs));
-        assert!(is_dir_like(&dir("x").attrs));
-        assert!(!is_dir_like(&file("x").attrs));
-        assert!(!is_dir_like(&Attrs::default()));
+        assert!(is_file(&Meta::default()));
+        assert!(is_file(&file("x").meta));
+        assert!(!is_file(&dir("x").meta));
+        assert!(is_dir_like(&dir("x").meta));
+        assert!(!is_dir_like(&file("x").meta));
+        assert!(!is_dir_like(&Meta::default()));
     }
 
     #[test]

@@ -18,8 +18,7 @@ use std::time::{Duration, Instant};
 use lru::LruCache;
 
 use crate::fs::inode::{join, split};
-use crate::remote::DirEntry;
-use crate::sftp::Attrs;
+use crate::remote::{DirEntry, Meta};
 
 const ATTR_CAPACITY: usize = 65_536;
 const DIR_CAPACITY: usize = 256;
@@ -68,7 +67,7 @@ const RELIST_MAX_ENTRIES: usize = 1_000;
 
 pub struct MetaCache {
     ttl: Duration,
-    attrs: Mutex<LruCache<Vec<u8>, (Attrs, Instant)>>,
+    attrs: Mutex<LruCache<Vec<u8>, (Meta, Instant)>>,
     dirs: Mutex<LruCache<Vec<u8>, Listing>>,
     negative: Mutex<LruCache<Vec<u8>, Instant>>,
     names: Mutex<LruCache<Vec<u8>, NameSet>>,
@@ -93,7 +92,7 @@ impl MetaCache {
         at.elapsed() < self.ttl
     }
 
-    pub fn attrs(&self, path: &[u8]) -> Option<Attrs> {
+    pub fn attrs(&self, path: &[u8]) -> Option<Meta> {
         let mut c = lock(&self.attrs);
         match c.get(path) {
             Some((a, at)) if self.fresh(*at) => Some(a.clone()),
@@ -105,7 +104,7 @@ impl MetaCache {
         }
     }
 
-    pub fn put_attrs(&self, path: &[u8], attrs: Attrs) {
+    pub fn put_attrs(&self, path: &[u8], attrs: Meta) {
         if self.ttl.is_zero() {
             return;
         }
@@ -136,7 +135,7 @@ impl MetaCache {
         {
             let mut attrs = lock(&self.attrs);
             for e in entries.iter() {
-                attrs.put(join(path, &e.name), (e.attrs.clone(), now));
+                attrs.put(join(path, &e.name), (e.meta.clone(), now));
             }
         }
         if entries.len() <= NAMES_MAX_ENTRIES {
@@ -314,12 +313,14 @@ impl MetaCache {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::remote::Kind;
 
-    fn file(size: u64) -> Attrs {
-        Attrs {
+    fn file(size: u64) -> Meta {
+        Meta {
             size: Some(size),
-            perm: Some(0o100644),
-            ..Attrs::default()
+            kind: Some(Kind::File),
+            permissions: Some(0o644),
+            ..Meta::default()
         }
     }
 
@@ -329,7 +330,7 @@ mod tests {
             (0..n)
                 .map(|i| DirEntry {
                     name: format!("f{i}").into_bytes(),
-                    attrs: file(1),
+                    meta: file(1),
                 })
                 .collect(),
         )
@@ -358,7 +359,7 @@ mod tests {
         let c = MetaCache::new(Duration::from_secs(60));
         let entries = Arc::new(vec![DirEntry {
             name: b"x.csv".to_vec(),
-            attrs: file(7),
+            meta: file(7),
         }]);
         c.put_dir(b"Incoming/Invoices", entries);
         assert_eq!(c.attrs(b"Incoming/Invoices/x.csv"), Some(file(7)));
@@ -401,7 +402,7 @@ mod tests {
         let c = MetaCache::new(Duration::from_secs(60));
         let entries = Arc::new(vec![DirEntry {
             name: b"x.csv".to_vec(),
-            attrs: file(7),
+            meta: file(7),
         }]);
         c.put_dir(b"In", entries);
         assert!(c.is_negative(b"In/new.csv"), "not in the listing");

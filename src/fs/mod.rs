@@ -28,8 +28,8 @@ use crate::fs::inode::{join, split, InodeTable, ROOT_INO};
 use crate::fs::readahead::ReadAhead;
 use crate::fs::spare::SparePool;
 use crate::fs::upload::{is_temp_name, TempNaming, Upload};
-use crate::remote::{DirEntry, Handle, Remote, RemoteError};
-use crate::sftp::{pflags, Attrs};
+pub use crate::remote::Kind;
+use crate::remote::{DirEntry, Handle, Meta, Remote, RemoteError};
 
 /// How the mount presents and changes files.
 #[derive(Clone, Debug)]
@@ -52,14 +52,6 @@ pub struct FsConfig {
     pub spool_max: u64,
     /// Upload temp files kept open ahead per folder (see `spare`); 0: none.
     pub spare_temps: usize,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Kind {
-    File,
-    Dir,
-    Symlink,
-    Other,
 }
 
 /// Attributes as the kernel sees them.
@@ -307,10 +299,6 @@ impl<R: Remote> Fs<R> {
         }
     }
 
-    pub fn remote(&self) -> &Arc<R> {
-        &self.remote
-    }
-
     pub fn ttl(&self) -> Duration {
         self.cfg.cache_ttl
     }
@@ -373,19 +361,15 @@ impl<R: Remote> Fs<R> {
         }
     }
 
-    fn stat_from(&self, ino: u64, a: &Attrs) -> Stat {
-        let mode = a.perm.unwrap_or(0o100644);
-        let kind = match mode & libc::S_IFMT {
-            libc::S_IFDIR => Kind::Dir,
-            libc::S_IFLNK => Kind::Symlink,
-            libc::S_IFREG => Kind::File,
-            _ => Kind::Other,
-        };
-        let mut perm = mode & 0o7777;
+    fn stat_from(&self, ino: u64, a: &Meta) -> Stat {
+        // A server that sends no permissions says nothing of the type
+        // either: show a plain file.
+        let kind = a.kind.unwrap_or(Kind::File);
+        let mut perm = a.permissions.unwrap_or(0o644) & 0o7777;
         if let Some(mask) = self.cfg.umask {
             perm &= !mask;
         }
-        let (atime, mtime) = a.atime_mtime.unwrap_or((0, 0));
+        let (atime, mtime) = a.atime.zip(a.mtime).unwrap_or((0, 0));
         Stat {
             ino,
             size: a.size.unwrap_or(0),
@@ -428,7 +412,7 @@ impl<R: Remote> Fs<R> {
     }
 
     /// Attributes of `path` from the cache or the server.
-    fn fetch_attrs(&self, op: Op, path: &[u8]) -> FsResult<Attrs> {
+    fn fetch_attrs(&self, op: Op, path: &[u8]) -> FsResult<Meta> {
         if let Some(a) = self.cache.attrs(path) {
             return Ok(a);
         }
@@ -451,7 +435,7 @@ impl<R: Remote> Fs<R> {
                 Ok(a)
             }
             Err(e) => {
-                if e.is_no_such_file() {
+                if e.is_not_found() {
                     self.cache.put_negative(path);
                 }
                 Err(FsError::remote(op, show(path), &e))
@@ -542,15 +526,11 @@ impl<R: Remote> Fs<R> {
             }
         }
         if set.mode.is_some() || times.is_some() {
-            let attrs = Attrs {
-                perm: set.mode.map(|m| m & 0o7777),
-                atime_mtime: times,
-                ..Attrs::default()
-            };
+            let attrs = Meta::change(set.mode.map(|m| m & 0o7777), times);
             let rp = self.remote_path(&path);
             self.cache.invalidate(&path);
             if let Err(e) = self.remote.setstat(&rp, &attrs) {
-                if self.cfg.strict_setstat || e.is_no_such_file() || e.is_transport() {
+                if self.cfg.strict_setstat || e.is_not_found() || e.is_transport() {
                     return Err(FsError::remote(Op::Setattr, show(&path), &e));
                 }
                 log::debug!("setattr {} refused by server, ignored: {e}", show(&path));
@@ -563,7 +543,7 @@ impl<R: Remote> Fs<R> {
     /// and published by rename, so the server never shows a cut file.
     fn truncate_closed(&self, ino: u64, path: &[u8], size: u64) -> FsResult<()> {
         let attrs = self.fetch_attrs(Op::Setattr, path)?;
-        let mode = attrs.perm.unwrap_or(0o100644);
+        let mode = libc::S_IFREG | attrs.permissions.unwrap_or(0o644);
         let up = self
             .new_upload(mode, true)
             .map_err(|e| FsError::local(Op::Setattr, show(path), &e))?;
@@ -605,7 +585,7 @@ impl<R: Remote> Fs<R> {
         self.cache.invalidate(path);
         match result {
             Ok(done) => {
-                if let Some(attrs) = done.attrs {
+                if let Some(attrs) = done.meta {
                     // The `stat` cp and mv do right after close() needs no
                     // round trip.
                     self.cache.put_attrs(path, attrs);
@@ -646,13 +626,9 @@ impl<R: Remote> Fs<R> {
     pub fn mkdir(&self, parent: u64, name: &OsStr, mode: u32) -> FsResult<Stat> {
         let path = self.child_path(Op::Mkdir, parent, name)?;
         self.deny_read_only(Op::Mkdir, &path)?;
-        let attrs = Attrs {
-            perm: Some(mode & 0o7777),
-            ..Attrs::default()
-        };
         self.cache.invalidate(&path);
         self.remote
-            .mkdir(&self.remote_path(&path), &attrs)
+            .mkdir(&self.remote_path(&path), mode & 0o7777)
             .map_err(|e| FsError::remote(Op::Mkdir, show(&path), &e))?;
         // A folder we just made is empty: the creates that follow (cp -r,
         // tar x) need no lookup round trip to learn their names are free.
@@ -690,10 +666,10 @@ impl<R: Remote> Fs<R> {
         self.cache.invalidate(&path);
         match self.remote.remove(&self.remote_path(&path)) {
             Ok(()) => {}
-            Err(e) if local_only && e.is_no_such_file() => {}
+            Err(e) if local_only && e.is_not_found() => {}
             Err(e) => {
                 if let Some(up) = &upload {
-                    if !e.is_no_such_file() {
+                    if !e.is_not_found() {
                         up.state().unlinked = false;
                     }
                 }
@@ -753,12 +729,8 @@ impl<R: Remote> Fs<R> {
                 self.remote.rename(&rf, &rt)
             };
             if let Err(e) = result {
-                let mut err =
-                    FsError::remote(Op::Rename, format!("{} -> {}", show(&from), show(&to)), &e);
-                if noreplace && e.status_code() == Some(crate::sftp::status::FAILURE) {
-                    err.errno = libc::EEXIST;
-                }
-                return Err(err);
+                let fromto = format!("{} -> {}", show(&from), show(&to));
+                return Err(FsError::remote(Op::Rename, fromto, &e));
             }
             self.cache.note_removed(&from);
             if let Some(a) = moved_attrs {
@@ -795,21 +767,9 @@ impl<R: Remote> Fs<R> {
                 "file is being written",
             ));
         }
-        match self
-            .remote
+        self.remote
             .hardlink(&self.remote_path(&from), &self.remote_path(&path))
-        {
-            Ok(()) => {}
-            Err(RemoteError::Unsupported(_)) => {
-                return Err(FsError::new(
-                    Op::Link,
-                    show(&path),
-                    libc::EPERM,
-                    "hard links need hardlink@openssh.com, which the server does not offer",
-                ))
-            }
-            Err(e) => return Err(FsError::remote(Op::Link, show(&path), &e)),
-        }
+            .map_err(|e| FsError::remote(Op::Link, show(&path), &e))?;
         self.cache.invalidate(&path);
         self.cache.invalidate(&from);
         let attrs = self.fetch_attrs(Op::Link, &path)?;
@@ -853,7 +813,7 @@ impl<R: Remote> Fs<R> {
             keep_cache = self.unchanged_since_last_open(ino, attrs.as_ref());
             let handle = self
                 .remote
-                .open(&self.remote_path(&path), pflags::READ, &Attrs::default())
+                .open_read(&self.remote_path(&path))
                 .map_err(|e| FsError::remote(Op::Open, show(&path), &e))?;
             OpenFile::Remote {
                 handle: Mutex::new(Some(handle)),
@@ -868,12 +828,12 @@ impl<R: Remote> Fs<R> {
 
     /// Whether the kernel may keep its page cache for `ino`: the file has
     /// the size and mtime it had when last opened (FOPEN_KEEP_CACHE).
-    fn unchanged_since_last_open(&self, ino: u64, attrs: Option<&Attrs>) -> bool {
+    fn unchanged_since_last_open(&self, ino: u64, attrs: Option<&Meta>) -> bool {
         let Some(a) = attrs else {
             lock(&self.opened_versions).remove(&ino);
             return false;
         };
-        let version = (a.size, a.atime_mtime.map(|(_, m)| m));
+        let version = (a.size, a.mtime);
         lock(&self.opened_versions).insert(ino, version) == Some(version)
     }
 
@@ -889,7 +849,7 @@ impl<R: Remote> Fs<R> {
             return Ok(up);
         }
         let attrs = self.fetch_attrs(Op::Open, path)?;
-        let mode = attrs.perm.unwrap_or(0o100644);
+        let mode = libc::S_IFREG | attrs.permissions.unwrap_or(0o644);
         let up = self
             .new_upload(mode, true)
             .map_err(|e| FsError::local(Op::Open, show(path), &e))?;
@@ -943,7 +903,7 @@ impl<R: Remote> Fs<R> {
                         "exists on server",
                     ))
                 }
-                Err(e) if e.is_no_such_file() => {}
+                Err(e) if e.is_not_found() => {}
                 Err(e) => return Err(FsError::remote(Op::Create, show(&path), &e)),
             }
         } else if self.cache.attrs(&path).is_some() {
@@ -1023,7 +983,7 @@ impl<R: Remote> Fs<R> {
                 None => {
                     let h = self
                         .remote
-                        .open(&self.remote_path(&path), pflags::READ, &Attrs::default())
+                        .open_read(&self.remote_path(&path))
                         .map_err(|e| FsError::remote(Op::Read, show(&path), &e))?;
                     *lock(slot) = Some(h.clone());
                     h
@@ -1268,9 +1228,10 @@ impl<R: Remote> Fs<R> {
                 lock(&self.inodes).ino_of(parent).unwrap_or(ROOT_INO)
             }
         };
-        let dot = Attrs {
-            perm: Some(libc::S_IFDIR | 0o755),
-            ..Attrs::default()
+        let dot = Meta {
+            kind: Some(Kind::Dir),
+            permissions: Some(0o755),
+            ..Meta::default()
         };
         let head = vec![
             DirItem {
@@ -1342,7 +1303,7 @@ impl<R: Remote> Fs<R> {
             let child_ino = lock(&self.inodes).ino_of(&child).unwrap_or(0);
             return Some(DirItem {
                 name: e.name.clone(),
-                stat: self.stat_from(child_ino, &e.attrs),
+                stat: self.stat_from(child_ino, &e.meta),
             });
         }
         listing.tail.get(index - listing.entries.len()).cloned()
@@ -1382,13 +1343,13 @@ impl<R: Remote> Fs<R> {
         match self.remote.statvfs(&self.cfg.remote_root) {
             Ok(v) => Ok(FsStats {
                 blocks: v.blocks,
-                bfree: v.bfree,
-                bavail: v.bavail,
+                bfree: v.blocks_free,
+                bavail: v.blocks_available,
                 files: v.files,
-                ffree: v.ffree,
-                bsize: u32::try_from(v.bsize).unwrap_or(4096),
-                namelen: u32::try_from(v.namemax).unwrap_or(255),
-                frsize: u32::try_from(v.frsize).unwrap_or(4096),
+                ffree: v.files_free,
+                bsize: u32::try_from(v.block_size).unwrap_or(4096),
+                namelen: u32::try_from(v.name_max).unwrap_or(255),
+                frsize: u32::try_from(v.fragment_size).unwrap_or(4096),
             }),
             Err(RemoteError::Unsupported(_)) => Ok(FsStats {
                 // No statvfs@openssh.com: report a large, mostly free disk
@@ -1420,7 +1381,7 @@ impl<R: Remote> Fs<R> {
             .filter_map(|u| u.temp_path())
             .collect();
         for t in temps {
-            let mtime = t.attrs.atime_mtime.map(|(_, m)| m).unwrap_or(now);
+            let mtime = t.meta.mtime.unwrap_or(now);
             if now.saturating_sub(mtime) < STALE_TEMP_AGE.as_secs() as u32 {
                 continue;
             }
@@ -1461,11 +1422,7 @@ impl<R: Remote> Fs<R> {
             self.reap_stale_temps(&dir, &temps);
             if depth < 2 {
                 for e in rest {
-                    let is_dir = e
-                        .attrs
-                        .perm
-                        .is_some_and(|m| m & libc::S_IFMT == libc::S_IFDIR);
-                    if is_dir {
+                    if e.meta.is_dir() {
                         let mut p = dir.clone();
                         if !p.ends_with(b"/") {
                             p.push(b'/');

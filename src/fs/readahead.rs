@@ -197,15 +197,12 @@ impl ReadAhead {
 mod tests {
     use super::*;
     use crate::remote::mock::MockRemote;
-    use crate::sftp::{pflags, Attrs};
 
     fn setup(size: usize) -> (Arc<dyn Remote>, Arc<MockRemote>, Handle, Vec<u8>) {
         let mock = Arc::new(MockRemote::new());
         let data: Vec<u8> = (0..size).map(|i| (i % 251) as u8).collect();
         mock.put_file("/root/f.bin", &data);
-        let handle = mock
-            .open(b"/root/f.bin", pflags::READ, &Attrs::default())
-            .expect("open");
+        let handle = mock.open_read(b"/root/f.bin").expect("open");
         let remote: Arc<dyn Remote> = mock.clone();
         (remote, mock, handle, data)
     }

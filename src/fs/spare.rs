@@ -23,7 +23,6 @@ use std::time::{Duration, Instant};
 use crate::fs::inode::{join, split};
 use crate::fs::upload::TempNaming;
 use crate::remote::{Handle, Remote};
-use crate::sftp::{pflags, Attrs};
 
 /// Permission bits spares are opened with: what `cp`, `cat >` and most
 /// jobs create. A create with other bits sets them at commit (FSETSTAT in
@@ -212,15 +211,7 @@ impl SparePool {
 
     fn open_one(&self, name_in_dir: &[u8]) -> Option<Spare> {
         let path = self.naming.temp_path(name_in_dir);
-        let attrs = Attrs {
-            perm: Some(SPARE_MODE),
-            ..Attrs::default()
-        };
-        match self.remote.open(
-            &path,
-            pflags::WRITE | pflags::CREAT | pflags::TRUNC | pflags::EXCL,
-            &attrs,
-        ) {
+        match self.remote.create_new(&path, Some(SPARE_MODE)) {
             Ok(handle) => Some(Spare { path, handle }),
             Err(e) => {
                 // Not an error for anyone: the next create opens its own.
@@ -365,10 +356,7 @@ mod tests {
         let p = pool(&remote, 8, Duration::from_secs(60));
         remote.fail_always(
             "open",
-            crate::remote::RemoteError::Status {
-                code: crate::sftp::status::PERMISSION_DENIED,
-                message: String::new(),
-            },
+            crate::remote::RemoteError::PermissionDenied(String::new()),
         );
         assert!(p.take(b"/root/In/a").is_none());
         wait_for("the first OPEN", || remote.calls("open") > 0);

@@ -8,7 +8,6 @@ use std::time::Duration;
 use super::*;
 use crate::remote::mock::MockRemote;
 use crate::remote::RemoteError;
-use crate::sftp::status;
 
 struct Rig {
     fs: Arc<Fs<MockRemote>>,
@@ -61,11 +60,8 @@ fn me() -> u32 {
     std::process::id()
 }
 
-fn status_err(code: u32) -> RemoteError {
-    RemoteError::Status {
-        code,
-        message: String::new(),
-    }
+fn denied() -> RemoteError {
+    RemoteError::PermissionDenied(String::new())
 }
 
 impl Rig {
@@ -161,7 +157,8 @@ fn a_new_file_appears_once_complete_and_only_at_close() {
 #[test]
 fn a_failed_write_is_reported_at_close_and_leaves_nothing() {
     let r = rig();
-    r.remote.fail_always("write", status_err(status::FAILURE));
+    r.remote
+        .fail_always("write", RemoteError::Failure(String::new()));
     let (ino, fh) = r
         .create("Incoming/Invoices", "full.csv", 0)
         .expect("create");
@@ -182,8 +179,7 @@ fn a_failed_write_is_reported_at_close_and_leaves_nothing() {
 #[test]
 fn a_failed_new_file_is_gone_from_listings_before_release() {
     let r = rig();
-    r.remote
-        .fail_always("rename", status_err(status::PERMISSION_DENIED));
+    r.remote.fail_always("rename", denied());
     let (ino, fh) = r.create("Incoming/Invoices", "new.csv", 0).expect("create");
     r.write_all(ino, fh, b"a,b\n");
     let err = r.fs.flush(ino, fh, me()).expect_err("flush must fail");
@@ -207,8 +203,7 @@ fn a_failed_new_file_is_gone_from_listings_before_release() {
 fn a_refused_rename_is_reported_and_the_old_file_stays() {
     let r = rig();
     r.remote.put_file("/root/Incoming/Invoices/a.csv", b"old");
-    r.remote
-        .fail_always("rename", status_err(status::PERMISSION_DENIED));
+    r.remote.fail_always("rename", denied());
     let (ino, fh) = r.create("Incoming/Invoices", "a.csv", 0).expect("create");
     r.write_all(ino, fh, b"new content");
     let err = r.close(ino, fh).expect_err("close must fail");
@@ -612,7 +607,7 @@ fn creates_use_spare_temps_opened_ahead() {
         .remote
         .lstat(b"/root/Incoming/Invoices/second.csv")
         .expect("lstat")
-        .perm;
+        .permissions;
     assert_eq!(mode.map(|m| m & 0o777), Some(0o644));
     // A spare is opened 0644: other bits are set at commit.
     let dir = r.dir("Incoming/Invoices");
@@ -631,7 +626,7 @@ fn creates_use_spare_temps_opened_ahead() {
         .remote
         .lstat(b"/root/Incoming/Invoices/private.csv")
         .expect("lstat")
-        .perm;
+        .permissions;
     assert_eq!(mode.map(|m| m & 0o777), Some(0o600));
     r.fs.shutdown();
     r.assert_no_temps();
@@ -851,8 +846,8 @@ fn mode_and_times_set_while_open_reach_the_published_file() {
         .remote
         .lstat(b"/root/Incoming/Invoices/p.csv")
         .expect("stat");
-    assert_eq!(a.perm.map(|p| p & 0o7777), Some(0o600));
-    assert_eq!(a.atime_mtime.map(|t| t.1), Some(1_600_000_000));
+    assert_eq!(a.permissions, Some(0o600));
+    assert_eq!(a.mtime, Some(1_600_000_000));
 }
 
 #[test]
@@ -861,8 +856,7 @@ fn refused_setstat_is_best_effort_unless_strict() {
     r.remote.put_file("/root/Incoming/Invoices/m.csv", b"x");
     let dir = r.dir("Incoming/Invoices");
     let ino = r.fs.lookup(dir, OsStr::new("m.csv")).expect("lookup").ino;
-    r.remote
-        .fail_always("setstat", status_err(status::PERMISSION_DENIED));
+    r.remote.fail_always("setstat", denied());
     let chmod = SetAttr {
         mode: Some(0o600),
         ..SetAttr::default()

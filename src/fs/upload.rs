@@ -24,8 +24,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use crate::fs::inode::split;
-use crate::remote::{Handle, RResult, Remote, RemoteError};
-use crate::sftp::{pflags, Attrs};
+use crate::remote::{Committed, Handle, Meta, RResult, Remote, RemoteError};
 
 /// Marker inside every temp name; listings hide names carrying it.
 pub const TEMP_MARK: &[u8] = b".coupafs-";
@@ -205,15 +204,6 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// What a publish did besides the rename.
-#[derive(Debug, Default)]
-pub struct Published {
-    /// The server refused to set mode/times (best effort unless strict).
-    pub setstat_error: Option<RemoteError>,
-    /// Attributes of the published file, when the server sent them.
-    pub attrs: Option<Attrs>,
-}
-
 impl Upload {
     /// An empty spool in `spool_dir`.
     pub fn new(spool_dir: &Path, mode: u32, remote_exists: bool) -> io::Result<Arc<Upload>> {
@@ -279,7 +269,7 @@ impl Upload {
     /// Fills the spool with the remote file's current content (open for
     /// writing without O_TRUNC keeps the old bytes).
     pub fn load_from(&self, remote: &dyn Remote, path: &[u8], limit: Option<u64>) -> RResult<()> {
-        let handle = remote.open(path, pflags::READ, &Attrs::default())?;
+        let handle = remote.open_read(path)?;
         let mut offset = 0u64;
         let result = loop {
             let want = match limit {
@@ -492,15 +482,7 @@ impl Upload {
             }
             None => {
                 let p = naming.temp_path(final_path);
-                let attrs = Attrs {
-                    perm: Some(mode & 0o7777),
-                    ..Attrs::default()
-                };
-                let h = remote.open(
-                    &p,
-                    pflags::WRITE | pflags::CREAT | pflags::TRUNC | pflags::EXCL,
-                    &attrs,
-                )?;
+                let h = remote.create_new(&p, Some(mode & 0o7777))?;
                 self.state().temp = Some(RemoteTemp::new(p.clone(), h.clone()));
                 (p, h, None, 0)
             }
@@ -607,14 +589,12 @@ impl Upload {
         remote: &dyn Remote,
         naming: &TempNaming,
         final_path: &[u8],
-    ) -> RResult<Published> {
+    ) -> RResult<Committed> {
         let _serial = lock(&self.publishing);
         let mut attempt = 1;
         loop {
             match self.publish_once(remote, naming, final_path) {
-                Err(e)
-                    if (e.is_transport() || e.is_no_such_file()) && attempt < PUBLISH_ATTEMPTS =>
-                {
+                Err(e) if (e.is_transport() || e.is_not_found()) && attempt < PUBLISH_ATTEMPTS => {
                     log::warn!(
                         "upload of {} interrupted ({e}); retrying from the local spool",
                         String::from_utf8_lossy(final_path)
@@ -631,7 +611,7 @@ impl Upload {
         remote: &dyn Remote,
         naming: &TempNaming,
         final_path: &[u8],
-    ) -> RResult<Published> {
+    ) -> RResult<Committed> {
         self.state().stream_failed = false;
         let (temp_path, handle, _size, generation) = self.sync_temp(remote, naming, final_path)?;
         let (times, mode) = {
@@ -640,11 +620,7 @@ impl Upload {
         };
         // A chmod/utimens while open reaches the temp file just before the
         // rename (the temp may have been created with the old mode).
-        let set = (times.is_some() || mode.is_some()).then(|| Attrs {
-            atime_mtime: times,
-            perm: mode,
-            ..Attrs::default()
-        });
+        let set = (times.is_some() || mode.is_some()).then(|| Meta::change(mode, times));
         // The temp is consumed by the commit whatever its outcome; a second
         // handle on it is closed alongside (every WRITE was acknowledged).
         let twin = self.state().temp.take().and_then(|t| t.twin);
@@ -662,10 +638,7 @@ impl Upload {
                 if st.generation == generation {
                     st.dirty = false;
                 }
-                Ok(Published {
-                    setstat_error: committed.setstat_error,
-                    attrs: committed.attrs,
-                })
+                Ok(committed)
             }
             Err(e) => {
                 self.state().clean_upto = 0;
