@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::*;
+use crate::fs::inode::ROOT_INO;
 use crate::remote::mock::MockRemote;
 use crate::remote::RemoteError;
 
@@ -56,6 +57,38 @@ fn rig_with(cache_ttl: Duration, spare_temps: usize) -> Rig {
     }
 }
 
+/// A reply buffer with room for `room` entries.
+struct Entries {
+    room: usize,
+    got: Vec<(u64, u64, Vec<u8>, Stat)>,
+}
+
+impl Entries {
+    fn room_for(room: usize) -> Self {
+        Self {
+            room,
+            got: Vec::new(),
+        }
+    }
+
+    fn names(&self) -> Vec<String> {
+        self.got
+            .iter()
+            .map(|(_, _, name, _)| String::from_utf8_lossy(name).into_owned())
+            .collect()
+    }
+}
+
+impl DirectoryReplier for Entries {
+    fn add(&mut self, ino: u64, offset: u64, name: &[u8], stat: &Stat) -> bool {
+        if self.got.len() == self.room {
+            return true;
+        }
+        self.got.push((ino, offset, name.to_vec(), *stat));
+        false
+    }
+}
+
 fn me() -> u32 {
     std::process::id()
 }
@@ -103,13 +136,10 @@ impl Rig {
     /// Every name one opendir/readdir of `dir` shows, `.` and `..` first.
     fn listed_names(&self, dir: u64) -> Vec<String> {
         let dh = self.fs.opendir(dir).expect("opendir");
-        let listing = self.fs.readdir(dh).expect("readdir");
-        let names = (0..listing.len())
-            .filter_map(|i| self.fs.listing_item(&listing, i))
-            .map(|item| String::from_utf8_lossy(&item.name).into_owned())
-            .collect();
+        let mut out = Entries::room_for(usize::MAX);
+        self.fs.readdir(dir, dh, 0, &mut out).expect("readdir");
         self.fs.releasedir(dh);
-        names
+        out.names()
     }
 
     /// No temp file is left anywhere the tests write.
@@ -947,4 +977,66 @@ fn files_breaking_coupa_rules_are_named_at_commit() {
     let w = coupa_warnings(b"Incoming/Items/rows.csv", &big);
     assert_eq!(w.len(), 1, "{w:?}");
     assert!(w[0].contains("5001"), "{}", w[0]);
+}
+
+/// A reply buffer that fills up: the next readdir resumes at the offset of
+/// the last entry taken, and the pages together are the whole listing.
+#[test]
+fn readdir_resumes_where_a_full_buffer_stopped() {
+    let r = rig();
+    for i in 0..7 {
+        r.remote
+            .put_file(&format!("/root/Incoming/Invoices/f{i}.csv"), b"x");
+    }
+    let dir = r.dir("Incoming/Invoices");
+    let whole = r.listed_names(dir);
+    assert_eq!(whole.len(), 9, "{whole:?}");
+    for plus in [false, true] {
+        let dh = r.fs.opendir(dir).expect("opendir");
+        let mut names = Vec::new();
+        let mut offset = 0;
+        loop {
+            let mut page = Entries::room_for(3);
+            if plus {
+                r.fs.readdirplus(dir, dh, offset, &mut page)
+            } else {
+                r.fs.readdir(dir, dh, offset, &mut page)
+            }
+            .expect("readdir");
+            let Some(last) = page.got.last() else { break };
+            offset = last.1;
+            names.extend(page.names());
+        }
+        r.fs.releasedir(dh);
+        assert_eq!(names, whole, "readdirplus: {plus}");
+    }
+}
+
+/// readdirplus gives the kernel a reference per entry it takes: those
+/// entries have real inodes (their lookups find the same one), and `.`
+/// and `..` are the directory and its parent.
+#[test]
+fn readdirplus_assigns_inodes_that_lookup_agrees_with() {
+    let r = rig();
+    r.remote.put_file("/root/Incoming/Invoices/a.csv", b"x");
+    let dir = r.dir("Incoming/Invoices");
+    let dh = r.fs.opendir(dir).expect("opendir");
+    let mut page = Entries::room_for(usize::MAX);
+    r.fs.readdirplus(dir, dh, 0, &mut page)
+        .expect("readdirplus");
+    r.fs.releasedir(dh);
+    let (ino, _, name, stat) = &page.got[2];
+    assert_eq!(name, b"a.csv");
+    assert_eq!(stat.ino, *ino);
+    let found = r.fs.lookup(dir, OsStr::new("a.csv")).expect("lookup");
+    assert_eq!(found.ino, *ino);
+    assert_eq!(page.got[0].0, dir, ".");
+    let plain = {
+        let dh = r.fs.opendir(dir).expect("opendir");
+        let mut page = Entries::room_for(usize::MAX);
+        r.fs.readdir(dir, dh, 0, &mut page).expect("readdir");
+        r.fs.releasedir(dh);
+        page.got
+    };
+    assert_eq!(plain[2].0, *ino, "a known name keeps its inode in readdir");
 }
