@@ -11,7 +11,7 @@ use crate::remote::RemoteError;
 
 /// The filesystem operation a failure belongs to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Op {
+pub(crate) enum Op {
     Lookup,
     Getattr,
     Setattr,
@@ -33,7 +33,7 @@ pub enum Op {
 }
 
 impl Op {
-    pub fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             Op::Lookup => "lookup",
             Op::Getattr => "getattr",
@@ -58,7 +58,7 @@ impl Op {
 }
 
 /// Maps a remote failure of `op` to an errno.
-pub fn remote_errno(op: Op, err: &RemoteError) -> i32 {
+pub(crate) fn remote_errno(op: Op, err: &RemoteError) -> i32 {
     match err {
         RemoteError::NotFound(_) => libc::ENOENT,
         RemoteError::PermissionDenied(_) => libc::EACCES,
@@ -82,15 +82,20 @@ pub fn remote_errno(op: Op, err: &RemoteError) -> i32 {
 
 /// A failed filesystem operation: errno plus what and where, for the log.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct FsError {
-    pub errno: i32,
-    pub op: Op,
-    pub path: String,
-    pub detail: String,
+pub(crate) struct FsError {
+    pub(crate) errno: i32,
+    pub(crate) op: Op,
+    pub(crate) path: String,
+    pub(crate) detail: String,
 }
 
 impl FsError {
-    pub fn new(op: Op, path: impl Into<String>, errno: i32, detail: impl Into<String>) -> Self {
+    pub(crate) fn new(
+        op: Op,
+        path: impl Into<String>,
+        errno: i32,
+        detail: impl Into<String>,
+    ) -> Self {
         Self {
             errno,
             op,
@@ -99,11 +104,11 @@ impl FsError {
         }
     }
 
-    pub fn remote(op: Op, path: impl Into<String>, err: &RemoteError) -> Self {
+    pub(crate) fn remote(op: Op, path: impl Into<String>, err: &RemoteError) -> Self {
         Self::new(op, path, remote_errno(op, err), err.to_string())
     }
 
-    pub fn local(op: Op, path: impl Into<String>, err: &std::io::Error) -> Self {
+    pub(crate) fn local(op: Op, path: impl Into<String>, err: &std::io::Error) -> Self {
         Self::new(
             op,
             path,
@@ -114,7 +119,7 @@ impl FsError {
 
     /// Expected outcomes (a lookup that finds nothing) are not worth a
     /// warning in the journal.
-    pub fn is_routine(&self) -> bool {
+    pub(crate) fn is_routine(&self) -> bool {
         matches!(self.errno, libc::ENOENT | libc::EEXIST | libc::ENOTEMPTY)
             && matches!(
                 self.op,
@@ -138,7 +143,7 @@ impl fmt::Display for FsError {
 
 impl std::error::Error for FsError {}
 
-pub type FsResult<T> = Result<T, FsError>;
+pub(crate) type FsResult<T> = Result<T, FsError>;
 
 #[cfg(test)]
 mod tests {

@@ -54,11 +54,11 @@ use crate::sftp::ext;
 use crate::ssh::{ConnectError, ConnectParams, Pool};
 
 /// Exit status: everything OK.
-pub const EXIT_OK: i32 = 0;
+pub(crate) const EXIT_OK: i32 = 0;
 /// Exit status: warnings, no failure.
-pub const EXIT_WARNING: i32 = 1;
+pub(crate) const EXIT_WARNING: i32 = 1;
 /// Exit status: at least one failure.
-pub const EXIT_CRITICAL: i32 = 2;
+pub(crate) const EXIT_CRITICAL: i32 = 2;
 
 /// Listings and probes run this many at once (all on the one connection,
 /// their requests pipelined).
@@ -75,14 +75,14 @@ const PROBE_DATA: &[u8] = b"coupafs check: this file is removed right away\n";
 
 /// The result of one check line.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Level {
+pub(crate) enum Level {
     Ok,
     Warn,
     Fail,
 }
 
 impl Level {
-    pub fn tag(self) -> &'static str {
+    pub(crate) fn tag(self) -> &'static str {
         match self {
             Level::Ok => "OK",
             Level::Warn => "WARN",
@@ -92,15 +92,15 @@ impl Level {
 }
 
 /// Prints check lines as they come and keeps the tally.
-pub struct Report<W: Write> {
+pub(crate) struct Report<W: Write> {
     out: W,
-    pub ok: usize,
-    pub warn: usize,
-    pub fail: usize,
+    pub(crate) ok: usize,
+    pub(crate) warn: usize,
+    pub(crate) fail: usize,
 }
 
 impl<W: Write> Report<W> {
-    pub fn new(out: W) -> Self {
+    pub(crate) fn new(out: W) -> Self {
         Self {
             out,
             ok: 0,
@@ -111,7 +111,7 @@ impl<W: Write> Report<W> {
 
     /// One line: `LEVEL check: message` (control characters in the message
     /// become spaces, so it stays one line).
-    pub fn line(&mut self, level: Level, check: &str, msg: impl fmt::Display) {
+    pub(crate) fn line(&mut self, level: Level, check: &str, msg: impl fmt::Display) {
         match level {
             Level::Ok => self.ok += 1,
             Level::Warn => self.warn += 1,
@@ -123,20 +123,20 @@ impl<W: Write> Report<W> {
         let _ = self.out.flush();
     }
 
-    pub fn ok(&mut self, check: &str, msg: impl fmt::Display) {
+    pub(crate) fn ok(&mut self, check: &str, msg: impl fmt::Display) {
         self.line(Level::Ok, check, msg);
     }
 
-    pub fn warn(&mut self, check: &str, msg: impl fmt::Display) {
+    pub(crate) fn warn(&mut self, check: &str, msg: impl fmt::Display) {
         self.line(Level::Warn, check, msg);
     }
 
-    pub fn fail(&mut self, check: &str, msg: impl fmt::Display) {
+    pub(crate) fn fail(&mut self, check: &str, msg: impl fmt::Display) {
         self.line(Level::Fail, check, msg);
     }
 
     /// 0 OK, 1 WARNING, 2 CRITICAL.
-    pub fn exit_code(&self) -> i32 {
+    pub(crate) fn exit_code(&self) -> i32 {
         if self.fail > 0 {
             EXIT_CRITICAL
         } else if self.warn > 0 {
@@ -147,7 +147,7 @@ impl<W: Write> Report<W> {
     }
 
     /// The final line: `SUMMARY: OK|WARNING|CRITICAL - ...`.
-    pub fn summary(&mut self, elapsed: Duration) {
+    pub(crate) fn summary(&mut self, elapsed: Duration) {
         let code = self.exit_code();
         let state = match code {
             EXIT_OK => "OK",
@@ -177,7 +177,11 @@ pub fn run_check(opts: &MountOptions, params: ConnectParams) -> i32 {
 }
 
 /// The checks, in order; stops early when the rest cannot run.
-pub fn run_checks<W: Write>(opts: &MountOptions, params: ConnectParams, rep: &mut Report<W>) {
+pub(crate) fn run_checks<W: Write>(
+    opts: &MountOptions,
+    params: ConnectParams,
+    rep: &mut Report<W>,
+) {
     if !check_reachable(&params, rep) {
         return;
     }
@@ -419,24 +423,24 @@ fn lossy(b: &[u8]) -> String {
 
 /// Coupa's standard folders in one group, compared with what is there.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct FolderGroup {
+pub(crate) struct FolderGroup {
     /// Standard object folders present, in standard order.
-    pub present: Vec<String>,
+    pub(crate) present: Vec<String>,
     /// Standard object folders missing, in standard order.
-    pub missing: Vec<String>,
+    pub(crate) missing: Vec<String>,
     /// Other (non-hidden) folders, sorted.
-    pub others: Vec<String>,
+    pub(crate) others: Vec<String>,
 }
 
 impl FolderGroup {
     /// Present standard folders, then the others: every object folder.
-    pub fn all(&self) -> Vec<String> {
+    pub(crate) fn all(&self) -> Vec<String> {
         self.present.iter().chain(&self.others).cloned().collect()
     }
 }
 
 /// Compares the folders of a listing with a standard list (exact names).
-pub fn compare_folders(standard: &[&str], entries: &[DirEntry]) -> FolderGroup {
+pub(crate) fn compare_folders(standard: &[&str], entries: &[DirEntry]) -> FolderGroup {
     let dirs: Vec<String> = entries
         .iter()
         .filter(|e| is_dir_like(&e.meta) && !e.name.starts_with(b"."))
@@ -458,7 +462,7 @@ pub fn compare_folders(standard: &[&str], entries: &[DirEntry]) -> FolderGroup {
 }
 
 /// Runs `f` on every item with up to `workers` threads; results in order.
-pub fn parallel_map<T: Sync, R: Send>(
+pub(crate) fn parallel_map<T: Sync, R: Send>(
     items: &[T],
     workers: usize,
     f: impl Fn(&T) -> R + Sync,
@@ -561,7 +565,7 @@ static PROBE_COUNTER: AtomicU64 = AtomicU64::new(0);
 
 /// `.coupafs-check.coupafs-XXXXXX`: a coupafs temp name (hidden by mounts,
 /// recognised by `upload::is_temp_name`), unique per call.
-pub fn probe_name() -> String {
+pub(crate) fn probe_name() -> String {
     let nanos = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| u64::from(d.subsec_nanos()) ^ d.as_secs())
@@ -967,7 +971,7 @@ fn format_bytes(n: u64) -> String {
 }
 
 /// A compact age: `45s`, `3m12s`, `1h05m`, `2d03h`.
-pub fn format_age(secs: u64) -> String {
+pub(crate) fn format_age(secs: u64) -> String {
     match secs {
         s if s < 60 => format!("{s}s"),
         s if s < 3600 => format!("{}m{:02}s", s / 60, s % 60),

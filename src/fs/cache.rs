@@ -65,7 +65,7 @@ const HOT_FOLDER_HITS: u32 = 3;
 /// listing a big Outgoing folder every few seconds).
 const RELIST_MAX_ENTRIES: usize = 1_000;
 
-pub struct MetaCache {
+pub(crate) struct MetaCache {
     ttl: Duration,
     attrs: Mutex<LruCache<Vec<u8>, (Meta, Instant)>>,
     dirs: Mutex<LruCache<Vec<u8>, Listing>>,
@@ -74,7 +74,7 @@ pub struct MetaCache {
 }
 
 impl MetaCache {
-    pub fn new(ttl: Duration) -> Self {
+    pub(crate) fn new(ttl: Duration) -> Self {
         Self {
             ttl,
             attrs: Mutex::new(LruCache::new(cap(ATTR_CAPACITY))),
@@ -84,15 +84,11 @@ impl MetaCache {
         }
     }
 
-    pub fn ttl(&self) -> Duration {
-        self.ttl
-    }
-
     fn fresh(&self, at: Instant) -> bool {
         at.elapsed() < self.ttl
     }
 
-    pub fn attrs(&self, path: &[u8]) -> Option<Meta> {
+    pub(crate) fn attrs(&self, path: &[u8]) -> Option<Meta> {
         let mut c = lock(&self.attrs);
         match c.get(path) {
             Some((a, at)) if self.fresh(*at) => Some(a.clone()),
@@ -104,7 +100,7 @@ impl MetaCache {
         }
     }
 
-    pub fn put_attrs(&self, path: &[u8], attrs: Meta) {
+    pub(crate) fn put_attrs(&self, path: &[u8], attrs: Meta) {
         if self.ttl.is_zero() {
             return;
         }
@@ -113,7 +109,7 @@ impl MetaCache {
         lock(&self.attrs).put(path.to_vec(), (attrs, Instant::now()));
     }
 
-    pub fn dir(&self, path: &[u8]) -> Option<Arc<Vec<DirEntry>>> {
+    pub(crate) fn dir(&self, path: &[u8]) -> Option<Arc<Vec<DirEntry>>> {
         let mut c = lock(&self.dirs);
         match c.get(path) {
             Some((d, at)) if self.fresh(*at) => Some(d.clone()),
@@ -127,7 +123,7 @@ impl MetaCache {
 
     /// Stores a listing and the attributes of every entry in it, so `ls -l`
     /// after `ls` needs no STAT per file.
-    pub fn put_dir(&self, path: &[u8], entries: Arc<Vec<DirEntry>>) {
+    pub(crate) fn put_dir(&self, path: &[u8], entries: Arc<Vec<DirEntry>>) {
         if self.ttl.is_zero() {
             return;
         }
@@ -149,7 +145,7 @@ impl MetaCache {
     }
 
     /// A directory we just created: it holds nothing yet.
-    pub fn put_empty_dir(&self, path: &[u8]) {
+    pub(crate) fn put_empty_dir(&self, path: &[u8]) {
         if self.ttl.is_zero() {
             return;
         }
@@ -158,7 +154,7 @@ impl MetaCache {
 
     /// Whether `path` is known not to exist: a fresh negative entry, or a
     /// fresh name set of its directory without it.
-    pub fn is_negative(&self, path: &[u8]) -> bool {
+    pub(crate) fn is_negative(&self, path: &[u8]) -> bool {
         if self.negative_entry(path) {
             return true;
         }
@@ -180,7 +176,7 @@ impl MetaCache {
 
     /// A removal (unlink, rmdir, the source of a rename) the server
     /// confirmed: the name is gone.
-    pub fn note_removed(&self, path: &[u8]) {
+    pub(crate) fn note_removed(&self, path: &[u8]) {
         let (dir, name) = split(path);
         if let Some(set) = lock(&self.names).peek_mut(dir) {
             set.names.remove(name);
@@ -191,7 +187,7 @@ impl MetaCache {
     /// Whether the folder of `path` had a name set that expired after
     /// answering several lookups: a job is creating files there, and one
     /// listing (two round trips) beats one LSTAT per new name.
-    pub fn wants_relisting(&self, path: &[u8]) -> bool {
+    pub(crate) fn wants_relisting(&self, path: &[u8]) -> bool {
         if path.is_empty() || self.ttl.is_zero() {
             return false;
         }
@@ -224,7 +220,7 @@ impl MetaCache {
         }
     }
 
-    pub fn put_negative(&self, path: &[u8]) {
+    pub(crate) fn put_negative(&self, path: &[u8]) {
         if self.ttl.is_zero() {
             return;
         }
@@ -253,7 +249,7 @@ impl MetaCache {
 
     /// Forgets everything known about `path` and its parent's listing: call
     /// after every change the mount makes.
-    pub fn invalidate(&self, path: &[u8]) {
+    pub(crate) fn invalidate(&self, path: &[u8]) {
         lock(&self.attrs).pop(path);
         lock(&self.negative).pop(path);
         self.note_maybe_present(path);
@@ -263,7 +259,7 @@ impl MetaCache {
     }
 
     /// Forgets a whole subtree (a renamed or removed directory).
-    pub fn invalidate_tree(&self, path: &[u8]) {
+    pub(crate) fn invalidate_tree(&self, path: &[u8]) {
         self.invalidate(path);
         let mut prefix = path.to_vec();
         prefix.push(b'/');

@@ -12,7 +12,7 @@ use crate::fs::{lock, show, Fs, Kind, Stat};
 use crate::remote::{DirEntry, Meta, Remote};
 
 /// Where readdir puts entries: the adapter's reply buffer.
-pub trait DirectoryReplier {
+pub(crate) trait DirectoryReplier {
     /// Adds the entry `name` with inode `ino` and attributes `stat`;
     /// `offset` is where the next readdir resumes after it. Returns true
     /// when the buffer is full: this entry was not added.
@@ -58,7 +58,7 @@ impl<R: Remote> Fs<R> {
     }
 
     /// Lists a directory once per opendir; readdir serves slices of it.
-    pub fn opendir(&self, ino: u64) -> FsResult<u64> {
+    pub(crate) fn opendir(&self, ino: u64) -> FsResult<u64> {
         let path = self.path_of(Op::Readdir, ino)?;
         let entries = match self.cache.dir(&path) {
             Some(e) => e,
@@ -125,7 +125,7 @@ impl<R: Remote> Fs<R> {
     /// readdir: the entries of the snapshot taken at opendir from the
     /// kernel's `offset` on, until `out` is full. The kernel takes no
     /// reference to them, so no inode is assigned (d_ino is informational).
-    pub fn readdir(
+    pub(crate) fn readdir(
         &self,
         dir: u64,
         fh: u64,
@@ -148,7 +148,7 @@ impl<R: Remote> Fs<R> {
     /// readdirplus: as `readdir`, with attributes; the kernel takes a
     /// lookup reference to each entry added (except `.` and `..`), so each
     /// is counted, and one the full buffer refused is not.
-    pub fn readdirplus(
+    pub(crate) fn readdirplus(
         &self,
         dir: u64,
         fh: u64,
@@ -230,7 +230,7 @@ impl<R: Remote> Fs<R> {
         name_hash | (1 << 63)
     }
 
-    pub fn releasedir(&self, fh: u64) {
+    pub(crate) fn releasedir(&self, fh: u64) {
         lock(&self.dir_handles).remove(&fh);
     }
 }

@@ -16,7 +16,7 @@ use crate::fs::{lock, show, to_secs, Fs, FsStats, KernelEntry, SetAttr, Stat};
 use crate::remote::{Meta, Remote, RemoteError};
 
 impl<R: Remote> Fs<R> {
-    pub fn lookup(&self, parent: u64, name: &OsStr) -> FsResult<Stat> {
+    pub(crate) fn lookup(&self, parent: u64, name: &OsStr) -> FsResult<Stat> {
         let path = self.child_path(Op::Lookup, parent, name)?;
         if is_temp_name(name.as_bytes()) {
             return Err(FsError::new(
@@ -40,12 +40,12 @@ impl<R: Remote> Fs<R> {
         Ok(self.stat_from(ino, &attrs))
     }
 
-    pub fn forget(&self, ino: u64, nlookup: u64) {
+    pub(crate) fn forget(&self, ino: u64, nlookup: u64) {
         let open = lock(&self.uploads).contains_key(&ino);
         lock(&self.inodes).forget(ino, nlookup, open);
     }
 
-    pub fn getattr(&self, ino: u64) -> FsResult<Stat> {
+    pub(crate) fn getattr(&self, ino: u64) -> FsResult<Stat> {
         if let Some(up) = self.upload_of(ino) {
             return Ok(self.upload_stat(ino, &up));
         }
@@ -54,7 +54,7 @@ impl<R: Remote> Fs<R> {
         Ok(self.stat_from(ino, &attrs))
     }
 
-    pub fn setattr(&self, ino: u64, fh: Option<u64>, set: SetAttr) -> FsResult<Stat> {
+    pub(crate) fn setattr(&self, ino: u64, fh: Option<u64>, set: SetAttr) -> FsResult<Stat> {
         let path = self.path_of(Op::Setattr, ino)?;
         if set.uid.is_some() || set.gid.is_some() {
             // Ownership belongs to the server account: accept and ignore so
@@ -148,7 +148,7 @@ impl<R: Remote> Fs<R> {
         *lock(&self.kernel_invalidations) = Some(tx);
     }
 
-    pub fn readlink(&self, ino: u64) -> FsResult<Vec<u8>> {
+    pub(crate) fn readlink(&self, ino: u64) -> FsResult<Vec<u8>> {
         let path = self.path_of(Op::Readlink, ino)?;
         let target = self
             .remote
@@ -160,7 +160,7 @@ impl<R: Remote> Fs<R> {
         Ok(target)
     }
 
-    pub fn mkdir(&self, parent: u64, name: &OsStr, mode: u32) -> FsResult<Stat> {
+    pub(crate) fn mkdir(&self, parent: u64, name: &OsStr, mode: u32) -> FsResult<Stat> {
         let path = self.child_path(Op::Mkdir, parent, name)?;
         self.deny_read_only(Op::Mkdir, &path)?;
         self.cache.invalidate(&path);
@@ -175,7 +175,7 @@ impl<R: Remote> Fs<R> {
         Ok(self.stat_from(ino, &attrs))
     }
 
-    pub fn symlink(&self, parent: u64, name: &OsStr, target: &[u8]) -> FsResult<Stat> {
+    pub(crate) fn symlink(&self, parent: u64, name: &OsStr, target: &[u8]) -> FsResult<Stat> {
         let path = self.child_path(Op::Symlink, parent, name)?;
         self.deny_read_only(Op::Symlink, &path)?;
         self.cache.invalidate(&path);
@@ -187,7 +187,7 @@ impl<R: Remote> Fs<R> {
         Ok(self.stat_from(ino, &attrs))
     }
 
-    pub fn unlink(&self, parent: u64, name: &OsStr) -> FsResult<()> {
+    pub(crate) fn unlink(&self, parent: u64, name: &OsStr) -> FsResult<()> {
         let path = self.child_path(Op::Unlink, parent, name)?;
         self.deny_read_only(Op::Unlink, &path)?;
         let ino = lock(&self.inodes).ino_of(&path);
@@ -218,7 +218,7 @@ impl<R: Remote> Fs<R> {
         Ok(())
     }
 
-    pub fn rmdir(&self, parent: u64, name: &OsStr) -> FsResult<()> {
+    pub(crate) fn rmdir(&self, parent: u64, name: &OsStr) -> FsResult<()> {
         let path = self.child_path(Op::Rmdir, parent, name)?;
         self.deny_read_only(Op::Rmdir, &path)?;
         self.cache.invalidate_tree(&path);
@@ -231,7 +231,7 @@ impl<R: Remote> Fs<R> {
     }
 
     /// rename(2). `noreplace` is RENAME_NOREPLACE.
-    pub fn rename(
+    pub(crate) fn rename(
         &self,
         parent: u64,
         name: &OsStr,
@@ -292,7 +292,7 @@ impl<R: Remote> Fs<R> {
     }
 
     /// link(2): `hardlink@openssh.com` when the server offers it, else EPERM.
-    pub fn link(&self, ino: u64, new_parent: u64, new_name: &OsStr) -> FsResult<Stat> {
+    pub(crate) fn link(&self, ino: u64, new_parent: u64, new_name: &OsStr) -> FsResult<Stat> {
         let path = self.child_path(Op::Link, new_parent, new_name)?;
         self.deny_read_only(Op::Link, &path)?;
         let from = self.path_of(Op::Link, ino)?;
@@ -314,7 +314,7 @@ impl<R: Remote> Fs<R> {
         Ok(self.stat_from(ino, &attrs))
     }
 
-    pub fn statfs(&self) -> FsResult<FsStats> {
+    pub(crate) fn statfs(&self) -> FsResult<FsStats> {
         match self.remote.statvfs(&self.cfg.remote_root) {
             Ok(v) => Ok(FsStats {
                 blocks: v.blocks,

@@ -8,15 +8,15 @@
 //! `dir` (listings), `writeback` (the write-behind pool), `janitor` (stale
 //! temp files), `symlink` (keeping link targets inside the mount).
 
-pub mod cache;
+pub(crate) mod cache;
 pub mod caller;
 mod dir;
-pub mod inode;
+pub(crate) mod inode;
 mod janitor;
 mod meta;
 mod open_files;
-pub mod readahead;
-pub mod spare;
+pub(crate) mod readahead;
+pub(crate) mod spare;
 mod symlink;
 pub mod upload;
 mod writeback;
@@ -38,11 +38,9 @@ use crate::fs::upload::{TempNaming, Upload};
 use crate::fs::writeback::StreamJob;
 use crate::remote::{Meta, Remote};
 
-pub use crate::fs::dir::DirectoryReplier;
+pub(crate) use crate::fs::dir::DirectoryReplier;
 use crate::fs::dir::Listing;
-pub use crate::fs::open_files::coupa_warnings;
-pub use crate::fs::symlink::contain_symlink;
-pub use crate::remote::Kind;
+pub(crate) use crate::remote::Kind;
 
 /// How the mount presents and changes files.
 #[derive(Clone, Debug)]
@@ -69,40 +67,40 @@ pub struct FsConfig {
 
 /// Attributes as the kernel sees them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Stat {
-    pub ino: u64,
-    pub size: u64,
-    pub kind: Kind,
-    pub perm: u16,
-    pub mtime: SystemTime,
-    pub atime: SystemTime,
-    pub uid: u32,
-    pub gid: u32,
-    pub nlink: u32,
+pub(crate) struct Stat {
+    pub(crate) ino: u64,
+    pub(crate) size: u64,
+    pub(crate) kind: Kind,
+    pub(crate) perm: u16,
+    pub(crate) mtime: SystemTime,
+    pub(crate) atime: SystemTime,
+    pub(crate) uid: u32,
+    pub(crate) gid: u32,
+    pub(crate) nlink: u32,
 }
 
 /// statfs(2) figures.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct FsStats {
-    pub blocks: u64,
-    pub bfree: u64,
-    pub bavail: u64,
-    pub files: u64,
-    pub ffree: u64,
-    pub bsize: u32,
-    pub namelen: u32,
-    pub frsize: u32,
+pub(crate) struct FsStats {
+    pub(crate) blocks: u64,
+    pub(crate) bfree: u64,
+    pub(crate) bavail: u64,
+    pub(crate) files: u64,
+    pub(crate) ffree: u64,
+    pub(crate) bsize: u32,
+    pub(crate) namelen: u32,
+    pub(crate) frsize: u32,
 }
 
 /// Attribute changes (setattr).
 #[derive(Clone, Copy, Debug, Default)]
-pub struct SetAttr {
-    pub mode: Option<u32>,
-    pub uid: Option<u32>,
-    pub gid: Option<u32>,
-    pub size: Option<u64>,
-    pub atime: Option<SystemTime>,
-    pub mtime: Option<SystemTime>,
+pub(crate) struct SetAttr {
+    pub(crate) mode: Option<u32>,
+    pub(crate) uid: Option<u32>,
+    pub(crate) gid: Option<u32>,
+    pub(crate) size: Option<u64>,
+    pub(crate) atime: Option<SystemTime>,
+    pub(crate) mtime: Option<SystemTime>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -241,7 +239,7 @@ impl<R: Remote> Fs<R> {
         Ok(up)
     }
 
-    pub fn ttl(&self) -> Duration {
+    pub(crate) fn ttl(&self) -> Duration {
         self.cfg.cache_ttl
     }
 

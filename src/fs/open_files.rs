@@ -45,7 +45,7 @@ pub(super) struct HandleEntry {
 /// 8 MB, over 5,000 rows, a BOM or invalid UTF-8 in a CSV make Coupa reject
 /// it later, silently for the job. The upload still happens; the log says
 /// which rule the file breaks, naming it.
-pub fn coupa_warnings(path: &[u8], up: &Upload) -> Vec<String> {
+pub(crate) fn coupa_warnings(path: &[u8], up: &Upload) -> Vec<String> {
     if !coupa::is_incoming_path(path) {
         return Vec::new();
     }
@@ -82,7 +82,7 @@ impl<R: Remote> Fs<R> {
 
     /// open(2). Returns the file handle and whether the kernel may keep
     /// its page cache.
-    pub fn open(&self, ino: u64, flags: i32, pid: u32) -> FsResult<(u64, bool)> {
+    pub(crate) fn open(&self, ino: u64, flags: i32, pid: u32) -> FsResult<(u64, bool)> {
         let path = self.path_of(Op::Open, ino)?;
         let acc = flags & libc::O_ACCMODE;
         let writing = acc == libc::O_WRONLY || acc == libc::O_RDWR || flags & libc::O_TRUNC != 0;
@@ -173,7 +173,7 @@ impl<R: Remote> Fs<R> {
 
     /// create(2): the file exists only locally (and as a remote temp file)
     /// until its first close publishes it.
-    pub fn create(
+    pub(crate) fn create(
         &self,
         parent: u64,
         name: &OsStr,
@@ -256,7 +256,7 @@ impl<R: Remote> Fs<R> {
             .ok_or_else(|| FsError::new(op, format!("handle {fh}"), libc::EBADF, "unknown handle"))
     }
 
-    pub fn read(&self, ino: u64, fh: u64, offset: u64, size: u32) -> FsResult<Vec<u8>> {
+    pub(crate) fn read(&self, ino: u64, fh: u64, offset: u64, size: u32) -> FsResult<Vec<u8>> {
         let entry = self.handle(Op::Read, fh)?;
         match &entry.file {
             OpenFile::Upload { upload, .. } => upload
@@ -313,7 +313,7 @@ impl<R: Remote> Fs<R> {
         }
     }
 
-    pub fn write(&self, ino: u64, fh: u64, offset: u64, data: &[u8]) -> FsResult<u32> {
+    pub(crate) fn write(&self, ino: u64, fh: u64, offset: u64, data: &[u8]) -> FsResult<u32> {
         let entry = self.handle(Op::Write, fh)?;
         match &entry.file {
             OpenFile::Upload {
@@ -362,7 +362,7 @@ impl<R: Remote> Fs<R> {
     /// reports the real outcome. Only the opener's close publishes (see
     /// `caller`): a child closing an inherited copy returns at once, and a
     /// writer killed by a signal never publishes what it left behind.
-    pub fn flush(&self, ino: u64, fh: u64, pid: u32) -> FsResult<()> {
+    pub(crate) fn flush(&self, ino: u64, fh: u64, pid: u32) -> FsResult<()> {
         let entry = self.handle(Op::Flush, fh)?;
         let OpenFile::Upload {
             upload,
@@ -423,7 +423,7 @@ impl<R: Remote> Fs<R> {
         Ok(())
     }
 
-    pub fn release(&self, ino: u64, fh: u64) -> FsResult<()> {
+    pub(crate) fn release(&self, ino: u64, fh: u64) -> FsResult<()> {
         let entry = lock(&self.handles).remove(&fh);
         let Some(entry) = entry else {
             return Ok(());
@@ -484,7 +484,7 @@ impl<R: Remote> Fs<R> {
 
     /// fsync(2): bytes written so far are durable on the server (in the
     /// temp file; the final name changes only at close).
-    pub fn fsync(&self, ino: u64, fh: u64) -> FsResult<()> {
+    pub(crate) fn fsync(&self, ino: u64, fh: u64) -> FsResult<()> {
         let entry = self.handle(Op::Fsync, fh)?;
         if let OpenFile::Upload { upload, .. } = &entry.file {
             if upload.state().unlinked {

@@ -7,7 +7,7 @@ use crate::fs::inode::split;
 /// and `contain_symlinks`): an absolute target under the remote root becomes
 /// relative; one that leaves the root, or climbs out with `..`, is
 /// neutralised so a root job cannot be led to write outside the mount.
-pub fn contain_symlink(link_rel: &[u8], target: &[u8], remote_root: &[u8]) -> Vec<u8> {
+pub(crate) fn contain_symlink(link_rel: &[u8], target: &[u8], remote_root: &[u8]) -> Vec<u8> {
     let depth = split(link_rel)
         .0
         .split(|&b| b == b'/')

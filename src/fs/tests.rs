@@ -7,6 +7,8 @@ use std::time::Duration;
 
 use super::*;
 use crate::fs::inode::ROOT_INO;
+use crate::fs::open_files::coupa_warnings;
+use crate::fs::symlink::contain_symlink;
 use crate::remote::mock::MockRemote;
 use crate::remote::RemoteError;
 

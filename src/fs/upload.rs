@@ -27,7 +27,7 @@ use crate::fs::inode::split;
 use crate::remote::{Committed, Handle, Meta, RResult, Remote, RemoteError};
 
 /// Marker inside every temp name; listings hide names carrying it.
-pub const TEMP_MARK: &[u8] = b".coupafs-";
+pub(crate) const TEMP_MARK: &[u8] = b".coupafs-";
 const TEMP_SUFFIX_LEN: usize = 6;
 
 /// Bytes per slice handed to `Remote::write` (pipelined inside).
@@ -39,7 +39,7 @@ const STREAM_AHEAD: u64 = 1 << 20;
 const PUBLISH_ATTEMPTS: usize = 3;
 
 /// True for temp names of any coupafs mount (`*.coupafs-XXXXXX`, X hex).
-pub fn is_temp_name(name: &[u8]) -> bool {
+pub(crate) fn is_temp_name(name: &[u8]) -> bool {
     if name.len() < TEMP_MARK.len() + TEMP_SUFFIX_LEN {
         return false;
     }
@@ -73,7 +73,7 @@ pub struct TempNaming {
 
 impl TempNaming {
     /// A fresh temp path for the absolute remote `final_path`.
-    pub fn temp_path(&self, final_path: &[u8]) -> Vec<u8> {
+    pub(crate) fn temp_path(&self, final_path: &[u8]) -> Vec<u8> {
         let (dir, name) = split(final_path);
         let dir = self.upload_dir.as_deref().unwrap_or(dir);
         let mut p = dir.to_vec();
@@ -124,32 +124,32 @@ impl RemoteTemp {
 
 /// Mutable state of a file being written.
 #[derive(Debug)]
-pub struct UploadState {
-    pub size: u64,
+pub(crate) struct UploadState {
+    pub(crate) size: u64,
     /// Content differs from what the final name holds on the server.
-    pub dirty: bool,
+    pub(crate) dirty: bool,
     /// Bumped by every change, to tell whether a publish saw the latest bytes.
-    pub generation: u64,
+    pub(crate) generation: u64,
     /// The final name exists on the server (before or after our publish).
-    pub remote_exists: bool,
+    pub(crate) remote_exists: bool,
     /// The file was unlinked while open: never publish it.
-    pub unlinked: bool,
+    pub(crate) unlinked: bool,
     /// The writer was killed: what it left is never published.
-    pub discarded: bool,
+    pub(crate) discarded: bool,
     /// Created with O_EXCL: the commit must not replace an existing name.
-    pub exclusive: bool,
+    pub(crate) exclusive: bool,
     /// The last handle is gone: nothing may stream any more.
-    pub released: bool,
+    pub(crate) released: bool,
     /// The `generation` whose publish failed (close reported it already).
-    pub failed_generation: Option<u64>,
+    pub(crate) failed_generation: Option<u64>,
     /// Permission bits for the published file.
-    pub mode: u32,
+    pub(crate) mode: u32,
     /// `mode` was changed by chmod while the file was open.
-    pub mode_changed: bool,
+    pub(crate) mode_changed: bool,
     /// mtime/atime to set on the published file (utimens while open).
-    pub times: Option<(u32, u32)>,
+    pub(crate) times: Option<(u32, u32)>,
     /// Open file handles sharing this state (dup'd fds share one handle).
-    pub handles: usize,
+    pub(crate) handles: usize,
     /// The remote temp file and its handle(s), while one is open.
     temp: Option<RemoteTemp>,
     /// Bytes [0, clean_upto) on the remote temp file equal the spool.
@@ -161,7 +161,7 @@ pub struct UploadState {
     /// Temp files given up on (after a truncate), removed at the next upload.
     abandoned: Vec<RemoteTemp>,
     /// A background stream is queued or running.
-    pub stream_queued: bool,
+    pub(crate) stream_queued: bool,
     /// Background streaming hit an error; close() will retry and report.
     stream_failed: bool,
 }
@@ -171,7 +171,7 @@ impl UploadState {
     /// once unlinked, nor after its close() reported a failed first publish:
     /// the kernel sends RELEASE after close() has returned, so without this a
     /// listing taken between the two would show a file that never existed.
-    pub fn shown(&self) -> bool {
+    pub(crate) fn shown(&self) -> bool {
         let failed_unpublished =
             !self.remote_exists && self.failed_generation == Some(self.generation);
         !self.unlinked && !failed_unpublished
@@ -180,7 +180,7 @@ impl UploadState {
 
 /// A file being written: spool plus state. Shared by every handle on the
 /// same inode, so several opens and dup()s see one content.
-pub struct Upload {
+pub(crate) struct Upload {
     spool: File,
     state: Mutex<UploadState>,
     /// Serialises publishes of this file (held across its round trips; it
@@ -206,7 +206,7 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 
 impl Upload {
     /// An empty spool in `spool_dir`.
-    pub fn new(spool_dir: &Path, mode: u32, remote_exists: bool) -> io::Result<Arc<Upload>> {
+    pub(crate) fn new(spool_dir: &Path, mode: u32, remote_exists: bool) -> io::Result<Arc<Upload>> {
         let spool = tempfile_in(spool_dir)?;
         Ok(Arc::new(Upload {
             spool,
@@ -237,12 +237,12 @@ impl Upload {
         }))
     }
 
-    pub fn state(&self) -> MutexGuard<'_, UploadState> {
+    pub(crate) fn state(&self) -> MutexGuard<'_, UploadState> {
         lock(&self.state)
     }
 
     /// Counts this upload's spool size into `usage` from now on.
-    pub fn count_in(&self, usage: &Arc<AtomicU64>) {
+    pub(crate) fn count_in(&self, usage: &Arc<AtomicU64>) {
         let st = self.state();
         if self.usage.set(usage.clone()).is_ok() {
             usage.fetch_add(st.size, Ordering::Relaxed);
@@ -262,13 +262,18 @@ impl Upload {
     }
 
     /// The remote temp file currently receiving this upload, if any.
-    pub fn temp_path(&self) -> Option<Vec<u8>> {
+    pub(crate) fn temp_path(&self) -> Option<Vec<u8>> {
         self.state().temp.as_ref().map(|t| t.path.clone())
     }
 
     /// Fills the spool with the remote file's current content (open for
     /// writing without O_TRUNC keeps the old bytes).
-    pub fn load_from(&self, remote: &dyn Remote, path: &[u8], limit: Option<u64>) -> RResult<()> {
+    pub(crate) fn load_from(
+        &self,
+        remote: &dyn Remote,
+        path: &[u8],
+        limit: Option<u64>,
+    ) -> RResult<()> {
         let handle = remote.open_read(path)?;
         let mut offset = 0u64;
         let result = loop {
@@ -300,7 +305,7 @@ impl Upload {
 
     /// Writes into the spool. Returns true when enough unsent bytes piled
     /// up that a background stream to the remote temp file should start.
-    pub fn write_at(&self, offset: u64, data: &[u8]) -> io::Result<bool> {
+    pub(crate) fn write_at(&self, offset: u64, data: &[u8]) -> io::Result<bool> {
         self.spool.write_all_at(data, offset)?;
         let mut st = self.state();
         let size = st.size.max(offset + data.len() as u64);
@@ -320,7 +325,7 @@ impl Upload {
 
     /// Starts the upload on an already open, empty remote temp file (a
     /// spare opened with `perm`), saving the OPEN round trip.
-    pub fn adopt_temp(&self, path: Vec<u8>, handle: Handle, perm: u32) {
+    pub(crate) fn adopt_temp(&self, path: Vec<u8>, handle: Handle, perm: u32) {
         let mut st = self.state();
         let temp = RemoteTemp::new(path, handle);
         if st.temp.is_some() {
@@ -338,7 +343,7 @@ impl Upload {
     }
 
     /// Marks a background stream as queued; false when one already is.
-    pub fn queue_stream(&self) -> bool {
+    pub(crate) fn queue_stream(&self) -> bool {
         let mut st = self.state();
         if st.stream_queued || st.stream_failed {
             return false;
@@ -352,7 +357,7 @@ impl Upload {
     /// writing, so close() waits only for the tail. Skips when a publish or
     /// another stream holds the file. A failure stops streaming; close()
     /// retries from the spool and reports.
-    pub fn stream(&self, remote: &dyn Remote, naming: &TempNaming, final_path: &[u8]) {
+    pub(crate) fn stream(&self, remote: &dyn Remote, naming: &TempNaming, final_path: &[u8]) {
         let Ok(_serial) = self.publishing.try_lock() else {
             self.state().stream_queued = false;
             return;
@@ -383,7 +388,7 @@ impl Upload {
         self.state().stream_queued = false;
     }
 
-    pub fn read_at(&self, offset: u64, len: u32) -> io::Result<Vec<u8>> {
+    pub(crate) fn read_at(&self, offset: u64, len: u32) -> io::Result<Vec<u8>> {
         let size = self.state().size;
         if offset >= size {
             return Ok(Vec::new());
@@ -403,7 +408,7 @@ impl Upload {
     }
 
     /// truncate(2)/O_TRUNC on the spool.
-    pub fn truncate(&self, size: u64) -> io::Result<()> {
+    pub(crate) fn truncate(&self, size: u64) -> io::Result<()> {
         self.spool.set_len(size)?;
         let mut st = self.state();
         self.set_size(&mut st, size);
@@ -572,7 +577,12 @@ impl Upload {
     /// fsync(): makes the bytes written so far durable on the server, in the
     /// temp file (publishing here would show a partial file under the final
     /// name).
-    pub fn sync(&self, remote: &dyn Remote, naming: &TempNaming, final_path: &[u8]) -> RResult<()> {
+    pub(crate) fn sync(
+        &self,
+        remote: &dyn Remote,
+        naming: &TempNaming,
+        final_path: &[u8],
+    ) -> RResult<()> {
         let _serial = lock(&self.publishing);
         let (_, handle, _, _) = self.sync_temp(remote, naming, final_path)?;
         match remote.fsync(&handle) {
@@ -584,7 +594,7 @@ impl Upload {
     /// Uploads what is missing and renames the temp file over `final_path`.
     /// On any failure nothing is left under the final name that was not
     /// there before, and the error is returned for close() to report.
-    pub fn publish(
+    pub(crate) fn publish(
         &self,
         remote: &dyn Remote,
         naming: &TempNaming,
@@ -650,7 +660,7 @@ impl Upload {
 
     /// The last handle is gone without a publish (unlinked file, or a
     /// failed close): remove the remote temp file.
-    pub fn abandon(&self, remote: &dyn Remote) {
+    pub(crate) fn abandon(&self, remote: &dyn Remote) {
         self.state().released = true;
         // Wait for a running stream so its temp is removed here too.
         let _serial = lock(&self.publishing);

@@ -150,9 +150,9 @@ pub struct SpaceStats {
 /// An open remote file or directory.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Handle {
-    pub raw: Vec<u8>,
+    pub(crate) raw: Vec<u8>,
     /// The connection that issued it (handles die with their connection).
-    pub generation: u64,
+    pub(crate) generation: u64,
 }
 
 /// One directory entry with the attributes the listing carried.
