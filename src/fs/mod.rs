@@ -174,9 +174,9 @@ pub type KernelEntry = (u64, Vec<u8>);
 /// (size, mtime) identifying a version of a file's content.
 type FileVersion = (Option<u64>, Option<u32>);
 
-/// Threads fetching read-ahead blocks (each keeps 16 READs in flight). Six
-/// keep a 20 ms link busy (measured 150 MiB/s) with peak RSS under 64 MiB;
-/// eight read no faster on two cores and took RSS to 67 MiB.
+/// Threads fetching read-ahead blocks (each keeps 16 READs in flight):
+/// enough to keep a WAN link's window full; more only cost memory, as the
+/// CPU, not the link, then limits (see scripts/bench.sh).
 const READ_AHEAD_WORKERS: usize = 6;
 
 /// Spares of a folder are removed once it has seen no create this long.

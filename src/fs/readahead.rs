@@ -1,7 +1,8 @@
 //! Sequential read-ahead for files read through a remote handle.
 //!
 //! The kernel's own read-ahead keeps at most `max_readahead` (1 MiB) in
-//! flight, which across a 20 ms link caps a download near 50 MiB/s. When a
+//! flight, so across a WAN round trip the window, not the link, limits a
+//! download. When a
 //! handle is read sequentially, coupafs fetches the next blocks itself, on
 //! a small worker pool, with a window that doubles up to `MAX_WINDOW` while
 //! the pattern holds. A random read resets the window; blocks behind the

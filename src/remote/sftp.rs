@@ -105,10 +105,9 @@ const MAX_IN_FLIGHT: usize = 64;
 const READDIR_AHEAD: usize = 4;
 
 /// Below this round trip one SSH channel's flow-control window (sshd's
-/// 2 MiB per round trip: 1 GiB/s at 2 ms) is not what limits an upload;
-/// the CPU is, and a second connection only adds work (measured at RTT 0:
-/// 256 MiB took 2.21 s striped against 1.85 s on one connection, means of
-/// 5 fresh mounts; at 20 ms striping lifted 60 to 110 MiB/s).
+/// 2 MiB per round trip) is not what limits an upload; the CPU is, and a
+/// second connection only adds work. Across a WAN round trip the window
+/// limits, and a second connection's window lifts it (scripts/bench.sh).
 const STRIPE_MIN_RTT: Duration = Duration::from_millis(3);
 
 /// Whether a large upload should also use a second connection.
