@@ -1,11 +1,10 @@
 //! Sequential read-ahead for files read through a remote handle.
 //!
 //! The kernel's own read-ahead keeps at most `max_readahead` (1 MiB) in
-//! flight, so across a WAN round trip the window, not the link, limits a
-//! download. When a
-//! handle is read sequentially, coupafs fetches the next blocks itself, on
-//! a small worker pool, with a window that doubles up to `MAX_WINDOW` while
-//! the pattern holds. A random read resets the window; blocks behind the
+//! flight, so across a WAN round trip that window, not the link, limits a
+//! download. When a handle is read sequentially, coupafs fetches the next
+//! blocks itself, on a small worker pool, with a window that doubles up to
+//! `MAX_WINDOW` while the pattern holds. A random read resets the window; blocks behind the
 //! reader are dropped, so memory per handle stays bounded.
 
 use std::collections::BTreeMap;
