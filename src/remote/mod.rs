@@ -68,20 +68,13 @@ impl RemoteError {
 
 impl fmt::Display for RemoteError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let server = |f: &mut fmt::Formatter<'_>, what: &str, m: &str| {
-            if m.is_empty() {
-                write!(f, "server: {what}")
-            } else {
-                write!(f, "server: {m} ({what})")
-            }
-        };
         match self {
-            RemoteError::NotFound(m) => server(f, "no such file", m),
-            RemoteError::PermissionDenied(m) => server(f, "permission denied", m),
-            RemoteError::AlreadyExists(m) => server(f, "name taken", m),
-            RemoteError::Failure(m) => server(f, "failure", m),
+            RemoteError::NotFound(m)
+            | RemoteError::PermissionDenied(m)
+            | RemoteError::AlreadyExists(m)
+            | RemoteError::Failure(m)
+            | RemoteError::Other(m) => write!(f, "server: {m}"),
             RemoteError::Unsupported(what) => write!(f, "server does not support {what}"),
-            RemoteError::Other(m) => server(f, "error", m),
             RemoteError::Lost(m) => write!(f, "connection lost: {m}"),
             RemoteError::Unreachable(m) => write!(f, "server unreachable: {m}"),
             RemoteError::StaleHandle => f.write_str("file handle lost with its connection"),

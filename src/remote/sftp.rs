@@ -21,30 +21,32 @@ struct Capabilities {
     hardlink: bool,
 }
 
-/// An SSH_FX_* status other than OK, in the filesystem's words.
+/// An SSH_FX_* status other than OK, in the filesystem's words. The text
+/// keeps the server's message and the status number (as `coupafs check`
+/// and the log show it).
 fn status_err(code: u32, message: String) -> RemoteError {
-    match code {
-        status::NO_SUCH_FILE => RemoteError::NotFound(message),
-        status::PERMISSION_DENIED => RemoteError::PermissionDenied(message),
-        status::FAILURE => RemoteError::Failure(message),
-        status::OP_UNSUPPORTED => RemoteError::Unsupported(if message.is_empty() {
-            "the operation".into()
-        } else {
-            message
-        }),
-        status::EOF => RemoteError::Other(with_name(message, "end of file")),
-        status::BAD_MESSAGE => RemoteError::Other(with_name(message, "bad message")),
-        status::NO_CONNECTION => RemoteError::Other(with_name(message, "no connection")),
-        status::CONNECTION_LOST => RemoteError::Other(with_name(message, "connection lost")),
-        other => RemoteError::Other(with_name(message, &format!("status {other}"))),
-    }
-}
-
-fn with_name(message: String, name: &str) -> String {
-    if message.is_empty() {
-        name.to_string()
+    let name = match code {
+        status::EOF => "end of file",
+        status::NO_SUCH_FILE => "no such file",
+        status::PERMISSION_DENIED => "permission denied",
+        status::FAILURE => "failure",
+        status::BAD_MESSAGE => "bad message",
+        status::NO_CONNECTION => "no connection",
+        status::CONNECTION_LOST => "connection lost",
+        status::OP_UNSUPPORTED => "operation unsupported",
+        _ => "error",
+    };
+    let text = if message.is_empty() {
+        format!("{name} (status {code})")
     } else {
-        format!("{message}: {name}")
+        format!("{message} (status {code})")
+    };
+    match code {
+        status::NO_SUCH_FILE => RemoteError::NotFound(text),
+        status::PERMISSION_DENIED => RemoteError::PermissionDenied(text),
+        status::FAILURE => RemoteError::Failure(text),
+        status::OP_UNSUPPORTED => RemoteError::Unsupported(format!("the operation ({text})")),
+        _ => RemoteError::Other(text),
     }
 }
 
@@ -537,7 +539,7 @@ impl Remote for SftpRemote {
                         "the name was taken on the server meanwhile".into(),
                     ));
                 }
-                return Err(RemoteError::Failure("rename failed".into()));
+                return Err(status_err(status::FAILURE, "rename failed".into()));
             }
             Err(RemoteError::Failure(_)) if !self.caps.posix_rename => {
                 // Plain v3 RENAME refuses an existing target: replace it.
@@ -628,7 +630,7 @@ impl Remote for SftpRemote {
                 // the old target aside, rename, then drop it; on failure put it
                 // back. Not atomic: a reader may briefly see no `to`.
                 if self.lstat(to).is_err() {
-                    return Err(RemoteError::Failure("rename failed".into()));
+                    return Err(status_err(status::FAILURE, "rename failed".into()));
                 }
                 let mut aside = to.to_vec();
                 aside.extend_from_slice(format!(".coupafs-old-{}", std::process::id()).as_bytes());
@@ -792,15 +794,30 @@ mod tests {
     #[test]
     fn status_codes_become_the_filesystems_words() {
         let e = |code| status_err(code, "m".into());
-        assert_eq!(e(status::NO_SUCH_FILE), RemoteError::NotFound("m".into()));
+        assert_eq!(
+            e(status::NO_SUCH_FILE),
+            RemoteError::NotFound("m (status 2)".into())
+        );
         assert_eq!(
             e(status::PERMISSION_DENIED),
-            RemoteError::PermissionDenied("m".into())
+            RemoteError::PermissionDenied("m (status 3)".into())
         );
-        assert_eq!(e(status::FAILURE), RemoteError::Failure("m".into()));
         assert_eq!(
+            e(status::FAILURE),
+            RemoteError::Failure("m (status 4)".into())
+        );
+        assert!(matches!(
             e(status::OP_UNSUPPORTED),
-            RemoteError::Unsupported("m".into())
+            RemoteError::Unsupported(_)
+        ));
+        // What `coupafs check` and the log show, unchanged by the mapping.
+        assert_eq!(
+            e(status::PERMISSION_DENIED).to_string(),
+            "server: m (status 3)"
+        );
+        assert_eq!(
+            status_err(status::FAILURE, String::new()).to_string(),
+            "server: failure (status 4)"
         );
         for code in [
             status::EOF,
