@@ -40,12 +40,13 @@
 //! (`.coupafs-check.coupafs-XXXXXX`) and removes them; waiting files are only
 //! read.
 
-use std::fmt;
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+mod report;
 
 use crate::cli::MountOptions;
 use crate::coupa::{self, CsvCheck, CsvProblem};
@@ -53,12 +54,7 @@ use crate::remote::{DirEntry, Kind, Meta, Remote, RemoteError, SftpRemote};
 use crate::sftp::ext;
 use crate::ssh::{ConnectError, ConnectParams, Pool};
 
-/// Exit status: everything OK.
-pub(crate) const EXIT_OK: i32 = 0;
-/// Exit status: warnings, no failure.
-pub(crate) const EXIT_WARNING: i32 = 1;
-/// Exit status: at least one failure.
-pub(crate) const EXIT_CRITICAL: i32 = 2;
+use report::Report;
 
 /// Listings and probes run this many at once (all on the one connection,
 /// their requests pipelined).
@@ -72,99 +68,6 @@ const READ_WINDOW: u64 = 1 << 20;
 const BANNER_TIMEOUT: Duration = Duration::from_secs(5);
 /// What the write probe writes.
 const PROBE_DATA: &[u8] = b"coupafs check: this file is removed right away\n";
-
-/// The result of one check line.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-pub(crate) enum Level {
-    Ok,
-    Warn,
-    Fail,
-}
-
-impl Level {
-    pub(crate) fn tag(self) -> &'static str {
-        match self {
-            Level::Ok => "OK",
-            Level::Warn => "WARN",
-            Level::Fail => "FAIL",
-        }
-    }
-}
-
-/// Prints check lines as they come and keeps the tally.
-pub(crate) struct Report<W: Write> {
-    out: W,
-    pub(crate) ok: usize,
-    pub(crate) warn: usize,
-    pub(crate) fail: usize,
-}
-
-impl<W: Write> Report<W> {
-    pub(crate) fn new(out: W) -> Self {
-        Self {
-            out,
-            ok: 0,
-            warn: 0,
-            fail: 0,
-        }
-    }
-
-    /// One line: `LEVEL check: message` (control characters in the message
-    /// become spaces, so it stays one line).
-    pub(crate) fn line(&mut self, level: Level, check: &str, msg: impl fmt::Display) {
-        match level {
-            Level::Ok => self.ok += 1,
-            Level::Warn => self.warn += 1,
-            Level::Fail => self.fail += 1,
-        }
-        let msg = one_line(&msg.to_string());
-        // Output errors (a closed pipe) must not change the verdict.
-        let _ = writeln!(self.out, "{:<4} {check}: {msg}", level.tag());
-        let _ = self.out.flush();
-    }
-
-    pub(crate) fn ok(&mut self, check: &str, msg: impl fmt::Display) {
-        self.line(Level::Ok, check, msg);
-    }
-
-    pub(crate) fn warn(&mut self, check: &str, msg: impl fmt::Display) {
-        self.line(Level::Warn, check, msg);
-    }
-
-    pub(crate) fn fail(&mut self, check: &str, msg: impl fmt::Display) {
-        self.line(Level::Fail, check, msg);
-    }
-
-    /// 0 OK, 1 WARNING, 2 CRITICAL.
-    pub(crate) fn exit_code(&self) -> i32 {
-        if self.fail > 0 {
-            EXIT_CRITICAL
-        } else if self.warn > 0 {
-            EXIT_WARNING
-        } else {
-            EXIT_OK
-        }
-    }
-
-    /// The final line: `SUMMARY: OK|WARNING|CRITICAL - ...`.
-    pub(crate) fn summary(&mut self, elapsed: Duration) {
-        let code = self.exit_code();
-        let state = match code {
-            EXIT_OK => "OK",
-            EXIT_WARNING => "WARNING",
-            _ => "CRITICAL",
-        };
-        let _ = writeln!(
-            self.out,
-            "SUMMARY: {state} - {} ok, {} warn, {} fail in {:.1} s (exit {code})",
-            self.ok,
-            self.warn,
-            self.fail,
-            elapsed.as_secs_f64()
-        );
-        let _ = self.out.flush();
-    }
-}
 
 /// Runs every check against the server in `params`, printing to stdout.
 /// Returns the exit status (0 OK, 1 WARNING, 2 CRITICAL).
@@ -978,13 +881,6 @@ pub(crate) fn format_age(secs: u64) -> String {
         s if s < 86400 => format!("{}h{:02}m", s / 3600, s % 3600 / 60),
         s => format!("{}d{:02}h", s / 86400, s % 86400 / 3600),
     }
-}
-
-/// Control characters (newlines in a server message) become spaces.
-fn one_line(s: &str) -> String {
-    s.chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .collect()
 }
 
 #[cfg(test)]
