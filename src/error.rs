@@ -1,17 +1,17 @@
 //! Filesystem errors and the one place where remote failures become errno.
 //!
 //! OpenSSH reports EEXIST, ENOTEMPTY, ENOSPC and EDQUOT all as plain
-//! SSH_FX_FAILURE (sftp-server.c `errno_to_portable`), so the mapping
-//! depends on the operation that failed.
+//! SSH_FX_FAILURE (sftp-server.c `errno_to_portable`), which `remote`
+//! passes on as `RemoteError::Failure`, so the mapping depends on the
+//! operation that failed.
 
 use std::fmt;
 
 use crate::remote::RemoteError;
-use crate::sftp::status;
 
 /// The filesystem operation a failure belongs to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Op {
+pub(crate) enum Op {
     Lookup,
     Getattr,
     Setattr,
@@ -33,7 +33,7 @@ pub enum Op {
 }
 
 impl Op {
-    pub fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             Op::Lookup => "lookup",
             Op::Getattr => "getattr",
@@ -58,43 +58,44 @@ impl Op {
 }
 
 /// Maps a remote failure of `op` to an errno.
-pub fn remote_errno(op: Op, err: &RemoteError) -> i32 {
+pub(crate) fn remote_errno(op: Op, err: &RemoteError) -> i32 {
     match err {
-        RemoteError::Status { code, .. } => match *code {
-            status::NO_SUCH_FILE => libc::ENOENT,
-            status::PERMISSION_DENIED => libc::EACCES,
-            status::OP_UNSUPPORTED => libc::ENOTSUP,
-            status::EOF => libc::EIO,
-            status::NO_CONNECTION | status::CONNECTION_LOST => libc::EIO,
-            status::FAILURE => match op {
-                Op::Mkdir | Op::Symlink | Op::Link => libc::EEXIST,
-                Op::Rmdir => libc::ENOTEMPTY,
-                // A failed write or commit on OpenSSH is a full disk or a
-                // quota in practice; EIO would hide that from the job.
-                Op::Write | Op::Flush | Op::Fsync => libc::ENOSPC,
-                Op::Rename => libc::EPERM,
-                _ => libc::EIO,
-            },
+        RemoteError::NotFound(_) => libc::ENOENT,
+        RemoteError::PermissionDenied(_) => libc::EACCES,
+        RemoteError::AlreadyExists(_) => libc::EEXIST,
+        RemoteError::Failure(_) => match op {
+            Op::Mkdir | Op::Symlink | Op::Link => libc::EEXIST,
+            Op::Rmdir => libc::ENOTEMPTY,
+            // A failed write or commit on OpenSSH is a full disk or a
+            // quota in practice; EIO would hide that from the job.
+            Op::Write | Op::Flush | Op::Fsync => libc::ENOSPC,
+            Op::Rename => libc::EPERM,
             _ => libc::EIO,
         },
-        RemoteError::Lost(_) | RemoteError::StaleHandle | RemoteError::Protocol(_) => libc::EIO,
-        RemoteError::Unreachable(_) => libc::EIO,
+        // link(2) documents EPERM for a filesystem without hard links.
+        RemoteError::Unsupported(_) if op == Op::Link => libc::EPERM,
         RemoteError::Unsupported(_) => libc::ENOTSUP,
-        RemoteError::TargetExists => libc::EEXIST,
+        RemoteError::Other(_) | RemoteError::Protocol(_) => libc::EIO,
+        RemoteError::Lost(_) | RemoteError::StaleHandle | RemoteError::Unreachable(_) => libc::EIO,
     }
 }
 
 /// A failed filesystem operation: errno plus what and where, for the log.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct FsError {
-    pub errno: i32,
-    pub op: Op,
-    pub path: String,
-    pub detail: String,
+pub(crate) struct FsError {
+    pub(crate) errno: i32,
+    pub(crate) op: Op,
+    pub(crate) path: String,
+    pub(crate) detail: String,
 }
 
 impl FsError {
-    pub fn new(op: Op, path: impl Into<String>, errno: i32, detail: impl Into<String>) -> Self {
+    pub(crate) fn new(
+        op: Op,
+        path: impl Into<String>,
+        errno: i32,
+        detail: impl Into<String>,
+    ) -> Self {
         Self {
             errno,
             op,
@@ -103,11 +104,11 @@ impl FsError {
         }
     }
 
-    pub fn remote(op: Op, path: impl Into<String>, err: &RemoteError) -> Self {
+    pub(crate) fn remote(op: Op, path: impl Into<String>, err: &RemoteError) -> Self {
         Self::new(op, path, remote_errno(op, err), err.to_string())
     }
 
-    pub fn local(op: Op, path: impl Into<String>, err: &std::io::Error) -> Self {
+    pub(crate) fn local(op: Op, path: impl Into<String>, err: &std::io::Error) -> Self {
         Self::new(
             op,
             path,
@@ -118,7 +119,7 @@ impl FsError {
 
     /// Expected outcomes (a lookup that finds nothing) are not worth a
     /// warning in the journal.
-    pub fn is_routine(&self) -> bool {
+    pub(crate) fn is_routine(&self) -> bool {
         matches!(self.errno, libc::ENOENT | libc::EEXIST | libc::ENOTEMPTY)
             && matches!(
                 self.op,
@@ -142,40 +143,36 @@ impl fmt::Display for FsError {
 
 impl std::error::Error for FsError {}
 
-pub type FsResult<T> = Result<T, FsError>;
+pub(crate) type FsResult<T> = Result<T, FsError>;
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn st(code: u32) -> RemoteError {
-        RemoteError::Status {
-            code,
-            message: String::new(),
-        }
-    }
-
     #[test]
-    fn status_codes_map_per_operation() {
+    fn server_refusals_map_per_operation() {
+        let failure = || RemoteError::Failure(String::new());
         assert_eq!(
-            remote_errno(Op::Lookup, &st(status::NO_SUCH_FILE)),
+            remote_errno(Op::Lookup, &RemoteError::NotFound(String::new())),
             libc::ENOENT
         );
         assert_eq!(
-            remote_errno(Op::Open, &st(status::PERMISSION_DENIED)),
+            remote_errno(Op::Open, &RemoteError::PermissionDenied(String::new())),
             libc::EACCES
         );
+        assert_eq!(remote_errno(Op::Rmdir, &failure()), libc::ENOTEMPTY);
+        assert_eq!(remote_errno(Op::Mkdir, &failure()), libc::EEXIST);
+        assert_eq!(remote_errno(Op::Write, &failure()), libc::ENOSPC);
+        assert_eq!(remote_errno(Op::Flush, &failure()), libc::ENOSPC);
+        assert_eq!(remote_errno(Op::Rename, &failure()), libc::EPERM);
+        assert_eq!(remote_errno(Op::Getattr, &failure()), libc::EIO);
         assert_eq!(
-            remote_errno(Op::Rmdir, &st(status::FAILURE)),
-            libc::ENOTEMPTY
+            remote_errno(Op::Rename, &RemoteError::AlreadyExists(String::new())),
+            libc::EEXIST
         );
-        assert_eq!(remote_errno(Op::Mkdir, &st(status::FAILURE)), libc::EEXIST);
-        assert_eq!(remote_errno(Op::Write, &st(status::FAILURE)), libc::ENOSPC);
-        assert_eq!(remote_errno(Op::Flush, &st(status::FAILURE)), libc::ENOSPC);
-        assert_eq!(remote_errno(Op::Getattr, &st(status::FAILURE)), libc::EIO);
         assert_eq!(
-            remote_errno(Op::Link, &st(status::OP_UNSUPPORTED)),
-            libc::ENOTSUP
+            remote_errno(Op::Read, &RemoteError::Other("end of file".into())),
+            libc::EIO
         );
     }
 
@@ -188,17 +185,26 @@ mod tests {
         ] {
             assert_eq!(remote_errno(Op::Read, &e), libc::EIO);
         }
-        assert_eq!(
-            remote_errno(Op::Statfs, &RemoteError::Unsupported("statvfs")),
-            libc::ENOTSUP
-        );
+    }
+
+    #[test]
+    fn a_missing_extension_is_enotsup_but_eperm_for_link() {
+        let e = RemoteError::Unsupported("statvfs@openssh.com".into());
+        assert_eq!(remote_errno(Op::Statfs, &e), libc::ENOTSUP);
+        assert_eq!(remote_errno(Op::Fsync, &e), libc::ENOTSUP);
+        let e = RemoteError::Unsupported("hardlink@openssh.com".into());
+        assert_eq!(remote_errno(Op::Link, &e), libc::EPERM);
     }
 
     #[test]
     fn display_names_operation_path_and_cause() {
-        let e = FsError::remote(Op::Flush, "/Incoming/Invoices/a.csv", &st(status::FAILURE));
+        let e = FsError::remote(
+            Op::Flush,
+            "/Incoming/Invoices/a.csv",
+            &RemoteError::Failure("Failure".into()),
+        );
         let text = e.to_string();
         assert!(text.starts_with("close /Incoming/Invoices/a.csv: No space left on device"));
-        assert!(text.contains("status 4"), "{text}");
+        assert!(text.contains("server: Failure"), "{text}");
     }
 }

@@ -40,25 +40,21 @@
 //! (`.coupafs-check.coupafs-XXXXXX`) and removes them; waiting files are only
 //! read.
 
-use std::fmt;
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+mod report;
+
 use crate::cli::MountOptions;
 use crate::coupa::{self, CsvCheck, CsvProblem};
-use crate::remote::{DirEntry, Remote, RemoteError, SftpRemote};
-use crate::sftp::{ext, pflags, Attrs};
+use crate::remote::{DirEntry, Kind, Meta, Remote, RemoteError, SftpRemote};
+use crate::sftp::ext;
 use crate::ssh::{CloseReason, ConnectError, ConnectParams, HostKeyStatus, Pool};
 
-/// Exit status: everything OK.
-pub const EXIT_OK: i32 = 0;
-/// Exit status: warnings, no failure.
-pub const EXIT_WARNING: i32 = 1;
-/// Exit status: at least one failure.
-pub const EXIT_CRITICAL: i32 = 2;
+use report::Report;
 
 /// Listings and probes run this many at once (all on the one connection,
 /// their requests pipelined).
@@ -73,99 +69,6 @@ const BANNER_TIMEOUT: Duration = Duration::from_secs(5);
 /// What the write probe writes.
 const PROBE_DATA: &[u8] = b"coupafs check: this file is removed right away\n";
 
-/// The result of one check line.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Level {
-    Ok,
-    Warn,
-    Fail,
-}
-
-impl Level {
-    pub fn tag(self) -> &'static str {
-        match self {
-            Level::Ok => "OK",
-            Level::Warn => "WARN",
-            Level::Fail => "FAIL",
-        }
-    }
-}
-
-/// Prints check lines as they come and keeps the tally.
-pub struct Report<W: Write> {
-    out: W,
-    pub ok: usize,
-    pub warn: usize,
-    pub fail: usize,
-}
-
-impl<W: Write> Report<W> {
-    pub fn new(out: W) -> Self {
-        Self {
-            out,
-            ok: 0,
-            warn: 0,
-            fail: 0,
-        }
-    }
-
-    /// One line: `LEVEL check: message` (control characters in the message
-    /// become spaces, so it stays one line).
-    pub fn line(&mut self, level: Level, check: &str, msg: impl fmt::Display) {
-        match level {
-            Level::Ok => self.ok += 1,
-            Level::Warn => self.warn += 1,
-            Level::Fail => self.fail += 1,
-        }
-        let msg = one_line(&msg.to_string());
-        // Output errors (a closed pipe) must not change the verdict.
-        let _ = writeln!(self.out, "{:<4} {check}: {msg}", level.tag());
-        let _ = self.out.flush();
-    }
-
-    pub fn ok(&mut self, check: &str, msg: impl fmt::Display) {
-        self.line(Level::Ok, check, msg);
-    }
-
-    pub fn warn(&mut self, check: &str, msg: impl fmt::Display) {
-        self.line(Level::Warn, check, msg);
-    }
-
-    pub fn fail(&mut self, check: &str, msg: impl fmt::Display) {
-        self.line(Level::Fail, check, msg);
-    }
-
-    /// 0 OK, 1 WARNING, 2 CRITICAL.
-    pub fn exit_code(&self) -> i32 {
-        if self.fail > 0 {
-            EXIT_CRITICAL
-        } else if self.warn > 0 {
-            EXIT_WARNING
-        } else {
-            EXIT_OK
-        }
-    }
-
-    /// The final line: `SUMMARY: OK|WARNING|CRITICAL - ...`.
-    pub fn summary(&mut self, elapsed: Duration) {
-        let code = self.exit_code();
-        let state = match code {
-            EXIT_OK => "OK",
-            EXIT_WARNING => "WARNING",
-            _ => "CRITICAL",
-        };
-        let _ = writeln!(
-            self.out,
-            "SUMMARY: {state} - {} ok, {} warn, {} fail in {:.1} s (exit {code})",
-            self.ok,
-            self.warn,
-            self.fail,
-            elapsed.as_secs_f64()
-        );
-        let _ = self.out.flush();
-    }
-}
-
 /// Runs every check against the server in `params`, printing to stdout.
 /// Returns the exit status (0 OK, 1 WARNING, 2 CRITICAL).
 pub fn run_check(opts: &MountOptions, params: ConnectParams) -> i32 {
@@ -177,7 +80,11 @@ pub fn run_check(opts: &MountOptions, params: ConnectParams) -> i32 {
 }
 
 /// The checks, in order; stops early when the rest cannot run.
-pub fn run_checks<W: Write>(opts: &MountOptions, params: ConnectParams, rep: &mut Report<W>) {
+pub(crate) fn run_checks<W: Write>(
+    opts: &MountOptions,
+    params: ConnectParams,
+    rep: &mut Report<W>,
+) {
     if !check_reachable(&params, rep) {
         return;
     }
@@ -377,7 +284,7 @@ fn check_root<W: Write>(remote: &SftpRemote, dir: &str, rep: &mut Report<W>) -> 
     };
     let shown = String::from_utf8_lossy(&abs).into_owned();
     match remote.stat(&abs) {
-        Ok(a) if kind(&a) == Some(libc::S_IFDIR) => {
+        Ok(a) if a.kind == Some(Kind::Dir) => {
             rep.ok("root", format!("{shown} is a directory"));
             Some(abs)
         }
@@ -392,19 +299,14 @@ fn check_root<W: Write>(remote: &SftpRemote, dir: &str, rep: &mut Report<W>) -> 
     }
 }
 
-/// File type bits, when the server sent permissions.
-fn kind(a: &Attrs) -> Option<u32> {
-    a.perm.map(|p| p & libc::S_IFMT)
-}
-
 /// A folder (or a symlink, which may point to one).
-fn is_dir_like(a: &Attrs) -> bool {
-    matches!(kind(a), Some(libc::S_IFDIR) | Some(libc::S_IFLNK))
+fn is_dir_like(a: &Meta) -> bool {
+    matches!(a.kind, Some(Kind::Dir) | Some(Kind::Symlink))
 }
 
 /// A regular file (servers that send no permissions: assume a file).
-fn is_file(a: &Attrs) -> bool {
-    matches!(kind(a), None | Some(libc::S_IFREG))
+fn is_file(a: &Meta) -> bool {
+    matches!(a.kind, None | Some(Kind::File))
 }
 
 fn join(dir: &[u8], name: &[u8]) -> Vec<u8> {
@@ -422,27 +324,27 @@ fn lossy(b: &[u8]) -> String {
 
 /// Coupa's standard folders in one group, compared with what is there.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct FolderGroup {
+pub(crate) struct FolderGroup {
     /// Standard object folders present, in standard order.
-    pub present: Vec<String>,
+    pub(crate) present: Vec<String>,
     /// Standard object folders missing, in standard order.
-    pub missing: Vec<String>,
+    pub(crate) missing: Vec<String>,
     /// Other (non-hidden) folders, sorted.
-    pub others: Vec<String>,
+    pub(crate) others: Vec<String>,
 }
 
 impl FolderGroup {
     /// Present standard folders, then the others: every object folder.
-    pub fn all(&self) -> Vec<String> {
+    pub(crate) fn all(&self) -> Vec<String> {
         self.present.iter().chain(&self.others).cloned().collect()
     }
 }
 
 /// Compares the folders of a listing with a standard list (exact names).
-pub fn compare_folders(standard: &[&str], entries: &[DirEntry]) -> FolderGroup {
+pub(crate) fn compare_folders(standard: &[&str], entries: &[DirEntry]) -> FolderGroup {
     let dirs: Vec<String> = entries
         .iter()
-        .filter(|e| is_dir_like(&e.attrs) && !e.name.starts_with(b"."))
+        .filter(|e| is_dir_like(&e.meta) && !e.name.starts_with(b"."))
         .map(|e| lossy(&e.name))
         .collect();
     let (present, missing): (Vec<&str>, Vec<&str>) =
@@ -461,7 +363,7 @@ pub fn compare_folders(standard: &[&str], entries: &[DirEntry]) -> FolderGroup {
 }
 
 /// Runs `f` on every item with up to `workers` threads; results in order.
-pub fn parallel_map<T: Sync, R: Send>(
+pub(crate) fn parallel_map<T: Sync, R: Send>(
     items: &[T],
     workers: usize,
     f: impl Fn(&T) -> R + Sync,
@@ -531,7 +433,7 @@ fn check_exchange<W: Write>(
                 }
                 found.push(Some(g));
             }
-            Err(e) if e.is_no_such_file() => {
+            Err(e) if e.is_not_found() => {
                 rep.warn(
                     "folders",
                     format!("{name}: folder missing (none of the {total} standard folders)"),
@@ -564,7 +466,7 @@ static PROBE_COUNTER: AtomicU64 = AtomicU64::new(0);
 
 /// `.coupafs-check.coupafs-XXXXXX`: a coupafs temp name (hidden by mounts,
 /// recognised by `upload::is_temp_name`), unique per call.
-pub fn probe_name() -> String {
+pub(crate) fn probe_name() -> String {
     let nanos = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| u64::from(d.subsec_nanos()) ^ d.as_secs())
@@ -584,11 +486,7 @@ fn write_probe(remote: &SftpRemote, root: &[u8], rel_dir: &str) -> Result<(), St
     let shown_a = format!("{rel_dir}/{name_a}");
     let shown_b = format!("{rel_dir}/{name_b}");
     let handle = remote
-        .open(
-            &a,
-            pflags::WRITE | pflags::CREAT | pflags::EXCL,
-            &Attrs::default(),
-        )
+        .create_new(&a, None)
         .map_err(|e| format!("{shown_a}: create failed: {e}"))?;
     let written = remote
         .write(&handle, 0, PROBE_DATA)
@@ -670,8 +568,8 @@ fn now_secs() -> u64 {
         .unwrap_or(0)
 }
 
-fn age_of(a: &Attrs, now: u64) -> Option<u64> {
-    a.atime_mtime.map(|(_, m)| now.saturating_sub(u64::from(m)))
+fn age_of(a: &Meta, now: u64) -> Option<u64> {
+    a.mtime.map(|m| now.saturating_sub(u64::from(m)))
 }
 
 /// `waiting`: files in each Incoming object folder, their count and oldest
@@ -694,7 +592,7 @@ fn check_waiting<W: Write>(
         let entries = match listing {
             Ok(e) => e,
             // Gone since the folder listing: nothing waits there.
-            Err(e) if e.is_no_such_file() => continue,
+            Err(e) if e.is_not_found() => continue,
             Err(e) => {
                 rep.fail("waiting", format!("{rel_dir}: cannot list: {e}"));
                 continue;
@@ -702,8 +600,8 @@ fn check_waiting<W: Write>(
         };
         let mut files = Vec::new();
         let mut stale_temps = 0;
-        for e in entries.iter().filter(|e| is_file(&e.attrs)) {
-            let age = age_of(&e.attrs, now);
+        for e in entries.iter().filter(|e| is_file(&e.meta)) {
+            let age = age_of(&e.meta, now);
             if crate::fs::upload::is_temp_name(&e.name) {
                 if age.is_some_and(|a| a > stale) {
                     stale_temps += 1;
@@ -715,7 +613,7 @@ fn check_waiting<W: Write>(
                 rel: format!("{rel_dir}/{name}"),
                 abs: join(&join(root, rel_dir.as_bytes()), &e.name),
                 name,
-                size: e.attrs.size,
+                size: e.meta.size,
                 age,
             });
         }
@@ -804,15 +702,15 @@ fn check_archive<W: Write>(
         let rel_dir = format!("{}/{object}", coupa::ARCHIVE_INCOMING);
         let entries = match listing {
             Ok(e) => e,
-            Err(e) if e.is_no_such_file() => continue,
+            Err(e) if e.is_not_found() => continue,
             Err(e) => {
                 rep.warn("archive", format!("{rel_dir}: cannot list: {e}"));
                 continue;
             }
         };
-        for e in entries.iter().filter(|e| is_file(&e.attrs)) {
+        for e in entries.iter().filter(|e| is_file(&e.meta)) {
             count += 1;
-            let mtime = e.attrs.atime_mtime.map(|(_, m)| m).unwrap_or(0);
+            let mtime = e.meta.mtime.unwrap_or(0);
             if newest.as_ref().is_none_or(|(m, _)| mtime > *m) {
                 newest = Some((mtime, format!("{rel_dir}/{}", lossy(&e.name))));
             }
@@ -858,9 +756,9 @@ fn file_problems(
         // Only the size rule applies: no download.
         return Some(Ok((check.finish(f.size.unwrap_or(0)), 0)));
     }
-    let handle = match remote.open(&f.abs, pflags::READ, &Attrs::default()) {
+    let handle = match remote.open_read(&f.abs) {
         Ok(h) => h,
-        Err(e) if e.is_no_such_file() => return None,
+        Err(e) if e.is_not_found() => return None,
         Err(e) => return Some(Err(e)),
     };
     let limit = coupa::MAX_FILE_BYTES + 1;
@@ -974,20 +872,13 @@ fn format_bytes(n: u64) -> String {
 }
 
 /// A compact age: `45s`, `3m12s`, `1h05m`, `2d03h`.
-pub fn format_age(secs: u64) -> String {
+pub(crate) fn format_age(secs: u64) -> String {
     match secs {
         s if s < 60 => format!("{s}s"),
         s if s < 3600 => format!("{}m{:02}s", s / 60, s % 60),
         s if s < 86400 => format!("{}h{:02}m", s / 3600, s % 3600 / 60),
         s => format!("{}d{:02}h", s / 86400, s % 86400 / 3600),
     }
-}
-
-/// Control characters (newlines in a server message) become spaces.
-fn one_line(s: &str) -> String {
-    s.chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .collect()
 }
 
 #[cfg(test)]
@@ -997,9 +888,10 @@ mod tests {
     fn dir(name: &str) -> DirEntry {
         DirEntry {
             name: name.as_bytes().to_vec(),
-            attrs: Attrs {
-                perm: Some(libc::S_IFDIR | 0o755),
-                ..Attrs::default()
+            meta: Meta {
+                kind: Some(Kind::Dir),
+                permissions: Some(0o755),
+                ..Meta::default()
             },
         }
     }
@@ -1007,9 +899,10 @@ mod tests {
     fn file(name: &str) -> DirEntry {
         DirEntry {
             name: name.as_bytes().to_vec(),
-            attrs: Attrs {
-                perm: Some(libc::S_IFREG | 0o644),
-                ..Attrs::default()
+            meta: Meta {
+                kind: Some(Kind::File),
+                permissions: Some(0o644),
+                ..Meta::default()
             },
         }
     }
@@ -1077,7 +970,7 @@ mod tests {
         assert_eq!(g.all(), vec!["Invoices", "Suppliers", "Custom", "invoices"]);
 
         let mut link = dir("Users");
-        link.attrs.perm = Some(libc::S_IFLNK | 0o777);
+        link.meta.kind = Some(Kind::Symlink);
         let g = compare_folders(&["Users"], &[link]);
         assert_eq!(g.present, vec!["Users"]);
 
@@ -1131,12 +1024,12 @@ mod tests {
 
     #[test]
     fn file_kinds() {
-        assert!(is_file(&Attrs::default()));
-        assert!(is_file(&file("x").attrs));
-        assert!(!is_file(&dir("x").attrs));
-        assert!(is_dir_like(&dir("x").attrs));
-        assert!(!is_dir_like(&file("x").attrs));
-        assert!(!is_dir_like(&Attrs::default()));
+        assert!(is_file(&Meta::default()));
+        assert!(is_file(&file("x").meta));
+        assert!(!is_file(&dir("x").meta));
+        assert!(is_dir_like(&dir("x").meta));
+        assert!(!is_dir_like(&file("x").meta));
+        assert!(!is_dir_like(&Meta::default()));
     }
 
     #[test]

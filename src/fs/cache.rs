@@ -18,8 +18,7 @@ use std::time::{Duration, Instant};
 use lru::LruCache;
 
 use crate::fs::inode::{join, split};
-use crate::remote::DirEntry;
-use crate::sftp::Attrs;
+use crate::remote::{DirEntry, Meta};
 
 const ATTR_CAPACITY: usize = 65_536;
 const DIR_CAPACITY: usize = 256;
@@ -66,16 +65,16 @@ const HOT_FOLDER_HITS: u32 = 3;
 /// listing a big Outgoing folder every few seconds).
 const RELIST_MAX_ENTRIES: usize = 1_000;
 
-pub struct MetaCache {
+pub(crate) struct MetaCache {
     ttl: Duration,
-    attrs: Mutex<LruCache<Vec<u8>, (Attrs, Instant)>>,
+    attrs: Mutex<LruCache<Vec<u8>, (Meta, Instant)>>,
     dirs: Mutex<LruCache<Vec<u8>, Listing>>,
     negative: Mutex<LruCache<Vec<u8>, Instant>>,
     names: Mutex<LruCache<Vec<u8>, NameSet>>,
 }
 
 impl MetaCache {
-    pub fn new(ttl: Duration) -> Self {
+    pub(crate) fn new(ttl: Duration) -> Self {
         Self {
             ttl,
             attrs: Mutex::new(LruCache::new(cap(ATTR_CAPACITY))),
@@ -85,15 +84,11 @@ impl MetaCache {
         }
     }
 
-    pub fn ttl(&self) -> Duration {
-        self.ttl
-    }
-
     fn fresh(&self, at: Instant) -> bool {
         at.elapsed() < self.ttl
     }
 
-    pub fn attrs(&self, path: &[u8]) -> Option<Attrs> {
+    pub(crate) fn attrs(&self, path: &[u8]) -> Option<Meta> {
         let mut c = lock(&self.attrs);
         match c.get(path) {
             Some((a, at)) if self.fresh(*at) => Some(a.clone()),
@@ -105,7 +100,7 @@ impl MetaCache {
         }
     }
 
-    pub fn put_attrs(&self, path: &[u8], attrs: Attrs) {
+    pub(crate) fn put_attrs(&self, path: &[u8], attrs: Meta) {
         if self.ttl.is_zero() {
             return;
         }
@@ -114,7 +109,7 @@ impl MetaCache {
         lock(&self.attrs).put(path.to_vec(), (attrs, Instant::now()));
     }
 
-    pub fn dir(&self, path: &[u8]) -> Option<Arc<Vec<DirEntry>>> {
+    pub(crate) fn dir(&self, path: &[u8]) -> Option<Arc<Vec<DirEntry>>> {
         let mut c = lock(&self.dirs);
         match c.get(path) {
             Some((d, at)) if self.fresh(*at) => Some(d.clone()),
@@ -128,7 +123,7 @@ impl MetaCache {
 
     /// Stores a listing and the attributes of every entry in it, so `ls -l`
     /// after `ls` needs no STAT per file.
-    pub fn put_dir(&self, path: &[u8], entries: Arc<Vec<DirEntry>>) {
+    pub(crate) fn put_dir(&self, path: &[u8], entries: Arc<Vec<DirEntry>>) {
         if self.ttl.is_zero() {
             return;
         }
@@ -136,7 +131,7 @@ impl MetaCache {
         {
             let mut attrs = lock(&self.attrs);
             for e in entries.iter() {
-                attrs.put(join(path, &e.name), (e.attrs.clone(), now));
+                attrs.put(join(path, &e.name), (e.meta.clone(), now));
             }
         }
         if entries.len() <= NAMES_MAX_ENTRIES {
@@ -150,7 +145,7 @@ impl MetaCache {
     }
 
     /// A directory we just created: it holds nothing yet.
-    pub fn put_empty_dir(&self, path: &[u8]) {
+    pub(crate) fn put_empty_dir(&self, path: &[u8]) {
         if self.ttl.is_zero() {
             return;
         }
@@ -159,7 +154,7 @@ impl MetaCache {
 
     /// Whether `path` is known not to exist: a fresh negative entry, or a
     /// fresh name set of its directory without it.
-    pub fn is_negative(&self, path: &[u8]) -> bool {
+    pub(crate) fn is_negative(&self, path: &[u8]) -> bool {
         if self.negative_entry(path) {
             return true;
         }
@@ -181,7 +176,7 @@ impl MetaCache {
 
     /// A removal (unlink, rmdir, the source of a rename) the server
     /// confirmed: the name is gone.
-    pub fn note_removed(&self, path: &[u8]) {
+    pub(crate) fn note_removed(&self, path: &[u8]) {
         let (dir, name) = split(path);
         if let Some(set) = lock(&self.names).peek_mut(dir) {
             set.names.remove(name);
@@ -192,7 +187,7 @@ impl MetaCache {
     /// Whether the folder of `path` had a name set that expired after
     /// answering several lookups: a job is creating files there, and one
     /// listing (two round trips) beats one LSTAT per new name.
-    pub fn wants_relisting(&self, path: &[u8]) -> bool {
+    pub(crate) fn wants_relisting(&self, path: &[u8]) -> bool {
         if path.is_empty() || self.ttl.is_zero() {
             return false;
         }
@@ -225,7 +220,7 @@ impl MetaCache {
         }
     }
 
-    pub fn put_negative(&self, path: &[u8]) {
+    pub(crate) fn put_negative(&self, path: &[u8]) {
         if self.ttl.is_zero() {
             return;
         }
@@ -254,7 +249,7 @@ impl MetaCache {
 
     /// Forgets everything known about `path` and its parent's listing: call
     /// after every change the mount makes.
-    pub fn invalidate(&self, path: &[u8]) {
+    pub(crate) fn invalidate(&self, path: &[u8]) {
         lock(&self.attrs).pop(path);
         lock(&self.negative).pop(path);
         self.note_maybe_present(path);
@@ -264,7 +259,7 @@ impl MetaCache {
     }
 
     /// Forgets a whole subtree (a renamed or removed directory).
-    pub fn invalidate_tree(&self, path: &[u8]) {
+    pub(crate) fn invalidate_tree(&self, path: &[u8]) {
         self.invalidate(path);
         let mut prefix = path.to_vec();
         prefix.push(b'/');
@@ -314,12 +309,14 @@ impl MetaCache {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::remote::Kind;
 
-    fn file(size: u64) -> Attrs {
-        Attrs {
+    fn file(size: u64) -> Meta {
+        Meta {
             size: Some(size),
-            perm: Some(0o100644),
-            ..Attrs::default()
+            kind: Some(Kind::File),
+            permissions: Some(0o644),
+            ..Meta::default()
         }
     }
 
@@ -329,7 +326,7 @@ mod tests {
             (0..n)
                 .map(|i| DirEntry {
                     name: format!("f{i}").into_bytes(),
-                    attrs: file(1),
+                    meta: file(1),
                 })
                 .collect(),
         )
@@ -358,7 +355,7 @@ mod tests {
         let c = MetaCache::new(Duration::from_secs(60));
         let entries = Arc::new(vec![DirEntry {
             name: b"x.csv".to_vec(),
-            attrs: file(7),
+            meta: file(7),
         }]);
         c.put_dir(b"Incoming/Invoices", entries);
         assert_eq!(c.attrs(b"Incoming/Invoices/x.csv"), Some(file(7)));
@@ -401,7 +398,7 @@ mod tests {
         let c = MetaCache::new(Duration::from_secs(60));
         let entries = Arc::new(vec![DirEntry {
             name: b"x.csv".to_vec(),
-            attrs: file(7),
+            meta: file(7),
         }]);
         c.put_dir(b"In", entries);
         assert!(c.is_negative(b"In/new.csv"), "not in the listing");

@@ -63,7 +63,7 @@ const PROC_READERS: usize = 3;
 
 /// What is known about the process behind a FLUSH.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Closer {
+pub(crate) enum Closer {
     /// /proc could not be read in time (e.g. the process is in execve).
     Unknown,
     /// The thread is gone or the request came from the kernel itself.
@@ -72,7 +72,7 @@ pub enum Closer {
 }
 
 /// `lookup` without the risk of blocking the FUSE thread.
-pub fn lookup_bounded(pid: u32) -> Closer {
+pub(crate) fn lookup_bounded(pid: u32) -> Closer {
     match bounded(move || lookup(pid)) {
         None => Closer::Unknown,
         Some(None) => Closer::Gone,
@@ -81,7 +81,7 @@ pub fn lookup_bounded(pid: u32) -> Closer {
 }
 
 /// `still_open` bounded in time; `None` when /proc did not answer.
-pub fn still_open_bounded(tgid: u32, ino: u64, mnt_id: Option<u64>) -> Option<bool> {
+pub(crate) fn still_open_bounded(tgid: u32, ino: u64, mnt_id: Option<u64>) -> Option<bool> {
     bounded(move || still_open(tgid, ino, mnt_id))
 }
 
@@ -91,22 +91,22 @@ const PF_EXITING: u64 = 0x0000_0004;
 
 /// What /proc says about a request's thread.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Caller {
+pub(crate) struct Caller {
     /// Thread group (process) id.
-    pub tgid: u32,
+    pub(crate) tgid: u32,
     /// The process is exiting, and the signal that killed it if any.
-    pub exiting: Option<Exit>,
+    pub(crate) exiting: Option<Exit>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Exit {
+pub(crate) enum Exit {
     Normal,
     Signal(i32),
 }
 
 /// Reads the caller's process; `None` when the thread is gone or pid is 0
 /// (requests the kernel makes on its own).
-pub fn lookup(pid: u32) -> Option<Caller> {
+pub(crate) fn lookup(pid: u32) -> Option<Caller> {
     if pid == 0 {
         return None;
     }
@@ -117,7 +117,7 @@ pub fn lookup(pid: u32) -> Option<Caller> {
 
 /// Parses /proc/PID/status (for Tgid) and /proc/PID/stat (flags, field 9;
 /// exit_code, field 52, see proc(5)).
-pub fn parse(status: &str, stat: &str) -> Option<Caller> {
+pub(crate) fn parse(status: &str, stat: &str) -> Option<Caller> {
     let tgid = status
         .lines()
         .find_map(|l| l.strip_prefix("Tgid:"))
@@ -147,7 +147,7 @@ pub fn parse(status: &str, stat: &str) -> Option<Caller> {
 /// FLUSH arrives after the closed descriptor left the table, so this says
 /// whether the close was of one dup among several (`exec >file` does
 /// open + dup2 + close) rather than the writer's last.
-pub fn still_open(tgid: u32, ino: u64, mnt_id: Option<u64>) -> bool {
+pub(crate) fn still_open(tgid: u32, ino: u64, mnt_id: Option<u64>) -> bool {
     let Ok(dir) = std::fs::read_dir(format!("/proc/{tgid}/fdinfo")) else {
         return false;
     };
@@ -159,7 +159,7 @@ pub fn still_open(tgid: u32, ino: u64, mnt_id: Option<u64>) -> bool {
 }
 
 /// Whether one fdinfo text names `ino` on `mnt_id` (when known).
-pub fn fdinfo_matches(info: &str, ino: u64, mnt_id: Option<u64>) -> bool {
+pub(crate) fn fdinfo_matches(info: &str, ino: u64, mnt_id: Option<u64>) -> bool {
     let field = |name: &str| -> Option<u64> {
         info.lines()
             .find_map(|l| l.strip_prefix(name))
@@ -189,7 +189,7 @@ pub fn mount_id(mountpoint: &std::path::Path) -> Option<u64> {
 
 /// The process id for `pid` (a thread id is mapped to its process), or
 /// `pid` itself when /proc has no answer (in time).
-pub fn tgid(pid: u32) -> u32 {
+pub(crate) fn tgid(pid: u32) -> u32 {
     match lookup_bounded(pid) {
         Closer::Known(c) => c.tgid,
         _ => pid,

@@ -6,7 +6,7 @@
 
 use std::collections::HashMap;
 
-pub const ROOT_INO: u64 = 1;
+pub(crate) const ROOT_INO: u64 = 1;
 
 #[derive(Debug)]
 struct Node {
@@ -17,7 +17,7 @@ struct Node {
 }
 
 #[derive(Debug)]
-pub struct InodeTable {
+pub(crate) struct InodeTable {
     by_ino: HashMap<u64, Node>,
     by_path: HashMap<Vec<u8>, u64>,
     next: u64,
@@ -30,7 +30,7 @@ impl Default for InodeTable {
 }
 
 /// `parent/name`, with the root as the empty path.
-pub fn join(parent: &[u8], name: &[u8]) -> Vec<u8> {
+pub(crate) fn join(parent: &[u8], name: &[u8]) -> Vec<u8> {
     if parent.is_empty() {
         name.to_vec()
     } else {
@@ -43,7 +43,7 @@ pub fn join(parent: &[u8], name: &[u8]) -> Vec<u8> {
 }
 
 /// The parent path and the final name.
-pub fn split(path: &[u8]) -> (&[u8], &[u8]) {
+pub(crate) fn split(path: &[u8]) -> (&[u8], &[u8]) {
     match path.iter().rposition(|&b| b == b'/') {
         Some(i) => (&path[..i], &path[i + 1..]),
         None => (&[], path),
@@ -51,7 +51,7 @@ pub fn split(path: &[u8]) -> (&[u8], &[u8]) {
 }
 
 impl InodeTable {
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         let mut t = Self {
             by_ino: HashMap::new(),
             by_path: HashMap::new(),
@@ -69,16 +69,16 @@ impl InodeTable {
         t
     }
 
-    pub fn path(&self, ino: u64) -> Option<&[u8]> {
+    pub(crate) fn path(&self, ino: u64) -> Option<&[u8]> {
         self.by_ino.get(&ino).map(|n| n.path.as_slice())
     }
 
-    pub fn ino_of(&self, path: &[u8]) -> Option<u64> {
+    pub(crate) fn ino_of(&self, path: &[u8]) -> Option<u64> {
         self.by_path.get(path).copied()
     }
 
     /// The inode for `path` (allocating one), counting one kernel lookup.
-    pub fn lookup(&mut self, path: &[u8]) -> u64 {
+    pub(crate) fn lookup(&mut self, path: &[u8]) -> u64 {
         let ino = self.peek(path);
         if let Some(n) = self.by_ino.get_mut(&ino) {
             n.lookups += 1;
@@ -88,7 +88,7 @@ impl InodeTable {
 
     /// The inode for `path`, allocating one without counting a lookup (for
     /// plain readdir, where the kernel takes no reference).
-    pub fn peek(&mut self, path: &[u8]) -> u64 {
+    pub(crate) fn peek(&mut self, path: &[u8]) -> u64 {
         if let Some(&ino) = self.by_path.get(path) {
             return ino;
         }
@@ -108,7 +108,7 @@ impl InodeTable {
 
     /// FUSE_FORGET: drops `n` lookups; the entry goes when none remain.
     /// `keep` says whether something else (an open file) still needs it.
-    pub fn forget(&mut self, ino: u64, n: u64, keep: bool) {
+    pub(crate) fn forget(&mut self, ino: u64, n: u64, keep: bool) {
         if ino == ROOT_INO {
             return;
         }
@@ -130,7 +130,7 @@ impl InodeTable {
 
     /// The path no longer names this inode (unlink/rmdir); the inode lives
     /// on until forgotten.
-    pub fn detach(&mut self, path: &[u8]) {
+    pub(crate) fn detach(&mut self, path: &[u8]) {
         if let Some(ino) = self.by_path.remove(path) {
             if let Some(node) = self.by_ino.get_mut(&ino) {
                 node.detached = true;
@@ -140,7 +140,7 @@ impl InodeTable {
 
     /// Moves `from` and everything below it to `to`. An inode previously at
     /// `to` is detached (it was replaced).
-    pub fn rename(&mut self, from: &[u8], to: &[u8]) {
+    pub(crate) fn rename(&mut self, from: &[u8], to: &[u8]) {
         self.detach(to);
         let mut prefix = from.to_vec();
         prefix.push(b'/');
@@ -159,14 +159,6 @@ impl InodeTable {
             }
             self.by_path.insert(new, ino);
         }
-    }
-
-    pub fn len(&self) -> usize {
-        self.by_ino.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.by_ino.is_empty()
     }
 }
 

@@ -1,10 +1,10 @@
 //! Sequential read-ahead for files read through a remote handle.
 //!
 //! The kernel's own read-ahead keeps at most `max_readahead` (1 MiB) in
-//! flight, which across a 20 ms link caps a download near 50 MiB/s. When a
-//! handle is read sequentially, coupafs fetches the next blocks itself, on
-//! a small worker pool, with a window that doubles up to `MAX_WINDOW` while
-//! the pattern holds. A random read resets the window; blocks behind the
+//! flight, so across a WAN round trip that window, not the link, limits a
+//! download. When a handle is read sequentially, coupafs fetches the next
+//! blocks itself, on a small worker pool, with a window that doubles up to
+//! `MAX_WINDOW` while the pattern holds. A random read resets the window; blocks behind the
 //! reader are dropped, so memory per handle stays bounded.
 
 use std::collections::BTreeMap;
@@ -13,7 +13,7 @@ use std::sync::{mpsc, Arc, Condvar, Mutex, MutexGuard};
 use crate::remote::{Handle, RResult, Remote};
 
 /// Bytes per read-ahead block.
-pub const BLOCK: u64 = 1 << 20;
+pub(crate) const BLOCK: u64 = 1 << 20;
 /// Most blocks fetched ahead of the reader.
 const MAX_WINDOW: u64 = 6;
 
@@ -52,12 +52,12 @@ struct Job {
 }
 
 /// Workers shared by every handle of a mount.
-pub struct Pool {
+pub(crate) struct Pool {
     tx: Mutex<mpsc::Sender<Job>>,
 }
 
 impl Pool {
-    pub fn new(workers: usize) -> Arc<Pool> {
+    pub(crate) fn new(workers: usize) -> Arc<Pool> {
         let (tx, rx) = mpsc::channel::<Job>();
         let rx = Arc::new(Mutex::new(rx));
         for i in 0..workers.max(1) {
@@ -84,7 +84,7 @@ impl Pool {
 
 /// Read-ahead state of one open handle.
 #[derive(Default)]
-pub struct ReadAhead {
+pub(crate) struct ReadAhead {
     blocks: BTreeMap<u64, Arc<Block>>,
     /// Offset the next sequential read would start at.
     next: u64,
@@ -95,7 +95,7 @@ pub struct ReadAhead {
 }
 
 impl ReadAhead {
-    pub fn new(size_hint: u64) -> Self {
+    pub(crate) fn new(size_hint: u64) -> Self {
         Self {
             size_hint,
             ..Self::default()
@@ -104,7 +104,7 @@ impl ReadAhead {
 
     /// Serves `len` bytes at `offset`, prefetching when the reads are
     /// sequential. Falls back to a direct read when nothing is prefetched.
-    pub fn read(
+    pub(crate) fn read(
         state: &Mutex<ReadAhead>,
         pool: &Pool,
         remote: &Arc<dyn Remote>,
@@ -186,7 +186,7 @@ impl ReadAhead {
     }
 
     /// Forgets everything (the handle was re-opened).
-    pub fn reset(&mut self) {
+    pub(crate) fn reset(&mut self) {
         self.blocks.clear();
         self.window = 0;
         self.next = 0;
@@ -197,15 +197,12 @@ impl ReadAhead {
 mod tests {
     use super::*;
     use crate::remote::mock::MockRemote;
-    use crate::sftp::{pflags, Attrs};
 
     fn setup(size: usize) -> (Arc<dyn Remote>, Arc<MockRemote>, Handle, Vec<u8>) {
         let mock = Arc::new(MockRemote::new());
         let data: Vec<u8> = (0..size).map(|i| (i % 251) as u8).collect();
         mock.put_file("/root/f.bin", &data);
-        let handle = mock
-            .open(b"/root/f.bin", pflags::READ, &Attrs::default())
-            .expect("open");
+        let handle = mock.open_read(b"/root/f.bin").expect("open");
         let remote: Arc<dyn Remote> = mock.clone();
         (remote, mock, handle, data)
     }

@@ -23,12 +23,11 @@ use std::time::{Duration, Instant};
 use crate::fs::inode::{join, split};
 use crate::fs::upload::TempNaming;
 use crate::remote::{Handle, Remote};
-use crate::sftp::{pflags, Attrs};
 
 /// Permission bits spares are opened with: what `cp`, `cat >` and most
 /// jobs create. A create with other bits sets them at commit (FSETSTAT in
 /// the same batch, no extra round trip).
-pub const SPARE_MODE: u32 = 0o644;
+pub(crate) const SPARE_MODE: u32 = 0o644;
 
 /// The name part spares carry before the temp mark (`.coupafs-spare.coupafs-XXXXXX`).
 const SPARE_NAME: &[u8] = b"coupafs-spare";
@@ -41,9 +40,9 @@ const PAUSE_AFTER_FAILURE: Duration = Duration::from_secs(30);
 
 /// An open, empty remote temp file ready to receive an upload.
 #[derive(Debug, Clone)]
-pub struct Spare {
-    pub path: Vec<u8>,
-    pub handle: Handle,
+pub(crate) struct Spare {
+    pub(crate) path: Vec<u8>,
+    pub(crate) handle: Handle,
 }
 
 #[derive(Default)]
@@ -64,7 +63,7 @@ enum Job {
     Discard(Vec<Spare>),
 }
 
-pub struct SparePool {
+pub(crate) struct SparePool {
     remote: Arc<dyn Remote>,
     naming: TempNaming,
     max_per_dir: usize,
@@ -81,7 +80,7 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 impl SparePool {
     /// A pool keeping at most `max_per_dir` spares per folder (0: none),
     /// each folder's dropped after `idle` without creates.
-    pub fn new(
+    pub(crate) fn new(
         remote: Arc<dyn Remote>,
         naming: TempNaming,
         max_per_dir: usize,
@@ -128,7 +127,7 @@ impl SparePool {
 
     /// A spare for uploading `final_path`, if one is ready. Either way the
     /// folder's pool is topped up in the background.
-    pub fn take(&self, final_path: &[u8]) -> Option<Spare> {
+    pub(crate) fn take(&self, final_path: &[u8]) -> Option<Spare> {
         if self.max_per_dir == 0 {
             return None;
         }
@@ -212,15 +211,7 @@ impl SparePool {
 
     fn open_one(&self, name_in_dir: &[u8]) -> Option<Spare> {
         let path = self.naming.temp_path(name_in_dir);
-        let attrs = Attrs {
-            perm: Some(SPARE_MODE),
-            ..Attrs::default()
-        };
-        match self.remote.open(
-            &path,
-            pflags::WRITE | pflags::CREAT | pflags::TRUNC | pflags::EXCL,
-            &attrs,
-        ) {
+        match self.remote.create_new(&path, Some(SPARE_MODE)) {
             Ok(handle) => Some(Spare { path, handle }),
             Err(e) => {
                 // Not an error for anyone: the next create opens its own.
@@ -260,14 +251,15 @@ impl SparePool {
         self.discard(dropped);
     }
 
-    /// Spares currently open (for tests and the status file).
-    pub fn ready(&self) -> usize {
+    /// Spares currently open.
+    #[cfg(test)]
+    pub(crate) fn ready(&self) -> usize {
         lock(&self.folders).values().map(|f| f.ready.len()).sum()
     }
 
     /// Unmount: stops the worker (after its current job, so no OPEN lands
     /// after this) and removes every spare.
-    pub fn shutdown(&self) {
+    pub(crate) fn shutdown(&self) {
         lock(&self.jobs).take();
         let worker = lock(&self.worker).take();
         if let Some(w) = worker {
@@ -365,10 +357,7 @@ mod tests {
         let p = pool(&remote, 8, Duration::from_secs(60));
         remote.fail_always(
             "open",
-            crate::remote::RemoteError::Status {
-                code: crate::sftp::status::PERMISSION_DENIED,
-                message: String::new(),
-            },
+            crate::remote::RemoteError::PermissionDenied(String::new()),
         );
         assert!(p.take(b"/root/In/a").is_none());
         wait_for("the first OPEN", || remote.calls("open") > 0);

@@ -6,9 +6,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::*;
+use crate::fs::inode::ROOT_INO;
+use crate::fs::open_files::coupa_warnings;
+use crate::fs::symlink::contain_symlink;
 use crate::remote::mock::MockRemote;
 use crate::remote::RemoteError;
-use crate::sftp::status;
 
 struct Rig {
     fs: Arc<Fs<MockRemote>>,
@@ -57,15 +59,44 @@ fn rig_with(cache_ttl: Duration, spare_temps: usize) -> Rig {
     }
 }
 
+/// A reply buffer with room for `room` entries.
+struct Entries {
+    room: usize,
+    got: Vec<(u64, u64, Vec<u8>, Stat)>,
+}
+
+impl Entries {
+    fn room_for(room: usize) -> Self {
+        Self {
+            room,
+            got: Vec::new(),
+        }
+    }
+
+    fn names(&self) -> Vec<String> {
+        self.got
+            .iter()
+            .map(|(_, _, name, _)| String::from_utf8_lossy(name).into_owned())
+            .collect()
+    }
+}
+
+impl DirectoryReplier for Entries {
+    fn add(&mut self, ino: u64, offset: u64, name: &[u8], stat: &Stat) -> bool {
+        if self.got.len() == self.room {
+            return true;
+        }
+        self.got.push((ino, offset, name.to_vec(), *stat));
+        false
+    }
+}
+
 fn me() -> u32 {
     std::process::id()
 }
 
-fn status_err(code: u32) -> RemoteError {
-    RemoteError::Status {
-        code,
-        message: String::new(),
-    }
+fn denied() -> RemoteError {
+    RemoteError::PermissionDenied(String::new())
 }
 
 impl Rig {
@@ -107,13 +138,10 @@ impl Rig {
     /// Every name one opendir/readdir of `dir` shows, `.` and `..` first.
     fn listed_names(&self, dir: u64) -> Vec<String> {
         let dh = self.fs.opendir(dir).expect("opendir");
-        let listing = self.fs.readdir(dh).expect("readdir");
-        let names = (0..listing.len())
-            .filter_map(|i| self.fs.listing_item(&listing, i))
-            .map(|item| String::from_utf8_lossy(&item.name).into_owned())
-            .collect();
+        let mut out = Entries::room_for(usize::MAX);
+        self.fs.readdir(dir, dh, 0, &mut out).expect("readdir");
         self.fs.releasedir(dh);
-        names
+        out.names()
     }
 
     /// No temp file is left anywhere the tests write.
@@ -161,7 +189,8 @@ fn a_new_file_appears_once_complete_and_only_at_close() {
 #[test]
 fn a_failed_write_is_reported_at_close_and_leaves_nothing() {
     let r = rig();
-    r.remote.fail_always("write", status_err(status::FAILURE));
+    r.remote
+        .fail_always("write", RemoteError::Failure(String::new()));
     let (ino, fh) = r
         .create("Incoming/Invoices", "full.csv", 0)
         .expect("create");
@@ -182,8 +211,7 @@ fn a_failed_write_is_reported_at_close_and_leaves_nothing() {
 #[test]
 fn a_failed_new_file_is_gone_from_listings_before_release() {
     let r = rig();
-    r.remote
-        .fail_always("rename", status_err(status::PERMISSION_DENIED));
+    r.remote.fail_always("rename", denied());
     let (ino, fh) = r.create("Incoming/Invoices", "new.csv", 0).expect("create");
     r.write_all(ino, fh, b"a,b\n");
     let err = r.fs.flush(ino, fh, me()).expect_err("flush must fail");
@@ -207,8 +235,7 @@ fn a_failed_new_file_is_gone_from_listings_before_release() {
 fn a_refused_rename_is_reported_and_the_old_file_stays() {
     let r = rig();
     r.remote.put_file("/root/Incoming/Invoices/a.csv", b"old");
-    r.remote
-        .fail_always("rename", status_err(status::PERMISSION_DENIED));
+    r.remote.fail_always("rename", denied());
     let (ino, fh) = r.create("Incoming/Invoices", "a.csv", 0).expect("create");
     r.write_all(ino, fh, b"new content");
     let err = r.close(ino, fh).expect_err("close must fail");
@@ -612,7 +639,7 @@ fn creates_use_spare_temps_opened_ahead() {
         .remote
         .lstat(b"/root/Incoming/Invoices/second.csv")
         .expect("lstat")
-        .perm;
+        .permissions;
     assert_eq!(mode.map(|m| m & 0o777), Some(0o644));
     // A spare is opened 0644: other bits are set at commit.
     let dir = r.dir("Incoming/Invoices");
@@ -631,7 +658,7 @@ fn creates_use_spare_temps_opened_ahead() {
         .remote
         .lstat(b"/root/Incoming/Invoices/private.csv")
         .expect("lstat")
-        .perm;
+        .permissions;
     assert_eq!(mode.map(|m| m & 0o777), Some(0o600));
     r.fs.shutdown();
     r.assert_no_temps();
@@ -851,8 +878,8 @@ fn mode_and_times_set_while_open_reach_the_published_file() {
         .remote
         .lstat(b"/root/Incoming/Invoices/p.csv")
         .expect("stat");
-    assert_eq!(a.perm.map(|p| p & 0o7777), Some(0o600));
-    assert_eq!(a.atime_mtime.map(|t| t.1), Some(1_600_000_000));
+    assert_eq!(a.permissions, Some(0o600));
+    assert_eq!(a.mtime, Some(1_600_000_000));
 }
 
 #[test]
@@ -861,8 +888,7 @@ fn refused_setstat_is_best_effort_unless_strict() {
     r.remote.put_file("/root/Incoming/Invoices/m.csv", b"x");
     let dir = r.dir("Incoming/Invoices");
     let ino = r.fs.lookup(dir, OsStr::new("m.csv")).expect("lookup").ino;
-    r.remote
-        .fail_always("setstat", status_err(status::PERMISSION_DENIED));
+    r.remote.fail_always("setstat", denied());
     let chmod = SetAttr {
         mode: Some(0o600),
         ..SetAttr::default()
@@ -953,4 +979,66 @@ fn files_breaking_coupa_rules_are_named_at_commit() {
     let w = coupa_warnings(b"Incoming/Items/rows.csv", &big);
     assert_eq!(w.len(), 1, "{w:?}");
     assert!(w[0].contains("5001"), "{}", w[0]);
+}
+
+/// A reply buffer that fills up: the next readdir resumes at the offset of
+/// the last entry taken, and the pages together are the whole listing.
+#[test]
+fn readdir_resumes_where_a_full_buffer_stopped() {
+    let r = rig();
+    for i in 0..7 {
+        r.remote
+            .put_file(&format!("/root/Incoming/Invoices/f{i}.csv"), b"x");
+    }
+    let dir = r.dir("Incoming/Invoices");
+    let whole = r.listed_names(dir);
+    assert_eq!(whole.len(), 9, "{whole:?}");
+    for plus in [false, true] {
+        let dh = r.fs.opendir(dir).expect("opendir");
+        let mut names = Vec::new();
+        let mut offset = 0;
+        loop {
+            let mut page = Entries::room_for(3);
+            if plus {
+                r.fs.readdirplus(dir, dh, offset, &mut page)
+            } else {
+                r.fs.readdir(dir, dh, offset, &mut page)
+            }
+            .expect("readdir");
+            let Some(last) = page.got.last() else { break };
+            offset = last.1;
+            names.extend(page.names());
+        }
+        r.fs.releasedir(dh);
+        assert_eq!(names, whole, "readdirplus: {plus}");
+    }
+}
+
+/// readdirplus gives the kernel a reference per entry it takes: those
+/// entries have real inodes (their lookups find the same one), and `.`
+/// and `..` are the directory and its parent.
+#[test]
+fn readdirplus_assigns_inodes_that_lookup_agrees_with() {
+    let r = rig();
+    r.remote.put_file("/root/Incoming/Invoices/a.csv", b"x");
+    let dir = r.dir("Incoming/Invoices");
+    let dh = r.fs.opendir(dir).expect("opendir");
+    let mut page = Entries::room_for(usize::MAX);
+    r.fs.readdirplus(dir, dh, 0, &mut page)
+        .expect("readdirplus");
+    r.fs.releasedir(dh);
+    let (ino, _, name, stat) = &page.got[2];
+    assert_eq!(name, b"a.csv");
+    assert_eq!(stat.ino, *ino);
+    let found = r.fs.lookup(dir, OsStr::new("a.csv")).expect("lookup");
+    assert_eq!(found.ino, *ino);
+    assert_eq!(page.got[0].0, dir, ".");
+    let plain = {
+        let dh = r.fs.opendir(dir).expect("opendir");
+        let mut page = Entries::room_for(usize::MAX);
+        r.fs.readdir(dir, dh, 0, &mut page).expect("readdir");
+        r.fs.releasedir(dh);
+        page.got
+    };
+    assert_eq!(plain[2].0, *ino, "a known name keeps its inode in readdir");
 }

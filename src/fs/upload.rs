@@ -24,11 +24,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use crate::fs::inode::split;
-use crate::remote::{Handle, RResult, Remote, RemoteError};
-use crate::sftp::{pflags, Attrs};
+use crate::remote::{Committed, Handle, Meta, RResult, Remote, RemoteError};
 
 /// Marker inside every temp name; listings hide names carrying it.
-pub const TEMP_MARK: &[u8] = b".coupafs-";
+pub(crate) const TEMP_MARK: &[u8] = b".coupafs-";
 const TEMP_SUFFIX_LEN: usize = 6;
 
 /// Bytes per slice handed to `Remote::write` (pipelined inside).
@@ -40,7 +39,7 @@ const STREAM_AHEAD: u64 = 1 << 20;
 const PUBLISH_ATTEMPTS: usize = 3;
 
 /// True for temp names of any coupafs mount (`*.coupafs-XXXXXX`, X hex).
-pub fn is_temp_name(name: &[u8]) -> bool {
+pub(crate) fn is_temp_name(name: &[u8]) -> bool {
     if name.len() < TEMP_MARK.len() + TEMP_SUFFIX_LEN {
         return false;
     }
@@ -74,7 +73,7 @@ pub struct TempNaming {
 
 impl TempNaming {
     /// A fresh temp path for the absolute remote `final_path`.
-    pub fn temp_path(&self, final_path: &[u8]) -> Vec<u8> {
+    pub(crate) fn temp_path(&self, final_path: &[u8]) -> Vec<u8> {
         let (dir, name) = split(final_path);
         let dir = self.upload_dir.as_deref().unwrap_or(dir);
         let mut p = dir.to_vec();
@@ -125,32 +124,32 @@ impl RemoteTemp {
 
 /// Mutable state of a file being written.
 #[derive(Debug)]
-pub struct UploadState {
-    pub size: u64,
+pub(crate) struct UploadState {
+    pub(crate) size: u64,
     /// Content differs from what the final name holds on the server.
-    pub dirty: bool,
+    pub(crate) dirty: bool,
     /// Bumped by every change, to tell whether a publish saw the latest bytes.
-    pub generation: u64,
+    pub(crate) generation: u64,
     /// The final name exists on the server (before or after our publish).
-    pub remote_exists: bool,
+    pub(crate) remote_exists: bool,
     /// The file was unlinked while open: never publish it.
-    pub unlinked: bool,
+    pub(crate) unlinked: bool,
     /// The writer was killed: what it left is never published.
-    pub discarded: bool,
+    pub(crate) discarded: bool,
     /// Created with O_EXCL: the commit must not replace an existing name.
-    pub exclusive: bool,
+    pub(crate) exclusive: bool,
     /// The last handle is gone: nothing may stream any more.
-    pub released: bool,
+    pub(crate) released: bool,
     /// The `generation` whose publish failed (close reported it already).
-    pub failed_generation: Option<u64>,
+    pub(crate) failed_generation: Option<u64>,
     /// Permission bits for the published file.
-    pub mode: u32,
+    pub(crate) mode: u32,
     /// `mode` was changed by chmod while the file was open.
-    pub mode_changed: bool,
+    pub(crate) mode_changed: bool,
     /// mtime/atime to set on the published file (utimens while open).
-    pub times: Option<(u32, u32)>,
+    pub(crate) times: Option<(u32, u32)>,
     /// Open file handles sharing this state (dup'd fds share one handle).
-    pub handles: usize,
+    pub(crate) handles: usize,
     /// The remote temp file and its handle(s), while one is open.
     temp: Option<RemoteTemp>,
     /// Bytes [0, clean_upto) on the remote temp file equal the spool.
@@ -162,7 +161,7 @@ pub struct UploadState {
     /// Temp files given up on (after a truncate), removed at the next upload.
     abandoned: Vec<RemoteTemp>,
     /// A background stream is queued or running.
-    pub stream_queued: bool,
+    pub(crate) stream_queued: bool,
     /// Background streaming hit an error; close() will retry and report.
     stream_failed: bool,
 }
@@ -172,7 +171,7 @@ impl UploadState {
     /// once unlinked, nor after its close() reported a failed first publish:
     /// the kernel sends RELEASE after close() has returned, so without this a
     /// listing taken between the two would show a file that never existed.
-    pub fn shown(&self) -> bool {
+    pub(crate) fn shown(&self) -> bool {
         let failed_unpublished =
             !self.remote_exists && self.failed_generation == Some(self.generation);
         !self.unlinked && !failed_unpublished
@@ -181,7 +180,7 @@ impl UploadState {
 
 /// A file being written: spool plus state. Shared by every handle on the
 /// same inode, so several opens and dup()s see one content.
-pub struct Upload {
+pub(crate) struct Upload {
     spool: File,
     state: Mutex<UploadState>,
     /// Serialises publishes of this file (held across its round trips; it
@@ -205,18 +204,9 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// What a publish did besides the rename.
-#[derive(Debug, Default)]
-pub struct Published {
-    /// The server refused to set mode/times (best effort unless strict).
-    pub setstat_error: Option<RemoteError>,
-    /// Attributes of the published file, when the server sent them.
-    pub attrs: Option<Attrs>,
-}
-
 impl Upload {
     /// An empty spool in `spool_dir`.
-    pub fn new(spool_dir: &Path, mode: u32, remote_exists: bool) -> io::Result<Arc<Upload>> {
+    pub(crate) fn new(spool_dir: &Path, mode: u32, remote_exists: bool) -> io::Result<Arc<Upload>> {
         let spool = tempfile_in(spool_dir)?;
         Ok(Arc::new(Upload {
             spool,
@@ -247,12 +237,12 @@ impl Upload {
         }))
     }
 
-    pub fn state(&self) -> MutexGuard<'_, UploadState> {
+    pub(crate) fn state(&self) -> MutexGuard<'_, UploadState> {
         lock(&self.state)
     }
 
     /// Counts this upload's spool size into `usage` from now on.
-    pub fn count_in(&self, usage: &Arc<AtomicU64>) {
+    pub(crate) fn count_in(&self, usage: &Arc<AtomicU64>) {
         let st = self.state();
         if self.usage.set(usage.clone()).is_ok() {
             usage.fetch_add(st.size, Ordering::Relaxed);
@@ -272,14 +262,19 @@ impl Upload {
     }
 
     /// The remote temp file currently receiving this upload, if any.
-    pub fn temp_path(&self) -> Option<Vec<u8>> {
+    pub(crate) fn temp_path(&self) -> Option<Vec<u8>> {
         self.state().temp.as_ref().map(|t| t.path.clone())
     }
 
     /// Fills the spool with the remote file's current content (open for
     /// writing without O_TRUNC keeps the old bytes).
-    pub fn load_from(&self, remote: &dyn Remote, path: &[u8], limit: Option<u64>) -> RResult<()> {
-        let handle = remote.open(path, pflags::READ, &Attrs::default())?;
+    pub(crate) fn load_from(
+        &self,
+        remote: &dyn Remote,
+        path: &[u8],
+        limit: Option<u64>,
+    ) -> RResult<()> {
+        let handle = remote.open_read(path)?;
         let mut offset = 0u64;
         let result = loop {
             let want = match limit {
@@ -310,7 +305,7 @@ impl Upload {
 
     /// Writes into the spool. Returns true when enough unsent bytes piled
     /// up that a background stream to the remote temp file should start.
-    pub fn write_at(&self, offset: u64, data: &[u8]) -> io::Result<bool> {
+    pub(crate) fn write_at(&self, offset: u64, data: &[u8]) -> io::Result<bool> {
         self.spool.write_all_at(data, offset)?;
         let mut st = self.state();
         let size = st.size.max(offset + data.len() as u64);
@@ -330,7 +325,7 @@ impl Upload {
 
     /// Starts the upload on an already open, empty remote temp file (a
     /// spare opened with `perm`), saving the OPEN round trip.
-    pub fn adopt_temp(&self, path: Vec<u8>, handle: Handle, perm: u32) {
+    pub(crate) fn adopt_temp(&self, path: Vec<u8>, handle: Handle, perm: u32) {
         let mut st = self.state();
         let temp = RemoteTemp::new(path, handle);
         if st.temp.is_some() {
@@ -348,7 +343,7 @@ impl Upload {
     }
 
     /// Marks a background stream as queued; false when one already is.
-    pub fn queue_stream(&self) -> bool {
+    pub(crate) fn queue_stream(&self) -> bool {
         let mut st = self.state();
         if st.stream_queued || st.stream_failed {
             return false;
@@ -362,7 +357,7 @@ impl Upload {
     /// writing, so close() waits only for the tail. Skips when a publish or
     /// another stream holds the file. A failure stops streaming; close()
     /// retries from the spool and reports.
-    pub fn stream(&self, remote: &dyn Remote, naming: &TempNaming, final_path: &[u8]) {
+    pub(crate) fn stream(&self, remote: &dyn Remote, naming: &TempNaming, final_path: &[u8]) {
         let Ok(_serial) = self.publishing.try_lock() else {
             self.state().stream_queued = false;
             return;
@@ -393,7 +388,7 @@ impl Upload {
         self.state().stream_queued = false;
     }
 
-    pub fn read_at(&self, offset: u64, len: u32) -> io::Result<Vec<u8>> {
+    pub(crate) fn read_at(&self, offset: u64, len: u32) -> io::Result<Vec<u8>> {
         let size = self.state().size;
         if offset >= size {
             return Ok(Vec::new());
@@ -413,7 +408,7 @@ impl Upload {
     }
 
     /// truncate(2)/O_TRUNC on the spool.
-    pub fn truncate(&self, size: u64) -> io::Result<()> {
+    pub(crate) fn truncate(&self, size: u64) -> io::Result<()> {
         self.spool.set_len(size)?;
         let mut st = self.state();
         self.set_size(&mut st, size);
@@ -492,15 +487,7 @@ impl Upload {
             }
             None => {
                 let p = naming.temp_path(final_path);
-                let attrs = Attrs {
-                    perm: Some(mode & 0o7777),
-                    ..Attrs::default()
-                };
-                let h = remote.open(
-                    &p,
-                    pflags::WRITE | pflags::CREAT | pflags::TRUNC | pflags::EXCL,
-                    &attrs,
-                )?;
+                let h = remote.create_new(&p, Some(mode & 0o7777))?;
                 self.state().temp = Some(RemoteTemp::new(p.clone(), h.clone()));
                 (p, h, None, 0)
             }
@@ -590,7 +577,12 @@ impl Upload {
     /// fsync(): makes the bytes written so far durable on the server, in the
     /// temp file (publishing here would show a partial file under the final
     /// name).
-    pub fn sync(&self, remote: &dyn Remote, naming: &TempNaming, final_path: &[u8]) -> RResult<()> {
+    pub(crate) fn sync(
+        &self,
+        remote: &dyn Remote,
+        naming: &TempNaming,
+        final_path: &[u8],
+    ) -> RResult<()> {
         let _serial = lock(&self.publishing);
         let (_, handle, _, _) = self.sync_temp(remote, naming, final_path)?;
         match remote.fsync(&handle) {
@@ -602,19 +594,17 @@ impl Upload {
     /// Uploads what is missing and renames the temp file over `final_path`.
     /// On any failure nothing is left under the final name that was not
     /// there before, and the error is returned for close() to report.
-    pub fn publish(
+    pub(crate) fn publish(
         &self,
         remote: &dyn Remote,
         naming: &TempNaming,
         final_path: &[u8],
-    ) -> RResult<Published> {
+    ) -> RResult<Committed> {
         let _serial = lock(&self.publishing);
         let mut attempt = 1;
         loop {
             match self.publish_once(remote, naming, final_path) {
-                Err(e)
-                    if (e.is_transport() || e.is_no_such_file()) && attempt < PUBLISH_ATTEMPTS =>
-                {
+                Err(e) if (e.is_transport() || e.is_not_found()) && attempt < PUBLISH_ATTEMPTS => {
                     log::warn!(
                         "upload of {} interrupted ({e}); retrying from the local spool",
                         String::from_utf8_lossy(final_path)
@@ -631,7 +621,7 @@ impl Upload {
         remote: &dyn Remote,
         naming: &TempNaming,
         final_path: &[u8],
-    ) -> RResult<Published> {
+    ) -> RResult<Committed> {
         self.state().stream_failed = false;
         let (temp_path, handle, _size, generation) = self.sync_temp(remote, naming, final_path)?;
         let (times, mode) = {
@@ -640,11 +630,7 @@ impl Upload {
         };
         // A chmod/utimens while open reaches the temp file just before the
         // rename (the temp may have been created with the old mode).
-        let set = (times.is_some() || mode.is_some()).then(|| Attrs {
-            atime_mtime: times,
-            perm: mode,
-            ..Attrs::default()
-        });
+        let set = (times.is_some() || mode.is_some()).then(|| Meta::change(mode, times));
         // The temp is consumed by the commit whatever its outcome; a second
         // handle on it is closed alongside (every WRITE was acknowledged).
         let twin = self.state().temp.take().and_then(|t| t.twin);
@@ -662,10 +648,7 @@ impl Upload {
                 if st.generation == generation {
                     st.dirty = false;
                 }
-                Ok(Published {
-                    setstat_error: committed.setstat_error,
-                    attrs: committed.attrs,
-                })
+                Ok(committed)
             }
             Err(e) => {
                 self.state().clean_upto = 0;
@@ -677,7 +660,7 @@ impl Upload {
 
     /// The last handle is gone without a publish (unlinked file, or a
     /// failed close): remove the remote temp file.
-    pub fn abandon(&self, remote: &dyn Remote) {
+    pub(crate) fn abandon(&self, remote: &dyn Remote) {
         self.state().released = true;
         // Wait for a running stream so its temp is removed here too.
         let _serial = lock(&self.publishing);

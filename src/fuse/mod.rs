@@ -17,7 +17,7 @@ use fuser::{
 };
 
 use crate::error::FsError;
-use crate::fs::{Fs, Kind, SetAttr, Stat};
+use crate::fs::{DirectoryReplier, Fs, Kind, SetAttr, Stat};
 use crate::remote::Remote;
 
 pub(crate) mod session;
@@ -66,6 +66,39 @@ fn attr(s: &Stat) -> FileAttr {
         rdev: 0,
         blksize: 4096,
         flags: 0,
+    }
+}
+
+/// `fs` fills plain readdir replies through this.
+struct Entries<'a>(&'a mut ReplyDirectory);
+
+impl DirectoryReplier for Entries<'_> {
+    fn add(&mut self, ino: u64, offset: u64, name: &[u8], stat: &Stat) -> bool {
+        self.0.add(
+            INodeNo(ino),
+            offset,
+            kind(stat.kind),
+            OsStr::from_bytes(name),
+        )
+    }
+}
+
+/// `fs` fills readdirplus replies through this.
+struct EntriesPlus<'a> {
+    reply: &'a mut ReplyDirectoryPlus,
+    ttl: std::time::Duration,
+}
+
+impl DirectoryReplier for EntriesPlus<'_> {
+    fn add(&mut self, ino: u64, offset: u64, name: &[u8], stat: &Stat) -> bool {
+        self.reply.add(
+            INodeNo(ino),
+            offset,
+            OsStr::from_bytes(name),
+            &self.ttl,
+            &attr(stat),
+            Generation(0),
+        )
     }
 }
 
@@ -342,22 +375,13 @@ impl<R: Remote> Filesystem for FuseAdapter<R> {
         offset: u64,
         mut reply: ReplyDirectory,
     ) {
-        let listing = match self.fs.readdir(fh.0) {
-            Ok(listing) => listing,
-            Err(e) => return reply.error(errno(&e)),
-        };
-        for i in (offset as usize)..listing.len() {
-            let Some(item) = self.fs.listing_item(&listing, i) else {
-                break;
-            };
-            let item = &item;
-            let child = self.fs.peek_ino(ino.0, item);
-            let name = OsStr::from_bytes(&item.name);
-            if reply.add(INodeNo(child), (i + 1) as u64, kind(item.stat.kind), name) {
-                break;
-            }
+        match self
+            .fs
+            .readdir(ino.0, fh.0, offset, &mut Entries(&mut reply))
+        {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(errno(&e)),
         }
-        reply.ok();
     }
 
     fn readdirplus(
@@ -368,36 +392,14 @@ impl<R: Remote> Filesystem for FuseAdapter<R> {
         offset: u64,
         mut reply: ReplyDirectoryPlus,
     ) {
-        let listing = match self.fs.readdir(fh.0) {
-            Ok(listing) => listing,
-            Err(e) => return reply.error(errno(&e)),
+        let mut out = EntriesPlus {
+            reply: &mut reply,
+            ttl: self.fs.ttl(),
         };
-        let ttl = self.fs.ttl();
-        for i in (offset as usize)..listing.len() {
-            let Some(item) = self.fs.listing_item(&listing, i) else {
-                break;
-            };
-            let item = &item;
-            let child = self.fs.remember_entry(ino.0, item);
-            let mut stat = item.stat;
-            stat.ino = child;
-            let name = OsStr::from_bytes(&item.name);
-            if reply.add(
-                INodeNo(child),
-                (i + 1) as u64,
-                name,
-                &ttl,
-                &attr(&stat),
-                Generation(0),
-            ) {
-                // Buffer full: the kernel took no reference to this entry.
-                if item.name != b"." && item.name != b".." {
-                    self.fs.forget(child, 1);
-                }
-                break;
-            }
+        match self.fs.readdirplus(ino.0, fh.0, offset, &mut out) {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(errno(&e)),
         }
-        reply.ok();
     }
 
     fn releasedir(

@@ -317,7 +317,7 @@ fn resolve_root(remote: &SftpRemote, dir: &str) -> Result<Vec<u8>, String> {
         .realpath(wanted.as_bytes())
         .map_err(|e| format!("remote folder '{wanted}': {e}"))?;
     match remote.stat(&abs) {
-        Ok(a) if a.perm.is_some_and(|p| p & libc::S_IFMT == libc::S_IFDIR) => Ok(abs),
+        Ok(a) if a.is_dir() => Ok(abs),
         Ok(_) => Err(format!(
             "remote folder '{}' is not a directory",
             String::from_utf8_lossy(&abs)

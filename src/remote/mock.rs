@@ -4,14 +4,16 @@
 //!
 //! It behaves like OpenSSH's sftp-server where that matters: plain RENAME
 //! refuses an existing target, posix-rename replaces it, REMOVE of a missing
-//! file is NO_SUCH_FILE, RMDIR of a non-empty folder is FAILURE.
+//! file is NO_SUCH_FILE, RMDIR of a non-empty folder is FAILURE (here:
+//! `NotFound`, `Failure`, as `remote::sftp` converts them).
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Condvar, Mutex, MutexGuard};
 
-use crate::remote::{Capabilities, Committed, DirEntry, Handle, RResult, Remote, RemoteError};
-use crate::sftp::{pflags, status, Attrs, Statvfs};
+use crate::remote::{
+    Committed, DirEntry, Handle, Kind, Meta, RResult, Remote, RemoteError, SpaceStats,
+};
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Node {
@@ -42,7 +44,7 @@ struct Injection {
 #[derive(Default)]
 struct State {
     nodes: BTreeMap<Vec<u8>, Node>,
-    handles: HashMap<Vec<u8>, (Vec<u8>, u32)>,
+    handles: HashMap<Vec<u8>, Vec<u8>>,
     injections: Vec<Injection>,
     calls: HashMap<&'static str, usize>,
     /// Every path that ever existed, in creation order (to check that no
@@ -59,21 +61,25 @@ pub struct MockRemote {
     /// Calls currently waiting on a hold.
     waiting: AtomicU64,
     next_handle: AtomicU64,
-    pub caps: Capabilities,
+}
+
+/// How `open` treats the file (the intents of `Remote`'s opens).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum OpenMode {
+    /// An existing file, for reading.
+    Read,
+    /// An existing file, for writing, keeping its bytes.
+    Write,
+    /// A new file (the name must be free), empty.
+    CreateNew,
 }
 
 fn no_such_file() -> RemoteError {
-    RemoteError::Status {
-        code: status::NO_SUCH_FILE,
-        message: "No such file".into(),
-    }
+    RemoteError::NotFound("No such file".into())
 }
 
 fn failure(msg: &str) -> RemoteError {
-    RemoteError::Status {
-        code: status::FAILURE,
-        message: msg.into(),
-    }
+    RemoteError::Failure(msg.into())
 }
 
 fn parent(path: &[u8]) -> &[u8] {
@@ -103,13 +109,45 @@ impl MockRemote {
             unheld: Condvar::new(),
             waiting: AtomicU64::new(0),
             next_handle: AtomicU64::new(1),
-            caps: Capabilities {
-                posix_rename: true,
-                statvfs: true,
-                fsync: true,
-                hardlink: false,
-            },
         }
+    }
+
+    fn open(&self, path: &[u8], mode: OpenMode, perm: Option<u32>) -> RResult<Handle> {
+        let mut st = self.enter("open")?;
+        if !matches!(st.nodes.get(parent(path)), Some(Node::Dir { .. })) {
+            return Err(no_such_file());
+        }
+        match st.nodes.get(path) {
+            Some(Node::File { .. }) if mode == OpenMode::CreateNew => {
+                return Err(failure("exists"))
+            }
+            Some(Node::File { .. }) => {}
+            Some(_) => return Err(failure("not a file")),
+            None if mode != OpenMode::CreateNew => return Err(no_such_file()),
+            None => {
+                st.nodes.insert(
+                    path.to_vec(),
+                    Node::File {
+                        data: Vec::new(),
+                        mode: perm.unwrap_or(0o644) & 0o7777,
+                        mtime: 1_700_000_000,
+                    },
+                );
+                st.history.push((path.to_vec(), 0));
+            }
+        }
+        if mode == OpenMode::CreateNew {
+            if let Some(Node::File { data, .. }) = st.nodes.get_mut(path) {
+                data.clear();
+            }
+        }
+        let raw = self
+            .next_handle
+            .fetch_add(1, Ordering::Relaxed)
+            .to_be_bytes()
+            .to_vec();
+        st.handles.insert(raw.clone(), path.to_vec());
+        Ok(Handle { raw, generation: 1 })
     }
 
     fn st(&self) -> MutexGuard<'_, State> {
@@ -264,46 +302,36 @@ impl MockRemote {
     }
 }
 
-fn attrs_of(node: &Node) -> Attrs {
-    match node {
-        Node::File { data, mode, mtime } => Attrs {
-            size: Some(data.len() as u64),
-            uid_gid: Some((1000, 1000)),
-            perm: Some(libc::S_IFREG | mode),
-            atime_mtime: Some((*mtime, *mtime)),
-        },
-        Node::Dir { mode } => Attrs {
-            size: Some(4096),
-            uid_gid: Some((1000, 1000)),
-            perm: Some(libc::S_IFDIR | mode),
-            atime_mtime: Some((1_700_000_000, 1_700_000_000)),
-        },
-        Node::Symlink { target } => Attrs {
-            size: Some(target.len() as u64),
-            uid_gid: Some((1000, 1000)),
-            perm: Some(libc::S_IFLNK | 0o777),
-            atime_mtime: Some((1_700_000_000, 1_700_000_000)),
-        },
+fn meta_of(node: &Node) -> Meta {
+    let (kind, perm, size, mtime) = match node {
+        Node::File { data, mode, mtime } => (Kind::File, *mode, data.len() as u64, *mtime),
+        Node::Dir { mode } => (Kind::Dir, *mode, 4096, 1_700_000_000),
+        Node::Symlink { target } => (Kind::Symlink, 0o777, target.len() as u64, 1_700_000_000),
+    };
+    Meta {
+        kind: Some(kind),
+        permissions: Some(perm),
+        size: Some(size),
+        uid: Some(1000),
+        gid: Some(1000),
+        atime: Some(mtime),
+        mtime: Some(mtime),
     }
 }
 
 impl Remote for MockRemote {
-    fn capabilities(&self) -> Capabilities {
-        self.caps
-    }
-
     fn handle_alive(&self, handle: &Handle) -> bool {
         self.st().handles.contains_key(&handle.raw)
     }
 
-    fn lstat(&self, path: &[u8]) -> RResult<Attrs> {
+    fn lstat(&self, path: &[u8]) -> RResult<Meta> {
         let st = self.enter("lstat")?;
-        st.nodes.get(path).map(attrs_of).ok_or_else(no_such_file)
+        st.nodes.get(path).map(meta_of).ok_or_else(no_such_file)
     }
 
-    fn stat(&self, path: &[u8]) -> RResult<Attrs> {
+    fn stat(&self, path: &[u8]) -> RResult<Meta> {
         let st = self.enter("stat")?;
-        st.nodes.get(path).map(attrs_of).ok_or_else(no_such_file)
+        st.nodes.get(path).map(meta_of).ok_or_else(no_such_file)
     }
 
     fn read_dir(&self, path: &[u8]) -> RResult<Vec<DirEntry>> {
@@ -318,50 +346,22 @@ impl Remote for MockRemote {
             .into_iter()
             .map(|(name, node)| DirEntry {
                 name,
-                attrs: attrs_of(&node),
+                meta: meta_of(&node),
             })
             .collect())
     }
 
-    fn open(&self, path: &[u8], flags: u32, attrs: &Attrs) -> RResult<Handle> {
-        let mut st = self.enter("open")?;
-        if !matches!(st.nodes.get(parent(path)), Some(Node::Dir { .. })) {
-            return Err(no_such_file());
-        }
-        match st.nodes.get(path) {
-            Some(Node::File { .. }) if flags & pflags::EXCL != 0 => return Err(failure("exists")),
-            Some(Node::File { .. }) => {}
-            Some(_) => return Err(failure("not a file")),
-            None if flags & pflags::CREAT == 0 => return Err(no_such_file()),
-            None => {
-                st.nodes.insert(
-                    path.to_vec(),
-                    Node::File {
-                        data: Vec::new(),
-                        mode: attrs.perm.unwrap_or(0o644) & 0o7777,
-                        mtime: 1_700_000_000,
-                    },
-                );
-                st.history.push((path.to_vec(), 0));
-            }
-        }
-        if flags & pflags::TRUNC != 0 {
-            if let Some(Node::File { data, .. }) = st.nodes.get_mut(path) {
-                data.clear();
-            }
-        }
-        let raw = self
-            .next_handle
-            .fetch_add(1, Ordering::Relaxed)
-            .to_be_bytes()
-            .to_vec();
-        st.handles.insert(raw.clone(), (path.to_vec(), flags));
-        Ok(Handle { raw, generation: 1 })
+    fn open_read(&self, path: &[u8]) -> RResult<Handle> {
+        self.open(path, OpenMode::Read, None)
+    }
+
+    fn create_new(&self, path: &[u8], perm: Option<u32>) -> RResult<Handle> {
+        self.open(path, OpenMode::CreateNew, perm)
     }
 
     fn read(&self, handle: &Handle, offset: u64, len: u32) -> RResult<Vec<u8>> {
         let st = self.enter("read")?;
-        let (path, _) = st
+        let path = st
             .handles
             .get(&handle.raw)
             .ok_or(RemoteError::StaleHandle)?;
@@ -377,7 +377,7 @@ impl Remote for MockRemote {
 
     fn write(&self, handle: &Handle, offset: u64, data: &[u8]) -> RResult<()> {
         let mut st = self.enter("write")?;
-        let (path, _) = st
+        let path = st
             .handles
             .get(&handle.raw)
             .cloned()
@@ -430,7 +430,7 @@ impl Remote for MockRemote {
     /// The mock has "another connection" whenever asked.
     fn open_twin(&self, path: &[u8], _of: &Handle) -> RResult<Option<Handle>> {
         drop(self.enter("open_twin")?);
-        self.open(path, pflags::WRITE, &Attrs::default()).map(Some)
+        self.open(path, OpenMode::Write, None).map(Some)
     }
 
     fn close(&self, handle: &Handle) -> RResult<()> {
@@ -444,7 +444,7 @@ impl Remote for MockRemote {
     fn commit(
         &self,
         handle: &Handle,
-        set: Option<&Attrs>,
+        set: Option<&Meta>,
         from: &[u8],
         to: &[u8],
         replace: bool,
@@ -454,21 +454,16 @@ impl Remote for MockRemote {
             None => None,
         };
         // FSTAT on the handle, in the same batch as the close.
-        let attrs = self.enter("fstat")?.nodes.get(from).map(attrs_of);
+        let meta = self.enter("fstat")?.nodes.get(from).map(meta_of);
         self.close(handle)?;
         if replace {
             self.rename(from, to)?;
         } else {
-            match self.rename_noreplace(from, to) {
-                Err(RemoteError::Status { code, .. }) if code == status::FAILURE => {
-                    return Err(RemoteError::TargetExists)
-                }
-                other => other?,
-            }
+            self.rename_noreplace(from, to)?;
         }
         Ok(Committed {
             setstat_error,
-            attrs,
+            meta,
         })
     }
 
@@ -481,17 +476,17 @@ impl Remote for MockRemote {
         }
     }
 
-    fn setstat(&self, path: &[u8], attrs: &Attrs) -> RResult<()> {
+    fn setstat(&self, path: &[u8], meta: &Meta) -> RResult<()> {
         let mut st = self.enter("setstat")?;
         match st.nodes.get_mut(path) {
             Some(Node::File { mode, mtime, data }) => {
-                if let Some(p) = attrs.perm {
+                if let Some(p) = meta.permissions {
                     *mode = p & 0o7777;
                 }
-                if let Some((_, m)) = attrs.atime_mtime {
+                if let Some(m) = meta.mtime {
                     *mtime = m;
                 }
-                if let Some(size) = attrs.size {
+                if let Some(size) = meta.size {
                     data.resize(size as usize, 0);
                 }
                 Ok(())
@@ -513,7 +508,7 @@ impl Remote for MockRemote {
         }
     }
 
-    fn mkdir(&self, path: &[u8], _attrs: &Attrs) -> RResult<()> {
+    fn mkdir(&self, path: &[u8], _perm: u32) -> RResult<()> {
         let mut st = self.enter("mkdir")?;
         if st.nodes.contains_key(path) {
             return Err(failure("exists"));
@@ -551,7 +546,7 @@ impl Remote for MockRemote {
         {
             let st = self.enter("rename_noreplace")?;
             if st.nodes.contains_key(to) {
-                return Err(failure("target exists"));
+                return Err(RemoteError::AlreadyExists("target exists".into()));
             }
             if !st.nodes.contains_key(from) {
                 return Err(no_such_file());
@@ -584,23 +579,20 @@ impl Remote for MockRemote {
     }
 
     fn hardlink(&self, _from: &[u8], _to: &[u8]) -> RResult<()> {
-        Err(RemoteError::Unsupported("hardlink@openssh.com"))
+        Err(RemoteError::Unsupported("hardlink@openssh.com".into()))
     }
 
-    fn statvfs(&self, _path: &[u8]) -> RResult<Statvfs> {
+    fn statvfs(&self, _path: &[u8]) -> RResult<SpaceStats> {
         let _st = self.enter("statvfs")?;
-        Ok(Statvfs {
-            bsize: 4096,
-            frsize: 4096,
+        Ok(SpaceStats {
+            block_size: 4096,
+            fragment_size: 4096,
             blocks: 1000,
-            bfree: 500,
-            bavail: 400,
+            blocks_free: 500,
+            blocks_available: 400,
             files: 100,
-            ffree: 50,
-            favail: 50,
-            fsid: 1,
-            flag: 0,
-            namemax: 255,
+            files_free: 50,
+            name_max: 255,
         })
     }
 

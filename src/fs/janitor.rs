@@ -1,0 +1,82 @@
+//! Stale temp files: upload temps that no upload of this mount owns and
+//! that have not changed for an hour are leftovers of a killed or cut-off
+//! mount, removed when their folder is listed and once at mount.
+
+use std::time::{Duration, SystemTime};
+
+use crate::fs::upload::is_temp_name;
+use crate::fs::{lock, to_secs, Fs};
+use crate::remote::{DirEntry, Remote};
+
+/// Temp files unchanged this long belong to no live upload.
+const STALE_TEMP_AGE: Duration = Duration::from_secs(3600);
+
+impl<R: Remote> Fs<R> {
+    /// Removes temp files that no upload of this mount owns and that have
+    /// not changed for `STALE_TEMP_AGE`: leftovers of a killed or cut-off
+    /// mount. (An upload whose temp was reaped by mistake re-uploads from
+    /// its spool at close.)
+    pub(super) fn reap_stale_temps(&self, dir: &[u8], temps: &[DirEntry]) {
+        if temps.is_empty() || self.cfg.read_only {
+            return;
+        }
+        let now = to_secs(SystemTime::now());
+        let ours: Vec<Vec<u8>> = lock(&self.uploads)
+            .values()
+            .filter_map(|u| u.temp_path())
+            .collect();
+        for t in temps {
+            let mtime = t.meta.mtime.unwrap_or(now);
+            if now.saturating_sub(mtime) < STALE_TEMP_AGE.as_secs() as u32 {
+                continue;
+            }
+            let mut p = dir.to_vec();
+            if !p.ends_with(b"/") {
+                p.push(b'/');
+            }
+            p.extend_from_slice(&t.name);
+            if ours.contains(&p) {
+                continue;
+            }
+            match self.remote.remove(&p) {
+                Ok(()) => log::info!(
+                    "removed stale upload temp file {}",
+                    String::from_utf8_lossy(&p)
+                ),
+                Err(e) => log::debug!(
+                    "cannot remove stale temp {}: {e}",
+                    String::from_utf8_lossy(&p)
+                ),
+            }
+        }
+    }
+
+    /// At mount: looks for stale temp files in the root and two levels
+    /// below (Incoming/<Object>, Outgoing/<Object>), and in `upload_dir`.
+    pub fn sweep_stale_temps(&self) {
+        let mut dirs = vec![(self.cfg.remote_root.clone(), 0usize)];
+        if let Some(d) = &self.cfg.naming.upload_dir {
+            dirs.push((d.clone(), 2));
+        }
+        while let Some((dir, depth)) = dirs.pop() {
+            let Ok(entries) = self.remote.read_dir(&dir) else {
+                continue;
+            };
+            let (temps, rest): (Vec<DirEntry>, Vec<DirEntry>) =
+                entries.into_iter().partition(|e| is_temp_name(&e.name));
+            self.reap_stale_temps(&dir, &temps);
+            if depth < 2 {
+                for e in rest {
+                    if e.meta.is_dir() {
+                        let mut p = dir.clone();
+                        if !p.ends_with(b"/") {
+                            p.push(b'/');
+                        }
+                        p.extend_from_slice(&e.name);
+                        dirs.push((p, depth + 1));
+                    }
+                }
+            }
+        }
+    }
+}

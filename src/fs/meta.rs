@@ -1,0 +1,344 @@
+//! Metadata operations: lookup, attributes, and the calls that make,
+//! remove or rename names (mkdir, symlink, unlink, rmdir, rename, link),
+//! plus statfs. A name's upload, if it has one, speaks for it until
+//! published.
+
+use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt;
+use std::sync::mpsc;
+use std::time::SystemTime;
+
+use crate::error::{FsError, FsResult, Op};
+use crate::fs::inode::split;
+use crate::fs::symlink::contain_symlink;
+use crate::fs::upload::is_temp_name;
+use crate::fs::{lock, show, to_secs, Fs, FsStats, KernelEntry, SetAttr, Stat};
+use crate::remote::{Meta, Remote, RemoteError};
+
+impl<R: Remote> Fs<R> {
+    pub(crate) fn lookup(&self, parent: u64, name: &OsStr) -> FsResult<Stat> {
+        let path = self.child_path(Op::Lookup, parent, name)?;
+        if is_temp_name(name.as_bytes()) {
+            return Err(FsError::new(
+                Op::Lookup,
+                show(&path),
+                libc::ENOENT,
+                "temp name hidden",
+            ));
+        }
+        let known = lock(&self.inodes).ino_of(&path);
+        if let Some(ino) = known {
+            if let Some(up) = self.upload_of(ino) {
+                if up.state().shown() {
+                    let ino = lock(&self.inodes).lookup(&path);
+                    return Ok(self.upload_stat(ino, &up));
+                }
+            }
+        }
+        let attrs = self.fetch_attrs(Op::Lookup, &path)?;
+        let ino = lock(&self.inodes).lookup(&path);
+        Ok(self.stat_from(ino, &attrs))
+    }
+
+    pub(crate) fn forget(&self, ino: u64, nlookup: u64) {
+        let open = lock(&self.uploads).contains_key(&ino);
+        lock(&self.inodes).forget(ino, nlookup, open);
+    }
+
+    pub(crate) fn getattr(&self, ino: u64) -> FsResult<Stat> {
+        if let Some(up) = self.upload_of(ino) {
+            return Ok(self.upload_stat(ino, &up));
+        }
+        let path = self.path_of(Op::Getattr, ino)?;
+        let attrs = self.fetch_attrs(Op::Getattr, &path)?;
+        Ok(self.stat_from(ino, &attrs))
+    }
+
+    pub(crate) fn setattr(&self, ino: u64, fh: Option<u64>, set: SetAttr) -> FsResult<Stat> {
+        let path = self.path_of(Op::Setattr, ino)?;
+        if set.uid.is_some() || set.gid.is_some() {
+            // Ownership belongs to the server account: accept and ignore so
+            // `cp -p`, `tar x` and `rsync -a` run as root succeed.
+            log::debug!("chown {} ignored (server owns all files)", show(&path));
+        }
+        if set.mode.is_none() && set.size.is_none() && set.atime.is_none() && set.mtime.is_none() {
+            return self.getattr(ino);
+        }
+        self.deny_read_only(Op::Setattr, &path)?;
+        let _ = fh;
+        if let Some(size) = set.size {
+            match self.upload_of(ino) {
+                Some(up) => up
+                    .truncate(size)
+                    .map_err(|e| FsError::local(Op::Setattr, show(&path), &e))?,
+                None => self.truncate_closed(ino, &path, size)?,
+            }
+        }
+        let times = match (set.atime, set.mtime) {
+            (None, None) => None,
+            (a, m) => {
+                let now = SystemTime::now();
+                Some((to_secs(a.unwrap_or(now)), to_secs(m.unwrap_or(now))))
+            }
+        };
+        if let Some(up) = self.upload_of(ino) {
+            // Applied when the upload is published (FSETSTAT before the
+            // rename), never as chatter after it.
+            let mut st = up.state();
+            if let Some(mode) = set.mode {
+                st.mode = mode;
+                st.mode_changed = true;
+            }
+            if times.is_some() {
+                st.times = times;
+            }
+            let publish_now = !st.dirty && st.remote_exists;
+            drop(st);
+            if !publish_now {
+                return Ok(self.upload_stat(ino, &up));
+            }
+        }
+        if set.mode.is_some() || times.is_some() {
+            let attrs = Meta::change(set.mode.map(|m| m & 0o7777), times);
+            let rp = self.remote_path(&path);
+            self.cache.invalidate(&path);
+            if let Err(e) = self.remote.setstat(&rp, &attrs) {
+                if self.cfg.strict_setstat || e.is_not_found() || e.is_transport() {
+                    return Err(FsError::remote(Op::Setattr, show(&path), &e));
+                }
+                log::debug!("setattr {} refused by server, ignored: {e}", show(&path));
+            }
+        }
+        self.getattr(ino)
+    }
+
+    /// truncate(2) on a file nobody has open: rewritten through the spool
+    /// and published by rename, so the server never shows a cut file.
+    pub(super) fn truncate_closed(&self, ino: u64, path: &[u8], size: u64) -> FsResult<()> {
+        let attrs = self.fetch_attrs(Op::Setattr, path)?;
+        let mode = libc::S_IFREG | attrs.permissions.unwrap_or(0o644);
+        let up = self
+            .new_upload(mode, true)
+            .map_err(|e| FsError::local(Op::Setattr, show(path), &e))?;
+        let rp = self.remote_path(path);
+        if size > 0 {
+            up.load_from(self.remote.as_ref(), &rp, Some(size))
+                .map_err(|e| FsError::remote(Op::Setattr, show(path), &e))?;
+        }
+        up.truncate(size)
+            .map_err(|e| FsError::local(Op::Setattr, show(path), &e))?;
+        let _ = ino;
+        self.publish(Op::Setattr, path, &up)
+    }
+
+    /// Asks the kernel to forget the dentry of `path` (sent from a
+    /// background thread: notifying inside a related handler deadlocks).
+    pub(super) fn invalidate_kernel_entry(&self, path: &[u8]) {
+        let (parent, name) = split(path);
+        let Some(parent_ino) = lock(&self.inodes).ino_of(parent) else {
+            return;
+        };
+        if let Some(tx) = lock(&self.kernel_invalidations).as_ref() {
+            let _ = tx.send((parent_ino, name.to_vec()));
+        }
+    }
+
+    /// Entries the kernel should forget, for the mount's notifier thread.
+    pub fn set_kernel_invalidations(&self, tx: mpsc::Sender<KernelEntry>) {
+        *lock(&self.kernel_invalidations) = Some(tx);
+    }
+
+    pub(crate) fn readlink(&self, ino: u64) -> FsResult<Vec<u8>> {
+        let path = self.path_of(Op::Readlink, ino)?;
+        let target = self
+            .remote
+            .readlink(&self.remote_path(&path))
+            .map_err(|e| FsError::remote(Op::Readlink, show(&path), &e))?;
+        if self.cfg.contain_symlinks {
+            return Ok(contain_symlink(&path, &target, &self.cfg.remote_root));
+        }
+        Ok(target)
+    }
+
+    pub(crate) fn mkdir(&self, parent: u64, name: &OsStr, mode: u32) -> FsResult<Stat> {
+        let path = self.child_path(Op::Mkdir, parent, name)?;
+        self.deny_read_only(Op::Mkdir, &path)?;
+        self.cache.invalidate(&path);
+        self.remote
+            .mkdir(&self.remote_path(&path), mode & 0o7777)
+            .map_err(|e| FsError::remote(Op::Mkdir, show(&path), &e))?;
+        // A folder we just made is empty: the creates that follow (cp -r,
+        // tar x) need no lookup round trip to learn their names are free.
+        self.cache.put_empty_dir(&path);
+        let attrs = self.fetch_attrs(Op::Mkdir, &path)?;
+        let ino = lock(&self.inodes).lookup(&path);
+        Ok(self.stat_from(ino, &attrs))
+    }
+
+    pub(crate) fn symlink(&self, parent: u64, name: &OsStr, target: &[u8]) -> FsResult<Stat> {
+        let path = self.child_path(Op::Symlink, parent, name)?;
+        self.deny_read_only(Op::Symlink, &path)?;
+        self.cache.invalidate(&path);
+        self.remote
+            .symlink(&self.remote_path(&path), target)
+            .map_err(|e| FsError::remote(Op::Symlink, show(&path), &e))?;
+        let attrs = self.fetch_attrs(Op::Symlink, &path)?;
+        let ino = lock(&self.inodes).lookup(&path);
+        Ok(self.stat_from(ino, &attrs))
+    }
+
+    pub(crate) fn unlink(&self, parent: u64, name: &OsStr) -> FsResult<()> {
+        let path = self.child_path(Op::Unlink, parent, name)?;
+        self.deny_read_only(Op::Unlink, &path)?;
+        let ino = lock(&self.inodes).ino_of(&path);
+        let upload = ino.and_then(|i| self.upload_of(i));
+        let local_only = match &upload {
+            Some(up) => {
+                let mut st = up.state();
+                st.unlinked = true;
+                !st.remote_exists
+            }
+            None => false,
+        };
+        self.cache.invalidate(&path);
+        match self.remote.remove(&self.remote_path(&path)) {
+            Ok(()) => {}
+            Err(e) if local_only && e.is_not_found() => {}
+            Err(e) => {
+                if let Some(up) = &upload {
+                    if !e.is_not_found() {
+                        up.state().unlinked = false;
+                    }
+                }
+                return Err(FsError::remote(Op::Unlink, show(&path), &e));
+            }
+        }
+        self.cache.note_removed(&path);
+        lock(&self.inodes).detach(&path);
+        Ok(())
+    }
+
+    pub(crate) fn rmdir(&self, parent: u64, name: &OsStr) -> FsResult<()> {
+        let path = self.child_path(Op::Rmdir, parent, name)?;
+        self.deny_read_only(Op::Rmdir, &path)?;
+        self.cache.invalidate_tree(&path);
+        self.remote
+            .rmdir(&self.remote_path(&path))
+            .map_err(|e| FsError::remote(Op::Rmdir, show(&path), &e))?;
+        self.cache.note_removed(&path);
+        lock(&self.inodes).detach(&path);
+        Ok(())
+    }
+
+    /// rename(2). `noreplace` is RENAME_NOREPLACE.
+    pub(crate) fn rename(
+        &self,
+        parent: u64,
+        name: &OsStr,
+        new_parent: u64,
+        new_name: &OsStr,
+        noreplace: bool,
+    ) -> FsResult<()> {
+        let from = self.child_path(Op::Rename, parent, name)?;
+        let to = self.child_path(Op::Rename, new_parent, new_name)?;
+        self.deny_read_only(Op::Rename, &from)?;
+        if is_temp_name(new_name.as_bytes()) {
+            return Err(FsError::new(
+                Op::Rename,
+                show(&to),
+                libc::EINVAL,
+                "reserved temp name",
+            ));
+        }
+        let ino = lock(&self.inodes).ino_of(&from);
+        let upload = ino.and_then(|i| self.upload_of(i));
+        let unpublished = upload.as_ref().is_some_and(|u| !u.state().remote_exists);
+        // rename(2) keeps size, mode and mtime: what we knew of `from` holds
+        // for `to` (mv's next stat needs no round trip).
+        let moved_attrs = self.cache.attrs(&from);
+        self.cache.invalidate_tree(&from);
+        self.cache.invalidate_tree(&to);
+        if !unpublished {
+            let (rf, rt) = (self.remote_path(&from), self.remote_path(&to));
+            let result = if noreplace {
+                self.remote.rename_noreplace(&rf, &rt)
+            } else {
+                self.remote.rename(&rf, &rt)
+            };
+            if let Err(e) = result {
+                let fromto = format!("{} -> {}", show(&from), show(&to));
+                return Err(FsError::remote(Op::Rename, fromto, &e));
+            }
+            self.cache.note_removed(&from);
+            if let Some(a) = moved_attrs {
+                self.cache.put_attrs(&to, a);
+            }
+        } else if noreplace && self.fetch_attrs(Op::Rename, &to).is_ok() {
+            return Err(FsError::new(
+                Op::Rename,
+                show(&to),
+                libc::EEXIST,
+                "target exists",
+            ));
+        }
+        // A file still being written and never published moves locally: its
+        // upload will be published under the new name at close.
+        let replaced = lock(&self.inodes).ino_of(&to);
+        if let Some(old) = replaced.and_then(|i| self.upload_of(i)) {
+            old.state().unlinked = true;
+        }
+        lock(&self.inodes).rename(&from, &to);
+        Ok(())
+    }
+
+    /// link(2): `hardlink@openssh.com` when the server offers it, else EPERM.
+    pub(crate) fn link(&self, ino: u64, new_parent: u64, new_name: &OsStr) -> FsResult<Stat> {
+        let path = self.child_path(Op::Link, new_parent, new_name)?;
+        self.deny_read_only(Op::Link, &path)?;
+        let from = self.path_of(Op::Link, ino)?;
+        if self.upload_of(ino).is_some() {
+            return Err(FsError::new(
+                Op::Link,
+                show(&path),
+                libc::EPERM,
+                "file is being written",
+            ));
+        }
+        self.remote
+            .hardlink(&self.remote_path(&from), &self.remote_path(&path))
+            .map_err(|e| FsError::remote(Op::Link, show(&path), &e))?;
+        self.cache.invalidate(&path);
+        self.cache.invalidate(&from);
+        let attrs = self.fetch_attrs(Op::Link, &path)?;
+        let ino = lock(&self.inodes).lookup(&path);
+        Ok(self.stat_from(ino, &attrs))
+    }
+
+    pub(crate) fn statfs(&self) -> FsResult<FsStats> {
+        match self.remote.statvfs(&self.cfg.remote_root) {
+            Ok(v) => Ok(FsStats {
+                blocks: v.blocks,
+                bfree: v.blocks_free,
+                bavail: v.blocks_available,
+                files: v.files,
+                ffree: v.files_free,
+                bsize: u32::try_from(v.block_size).unwrap_or(4096),
+                namelen: u32::try_from(v.name_max).unwrap_or(255),
+                frsize: u32::try_from(v.fragment_size).unwrap_or(4096),
+            }),
+            Err(RemoteError::Unsupported(_)) => Ok(FsStats {
+                // No statvfs@openssh.com: report a large, mostly free disk
+                // (as sshfs does) so `df` and free-space checks pass.
+                blocks: 1 << 30,
+                bfree: 1 << 30,
+                bavail: 1 << 30,
+                files: 1 << 20,
+                ffree: 1 << 20,
+                bsize: 4096,
+                namelen: 255,
+                frsize: 4096,
+            }),
+            Err(e) => Err(FsError::remote(Op::Statfs, "/", &e)),
+        }
+    }
+}

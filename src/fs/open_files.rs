@@ -1,0 +1,595 @@
+//! Open files: open/create to release, reads (remote handles with
+//! read-ahead, or the spool of a file being written), writes into the
+//! spool, and publishing at close (only the opener's close publishes).
+
+use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+
+use crate::coupa;
+use crate::error::{FsError, FsResult, Op};
+use crate::fs::caller::{self, Closer, Exit};
+use crate::fs::inode::split;
+use crate::fs::readahead::ReadAhead;
+use crate::fs::spare;
+use crate::fs::upload::{is_temp_name, Upload};
+use crate::fs::{lock, show, Fs, Stat};
+use crate::remote::{Handle, Meta, Remote};
+
+/// What an open file handle reads from and writes to.
+enum OpenFile {
+    /// Read-only: a remote handle, re-opened by path if its connection dies,
+    /// with its read-ahead state.
+    Remote {
+        handle: Mutex<Option<Handle>>,
+        ahead: Mutex<ReadAhead>,
+    },
+    /// Open for writing (or reading a file being written): the spool.
+    /// `writable` is false for a reader of a file someone else is writing:
+    /// its close never publishes.
+    Upload {
+        upload: Arc<Upload>,
+        append: bool,
+        writable: bool,
+    },
+}
+
+pub(super) struct HandleEntry {
+    file: OpenFile,
+    /// Process that opened the handle: only its close publishes.
+    opener: u32,
+}
+
+/// Coupa's rules for a file just committed into `Incoming/<Object>/`: over
+/// 8 MB, over 5,000 rows, a BOM or invalid UTF-8 in a CSV make Coupa reject
+/// it later, silently for the job. The upload still happens; the log says
+/// which rule the file breaks, naming it.
+pub(crate) fn coupa_warnings(path: &[u8], up: &Upload) -> Vec<String> {
+    if !coupa::is_incoming_path(path) {
+        return Vec::new();
+    }
+    let name = String::from_utf8_lossy(split(path).1).into_owned();
+    let size = up.state().size;
+    let mut check = coupa::CsvCheck::new(&name);
+    if check.is_csv() {
+        // Past the size limit the size rule already fires; reading further
+        // would only cost time.
+        let limit = size.min(coupa::MAX_FILE_BYTES + 1);
+        let mut offset = 0u64;
+        while offset < limit {
+            let want = (limit - offset).min(1 << 20) as u32;
+            match up.read_at(offset, want) {
+                Ok(chunk) if !chunk.is_empty() => {
+                    check.feed(&chunk);
+                    offset += chunk.len() as u64;
+                }
+                _ => break,
+            }
+        }
+    }
+    check
+        .finish(size)
+        .into_iter()
+        .map(|p| format!("{} committed, but Coupa will reject it: {p}", show(path)))
+        .collect()
+}
+
+impl<R: Remote> Fs<R> {
+    pub(super) fn new_fh(&self) -> u64 {
+        self.next_fh.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// open(2). Returns the file handle and whether the kernel may keep
+    /// its page cache.
+    pub(crate) fn open(&self, ino: u64, flags: i32, pid: u32) -> FsResult<(u64, bool)> {
+        let path = self.path_of(Op::Open, ino)?;
+        let acc = flags & libc::O_ACCMODE;
+        let writing = acc == libc::O_WRONLY || acc == libc::O_RDWR || flags & libc::O_TRUNC != 0;
+        let mut keep_cache = false;
+        let mut size_hint = u64::MAX;
+        let file = if writing {
+            lock(&self.opened_versions).remove(&ino);
+            self.deny_read_only(Op::Open, &path)?;
+            let up = self.upload_for_write(ino, &path, flags & libc::O_TRUNC != 0)?;
+            OpenFile::Upload {
+                upload: up,
+                append: flags & libc::O_APPEND != 0,
+                writable: true,
+            }
+        } else if let Some(up) = self.upload_of(ino) {
+            up.state().handles += 1;
+            OpenFile::Upload {
+                upload: up,
+                append: false,
+                writable: false,
+            }
+        } else {
+            let attrs = self.cache.attrs(&path);
+            if let Some(size) = attrs.as_ref().and_then(|a| a.size) {
+                size_hint = size;
+            }
+            keep_cache = self.unchanged_since_last_open(ino, attrs.as_ref());
+            let handle = self
+                .remote
+                .open_read(&self.remote_path(&path))
+                .map_err(|e| FsError::remote(Op::Open, show(&path), &e))?;
+            OpenFile::Remote {
+                handle: Mutex::new(Some(handle)),
+                ahead: Mutex::new(ReadAhead::new(size_hint)),
+            }
+        };
+        let fh = self.new_fh();
+        let opener = caller::tgid(pid);
+        lock(&self.handles).insert(fh, Arc::new(HandleEntry { file, opener }));
+        Ok((fh, keep_cache))
+    }
+
+    /// Whether the kernel may keep its page cache for `ino`: the file has
+    /// the size and mtime it had when last opened (FOPEN_KEEP_CACHE).
+    pub(super) fn unchanged_since_last_open(&self, ino: u64, attrs: Option<&Meta>) -> bool {
+        let Some(a) = attrs else {
+            lock(&self.opened_versions).remove(&ino);
+            return false;
+        };
+        let version = (a.size, a.mtime);
+        lock(&self.opened_versions).insert(ino, version) == Some(version)
+    }
+
+    /// The upload of an existing file opened for writing: shared with other
+    /// handles, loaded from the server unless truncated.
+    pub(super) fn upload_for_write(
+        &self,
+        ino: u64,
+        path: &[u8],
+        truncate: bool,
+    ) -> FsResult<Arc<Upload>> {
+        if let Some(up) = self.upload_of(ino) {
+            if truncate {
+                up.truncate(0)
+                    .map_err(|e| FsError::local(Op::Open, show(path), &e))?;
+            }
+            up.state().handles += 1;
+            return Ok(up);
+        }
+        let attrs = self.fetch_attrs(Op::Open, path)?;
+        let mode = libc::S_IFREG | attrs.permissions.unwrap_or(0o644);
+        let up = self
+            .new_upload(mode, true)
+            .map_err(|e| FsError::local(Op::Open, show(path), &e))?;
+        if truncate {
+            up.truncate(0)
+                .map_err(|e| FsError::local(Op::Open, show(path), &e))?;
+        } else if attrs.size.unwrap_or(0) > 0 {
+            up.load_from(self.remote.as_ref(), &self.remote_path(path), None)
+                .map_err(|e| FsError::remote(Op::Open, show(path), &e))?;
+        }
+        let mut uploads = lock(&self.uploads);
+        // Another opener may have raced us: share theirs.
+        let up = uploads.entry(ino).or_insert(up).clone();
+        up.state().handles += 1;
+        Ok(up)
+    }
+
+    /// create(2): the file exists only locally (and as a remote temp file)
+    /// until its first close publishes it.
+    pub(crate) fn create(
+        &self,
+        parent: u64,
+        name: &OsStr,
+        mode: u32,
+        flags: i32,
+        pid: u32,
+    ) -> FsResult<(Stat, u64)> {
+        let path = self.child_path(Op::Create, parent, name)?;
+        self.deny_read_only(Op::Create, &path)?;
+        if is_temp_name(name.as_bytes()) {
+            return Err(FsError::new(
+                Op::Create,
+                show(&path),
+                libc::EINVAL,
+                "reserved temp name",
+            ));
+        }
+        let mut remote_exists = false;
+        let exclusive = flags & libc::O_EXCL != 0;
+        if exclusive && self.cache.is_negative(&path) {
+            // The kernel's lookup just found no such name (cp does exactly
+            // this). The commit's non-replacing RENAME enforces O_EXCL on the
+            // server, so no extra round trip is spent re-checking here.
+        } else if exclusive {
+            match self.remote.lstat(&self.remote_path(&path)) {
+                Ok(_) => {
+                    return Err(FsError::new(
+                        Op::Create,
+                        show(&path),
+                        libc::EEXIST,
+                        "exists on server",
+                    ))
+                }
+                Err(e) if e.is_not_found() => {}
+                Err(e) => return Err(FsError::remote(Op::Create, show(&path), &e)),
+            }
+        } else if self.cache.attrs(&path).is_some() {
+            remote_exists = true;
+        }
+        let up = self
+            .new_upload(libc::S_IFREG | (mode & 0o7777), remote_exists)
+            .map_err(|e| FsError::local(Op::Create, show(&path), &e))?;
+        up.state().exclusive = exclusive;
+        // Creating publishes even an empty file at close.
+        up.truncate(0)
+            .map_err(|e| FsError::local(Op::Create, show(&path), &e))?;
+        if let Some(spare) = self.spares.take(&self.remote_path(&path)) {
+            up.adopt_temp(spare.path, spare.handle, spare::SPARE_MODE);
+        }
+        up.state().handles = 1;
+        self.cache.invalidate(&path);
+        let ino = lock(&self.inodes).lookup(&path);
+        if let Some(old) = lock(&self.uploads).insert(ino, up.clone()) {
+            old.state().unlinked = true;
+        }
+        let fh = self.new_fh();
+        lock(&self.handles).insert(
+            fh,
+            Arc::new(HandleEntry {
+                file: OpenFile::Upload {
+                    upload: up.clone(),
+                    append: flags & libc::O_APPEND != 0,
+                    writable: true,
+                },
+                opener: caller::tgid(pid),
+            }),
+        );
+        // Open the remote temp file now, in the background, so close()
+        // waits for the tail and the commit only.
+        if up.queue_stream() {
+            self.queue_stream(ino, &up);
+        }
+        Ok((self.upload_stat(ino, &up), fh))
+    }
+
+    pub(super) fn handle(&self, op: Op, fh: u64) -> FsResult<Arc<HandleEntry>> {
+        lock(&self.handles)
+            .get(&fh)
+            .cloned()
+            .ok_or_else(|| FsError::new(op, format!("handle {fh}"), libc::EBADF, "unknown handle"))
+    }
+
+    pub(crate) fn read(&self, ino: u64, fh: u64, offset: u64, size: u32) -> FsResult<Vec<u8>> {
+        let entry = self.handle(Op::Read, fh)?;
+        match &entry.file {
+            OpenFile::Upload { upload, .. } => upload
+                .read_at(offset, size)
+                .map_err(|e| FsError::local(Op::Read, format!("inode {ino}"), &e)),
+            OpenFile::Remote { handle, ahead } => {
+                self.read_remote(ino, handle, ahead, offset, size)
+            }
+        }
+    }
+
+    /// Reads through a remote handle; a handle lost with its connection is
+    /// re-opened by path once (reads are idempotent).
+    pub(super) fn read_remote(
+        &self,
+        ino: u64,
+        slot: &Mutex<Option<Handle>>,
+        ahead: &Mutex<ReadAhead>,
+        offset: u64,
+        size: u32,
+    ) -> FsResult<Vec<u8>> {
+        let path = self.path_of(Op::Read, ino)?;
+        let mut retried = false;
+        loop {
+            let current = lock(slot).clone();
+            let handle = match current {
+                Some(h) => h,
+                None => {
+                    let h = self
+                        .remote
+                        .open_read(&self.remote_path(&path))
+                        .map_err(|e| FsError::remote(Op::Read, show(&path), &e))?;
+                    *lock(slot) = Some(h.clone());
+                    h
+                }
+            };
+            match ReadAhead::read(
+                ahead,
+                &self.ahead_pool,
+                &self.dyn_remote,
+                &handle,
+                offset,
+                size,
+            ) {
+                Ok(data) => return Ok(data),
+                Err(e) if e.is_transport() && !retried => {
+                    log::info!("re-opening {} after: {e}", show(&path));
+                    retried = true;
+                    *lock(slot) = None;
+                    lock(ahead).reset();
+                }
+                Err(e) => return Err(FsError::remote(Op::Read, show(&path), &e)),
+            }
+        }
+    }
+
+    pub(crate) fn write(&self, ino: u64, fh: u64, offset: u64, data: &[u8]) -> FsResult<u32> {
+        let entry = self.handle(Op::Write, fh)?;
+        match &entry.file {
+            OpenFile::Upload {
+                writable: false, ..
+            } => Err(FsError::new(
+                Op::Write,
+                format!("inode {ino}"),
+                libc::EBADF,
+                "handle is read-only",
+            )),
+            OpenFile::Upload { upload, append, .. } => {
+                let (offset, old_size) = {
+                    let st = upload.state();
+                    (if *append { st.size } else { offset }, st.size)
+                };
+                let growth = (offset + data.len() as u64).saturating_sub(old_size);
+                if growth > 0 && self.spool_usage() + growth > self.cfg.spool_max {
+                    return Err(FsError::new(
+                        Op::Write,
+                        format!("inode {ino}"),
+                        libc::ENOSPC,
+                        format!(
+                            "local spool full (spool_max {} MiB)",
+                            self.cfg.spool_max >> 20
+                        ),
+                    ));
+                }
+                let start_stream = upload
+                    .write_at(offset, data)
+                    .map_err(|e| FsError::local(Op::Write, format!("inode {ino}"), &e))?;
+                if start_stream {
+                    self.queue_stream(ino, upload);
+                }
+                Ok(data.len() as u32)
+            }
+            OpenFile::Remote { .. } => Err(FsError::new(
+                Op::Write,
+                format!("inode {ino}"),
+                libc::EBADF,
+                "handle is read-only",
+            )),
+        }
+    }
+
+    /// close(2) of one descriptor: publishes the file if it changed, and
+    /// reports the real outcome. Only the opener's close publishes (see
+    /// `caller`): a child closing an inherited copy returns at once, and a
+    /// writer killed by a signal never publishes what it left behind.
+    pub(crate) fn flush(&self, ino: u64, fh: u64, pid: u32) -> FsResult<()> {
+        let entry = self.handle(Op::Flush, fh)?;
+        let OpenFile::Upload {
+            upload,
+            writable: true,
+            ..
+        } = &entry.file
+        else {
+            // Read-only handles, including readers of a file being written,
+            // never publish.
+            return Ok(());
+        };
+        match caller::lookup_bounded(pid) {
+            Closer::Known(c) => {
+                if let Some(Exit::Signal(sig)) = c.exiting {
+                    if c.tgid == entry.opener {
+                        let path = self.path_of(Op::Flush, ino).unwrap_or_default();
+                        log::warn!(
+                            "writer {} of {} killed by signal {sig}: its upload is discarded, \
+                             nothing is published",
+                            c.tgid,
+                            show(&path)
+                        );
+                        upload.state().discarded = true;
+                    }
+                    return Ok(());
+                }
+                if c.tgid != entry.opener {
+                    log::debug!(
+                        "close by process {} of a descriptor opened by {}: publish waits for the opener",
+                        c.tgid,
+                        entry.opener
+                    );
+                    return Ok(());
+                }
+                let mnt = self.mount_id.get().copied();
+                if caller::still_open_bounded(c.tgid, ino, mnt) != Some(false) {
+                    log::debug!("close of one of several descriptors: publish waits for the last");
+                    return Ok(());
+                }
+            }
+            // The closer is mid-execve (its /proc entry is locked): an
+            // O_CLOEXEC close. Publishing waits for the release, which
+            // follows at once when this was the last descriptor.
+            Closer::Unknown => {
+                log::debug!("closer {pid} not readable in /proc: publish at release");
+                return Ok(());
+            }
+            Closer::Gone => {}
+        }
+        let (dirty, skip) = {
+            let st = upload.state();
+            (st.dirty, st.unlinked || st.discarded)
+        };
+        if dirty && !skip {
+            let path = self.path_of(Op::Flush, ino)?;
+            return self.publish(Op::Flush, &path, upload);
+        }
+        Ok(())
+    }
+
+    pub(crate) fn release(&self, ino: u64, fh: u64) -> FsResult<()> {
+        let entry = lock(&self.handles).remove(&fh);
+        let Some(entry) = entry else {
+            return Ok(());
+        };
+        match &entry.file {
+            OpenFile::Remote { handle, .. } => {
+                let taken = lock(handle).take();
+                if let Some(h) = taken {
+                    let _ = self.remote.close(&h);
+                }
+                Ok(())
+            }
+            OpenFile::Upload { upload, .. } => {
+                let last = {
+                    let mut st = upload.state();
+                    st.handles = st.handles.saturating_sub(1);
+                    st.handles == 0
+                };
+                if !last {
+                    return Ok(());
+                }
+                let (dirty, skip, failed_already) = {
+                    let st = upload.state();
+                    (
+                        st.dirty,
+                        st.unlinked || st.discarded,
+                        st.failed_generation == Some(st.generation),
+                    )
+                };
+                let mut result = Ok(());
+                if dirty && !skip && !failed_already {
+                    // Closes flush never published (a child's inherited copy
+                    // was the last, an O_CLOEXEC close in execve, mmap).
+                    if let Ok(path) = self.path_of(Op::Flush, ino) {
+                        result = self.publish(Op::Flush, &path, upload);
+                    }
+                }
+                upload.abandon(self.remote.as_ref());
+                let never_published = {
+                    let st = upload.state();
+                    !st.remote_exists && !st.unlinked
+                };
+                if never_published {
+                    // The kernel still holds the entry from create(): drop
+                    // it so the failed file does not linger in `stat`.
+                    if let Ok(path) = self.path_of(Op::Flush, ino) {
+                        self.invalidate_kernel_entry(&path);
+                    }
+                }
+                let mut uploads = lock(&self.uploads);
+                if uploads.get(&ino).is_some_and(|u| Arc::ptr_eq(u, upload)) {
+                    uploads.remove(&ino);
+                }
+                result
+            }
+        }
+    }
+
+    /// fsync(2): bytes written so far are durable on the server (in the
+    /// temp file; the final name changes only at close).
+    pub(crate) fn fsync(&self, ino: u64, fh: u64) -> FsResult<()> {
+        let entry = self.handle(Op::Fsync, fh)?;
+        if let OpenFile::Upload { upload, .. } = &entry.file {
+            if upload.state().unlinked {
+                return Ok(());
+            }
+            let path = self.path_of(Op::Fsync, ino)?;
+            upload
+                .sync(
+                    self.remote.as_ref(),
+                    &self.cfg.naming,
+                    &self.remote_path(&path),
+                )
+                .map_err(|e| FsError::remote(Op::Fsync, show(&path), &e))?;
+        }
+        Ok(())
+    }
+
+    pub(super) fn publish(&self, op: Op, path: &[u8], up: &Upload) -> FsResult<()> {
+        if let Some(ino) = lock(&self.inodes).ino_of(path) {
+            lock(&self.opened_versions).remove(&ino);
+        }
+        let rp = self.remote_path(path);
+        self.cache.invalidate(path);
+        let result = up.publish(self.remote.as_ref(), &self.cfg.naming, &rp);
+        self.cache.invalidate(path);
+        match result {
+            Ok(done) => {
+                if let Some(attrs) = done.meta {
+                    // The `stat` cp and mv do right after close() needs no
+                    // round trip.
+                    self.cache.put_attrs(path, attrs);
+                }
+                if let Some(e) = done.setstat_error {
+                    if self.cfg.strict_setstat {
+                        return Err(FsError::remote(op, show(path), &e));
+                    }
+                    log::debug!("setting mode/times on {} refused, ignored: {e}", show(path));
+                }
+                log::info!("committed {} ({} bytes)", show(path), up.state().size);
+                for warning in coupa_warnings(path, up) {
+                    log::warn!("{warning}");
+                }
+                Ok(())
+            }
+            Err(e) => {
+                let mut st = up.state();
+                st.failed_generation = Some(st.generation);
+                drop(st);
+                Err(FsError::remote(op, show(path), &e))
+            }
+        }
+    }
+
+    /// Shutdown after the grace period: files still open for writing are
+    /// not published (that would show Coupa a partial file); their bytes
+    /// are made durable in their remote temp file and each is named in the
+    /// log. Closed files whose publish failed are tried once more. Returns
+    /// how many files were left unpublished.
+    pub fn shutdown_uploads(&self) -> usize {
+        let pending: Vec<(u64, Arc<Upload>)> = lock(&self.uploads)
+            .iter()
+            .map(|(i, u)| (*i, u.clone()))
+            .collect();
+        let mut left = 0;
+        for (ino, up) in pending {
+            let (dirty, skip, open) = {
+                let st = up.state();
+                (st.dirty, st.unlinked || st.discarded, st.handles > 0)
+            };
+            if !dirty || skip {
+                continue;
+            }
+            let Ok(path) = self.path_of(Op::Flush, ino) else {
+                continue;
+            };
+            left += 1;
+            let rp = self.remote_path(&path);
+            if open {
+                match up.sync(self.remote.as_ref(), &self.cfg.naming, &rp) {
+                    Ok(()) => {
+                        // One state lock at a time: the guard of a
+                        // `up.state()` lives to the end of its statement.
+                        let size = up.state().size;
+                        let temp = up
+                            .temp_path()
+                            .map(|t| String::from_utf8_lossy(&t).into_owned())
+                            .unwrap_or_default();
+                        log::error!(
+                            "{} still open for writing at unmount: NOT published; its {size} \
+                             bytes are kept on the server as {temp}",
+                            show(&path),
+                        );
+                    }
+                    Err(e) => log::error!(
+                        "{} still open for writing at unmount: NOT published, and saving it to a \
+                         temp file failed: {e}",
+                        show(&path)
+                    ),
+                }
+            } else if let Err(e) = self.publish(Op::Flush, &path, &up) {
+                log::error!("{e}");
+            } else {
+                left -= 1;
+            }
+        }
+        left
+    }
+}

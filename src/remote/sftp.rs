@@ -1,0 +1,867 @@
+//! `Remote` over SFTP v3 (`crate::ssh::Pool` carries the packets): the one
+//! place where the filesystem's vocabulary (`Meta`, intent-named opens,
+//! `RemoteError`) meets SFTP's (`Attrs`, pflags, SSH_FX_* status codes).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::remote::{
+    Committed, DirEntry, Handle, Kind, Meta, RResult, Remote, RemoteError, SpaceStats,
+};
+use crate::sftp::{self, ext, pflags, status, Attrs, Request, Response, Statvfs};
+use crate::ssh::{ConnError, Connection, Pool};
+
+/// What the server offers beyond plain SFTP v3 (from its first
+/// connection's extensions).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct Capabilities {
+    posix_rename: bool,
+    statvfs: bool,
+    fsync: bool,
+    hardlink: bool,
+}
+
+/// An SSH_FX_* status other than OK, in the filesystem's words. The text
+/// keeps the server's message and the status number (as `coupafs check`
+/// and the log show it).
+fn status_err(code: u32, message: String) -> RemoteError {
+    let name = match code {
+        status::EOF => "end of file",
+        status::NO_SUCH_FILE => "no such file",
+        status::PERMISSION_DENIED => "permission denied",
+        status::FAILURE => "failure",
+        status::BAD_MESSAGE => "bad message",
+        status::NO_CONNECTION => "no connection",
+        status::CONNECTION_LOST => "connection lost",
+        status::OP_UNSUPPORTED => "operation unsupported",
+        _ => "error",
+    };
+    let text = if message.is_empty() {
+        format!("{name} (status {code})")
+    } else {
+        format!("{message} (status {code})")
+    };
+    match code {
+        status::NO_SUCH_FILE => RemoteError::NotFound(text),
+        status::PERMISSION_DENIED => RemoteError::PermissionDenied(text),
+        status::FAILURE => RemoteError::Failure(text),
+        status::OP_UNSUPPORTED => RemoteError::Unsupported(format!("the operation ({text})")),
+        _ => RemoteError::Other(text),
+    }
+}
+
+/// SFTP attributes as `Meta`: the type bits of `permissions` become `kind`.
+fn meta_of(a: Attrs) -> Meta {
+    let kind = a.perm.map(|p| match p & libc::S_IFMT {
+        libc::S_IFDIR => Kind::Dir,
+        libc::S_IFLNK => Kind::Symlink,
+        libc::S_IFREG => Kind::File,
+        _ => Kind::Other,
+    });
+    Meta {
+        kind,
+        permissions: a.perm.map(|p| p & 0o7777),
+        size: a.size,
+        uid: a.uid_gid.map(|(u, _)| u),
+        gid: a.uid_gid.map(|(_, g)| g),
+        atime: a.atime_mtime.map(|(at, _)| at),
+        mtime: a.atime_mtime.map(|(_, m)| m),
+    }
+}
+
+/// `Meta` to set, as SFTP attributes. SFTP v3 carries uid with gid and
+/// atime with mtime (filexfer-02 5): a pair goes only when both are given.
+fn attrs_of(m: &Meta) -> Attrs {
+    let type_bits = match m.kind {
+        Some(Kind::Dir) => libc::S_IFDIR,
+        Some(Kind::Symlink) => libc::S_IFLNK,
+        Some(Kind::File) => libc::S_IFREG,
+        Some(Kind::Other) | None => 0,
+    };
+    Attrs {
+        size: m.size,
+        uid_gid: m.uid.zip(m.gid),
+        perm: m.permissions.map(|p| type_bits | (p & 0o7777)),
+        atime_mtime: m.atime.zip(m.mtime),
+    }
+}
+
+fn space_of(v: Statvfs) -> SpaceStats {
+    SpaceStats {
+        block_size: v.bsize,
+        fragment_size: v.frsize,
+        blocks: v.blocks,
+        blocks_free: v.bfree,
+        blocks_available: v.bavail,
+        files: v.files,
+        files_free: v.ffree,
+        name_max: v.namemax,
+    }
+}
+
+/// Bytes per READ / WRITE request (OpenSSH accepts up to 256 KiB).
+const IO_CHUNK: usize = 64 * 1024;
+/// Requests per pipelined batch.
+const MAX_IN_FLIGHT: usize = 64;
+/// READDIR requests in flight per listing.
+const READDIR_AHEAD: usize = 4;
+
+/// Below this round trip one SSH channel's flow-control window (sshd's
+/// 2 MiB per round trip) is not what limits an upload; the CPU is, and a
+/// second connection only adds work. Across a WAN round trip the window
+/// limits, and a second connection's window lifts it (scripts/bench.sh).
+const STRIPE_MIN_RTT: Duration = Duration::from_millis(3);
+
+/// Whether a large upload should also use a second connection.
+fn striping_pays(rtt: Duration) -> bool {
+    rtt >= STRIPE_MIN_RTT
+}
+
+/// `Remote` over SFTP.
+pub struct SftpRemote {
+    pool: Arc<Pool>,
+    op_timeout: Duration,
+    caps: Capabilities,
+}
+
+fn unexpected(op: &str, r: &Response) -> RemoteError {
+    RemoteError::Protocol(format!("unexpected reply to {op}: {r:?}"))
+}
+
+fn expect_ok(op: &str, r: Response) -> RResult<()> {
+    match r {
+        Response::Status { code, .. } if code == status::OK => Ok(()),
+        Response::Status { code, message } => Err(status_err(code, message)),
+        other => Err(unexpected(op, &other)),
+    }
+}
+
+fn expect_attrs(op: &str, r: Response) -> RResult<Attrs> {
+    match r {
+        Response::Attrs(a) => Ok(a),
+        Response::Status { code, message } => Err(status_err(code, message)),
+        other => Err(unexpected(op, &other)),
+    }
+}
+
+fn expect_handle(op: &str, r: Response, generation: u64) -> RResult<Handle> {
+    match r {
+        Response::Handle(raw) => Ok(Handle { raw, generation }),
+        Response::Status { code, message } => Err(status_err(code, message)),
+        other => Err(unexpected(op, &other)),
+    }
+}
+
+fn expect_single_name(op: &str, r: Response) -> RResult<Vec<u8>> {
+    match r {
+        Response::Name(mut names) if !names.is_empty() => Ok(names.swap_remove(0).filename),
+        Response::Status { code, message } => Err(status_err(code, message)),
+        other => Err(unexpected(op, &other)),
+    }
+}
+
+impl From<ConnError> for RemoteError {
+    fn from(e: ConnError) -> Self {
+        match e {
+            ConnError::NotSent(m) | ConnError::Disconnected(m) => RemoteError::Lost(m),
+            ConnError::Unreachable(m) => RemoteError::Unreachable(m),
+            ConnError::Protocol(m) => RemoteError::Protocol(m),
+        }
+    }
+}
+
+impl SftpRemote {
+    /// Wraps a pool whose first connection is up (its extensions decide the
+    /// capabilities).
+    pub fn new(pool: Arc<Pool>, first: &Connection, op_timeout: Duration) -> Self {
+        let caps = Capabilities {
+            posix_rename: first.has_extension(ext::POSIX_RENAME),
+            statvfs: first.has_extension(ext::STATVFS),
+            fsync: first.has_extension(ext::FSYNC),
+            hardlink: first.has_extension(ext::HARDLINK),
+        };
+        Self {
+            pool,
+            op_timeout,
+            caps,
+        }
+    }
+
+    /// One request on any live connection. `idempotent` requests are sent
+    /// again after a reconnect; others only when they never left.
+    fn call(&self, req: &Request, idempotent: bool) -> RResult<Response> {
+        let deadline = Instant::now() + self.op_timeout;
+        loop {
+            let conn = self.pool.get(deadline)?;
+            match conn.call(req) {
+                Ok(r) => return Ok(r),
+                Err(ConnError::NotSent(_)) if Instant::now() < deadline => continue,
+                Err(ConnError::Disconnected(_)) if idempotent && Instant::now() < deadline => {
+                    continue
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+
+    fn conn_for(&self, handle: &Handle) -> RResult<Arc<Connection>> {
+        self.pool
+            .by_generation(handle.generation)
+            .ok_or(RemoteError::StaleHandle)
+    }
+
+    fn on_handle(&self, handle: &Handle, req: &Request) -> RResult<Response> {
+        Ok(self.conn_for(handle)?.call(req)?)
+    }
+
+    fn open(&self, path: &[u8], flags: u32, attrs: Attrs) -> RResult<Handle> {
+        let deadline = Instant::now() + self.op_timeout;
+        let req = Request::Open {
+            path: path.to_vec(),
+            pflags: flags,
+            attrs,
+        };
+        // Opening for read only is idempotent; with CREAT/TRUNC it is not.
+        let idempotent = flags & !pflags::READ == 0;
+        loop {
+            let conn = self.pool.get(deadline)?;
+            match conn.call(&req) {
+                Ok(r) => return expect_handle("OPEN", r, conn.generation),
+                Err(ConnError::NotSent(_)) if Instant::now() < deadline => continue,
+                Err(ConnError::Disconnected(_)) if idempotent && Instant::now() < deadline => {
+                    continue
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+
+    /// Plain v3 RENAME: fails when `to` exists.
+    fn rename_v3(&self, from: &[u8], to: &[u8]) -> RResult<()> {
+        self.extended_ok(
+            &Request::Rename {
+                from: from.to_vec(),
+                to: to.to_vec(),
+            },
+            false,
+            "RENAME",
+        )
+    }
+
+    fn extended_ok(&self, req: &Request, idempotent: bool, op: &str) -> RResult<()> {
+        expect_ok(op, self.call(req, idempotent)?)
+    }
+}
+
+impl Remote for SftpRemote {
+    fn handle_alive(&self, handle: &Handle) -> bool {
+        self.pool.by_generation(handle.generation).is_some()
+    }
+
+    fn lstat(&self, path: &[u8]) -> RResult<Meta> {
+        expect_attrs(
+            "LSTAT",
+            self.call(
+                &Request::Lstat {
+                    path: path.to_vec(),
+                },
+                true,
+            )?,
+        )
+        .map(meta_of)
+    }
+
+    fn stat(&self, path: &[u8]) -> RResult<Meta> {
+        expect_attrs(
+            "STAT",
+            self.call(
+                &Request::Stat {
+                    path: path.to_vec(),
+                },
+                true,
+            )?,
+        )
+        .map(meta_of)
+    }
+
+    fn read_dir(&self, path: &[u8]) -> RResult<Vec<DirEntry>> {
+        let deadline = Instant::now() + self.op_timeout;
+        loop {
+            let conn = self.pool.get(deadline)?;
+            match read_dir_on(&conn, path) {
+                Err(RemoteError::Lost(_)) if Instant::now() < deadline => continue,
+                other => return other,
+            }
+        }
+    }
+
+    fn open_read(&self, path: &[u8]) -> RResult<Handle> {
+        self.open(path, pflags::READ, Attrs::default())
+    }
+
+    fn create_new(&self, path: &[u8], perm: Option<u32>) -> RResult<Handle> {
+        let attrs = Attrs {
+            perm: perm.map(|p| p & 0o7777),
+            ..Attrs::default()
+        };
+        // EXCL: the name must be new (filexfer-02 6.3); TRUNC is moot then.
+        let flags = pflags::WRITE | pflags::CREAT | pflags::TRUNC | pflags::EXCL;
+        self.open(path, flags, attrs)
+    }
+
+    fn read(&self, handle: &Handle, offset: u64, len: u32) -> RResult<Vec<u8>> {
+        let conn = self.conn_for(handle)?;
+        let len = len as usize;
+        let mut out = Vec::with_capacity(len);
+        let mut pos = 0usize;
+        while pos < len {
+            // Pipeline: up to MAX_IN_FLIGHT chunks per batch.
+            let mut reqs = Vec::new();
+            let mut p = pos;
+            while p < len && reqs.len() < MAX_IN_FLIGHT {
+                let n = IO_CHUNK.min(len - p);
+                reqs.push(Request::Read {
+                    handle: handle.raw.clone(),
+                    offset: offset + p as u64,
+                    len: n as u32,
+                });
+                p += n;
+            }
+            let want: Vec<usize> = reqs
+                .iter()
+                .map(|r| match r {
+                    Request::Read { len, .. } => *len as usize,
+                    _ => 0,
+                })
+                .collect();
+            for (r, want) in conn.call_many(&reqs).into_iter().zip(want) {
+                match r? {
+                    Response::Data(d) => {
+                        let short = d.len() < want;
+                        out.extend_from_slice(&d);
+                        if short {
+                            // SFTP allows short reads; OpenSSH returns one
+                            // only at end of file.
+                            return Ok(out);
+                        }
+                    }
+                    Response::Status { code, .. } if code == status::EOF => return Ok(out),
+                    Response::Status { code, message } => return Err(status_err(code, message)),
+                    other => return Err(unexpected("READ", &other)),
+                }
+            }
+            pos = p;
+        }
+        Ok(out)
+    }
+
+    fn write(&self, handle: &Handle, offset: u64, data: &[u8]) -> RResult<()> {
+        let handles = std::slice::from_ref(handle);
+        self.write_from(handles, offset, data.len() as u64, &mut |at, buf| {
+            let start = (at - offset) as usize;
+            buf.copy_from_slice(&data[start..start + buf.len()]);
+            Ok(())
+        })
+    }
+
+    fn write_from(
+        &self,
+        handles: &[Handle],
+        offset: u64,
+        len: u64,
+        source: &mut dyn FnMut(u64, &mut [u8]) -> std::io::Result<()>,
+    ) -> RResult<()> {
+        let conns = handles
+            .iter()
+            .map(|h| self.conn_for(h))
+            .collect::<RResult<Vec<_>>>()?;
+        if conns.is_empty() {
+            return Err(RemoteError::Protocol("write without a handle".into()));
+        }
+        // A sliding window per handle, not batches: each acknowledged WRITE
+        // lets the next one go, so the link never drains between batches.
+        // Each chunk goes to the handle (connection) with the fewest in
+        // flight.
+        let (tx, rx) = std::sync::mpsc::channel::<(usize, Result<Response, ConnError>)>();
+        let mut sent = 0u64;
+        let mut in_flight = vec![0usize; conns.len()];
+        let mut first_error: Option<RemoteError> = None;
+        loop {
+            while first_error.is_none() && sent < len {
+                let Some((i, _)) = in_flight
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, n)| **n < MAX_IN_FLIGHT)
+                    .min_by_key(|(_, n)| **n)
+                else {
+                    break;
+                };
+                let n = (len - sent).min(IO_CHUNK as u64) as usize;
+                let at = offset + sent;
+                let tx = tx.clone();
+                let queued = conns[i].submit_write(
+                    &handles[i].raw,
+                    at,
+                    n,
+                    &mut |buf| source(at, buf),
+                    Box::new(move |r| {
+                        let _ = tx.send((i, r));
+                    }),
+                );
+                if let Err(e) = queued {
+                    first_error = Some(RemoteError::Protocol(format!("local spool read: {e}")));
+                    break;
+                }
+                sent += n as u64;
+                in_flight[i] += 1;
+            }
+            if in_flight.iter().all(|n| *n == 0) {
+                break;
+            }
+            // Every submitted request completes exactly once (the I/O thread
+            // fails them all when the link dies), so this cannot hang.
+            let (i, reply) = rx.recv().unwrap_or_else(|_| {
+                (
+                    usize::MAX,
+                    Err(ConnError::Disconnected("I/O thread gone".into())),
+                )
+            });
+            if i == usize::MAX {
+                first_error.get_or_insert(RemoteError::Lost("I/O thread gone".into()));
+                break;
+            }
+            in_flight[i] -= 1;
+            let result = reply
+                .map_err(RemoteError::from)
+                .and_then(|r| expect_ok("WRITE", r));
+            if let Err(e) = result {
+                first_error.get_or_insert(e);
+            }
+        }
+        first_error.map_or(Ok(()), Err)
+    }
+
+    fn close_quietly(&self, handle: &Handle) {
+        if let Ok(conn) = self.conn_for(handle) {
+            conn.submit(
+                &Request::Close {
+                    handle: handle.raw.clone(),
+                },
+                Box::new(|_| {}),
+            );
+        }
+    }
+
+    fn open_twin(&self, path: &[u8], of: &Handle) -> RResult<Option<Handle>> {
+        if !striping_pays(self.conn_for(of)?.info.init_rtt) {
+            return Ok(None);
+        }
+        let Some(conn) = self.pool.get_other(of.generation) else {
+            return Ok(None);
+        };
+        // WRITE without CREAT/TRUNC: the file exists and keeps its bytes.
+        let req = Request::Open {
+            path: path.to_vec(),
+            pflags: pflags::WRITE,
+            attrs: Attrs::default(),
+        };
+        let r = conn.call(&req)?;
+        expect_handle("OPEN", r, conn.generation).map(Some)
+    }
+
+    fn close(&self, handle: &Handle) -> RResult<()> {
+        expect_ok(
+            "CLOSE",
+            self.on_handle(
+                handle,
+                &Request::Close {
+                    handle: handle.raw.clone(),
+                },
+            )?,
+        )
+    }
+
+    fn commit(
+        &self,
+        handle: &Handle,
+        set: Option<&Meta>,
+        from: &[u8],
+        to: &[u8],
+        replace: bool,
+    ) -> RResult<Committed> {
+        let conn = self.conn_for(handle)?;
+        let mut reqs = Vec::with_capacity(4);
+        if let Some(meta) = set {
+            reqs.push(Request::Fsetstat {
+                handle: handle.raw.clone(),
+                attrs: attrs_of(meta),
+            });
+        }
+        // Same batch, so no extra round trip: the server answers in order
+        // (OpenSSH's sftp-server handles one request at a time).
+        reqs.push(Request::Fstat {
+            handle: handle.raw.clone(),
+        });
+        reqs.push(Request::Close {
+            handle: handle.raw.clone(),
+        });
+        reqs.push(if self.caps.posix_rename && replace {
+            Request::PosixRename {
+                from: from.to_vec(),
+                to: to.to_vec(),
+            }
+        } else {
+            Request::Rename {
+                from: from.to_vec(),
+                to: to.to_vec(),
+            }
+        });
+        let mut replies = conn.call_many(&reqs);
+        let missing = || Err(ConnError::Protocol("missing reply".into()));
+        let renamed = replies.pop().unwrap_or_else(missing);
+        let closed = replies.pop().unwrap_or_else(missing);
+        let meta = replies
+            .pop()
+            .and_then(|r| r.ok())
+            .and_then(|r| expect_attrs("FSTAT", r).ok())
+            .map(meta_of);
+        let setstat_error = match replies.pop() {
+            Some(r) => expect_ok("FSETSTAT", r?).err(),
+            None => None,
+        };
+        expect_ok("CLOSE", closed?)?;
+        match expect_ok("RENAME", renamed?) {
+            Err(RemoteError::Failure(_)) if !replace => {
+                // v3 RENAME refuses an existing target (filexfer-02 6.5):
+                // exactly what O_EXCL asked for.
+                if self.lstat(to).is_ok() {
+                    return Err(RemoteError::AlreadyExists(
+                        "the name was taken on the server meanwhile".into(),
+                    ));
+                }
+                return Err(status_err(status::FAILURE, "rename failed".into()));
+            }
+            Err(RemoteError::Failure(_)) if !self.caps.posix_rename => {
+                // Plain v3 RENAME refuses an existing target: replace it.
+                self.rename(from, to)?;
+            }
+            other => other?,
+        }
+        Ok(Committed {
+            setstat_error,
+            meta,
+        })
+    }
+
+    fn fsync(&self, handle: &Handle) -> RResult<()> {
+        if !self.caps.fsync {
+            return Err(RemoteError::Unsupported(ext::FSYNC.into()));
+        }
+        expect_ok(
+            "fsync",
+            self.on_handle(
+                handle,
+                &Request::Fsync {
+                    handle: handle.raw.clone(),
+                },
+            )?,
+        )
+    }
+
+    fn setstat(&self, path: &[u8], meta: &Meta) -> RResult<()> {
+        self.extended_ok(
+            &Request::Setstat {
+                path: path.to_vec(),
+                attrs: attrs_of(meta),
+            },
+            true,
+            "SETSTAT",
+        )
+    }
+
+    fn remove(&self, path: &[u8]) -> RResult<()> {
+        self.extended_ok(
+            &Request::Remove {
+                path: path.to_vec(),
+            },
+            false,
+            "REMOVE",
+        )
+    }
+
+    fn mkdir(&self, path: &[u8], perm: u32) -> RResult<()> {
+        self.extended_ok(
+            &Request::Mkdir {
+                path: path.to_vec(),
+                attrs: Attrs {
+                    perm: Some(perm & 0o7777),
+                    ..Attrs::default()
+                },
+            },
+            false,
+            "MKDIR",
+        )
+    }
+
+    fn rmdir(&self, path: &[u8]) -> RResult<()> {
+        self.extended_ok(
+            &Request::Rmdir {
+                path: path.to_vec(),
+            },
+            false,
+            "RMDIR",
+        )
+    }
+
+    fn rename(&self, from: &[u8], to: &[u8]) -> RResult<()> {
+        if self.caps.posix_rename {
+            return self.extended_ok(
+                &Request::PosixRename {
+                    from: from.to_vec(),
+                    to: to.to_vec(),
+                },
+                false,
+                "posix-rename",
+            );
+        }
+        match self.rename_v3(from, to) {
+            Err(RemoteError::Failure(_)) => {
+                // Without posix-rename, v3 RENAME fails when `to` exists. Move
+                // the old target aside, rename, then drop it; on failure put it
+                // back. Not atomic: a reader may briefly see no `to`.
+                if self.lstat(to).is_err() {
+                    return Err(status_err(status::FAILURE, "rename failed".into()));
+                }
+                let mut aside = to.to_vec();
+                aside.extend_from_slice(format!(".coupafs-old-{}", std::process::id()).as_bytes());
+                self.rename_v3(to, &aside)?;
+                match self.rename_v3(from, to) {
+                    Ok(()) => {
+                        let _ = self.remove(&aside);
+                        Ok(())
+                    }
+                    Err(e) => {
+                        let _ = self.rename_v3(&aside, to);
+                        Err(e)
+                    }
+                }
+            }
+            other => other,
+        }
+    }
+
+    fn rename_noreplace(&self, from: &[u8], to: &[u8]) -> RResult<()> {
+        match self.rename_v3(from, to) {
+            // v3 RENAME refuses an existing target (filexfer-02 6.5), and
+            // OpenSSH says so only as FAILURE: taken as the name existing.
+            Err(RemoteError::Failure(m)) => Err(RemoteError::AlreadyExists(m)),
+            other => other,
+        }
+    }
+
+    fn readlink(&self, path: &[u8]) -> RResult<Vec<u8>> {
+        expect_single_name(
+            "READLINK",
+            self.call(
+                &Request::Readlink {
+                    path: path.to_vec(),
+                },
+                true,
+            )?,
+        )
+    }
+
+    fn symlink(&self, link_path: &[u8], target: &[u8]) -> RResult<()> {
+        self.extended_ok(
+            &Request::Symlink {
+                link_path: link_path.to_vec(),
+                target: target.to_vec(),
+            },
+            false,
+            "SYMLINK",
+        )
+    }
+
+    fn hardlink(&self, from: &[u8], to: &[u8]) -> RResult<()> {
+        if !self.caps.hardlink {
+            return Err(RemoteError::Unsupported(ext::HARDLINK.into()));
+        }
+        self.extended_ok(
+            &Request::Hardlink {
+                from: from.to_vec(),
+                to: to.to_vec(),
+            },
+            false,
+            "hardlink",
+        )
+    }
+
+    fn statvfs(&self, path: &[u8]) -> RResult<SpaceStats> {
+        if !self.caps.statvfs {
+            return Err(RemoteError::Unsupported(ext::STATVFS.into()));
+        }
+        match self.call(
+            &Request::Statvfs {
+                path: path.to_vec(),
+            },
+            true,
+        )? {
+            Response::ExtendedReply(data) => sftp::decode_statvfs(&data)
+                .map(space_of)
+                .map_err(|e| RemoteError::Protocol(e.to_string())),
+            Response::Status { code, message } => Err(status_err(code, message)),
+            other => Err(unexpected("statvfs", &other)),
+        }
+    }
+
+    fn realpath(&self, path: &[u8]) -> RResult<Vec<u8>> {
+        expect_single_name(
+            "REALPATH",
+            self.call(
+                &Request::Realpath {
+                    path: path.to_vec(),
+                },
+                true,
+            )?,
+        )
+    }
+}
+
+/// OPENDIR, READDIR with several requests in flight until EOF, CLOSE.
+fn read_dir_on(conn: &Connection, path: &[u8]) -> RResult<Vec<DirEntry>> {
+    let handle = match conn.call(&Request::Opendir {
+        path: path.to_vec(),
+    })? {
+        Response::Handle(h) => h,
+        Response::Status { code, message } => return Err(status_err(code, message)),
+        other => return Err(unexpected("OPENDIR", &other)),
+    };
+    let mut entries = Vec::new();
+    let mut result = Ok(());
+    'outer: loop {
+        // The server answers READDIRs on one handle in order, each with the
+        // next batch of names; once one says EOF the rest say EOF too.
+        let reqs: Vec<Request> = (0..READDIR_AHEAD)
+            .map(|_| Request::Readdir {
+                handle: handle.clone(),
+            })
+            .collect();
+        for r in conn.call_many(&reqs) {
+            match r {
+                Ok(Response::Name(names)) => {
+                    for n in names {
+                        if n.filename != b"." && n.filename != b".." {
+                            entries.push(DirEntry {
+                                name: n.filename,
+                                meta: meta_of(n.attrs),
+                            });
+                        }
+                    }
+                }
+                Ok(Response::Status { code, .. }) if code == status::EOF => break 'outer,
+                Ok(Response::Status { code, message }) => {
+                    result = Err(status_err(code, message));
+                    break 'outer;
+                }
+                Ok(other) => {
+                    result = Err(unexpected("READDIR", &other));
+                    break 'outer;
+                }
+                Err(e) => {
+                    result = Err(e.into());
+                    break 'outer;
+                }
+            }
+        }
+    }
+    // Nothing depends on the CLOSE reply: don't spend a round trip on it.
+    conn.submit(&Request::Close { handle }, Box::new(|_| {}));
+    result.map(|()| entries)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn striping_pays_only_across_a_real_round_trip() {
+        assert!(!striping_pays(Duration::from_micros(200)), "loopback");
+        assert!(!striping_pays(Duration::from_millis(2)));
+        assert!(striping_pays(STRIPE_MIN_RTT));
+        assert!(striping_pays(Duration::from_millis(20)), "WAN");
+    }
+
+    #[test]
+    fn status_codes_become_the_filesystems_words() {
+        let e = |code| status_err(code, "m".into());
+        assert_eq!(
+            e(status::NO_SUCH_FILE),
+            RemoteError::NotFound("m (status 2)".into())
+        );
+        assert_eq!(
+            e(status::PERMISSION_DENIED),
+            RemoteError::PermissionDenied("m (status 3)".into())
+        );
+        assert_eq!(
+            e(status::FAILURE),
+            RemoteError::Failure("m (status 4)".into())
+        );
+        assert!(matches!(
+            e(status::OP_UNSUPPORTED),
+            RemoteError::Unsupported(_)
+        ));
+        // What `coupafs check` and the log show, unchanged by the mapping.
+        assert_eq!(
+            e(status::PERMISSION_DENIED).to_string(),
+            "server: m (status 3)"
+        );
+        assert_eq!(
+            status_err(status::FAILURE, String::new()).to_string(),
+            "server: failure (status 4)"
+        );
+        for code in [
+            status::EOF,
+            status::BAD_MESSAGE,
+            status::NO_CONNECTION,
+            status::CONNECTION_LOST,
+            99,
+        ] {
+            assert!(matches!(e(code), RemoteError::Other(_)), "status {code}");
+            assert!(
+                !e(code).is_transport(),
+                "status {code} is the server's word"
+            );
+        }
+    }
+
+    #[test]
+    fn attributes_split_type_from_permissions_and_back() {
+        let wire = Attrs {
+            size: Some(7),
+            uid_gid: Some((1, 2)),
+            perm: Some(libc::S_IFDIR | 0o750),
+            atime_mtime: Some((10, 20)),
+        };
+        let meta = meta_of(wire.clone());
+        assert_eq!(meta.kind, Some(Kind::Dir));
+        assert_eq!(meta.permissions, Some(0o750));
+        assert_eq!((meta.uid, meta.gid), (Some(1), Some(2)));
+        assert_eq!((meta.atime, meta.mtime), (Some(10), Some(20)));
+        assert_eq!(attrs_of(&meta), wire);
+        let link = meta_of(Attrs {
+            perm: Some(libc::S_IFLNK | 0o777),
+            ..Attrs::default()
+        });
+        assert_eq!(link.kind, Some(Kind::Symlink));
+        assert_eq!(meta_of(Attrs::default()), Meta::default());
+    }
+
+    #[test]
+    fn a_change_sets_only_what_it_names() {
+        let set = attrs_of(&Meta::change(Some(0o600), None));
+        assert_eq!(set.perm, Some(0o600), "no type bits in a chmod");
+        assert_eq!(set.atime_mtime, None);
+        let set = attrs_of(&Meta::change(None, Some((1, 2))));
+        assert_eq!((set.perm, set.atime_mtime), (None, Some((1, 2))));
+    }
+}
