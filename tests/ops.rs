@@ -1554,6 +1554,11 @@ fn daemon_without_a_syslog_socket_warns_and_still_mounts() {
 fn foreground_logs_go_to_stderr_with_levels() {
     let sb = Sandbox::start();
     let m = Mount::new(&sb, &[]);
+    // The mount shows in mountinfo a moment before its "mounted" line is
+    // written: wait for the line rather than race it.
+    wait_until(Duration::from_secs(10), || {
+        m.log().contains("mounted 127.0.0.1:")
+    });
     let log = m.log();
     assert!(
         log.contains(" INFO ") && log.contains("mounted 127.0.0.1:"),
