@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The one command that checks everything on a fresh machine (as root):
 # installs the missing system packages, then cargo fmt --check, clippy with
-# -D warnings, and the whole test suite (unit tests, the sandbox smoke tests,
+# -D warnings (with and without features), and the whole test suite with the
+# test-support feature (unit tests, the remote contract suite on the mock and
+# on OpenSSH, the layout rules (tests/layout.rs), the sandbox smoke tests,
 # the real FUSE mount tests against a local sshd, and the upload suite against
 # other SFTP servers in tests/servers.rs: ProFTPD mod_sftp, gesftpserver,
 # rclone serve sftp, OpenSSH without extensions).
@@ -42,12 +44,19 @@ cargo fmt --all -- --check
 
 step "cargo clippy --all-targets -- -D warnings"
 cargo clippy --all-targets -- -D warnings
+# Again with every feature: the mock (feature test-support) and the tests
+# that need it (tests/remote_contract.rs).
+step "cargo clippy --all-targets --all-features -- -D warnings"
+cargo clippy --all-targets --all-features -- -D warnings
 
-step "cargo test"
+# With test-support: the mock and the remote contract suite
+# (tests/remote_contract.rs: one test body on the mock and on OpenSSH). The
+# release build never has the feature, so the mock never ships.
+step "cargo test --features test-support"
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 set +e
-cargo test --no-fail-fast "$@" -- --test-threads="${TEST_THREADS:-2}" 2>&1 | tee "$log"
+cargo test --no-fail-fast --features test-support "$@" -- --test-threads="${TEST_THREADS:-2}" 2>&1 | tee "$log"
 status=${PIPESTATUS[0]}
 set -e
 # One closing line for the whole suite (cargo's last line is the doc-test

@@ -10,7 +10,7 @@
 //! Beside them: `cli` (command line, ssh config), `mount` (the mount's
 //! life: daemon, credentials, status, shutdown), `check` (`coupafs check`),
 //! `coupa` (Coupa's folder tree and file rules), `error` (the one errno
-//! map), `logging`.
+//! map), `logging`, `sync` (the poison-tolerant `lock`).
 
 pub mod check;
 pub mod cli;
@@ -23,3 +23,4 @@ pub mod mount;
 pub mod remote;
 pub mod sftp;
 pub mod ssh;
+mod sync;

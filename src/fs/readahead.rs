@@ -8,7 +8,7 @@
 //! reader are dropped, so memory per handle stays bounded.
 
 use std::collections::BTreeMap;
-use std::sync::{mpsc, Arc, Condvar, Mutex, MutexGuard};
+use std::sync::{mpsc, Arc, Condvar, Mutex};
 
 use crate::remote::{Handle, RResult, Remote};
 
@@ -17,9 +17,7 @@ pub(crate) const BLOCK: u64 = 1 << 20;
 /// Most blocks fetched ahead of the reader.
 const MAX_WINDOW: u64 = 6;
 
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
+use crate::sync::lock;
 
 /// One block being fetched or fetched.
 struct Block {

@@ -17,7 +17,7 @@
 
 use std::collections::HashMap;
 use std::sync::mpsc::{self, RecvTimeoutError, Sender};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::fs::inode::{join, split};
@@ -73,9 +73,7 @@ pub(crate) struct SparePool {
     worker: Mutex<Option<std::thread::JoinHandle<()>>>,
 }
 
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
+use crate::sync::lock;
 
 impl SparePool {
     /// A pool keeping at most `max_per_dir` spares per folder (0: none),

@@ -200,9 +200,7 @@ impl Drop for Upload {
     }
 }
 
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
+use crate::sync::lock;
 
 impl Upload {
     /// An empty spool in `spool_dir`.

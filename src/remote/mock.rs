@@ -2,10 +2,19 @@
 //! filesystem semantics and the upload state machine (the mountpoint-s3
 //! pattern: the same `fs` code runs on this fake and on real SFTP).
 //!
-//! It behaves like OpenSSH's sftp-server where that matters: plain RENAME
-//! refuses an existing target, posix-rename replaces it, REMOVE of a missing
-//! file is NO_SUCH_FILE, RMDIR of a non-empty folder is FAILURE (here:
-//! `NotFound`, `Failure`, as `remote::sftp` converts them).
+//! It behaves like OpenSSH's sftp-server where that matters, errors arriving
+//! as `remote::sftp` converts that server's status codes (sftp-server.c
+//! `errno_to_portable`: ENOENT/ENOTDIR/ELOOP are NO_SUCH_FILE -> `NotFound`,
+//! EACCES is PERMISSION_DENIED, EINVAL is BAD_MESSAGE -> `Other`, EEXIST,
+//! ENOTEMPTY, EISDIR are FAILURE -> `Failure`). tests/remote_contract.rs runs
+//! one test body on this mock and on OpenSSH to keep the two alike; where
+//! they differ, the mock is the one to fix.
+//!
+//! Known simplifications: a hard link is a copy (a later write through one
+//! name does not show through the other); ownership is not modelled (the
+//! account owns every file, so only the owner permission bits count);
+//! `open_twin` always has "another connection" (OpenSSH over loopback gets
+//! none), so the filesystem's two-connection paths run in unit tests.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -20,6 +29,7 @@ pub enum Node {
     File {
         data: Vec<u8>,
         mode: u32,
+        atime: u32,
         mtime: u32,
     },
     Dir {
@@ -50,6 +60,9 @@ struct State {
     /// Every path that ever existed, in creation order (to check that no
     /// partial file ever appeared under a final name).
     history: Vec<(Vec<u8>, usize)>,
+    /// The current connection: handles carry the generation that issued
+    /// them and die with it (`lose_connection`).
+    generation: u64,
 }
 
 pub struct MockRemote {
@@ -82,6 +95,49 @@ fn failure(msg: &str) -> RemoteError {
     RemoteError::Failure(msg.into())
 }
 
+fn permission_denied() -> RemoteError {
+    RemoteError::PermissionDenied("Permission denied".into())
+}
+
+/// What the server's file times start at.
+const EPOCH: u32 = 1_700_000_000;
+
+/// A symlink chain longer than this is ELOOP (NO_SUCH_FILE), as in Linux.
+const MAX_SYMLINKS: usize = 40;
+
+/// `path` with `.` and `..` components resolved and a relative path taken
+/// from the account's home `/root` (what OpenSSH's REALPATH does, short of
+/// following symlinks).
+fn normalize(path: &[u8]) -> Vec<u8> {
+    let mut parts: Vec<&[u8]> = Vec::new();
+    let start: &[u8] = if path.starts_with(b"/") {
+        b""
+    } else {
+        b"/root"
+    };
+    for c in start
+        .split(|&b| b == b'/')
+        .chain(path.split(|&b| b == b'/'))
+    {
+        match c {
+            b"" | b"." => {}
+            b".." => {
+                parts.pop();
+            }
+            c => parts.push(c),
+        }
+    }
+    if parts.is_empty() {
+        return b"/".to_vec();
+    }
+    let mut out = Vec::new();
+    for c in parts {
+        out.push(b'/');
+        out.extend_from_slice(c);
+    }
+    out
+}
+
 fn parent(path: &[u8]) -> &[u8] {
     match path.iter().rposition(|&b| b == b'/') {
         Some(0) => b"/",
@@ -103,6 +159,7 @@ impl MockRemote {
         st.nodes.insert(b"/".to_vec(), Node::Dir { mode: 0o755 });
         st.nodes
             .insert(b"/root".to_vec(), Node::Dir { mode: 0o755 });
+        st.generation = 1;
         Self {
             state: Mutex::new(st),
             held: Mutex::new(Vec::new()),
@@ -114,12 +171,27 @@ impl MockRemote {
 
     fn open(&self, path: &[u8], mode: OpenMode, perm: Option<u32>) -> RResult<Handle> {
         let mut st = self.enter("open")?;
-        if !matches!(st.nodes.get(parent(path)), Some(Node::Dir { .. })) {
+        // Opening an existing file follows symlinks; O_EXCL does not.
+        let resolved;
+        let path = if mode == OpenMode::CreateNew {
+            path
+        } else {
+            resolved = st.resolve(path)?;
+            &resolved
+        };
+        if !st.is_dir(parent(path)) {
             return Err(no_such_file());
         }
         match st.nodes.get(path) {
             Some(Node::File { .. }) if mode == OpenMode::CreateNew => {
                 return Err(failure("exists"))
+            }
+            // The account owns its files: open(2) checks the owner bits.
+            Some(Node::File { mode: m, .. }) if mode == OpenMode::Read && m & 0o400 == 0 => {
+                return Err(permission_denied())
+            }
+            Some(Node::File { mode: m, .. }) if mode == OpenMode::Write && m & 0o200 == 0 => {
+                return Err(permission_denied())
             }
             Some(Node::File { .. }) => {}
             Some(_) => return Err(failure("not a file")),
@@ -130,7 +202,8 @@ impl MockRemote {
                     Node::File {
                         data: Vec::new(),
                         mode: perm.unwrap_or(0o644) & 0o7777,
-                        mtime: 1_700_000_000,
+                        atime: EPOCH,
+                        mtime: EPOCH,
                     },
                 );
                 st.history.push((path.to_vec(), 0));
@@ -147,7 +220,10 @@ impl MockRemote {
             .to_be_bytes()
             .to_vec();
         st.handles.insert(raw.clone(), path.to_vec());
-        Ok(Handle { raw, generation: 1 })
+        Ok(Handle {
+            raw,
+            generation: st.generation,
+        })
     }
 
     fn st(&self) -> MutexGuard<'_, State> {
@@ -172,7 +248,8 @@ impl MockRemote {
             Node::File {
                 data: data.to_vec(),
                 mode: 0o644,
-                mtime: 1_700_000_000,
+                atime: EPOCH,
+                mtime: EPOCH,
             },
         );
     }
@@ -251,6 +328,14 @@ impl MockRemote {
         self.unheld.notify_all();
     }
 
+    /// The connection dies: every open handle with it (`handle_alive`
+    /// false, calls on them `StaleHandle`); later calls work (a reconnect).
+    pub fn lose_connection(&self) {
+        let mut st = self.st();
+        st.handles.clear();
+        st.generation += 1;
+    }
+
     /// Removes every injected fault.
     pub fn heal(&self) {
         self.st().injections.clear();
@@ -302,11 +387,61 @@ impl MockRemote {
     }
 }
 
+impl State {
+    fn is_dir(&self, path: &[u8]) -> bool {
+        matches!(self.nodes.get(path), Some(Node::Dir { .. }))
+    }
+
+    /// The path `path` leads to after following symlinks (stat(2), open(2));
+    /// relative link targets are taken from the link's folder. A dangling
+    /// link leads to its missing target.
+    fn resolve(&self, path: &[u8]) -> RResult<Vec<u8>> {
+        let mut path = path.to_vec();
+        for _ in 0..MAX_SYMLINKS {
+            match self.nodes.get(&path) {
+                Some(Node::Symlink { target }) => {
+                    path = if target.starts_with(b"/") {
+                        normalize(target)
+                    } else {
+                        let mut p = parent(&path).to_vec();
+                        p.push(b'/');
+                        p.extend_from_slice(target);
+                        normalize(&p)
+                    };
+                }
+                _ => return Ok(path),
+            }
+        }
+        Err(no_such_file())
+    }
+
+    /// The node at `path`, following symlinks.
+    fn follow(&self, path: &[u8]) -> RResult<&Node> {
+        let path = self.resolve(path)?;
+        self.nodes.get(&path).ok_or_else(no_such_file)
+    }
+
+    /// Whether `dir` has entries.
+    fn has_children(&self, dir: &[u8]) -> bool {
+        let mut prefix = dir.to_vec();
+        prefix.push(b'/');
+        self.nodes
+            .range(prefix.clone()..)
+            .next()
+            .is_some_and(|(k, _)| k.starts_with(&prefix))
+    }
+}
+
 fn meta_of(node: &Node) -> Meta {
-    let (kind, perm, size, mtime) = match node {
-        Node::File { data, mode, mtime } => (Kind::File, *mode, data.len() as u64, *mtime),
-        Node::Dir { mode } => (Kind::Dir, *mode, 4096, 1_700_000_000),
-        Node::Symlink { target } => (Kind::Symlink, 0o777, target.len() as u64, 1_700_000_000),
+    let (kind, perm, size, atime, mtime) = match node {
+        Node::File {
+            data,
+            mode,
+            atime,
+            mtime,
+        } => (Kind::File, *mode, data.len() as u64, *atime, *mtime),
+        Node::Dir { mode } => (Kind::Dir, *mode, 4096, EPOCH, EPOCH),
+        Node::Symlink { target } => (Kind::Symlink, 0o777, target.len() as u64, EPOCH, EPOCH),
     };
     Meta {
         kind: Some(kind),
@@ -314,14 +449,16 @@ fn meta_of(node: &Node) -> Meta {
         size: Some(size),
         uid: Some(1000),
         gid: Some(1000),
-        atime: Some(mtime),
+        atime: Some(atime),
         mtime: Some(mtime),
     }
 }
 
 impl Remote for MockRemote {
+    /// Like the real pool: a handle lives as long as its connection
+    /// (closing it does not make its connection dead).
     fn handle_alive(&self, handle: &Handle) -> bool {
-        self.st().handles.contains_key(&handle.raw)
+        handle.generation == self.st().generation
     }
 
     fn lstat(&self, path: &[u8]) -> RResult<Meta> {
@@ -331,7 +468,7 @@ impl Remote for MockRemote {
 
     fn stat(&self, path: &[u8]) -> RResult<Meta> {
         let st = self.enter("stat")?;
-        st.nodes.get(path).map(meta_of).ok_or_else(no_such_file)
+        st.follow(path).map(meta_of)
     }
 
     fn read_dir(&self, path: &[u8]) -> RResult<Vec<DirEntry>> {
@@ -479,11 +616,18 @@ impl Remote for MockRemote {
     fn setstat(&self, path: &[u8], meta: &Meta) -> RResult<()> {
         let mut st = self.enter("setstat")?;
         match st.nodes.get_mut(path) {
-            Some(Node::File { mode, mtime, data }) => {
+            Some(Node::File {
+                mode,
+                atime,
+                mtime,
+                data,
+            }) => {
                 if let Some(p) = meta.permissions {
                     *mode = p & 0o7777;
                 }
-                if let Some(m) = meta.mtime {
+                // SFTP v3 sets atime and mtime together (filexfer-02 5).
+                if let (Some(a), Some(m)) = (meta.atime, meta.mtime) {
+                    *atime = a;
                     *mtime = m;
                 }
                 if let Some(size) = meta.size {
@@ -491,7 +635,14 @@ impl Remote for MockRemote {
                 }
                 Ok(())
             }
-            Some(_) => Ok(()),
+            Some(Node::Dir { mode }) => {
+                if let Some(p) = meta.permissions {
+                    *mode = p & 0o7777;
+                }
+                Ok(())
+            }
+            // SETSTAT follows a symlink; links themselves keep 0o777.
+            Some(Node::Symlink { .. }) => Ok(()),
             None => Err(no_such_file()),
         }
     }
@@ -508,12 +659,20 @@ impl Remote for MockRemote {
         }
     }
 
-    fn mkdir(&self, path: &[u8], _perm: u32) -> RResult<()> {
+    fn mkdir(&self, path: &[u8], perm: u32) -> RResult<()> {
         let mut st = self.enter("mkdir")?;
         if st.nodes.contains_key(path) {
             return Err(failure("exists"));
         }
-        st.nodes.insert(path.to_vec(), Node::Dir { mode: 0o755 });
+        if !st.is_dir(parent(path)) {
+            return Err(no_such_file());
+        }
+        st.nodes.insert(
+            path.to_vec(),
+            Node::Dir {
+                mode: perm & 0o7777,
+            },
+        );
         Ok(())
     }
 
@@ -531,14 +690,56 @@ impl Remote for MockRemote {
         Ok(())
     }
 
+    /// posix-rename: rename(2), replacing `to`.
     fn rename(&self, from: &[u8], to: &[u8]) -> RResult<()> {
         let mut st = self.enter("rename")?;
+        let from_dir = match st.nodes.get(from) {
+            None => return Err(no_such_file()),
+            Some(node) => matches!(node, Node::Dir { .. }),
+        };
+        if !st.is_dir(parent(to)) {
+            return Err(no_such_file());
+        }
+        if from == to {
+            return Ok(());
+        }
+        match st.nodes.get(to) {
+            // EISDIR
+            Some(Node::Dir { .. }) if !from_dir => return Err(failure("is a directory")),
+            // ENOTEMPTY
+            Some(Node::Dir { .. }) if st.has_children(to) => return Err(failure("not empty")),
+            // ENOTDIR
+            Some(_) if from_dir => return Err(no_such_file()),
+            _ => {}
+        }
+        if from_dir && to.starts_with(from) && to.get(from.len()) == Some(&b'/') {
+            // EINVAL: a folder into itself.
+            return Err(RemoteError::Other("Bad message".into()));
+        }
         let node = st.nodes.remove(from).ok_or_else(no_such_file)?;
         if let Node::File { data, .. } = &node {
             let n = data.len();
             st.history.push((to.to_vec(), n));
         }
         st.nodes.insert(to.to_vec(), node);
+        if from_dir {
+            // The folder's contents move with it.
+            let mut prefix = from.to_vec();
+            prefix.push(b'/');
+            let inside: Vec<Vec<u8>> = st
+                .nodes
+                .range(prefix.clone()..)
+                .take_while(|(k, _)| k.starts_with(&prefix))
+                .map(|(k, _)| k.clone())
+                .collect();
+            for old in inside {
+                if let Some(node) = st.nodes.remove(&old) {
+                    let mut new = to.to_vec();
+                    new.extend_from_slice(&old[from.len()..]);
+                    st.nodes.insert(new, node);
+                }
+            }
+        }
         Ok(())
     }
 
@@ -559,7 +760,8 @@ impl Remote for MockRemote {
         let st = self.enter("readlink")?;
         match st.nodes.get(path) {
             Some(Node::Symlink { target }) => Ok(target.clone()),
-            Some(_) => Err(failure("not a link")),
+            // readlink(2) EINVAL: BAD_MESSAGE.
+            Some(_) => Err(RemoteError::Other("Bad message".into())),
             None => Err(no_such_file()),
         }
     }
@@ -568,6 +770,9 @@ impl Remote for MockRemote {
         let mut st = self.enter("symlink")?;
         if st.nodes.contains_key(link_path) {
             return Err(failure("exists"));
+        }
+        if !st.is_dir(parent(link_path)) {
+            return Err(no_such_file());
         }
         st.nodes.insert(
             link_path.to_vec(),
@@ -578,8 +783,24 @@ impl Remote for MockRemote {
         Ok(())
     }
 
-    fn hardlink(&self, _from: &[u8], _to: &[u8]) -> RResult<()> {
-        Err(RemoteError::Unsupported("hardlink@openssh.com".into()))
+    /// hardlink@openssh.com, as OpenSSH offers it; the new name gets a copy
+    /// (see the module notes).
+    fn hardlink(&self, from: &[u8], to: &[u8]) -> RResult<()> {
+        let mut st = self.enter("hardlink")?;
+        let node = match st.nodes.get(from) {
+            Some(node @ Node::File { .. }) => node.clone(),
+            // link(2) of a folder: EPERM.
+            Some(_) => return Err(permission_denied()),
+            None => return Err(no_such_file()),
+        };
+        if st.nodes.contains_key(to) {
+            return Err(failure("exists"));
+        }
+        if !st.is_dir(parent(to)) {
+            return Err(no_such_file());
+        }
+        st.nodes.insert(to.to_vec(), node);
+        Ok(())
     }
 
     fn statvfs(&self, _path: &[u8]) -> RResult<SpaceStats> {
@@ -598,6 +819,6 @@ impl Remote for MockRemote {
 
     fn realpath(&self, path: &[u8]) -> RResult<Vec<u8>> {
         let _st = self.enter("realpath")?;
-        Ok(path.to_vec())
+        Ok(normalize(path))
     }
 }

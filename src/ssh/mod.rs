@@ -28,8 +28,6 @@ mod params;
 mod pool;
 mod session;
 
-use std::sync::{Mutex, MutexGuard};
-
 pub(crate) use engine::ConnError;
 pub use engine::{CloseReason, Connection};
 pub use params::{
@@ -64,7 +62,4 @@ pub mod crypto {
     }
 }
 
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    // A panicking holder leaves plain data behind; keep going with it.
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
+use crate::sync::lock;
