@@ -42,6 +42,13 @@ pub fn run(mut opts: MountOptions) -> Result<(), String> {
     if !opts.ignored.is_empty() {
         log::debug!("accepted and ignored: {}", opts.ignored.join(" "));
     }
+    if opts.allow_other && opts.no_default_permissions {
+        log::warn!(
+            "allow_other with no_default_permissions: the kernel does not check file modes, \
+             so every local user reads and writes on the server with the rights of the SFTP \
+             account"
+        );
+    }
     let mountpoint = absolute(&opts.mountpoint);
     match std::fs::metadata(&mountpoint) {
         Ok(m) if m.is_dir() => {}
@@ -377,6 +384,9 @@ mod tests {
         assert!(s.read_only && s.default_permissions, "{s:?}");
         let s = session_options(&opts(&[]));
         assert!(!s.read_only && !s.default_permissions, "{s:?}");
+        assert!(session_options(&opts(&["-o", "allow_other"])).default_permissions);
+        let s = session_options(&opts(&["-o", "allow_other,no_default_permissions"]));
+        assert!(s.access == Access::All && !s.default_permissions, "{s:?}");
     }
 
     #[test]
