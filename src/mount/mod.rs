@@ -8,9 +8,9 @@
 
 mod credentials;
 mod daemon;
+mod dirs;
 mod status;
 
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -60,6 +60,9 @@ pub fn run(mut opts: MountOptions) -> Result<(), String> {
         }
         Err(e) => return Err(format!("mountpoint {}: {e}", mountpoint.display())),
     }
+    // Before the fork, so that a refused directory is reported on the
+    // caller's terminal.
+    let local = local_dirs(&opts)?;
     let params = connect_params(&opts)?;
     let mut pipe = if opts.foreground {
         StartupPipe::none()
@@ -67,7 +70,7 @@ pub fn run(mut opts: MountOptions) -> Result<(), String> {
         daemon::daemonize()?
     };
     let daemon = pipe.is_waiting();
-    let result = mount_and_serve(&opts, params, &mountpoint, &mut pipe);
+    let result = mount_and_serve(&opts, params, &mountpoint, &local, &mut pipe);
     if daemon {
         if let Err(e) = &result {
             // The parent prints the reason (it is still waiting on the pipe
@@ -100,10 +103,33 @@ enum Ending {
     Unmounted,
 }
 
+/// The local directories a mount writes in, verified (see `dirs`).
+struct LocalDirs {
+    spool: PathBuf,
+    status: PathBuf,
+}
+
+/// Creates or verifies the spool and status directories.
+fn local_dirs(opts: &MountOptions) -> Result<LocalDirs, String> {
+    let spool = match &opts.spool_dir {
+        Some(p) => {
+            let p = absolute(p);
+            dirs::ensure(&p, dirs::Access::Private, true, "spool dir")?;
+            p
+        }
+        None => dirs::default_spool_dir()?,
+    };
+    Ok(LocalDirs {
+        spool,
+        status: dirs::status_dir()?,
+    })
+}
+
 fn mount_and_serve(
     opts: &MountOptions,
     params: ConnectParams,
     mountpoint: &Path,
+    local: &LocalDirs,
     pipe: &mut StartupPipe,
 ) -> Result<(), String> {
     // Blocked before any thread starts, so every thread inherits the mask
@@ -125,19 +151,10 @@ fn mount_and_serve(
     drop(first);
     let remote_root = resolve_root(remote.as_ref(), &opts.target.remote_dir)?;
 
-    let spool_dir = opts
-        .spool_dir
-        .clone()
-        .map(|p| absolute(&p))
-        .unwrap_or_else(|| {
-            // SAFETY: getuid cannot fail.
-            std::env::temp_dir().join(format!("coupafs-spool-{}", unsafe { libc::getuid() }))
-        });
-    std::fs::create_dir_all(&spool_dir)
-        .map_err(|e| format!("spool dir {}: {e}", spool_dir.display()))?;
-    let _ = std::fs::set_permissions(&spool_dir, std::fs::Permissions::from_mode(0o700));
-
-    let filesystem = Fs::new(remote, fs_config(opts, remote_root.clone(), spool_dir));
+    let filesystem = Fs::new(
+        remote,
+        fs_config(opts, remote_root.clone(), local.spool.clone()),
+    );
     let session = session::mount(filesystem.clone(), mountpoint, &session_options(opts))?;
     log::info!(
         "mounted {}:{} on {}",
@@ -161,7 +178,7 @@ fn mount_and_serve(
             .name("stale-temp-sweep".into())
             .spawn(move || fs.sweep_stale_temps());
     }
-    let status = StatusFile::new(mountpoint, &opts.target, opts.port);
+    let status = StatusFile::new(&local.status, mountpoint, &opts.target, opts.port);
     log::info!("status: {}", status.path().display());
 
     let running = Running {
