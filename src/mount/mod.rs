@@ -21,7 +21,7 @@ use crate::fuse::session::{self, Access, MountedSession, SessionOptions};
 use crate::remote::{Remote, SftpRemote};
 use crate::ssh::{CloseReason, ConnectParams, Pool};
 
-pub use credentials::{connect_params, take_env_password};
+pub use credentials::{connect_params, harden_process, take_env_password};
 
 use credentials::absolute;
 use daemon::{ShutdownSignals, StartupPipe};
@@ -35,6 +35,7 @@ const POLL: Duration = Duration::from_millis(200);
 /// mode the calling process exits inside (with the child's verdict); the
 /// child returns here only after a clean stop.
 pub fn run(mut opts: MountOptions) -> Result<(), String> {
+    harden_process();
     crate::logging::init(opts.debug);
     // The daemon runs in "/": resolve relative local paths now.
     opts.spool_dir = opts.spool_dir.as_deref().map(absolute);
@@ -227,11 +228,12 @@ fn serve(running: &Running, signals: &ShutdownSignals) -> Ending {
 ///    still open are not published (Coupa must never see a partial file);
 /// 4. stop the write-behind workers and remove the spare temp files (this
 ///    needs the connections, so before step 6);
-/// 5. unmount (lazily if the mount is busy) unless it was unmounted from
-///    outside, and join the serving threads;
+/// 5. unmount (lazily if the mount is busy) if the mount at the path is
+///    still the one this process made (not after an outside umount, and
+///    never a newer mount there), and join the serving threads;
 /// 6. close the SSH connections;
-/// 7. remove the status file, last, so that while it exists a monitor can
-///    see the mount still working.
+/// 7. remove the status file if it is still ours, last, so that while it
+///    exists a monitor can see the mount still working.
 fn stop(running: Running, ending: Ending) {
     let Running {
         opts,
