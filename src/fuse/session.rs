@@ -7,8 +7,11 @@
 //! and an immediate new mount there, the old daemon (still exiting) would
 //! unmount the new mount. So the session records the kernel's identity of
 //! the mount it made (mount id and device, from /proc/self/mountinfo) and
-//! unmounts only while the topmost mount at the path is still that one;
-//! fuser's own unmount-on-drop (by path) is never run.
+//! unmounts only while the topmost mount at the path is still that one and
+//! our FUSE connection is still alive: both numbers are reused by the
+//! kernel once a mount is gone (lowest free), but not while its connection
+//! (and so its superblock and device) lives. fuser's own unmount-on-drop
+//! (by path) is never run.
 
 use std::mem::ManuallyDrop;
 use std::os::unix::ffi::OsStrExt;
@@ -216,10 +219,12 @@ impl MountedSession {
     }
 
     /// True while the topmost mount at the path is the one this session
-    /// made.
+    /// made: same mount id and device, and our connection still alive (so
+    /// those numbers cannot have been handed to a newer mount).
     pub(crate) fn is_still_mine(&self) -> bool {
         self.identity
             .is_some_and(|mine| mount_at(&self.mountpoint) == Some(mine))
+            && connection_alive()
     }
 
     /// Ends the session: unmounts if the mount at the path is still ours,
@@ -260,10 +265,17 @@ impl MountedSession {
                 }
             },
             (false, true) => join(),
+            (false, false) if !connection_alive() => {
+                // Unmounted from outside a moment ago: the serving thread
+                // is about to see it.
+                join();
+            }
             (false, false) => {
-                // Our mount is covered by another one (or was moved): the
-                // path is not ours to unmount. End our connection instead,
-                // through the kernel's per-connection control file.
+                // Our mount is covered by another one (or was moved, or
+                // detached while busy): the path is not ours to unmount.
+                // End our connection instead, through the kernel's
+                // per-connection control file (fusectl); its number is
+                // our device's minor, ours while the connection lives.
                 log::warn!(
                     "the mount at {} is no longer this process's; not unmounting it",
                     mountpoint.display()
@@ -275,6 +287,33 @@ impl MountedSession {
             }
         }
     }
+}
+
+/// True while this process's FUSE connection lives: one of its /dev/fuse
+/// descriptors does not poll as POLLERR (the kernel reports POLLERR once
+/// the connection is aborted or its mount destroyed).
+fn connection_alive() -> bool {
+    let Ok(dir) = std::fs::read_dir("/proc/self/fd") else {
+        return false;
+    };
+    dir.flatten().any(|e| {
+        let is_fuse = std::fs::read_link(e.path()).is_ok_and(|t| t == Path::new("/dev/fuse"));
+        let Some(fd) = e.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else {
+            return false;
+        };
+        if !is_fuse {
+            return false;
+        }
+        let mut p = libc::pollfd {
+            fd,
+            events: 0,
+            revents: 0,
+        };
+        // SAFETY: poll of one descriptor without waiting; a descriptor
+        // closed meanwhile reports POLLNVAL.
+        let n = unsafe { libc::poll(&mut p, 1, 0) };
+        n >= 0 && p.revents & (libc::POLLERR | libc::POLLNVAL) == 0
+    })
 }
 
 /// umount2(2) on `mountpoint`; for a user mount (EPERM) the setuid
