@@ -1438,8 +1438,7 @@ fn default_permissions_lets_the_kernel_check_modes() {
     assert!(out.status.success(), "{}", text(&out.stderr));
     drop(m);
 
-    // allow_other alone now checks modes too.
-    let m = Mount::new(&sb, &["allow_other", "umask=077"]);
+    let m = Mount::new(&sb, &["allow_other", "default_permissions", "umask=077"]);
     assert!(has_opt(
         &mount_entry(&m.path).unwrap().super_opts,
         "default_permissions"
