@@ -19,7 +19,7 @@ GlobalKnownHostsFile KexAlgorithms HostKeyAlgorithms MACs"
 
 # Options without a value.
 _coupafs_flag_opts="debug sshfs_debug reconnect ro rw allow_other allow_root
-default_permissions follow_symlinks contain_symlinks nocontain_symlinks
+default_permissions no_default_permissions follow_symlinks contain_symlinks nocontain_symlinks
 strict_setstat kernel_cache auto_cache big_writes delay_connect nonempty atime
 noatime relatime nodiratime defaults auto noauto _netdev nofail user nouser
 users owner dev nodev suid nosuid exec noexec sync async"

@@ -13,7 +13,15 @@
 //! Verbosity is the same everywhere: info by default, debug with `-d` /
 //! `-o debug`, or any env_logger filter in `COUPAFS_LOG` (e.g. `debug`,
 //! `coupafs=debug`), which also works for a daemon.
+//!
+//! No record may span lines: a server-supplied name or a local path with a
+//! newline would otherwise forge a second record (journald and syslog split
+//! on newlines). [`escape`] renders untrusted bytes for a message, and both
+//! back ends pass every whole message through [`escape_controls`] as a last
+//! safeguard.
 
+use std::borrow::Cow;
+use std::fmt::Write as _;
 use std::io::Write;
 use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
@@ -51,7 +59,7 @@ impl Switch {
         let Some(s) = guard.as_mut() else {
             return false;
         };
-        let msg = record.args().to_string();
+        let msg = escape_controls(&record.args().to_string()).into_owned();
         // One reconnect on failure: the syslog daemon may have restarted.
         for _ in 0..2 {
             if s.logger.is_none() {
@@ -144,7 +152,24 @@ pub fn init(debug: bool) {
                 Level::Info => 6,
                 Level::Debug | Level::Trace => 7,
             };
-            writeln!(buf, "<{prio}>{}", record.args())
+            writeln!(
+                buf,
+                "<{prio}>{}",
+                escape_controls(&record.args().to_string())
+            )
+        });
+    } else {
+        // env_logger's default layout (`[time LEVEL] message`), with the
+        // message escaped.
+        builder.format(|buf, record| {
+            let style = buf.default_level_style(record.level());
+            writeln!(
+                buf,
+                "[{} {style}{:<5}{style:#}] {}",
+                buf.timestamp(),
+                record.level(),
+                escape_controls(&record.args().to_string())
+            )
         });
     }
     let stderr = builder.build();
@@ -189,4 +214,110 @@ pub(crate) fn to_syslog() -> Result<PathBuf, String> {
         }
     }
     Err(format!("no syslog socket: {}", errors.join("; ")))
+}
+
+/// `bytes` (a path, a server-supplied name or message) as printable text
+/// for a log line: valid UTF-8 stays as is except `\\` (doubled, so the
+/// escapes below are unambiguous), `\n`, `\r`, `\t` and other control
+/// characters (`\xNN`, or `\u{NNNN}` beyond ASCII); each byte of invalid
+/// UTF-8 becomes `\xNN`.
+pub fn escape(bytes: &[u8]) -> String {
+    let mut out = String::with_capacity(bytes.len());
+    for chunk in bytes.utf8_chunks() {
+        for c in chunk.valid().chars() {
+            if c == '\\' {
+                out.push_str("\\\\");
+            } else {
+                push_char(&mut out, c);
+            }
+        }
+        for b in chunk.invalid() {
+            let _ = write!(out, "\\x{b:02x}");
+        }
+    }
+    out
+}
+
+/// One character, escaped if it is a control character.
+fn push_char(out: &mut String, c: char) {
+    match c {
+        '\n' => out.push_str("\\n"),
+        '\r' => out.push_str("\\r"),
+        '\t' => out.push_str("\\t"),
+        c if (c as u32) < 0x80 && c.is_control() => {
+            let _ = write!(out, "\\x{:02x}", c as u32);
+        }
+        // C1 controls, and the line and paragraph separators some log
+        // viewers break lines on.
+        c if c.is_control() || c == '\u{2028}' || c == '\u{2029}' => {
+            let _ = write!(out, "\\u{{{:04x}}}", c as u32);
+        }
+        c => out.push(c),
+    }
+}
+
+/// A whole record's message with every control character escaped (as in
+/// [`escape`], but backslashes stay single: the message may already hold
+/// escaped text). Borrowed when there is nothing to escape.
+pub fn escape_controls(msg: &str) -> Cow<'_, str> {
+    if !msg
+        .chars()
+        .any(|c| c.is_control() || c == '\u{2028}' || c == '\u{2029}')
+    {
+        return Cow::Borrowed(msg);
+    }
+    let mut out = String::with_capacity(msg.len() + 8);
+    for c in msg.chars() {
+        push_char(&mut out, c);
+    }
+    Cow::Owned(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escape_keeps_plain_names_and_escapes_controls() {
+        assert_eq!(escape(b"Invoices/INV-1.csv"), "Invoices/INV-1.csv");
+        assert_eq!(
+            escape("Fran\u{e7}ais \u{e9}t\u{e9}".as_bytes()),
+            "Fran\u{e7}ais \u{e9}t\u{e9}"
+        );
+        assert_eq!(
+            escape(b"a\nERROR forged\r\tb\x1b[31m\x7f\0"),
+            "a\\nERROR forged\\r\\tb\\x1b[31m\\x7f\\x00"
+        );
+        assert_eq!(
+            escape("x\u{85}y\u{2028}z".as_bytes()),
+            "x\\u{0085}y\\u{2028}z"
+        );
+    }
+
+    #[test]
+    fn escape_shows_invalid_utf8_as_hex_and_doubles_backslashes() {
+        assert_eq!(escape(b"caf\xe9.csv"), "caf\\xe9.csv");
+        assert_eq!(escape(b"\xff\xfe"), "\\xff\\xfe");
+        // A name that spells an escape is told apart from the escaped byte.
+        assert_eq!(escape(b"a\\nb"), "a\\\\nb");
+        assert_ne!(escape(b"a\\nb"), escape(b"a\nb"));
+    }
+
+    #[test]
+    fn no_escaped_text_spans_lines() {
+        let all: Vec<u8> = (0..=255).collect();
+        let e = escape(&all);
+        assert!(!e.chars().any(|c| c.is_control()), "{e}");
+        let m = escape_controls("upload of a\nb failed:\r\x00 \u{9b}");
+        assert_eq!(m, "upload of a\\nb failed:\\r\\x00 \\u{009b}");
+        assert!(!m.contains('\n'));
+    }
+
+    #[test]
+    fn escape_controls_borrows_clean_messages_and_keeps_backslashes() {
+        assert!(matches!(
+            escape_controls("mounted a:\\x on /mnt"),
+            Cow::Borrowed("mounted a:\\x on /mnt")
+        ));
+    }
 }

@@ -12,8 +12,10 @@ fn main() -> ExitCode {
     // Keeps the faster ChaCha20-Poly1305 primitives in the link (see
     // coupafs::ssh::crypto); black_box so the reference is not optimised out.
     std::hint::black_box(coupafs::ssh::crypto::link());
-    // First, while no other thread exists: the password leaves the
-    // environment (and /proc/PID/environ) before anything else runs.
+    // First, while no other thread exists: no core dump or other user may
+    // read this process's memory, and the password leaves the environment
+    // (and /proc/PID/environ) before anything else runs.
+    mount::harden_process();
     mount::take_env_password();
     let args: Vec<String> = std::env::args().collect();
     let inv = match cli::parse(&args) {

@@ -122,9 +122,13 @@ OPTIONS
   FUSE and permissions
     -o ro, -o rw               read-only, read-write (default rw)
     -o allow_other             let all users access the mount (needs
-                               user_allow_other in /etc/fuse.conf)
+                               user_allow_other in /etc/fuse.conf); implies
+                               default_permissions
     -o allow_root              let root access the mount too
     -o default_permissions     let the kernel check file modes
+    -o no_default_permissions  with allow_other: do not check modes, so
+                               every local user acts with the SFTP
+                               account's rights (unsafe; logs a warning)
     -o uid=N, -o gid=N         show every file as owned by user/group N
     -o umask=OCTAL             clear these mode bits, e.g. 022
     -o follow_symlinks         show what symlinks point to, not the links

@@ -65,6 +65,9 @@ pub struct MountOptions {
     pub allow_other: bool,
     pub allow_root: bool,
     pub default_permissions: bool,
+    /// `no_default_permissions`: the admin's explicit opt-out of the
+    /// `default_permissions` that `allow_other` otherwise implies.
+    pub no_default_permissions: bool,
     pub uid: Option<u32>,
     pub gid: Option<u32>,
     pub umask: Option<u32>,
@@ -169,6 +172,7 @@ impl Default for MountOptions {
             allow_other: false,
             allow_root: false,
             default_permissions: false,
+            no_default_permissions: false,
             uid: None,
             gid: None,
             umask: None,
@@ -255,6 +259,12 @@ pub fn parse(args: &[String]) -> Result<Invocation, UsageError> {
     }
     if opts.allow_other && opts.allow_root {
         return err("options allow_other and allow_root are mutually exclusive".to_string());
+    }
+    // Without the kernel's mode checks every local user would act with the
+    // SFTP account's rights on the server: allow_other turns them on unless
+    // the admin opted out by name.
+    if opts.allow_other && !opts.no_default_permissions {
+        opts.default_permissions = true;
     }
 
     let mut pos = argv.positionals.iter();

@@ -76,6 +76,14 @@ pub(super) fn apply_option(
         "default_permissions" => {
             flag()?;
             o.default_permissions = true;
+            o.no_default_permissions = false;
+        }
+        // The explicit opt-out of the kernel's mode checks that
+        // `allow_other` implies (see `cli::parse`).
+        "no_default_permissions" => {
+            flag()?;
+            o.default_permissions = false;
+            o.no_default_permissions = true;
         }
         "uid" => o.uid = Some(parse_id(key, value()?)?),
         "gid" => o.gid = Some(parse_id(key, value()?)?),

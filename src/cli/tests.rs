@@ -105,6 +105,8 @@ fn full_sshfs_style_command_line() {
         host_key_policy: HostKeyPolicy::AcceptNew,
         server_alive_interval: Duration::from_secs(30),
         allow_other: true,
+        // Implied by allow_other.
+        default_permissions: true,
         uid: Some(1000),
         gid: Some(1001),
         umask: Some(0o022),
@@ -133,6 +135,7 @@ fn mount_fuse3_style_options_after_positionals() {
         target: target(Some("user"), "host", "/"),
         mountpoint: PathBuf::from("/mnt/coupa"),
         allow_other: true,
+        default_permissions: true,
         identity_files: vec![PathBuf::from("/etc/coupafs/id_rsa")],
         ignored: strings(&["nodev", "nosuid"]),
         ..MountOptions::default()
@@ -420,6 +423,7 @@ fn help_text_reads_like_a_man_page() {
         "allow_other",
         "allow_root",
         "default_permissions",
+        "no_default_permissions",
         "uid=N",
         "gid=N",
         "umask=OCTAL",
@@ -1158,6 +1162,7 @@ fn permission_flags() {
         }
     );
     assert!(with_opts("allow_root").allow_root);
+    assert!(!with_opts("allow_root").default_permissions);
     assert_eq!(
         opt_error("allow_other,allow_root"),
         "options allow_other and allow_root are mutually exclusive"
@@ -1177,6 +1182,25 @@ fn permission_flags() {
         "invalid value 'x' for gid: expected a number"
     );
     assert_eq!(opt_error("uid"), "option 'uid' requires a value");
+}
+
+#[test]
+fn allow_other_implies_default_permissions_unless_opted_out() {
+    let o = with_opts("allow_other");
+    assert!(o.allow_other && o.default_permissions && !o.no_default_permissions);
+    let o = with_opts("allow_other,no_default_permissions");
+    assert!(o.allow_other && !o.default_permissions && o.no_default_permissions);
+    // The later of the two spellings wins, in either order.
+    let o = with_opts("no_default_permissions,allow_other,default_permissions");
+    assert!(o.default_permissions && !o.no_default_permissions);
+    let o = with_opts("default_permissions,no_default_permissions");
+    assert!(!o.default_permissions && o.no_default_permissions);
+    // Without allow_other nothing is implied.
+    assert!(!with_opts("ro").default_permissions);
+    assert_eq!(
+        opt_error("no_default_permissions=1"),
+        "option 'no_default_permissions' does not take a value"
+    );
 }
 
 #[test]
