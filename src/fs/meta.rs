@@ -10,9 +10,9 @@ use std::time::SystemTime;
 
 use crate::error::{FsError, FsResult, Op};
 use crate::fs::inode::split;
-use crate::fs::symlink::contain_symlink;
+use crate::fs::symlink::{contain_symlink, Contained};
 use crate::fs::upload::is_temp_name;
-use crate::fs::{lock, show, to_secs, Fs, FsStats, KernelEntry, SetAttr, Stat};
+use crate::fs::{lock, show, to_secs, Fs, FsStats, KernelEntry, Kind, SetAttr, Stat};
 use crate::remote::{Meta, Remote, RemoteError};
 
 impl<R: Remote> Fs<R> {
@@ -154,10 +154,41 @@ impl<R: Remote> Fs<R> {
             .remote
             .readlink(&self.remote_path(&path))
             .map_err(|e| FsError::remote(Op::Readlink, show(&path), &e))?;
-        if self.cfg.contain_symlinks {
-            return Ok(contain_symlink(&path, &target, &self.cfg.remote_root));
+        if !self.cfg.contain_symlinks {
+            return Ok(target);
         }
-        Ok(target)
+        let mut link_of = |rel: &[u8]| self.link_target(rel);
+        match contain_symlink(&path, &target, &self.cfg.remote_root, &mut link_of)? {
+            Contained::Target(t) => Ok(t),
+            Contained::Escapes(t) => {
+                log::debug!(
+                    "readlink {}: target leaves the mount, neutralised",
+                    show(&path)
+                );
+                Ok(t)
+            }
+            Contained::Loop => Err(FsError::new(
+                Op::Readlink,
+                show(&path),
+                libc::ELOOP,
+                "symlink loop",
+            )),
+        }
+    }
+
+    /// The target of the link at the mount-relative `rel`, or `None` when
+    /// nothing or no link is there (for symlink containment).
+    fn link_target(&self, rel: &[u8]) -> FsResult<Option<Vec<u8>>> {
+        match self.fetch_attrs(Op::Readlink, rel) {
+            Ok(m) if m.kind == Some(Kind::Symlink) => {}
+            Ok(_) => return Ok(None),
+            Err(e) if e.errno == libc::ENOENT => return Ok(None),
+            Err(e) => return Err(e),
+        }
+        self.remote
+            .readlink(&self.remote_path(rel))
+            .map(Some)
+            .map_err(|e| FsError::remote(Op::Readlink, show(rel), &e))
     }
 
     pub(crate) fn mkdir(&self, parent: u64, name: &OsStr, mode: u32) -> FsResult<Stat> {

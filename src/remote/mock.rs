@@ -50,6 +50,8 @@ struct State {
     /// Every path that ever existed, in creation order (to check that no
     /// partial file ever appeared under a final name).
     history: Vec<(Vec<u8>, usize)>,
+    /// (folder, name) listed verbatim (`put_odd_entry`).
+    odd_entries: Vec<(Vec<u8>, Vec<u8>)>,
 }
 
 pub struct MockRemote {
@@ -175,6 +177,26 @@ impl MockRemote {
                 mtime: 1_700_000_000,
             },
         );
+    }
+
+    /// A symlink at `path` whose target is `target`, as a server would
+    /// store it (never checked or followed here).
+    pub fn put_symlink(&self, path: &str, target: &str) {
+        self.st().nodes.insert(
+            path.as_bytes().to_vec(),
+            Node::Symlink {
+                target: target.as_bytes().to_vec(),
+            },
+        );
+    }
+
+    /// An entry a hostile or broken server lists in `dir` under a name no
+    /// path can hold (with `/`, empty, NUL, too long): listings of `dir`
+    /// show it as a file, every other call ignores it.
+    pub fn put_odd_entry(&self, dir: &str, name: &[u8]) {
+        self.st()
+            .odd_entries
+            .push((dir.as_bytes().to_vec(), name.to_vec()));
     }
 
     pub fn file(&self, path: &str) -> Option<Vec<u8>> {
@@ -335,15 +357,26 @@ impl Remote for MockRemote {
     }
 
     fn read_dir(&self, path: &[u8]) -> RResult<Vec<DirEntry>> {
-        {
+        let odd: Vec<Vec<u8>> = {
             let st = self.enter("read_dir")?;
             if !matches!(st.nodes.get(path), Some(Node::Dir { .. })) {
                 return Err(no_such_file());
             }
-        }
+            st.odd_entries
+                .iter()
+                .filter(|(d, _)| d == path)
+                .map(|(_, n)| n.clone())
+                .collect()
+        };
+        let file = Node::File {
+            data: Vec::new(),
+            mode: 0o644,
+            mtime: 1_700_000_000,
+        };
         Ok(self
             .list(path)
             .into_iter()
+            .chain(odd.into_iter().map(|n| (n, file.clone())))
             .map(|(name, node)| DirEntry {
                 name,
                 meta: meta_of(&node),
