@@ -7,7 +7,7 @@
 
 use std::fmt;
 
-use crate::remote::RemoteError;
+use crate::remote::{Kind, RemoteError};
 
 /// The filesystem operation a failure belongs to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -77,6 +77,28 @@ pub(crate) fn remote_errno(op: Op, err: &RemoteError) -> i32 {
         RemoteError::Unsupported(_) => libc::ENOTSUP,
         RemoteError::Other(_) | RemoteError::Protocol(_) => libc::EIO,
         RemoteError::Lost(_) | RemoteError::StaleHandle | RemoteError::Unreachable(_) => libc::EIO,
+    }
+}
+
+/// What the server shows of both ends of a rename it refused.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct RenameEnds {
+    pub(crate) from: Option<Kind>,
+    pub(crate) to: Option<Kind>,
+    /// `to` is a folder with entries.
+    pub(crate) to_has_entries: bool,
+}
+
+/// rename(2)'s errno for a rename the server refused with plain FAILURE,
+/// from what its two ends are: a folder over a non-empty folder is
+/// ENOTEMPTY, a folder over a file ENOTDIR, a file over a folder EISDIR;
+/// anything else stays EPERM (as `remote_errno` says).
+pub(crate) fn rename_failure_errno(ends: &RenameEnds) -> i32 {
+    match (ends.from, ends.to) {
+        (Some(Kind::Dir), Some(Kind::Dir)) if ends.to_has_entries => libc::ENOTEMPTY,
+        (Some(Kind::Dir), Some(to)) if to != Kind::Dir => libc::ENOTDIR,
+        (Some(from), Some(Kind::Dir)) if from != Kind::Dir => libc::EISDIR,
+        _ => remote_errno(Op::Rename, &RemoteError::Failure(String::new())),
     }
 }
 
@@ -174,6 +196,22 @@ mod tests {
             remote_errno(Op::Read, &RemoteError::Other("end of file".into())),
             libc::EIO
         );
+    }
+
+    #[test]
+    fn a_refused_rename_is_told_apart_by_its_ends() {
+        let ends = |from, to, to_has_entries| RenameEnds {
+            from: Some(from),
+            to: Some(to),
+            to_has_entries,
+        };
+        let dir = Kind::Dir;
+        let file = Kind::File;
+        assert_eq!(rename_failure_errno(&ends(dir, dir, true)), libc::ENOTEMPTY);
+        assert_eq!(rename_failure_errno(&ends(dir, file, false)), libc::ENOTDIR);
+        assert_eq!(rename_failure_errno(&ends(file, dir, false)), libc::EISDIR);
+        assert_eq!(rename_failure_errno(&ends(dir, dir, false)), libc::EPERM);
+        assert_eq!(rename_failure_errno(&RenameEnds::default()), libc::EPERM);
     }
 
     #[test]

@@ -6,7 +6,7 @@
 use std::sync::Arc;
 
 use crate::error::{FsError, FsResult, Op};
-use crate::fs::inode::{join, split, ROOT_INO};
+use crate::fs::inode::{check_name, escape, join, split, BadName, ROOT_INO};
 use crate::fs::upload::{is_temp_name, Upload};
 use crate::fs::{lock, show, Fs, Kind, Stat};
 use crate::remote::{DirEntry, Meta, Remote};
@@ -49,12 +49,46 @@ impl<R: Remote> Fs<R> {
             .remote
             .read_dir(&self.remote_path(path))
             .map_err(|e| FsError::remote(Op::Readdir, show(path), &e))?;
+        let listed = self.drop_bad_names(path, listed);
         let (temps, listed): (Vec<DirEntry>, Vec<DirEntry>) =
             listed.into_iter().partition(|e| is_temp_name(&e.name));
         self.reap_stale_temps(&self.remote_path(path), &temps);
         let listed = Arc::new(listed);
         self.cache.put_dir(path, listed.clone());
         Ok(listed)
+    }
+
+    /// The entries of a server listing the kernel can take. One it cannot
+    /// (a `/` fails the whole readdir reply with EIO, NUL truncates, over
+    /// NAME_MAX breaks programs) is left out, with one warning per listing
+    /// naming them escaped; the server's own `.` and `..` go silently.
+    fn drop_bad_names(&self, path: &[u8], listed: Vec<DirEntry>) -> Vec<DirEntry> {
+        let mut bad = Vec::new();
+        let kept = listed
+            .into_iter()
+            .filter(|e| match check_name(&e.name) {
+                Ok(()) => true,
+                Err(BadName::Reserved) if !e.name.is_empty() => false,
+                Err(why) => {
+                    let why = match why {
+                        BadName::TooLong => "over 255 bytes",
+                        BadName::Separator => "holds '/' or NUL",
+                        BadName::Reserved => "empty",
+                    };
+                    bad.push(format!("\"{}\" ({why})", escape(&e.name)));
+                    false
+                }
+            })
+            .collect();
+        if !bad.is_empty() {
+            log::warn!(
+                "listing {}: skipped {} server name(s) no local program can use: {}",
+                show(path),
+                bad.len(),
+                bad.join(", ")
+            );
+        }
+        kept
     }
 
     /// Lists a directory once per opendir; readdir serves slices of it.

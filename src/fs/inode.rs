@@ -5,6 +5,7 @@
 //! Kernel lookup counts decide when an entry may be forgotten (FUSE_FORGET).
 
 use std::collections::HashMap;
+use std::fmt::Write;
 
 pub(crate) const ROOT_INO: u64 = 1;
 
@@ -48,6 +49,64 @@ pub(crate) fn split(path: &[u8]) -> (&[u8], &[u8]) {
         Some(i) => (&path[..i], &path[i + 1..]),
         None => (&[], path),
     }
+}
+
+/// Longest name component a Linux program can take (`NAME_MAX`): glibc's
+/// `struct dirent` holds 256 bytes, and local filesystems refuse longer.
+pub(crate) const NAME_MAX: usize = 255;
+
+/// Why a name cannot be a directory entry in the kernel.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum BadName {
+    /// Empty, `.` or `..`: the kernel's own, or nothing.
+    Reserved,
+    /// Holds `/` or NUL: the kernel fails a whole readdir reply that holds
+    /// a `/` (fuse_parse_dirfile), and C strings end at NUL.
+    Separator,
+    /// Over `NAME_MAX` bytes.
+    TooLong,
+}
+
+/// Whether `name` can be one component of a path the kernel shows.
+pub(crate) fn check_name(name: &[u8]) -> Result<(), BadName> {
+    if name.is_empty() || name == b"." || name == b".." {
+        Err(BadName::Reserved)
+    } else if name.contains(&b'/') || name.contains(&0) {
+        Err(BadName::Separator)
+    } else if name.len() > NAME_MAX {
+        Err(BadName::TooLong)
+    } else {
+        Ok(())
+    }
+}
+
+/// A server-supplied name or path made safe for one log line: control
+/// characters (newlines would forge journal lines), Unicode direction
+/// overrides and bytes that are not UTF-8 are written as escapes, and `\`
+/// itself is doubled so an escape cannot be faked.
+pub(crate) fn escape(bytes: &[u8]) -> String {
+    let mut out = String::with_capacity(bytes.len());
+    for chunk in bytes.utf8_chunks() {
+        for c in chunk.valid().chars() {
+            match c {
+                '\\' => out.push_str("\\\\"),
+                '\n' => out.push_str("\\n"),
+                '\r' => out.push_str("\\r"),
+                '\t' => out.push_str("\\t"),
+                c if c.is_control()
+                    || matches!(c, '\u{2028}' | '\u{2029}' | '\u{202a}'..='\u{202e}'
+                        | '\u{2066}'..='\u{2069}' | '\u{feff}') =>
+                {
+                    let _ = write!(out, "\\u{{{:x}}}", u32::from(c));
+                }
+                c => out.push(c),
+            }
+        }
+        for b in chunk.invalid() {
+            let _ = write!(out, "\\x{b:02x}");
+        }
+    }
+    out
 }
 
 impl InodeTable {
@@ -178,6 +237,30 @@ mod tests {
             (&b"Incoming/Invoices"[..], &b"a.csv"[..])
         );
         assert_eq!(split(b"top"), (&b""[..], &b"top"[..]));
+    }
+
+    #[test]
+    fn names_the_kernel_cannot_take_are_named() {
+        assert_eq!(check_name(b"a.csv"), Ok(()));
+        assert_eq!(check_name(&[b'x'; 255]), Ok(()));
+        assert_eq!(check_name(&[b'x'; 256]), Err(BadName::TooLong));
+        assert_eq!(check_name(b""), Err(BadName::Reserved));
+        assert_eq!(check_name(b".."), Err(BadName::Reserved));
+        assert_eq!(check_name(b"a/b"), Err(BadName::Separator));
+        assert_eq!(check_name(b"a\0b"), Err(BadName::Separator));
+        assert_eq!(check_name(b"x\ny"), Ok(()), "legal, only escaped in logs");
+    }
+
+    #[test]
+    fn escape_leaves_no_control_character_in_a_log_line() {
+        assert_eq!(escape(b"Incoming/a.csv"), "Incoming/a.csv");
+        assert_eq!(escape("caf\u{e9}".as_bytes()), "caf\u{e9}");
+        assert_eq!(escape(b"x\ny"), "x\\ny");
+        assert_eq!(escape(b"a\r\tb\x1b[31m"), "a\\r\\tb\\u{1b}[31m");
+        assert_eq!(escape(b"back\\n"), "back\\\\n");
+        assert_eq!(escape(b"\xff\xfe"), "\\xff\\xfe");
+        assert_eq!(escape("\u{202e}txt".as_bytes()), "\\u{202e}txt");
+        assert!(!escape(b"a\0b\x7f").chars().any(char::is_control));
     }
 
     #[test]

@@ -8,7 +8,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::sync::mpsc;
 use std::time::SystemTime;
 
-use crate::error::{FsError, FsResult, Op};
+use crate::error::{rename_failure_errno, FsError, FsResult, Op, RenameEnds};
 use crate::fs::inode::split;
 use crate::fs::symlink::{contain_symlink, Contained};
 use crate::fs::upload::is_temp_name;
@@ -76,9 +76,13 @@ impl<R: Remote> Fs<R> {
         }
         let times = match (set.atime, set.mtime) {
             (None, None) => None,
+            (Some(a), Some(m)) => Some((to_secs(a), to_secs(m))),
+            // UTIME_OMIT for one of them (`touch -m`, `touch -a`): SFTP v3
+            // sets both times at once, so the omitted one is sent as it is
+            // now, never as 0 or the current time.
             (a, m) => {
-                let now = SystemTime::now();
-                Some((to_secs(a.unwrap_or(now)), to_secs(m.unwrap_or(now))))
+                let (cur_a, cur_m) = self.current_times(ino, &path)?;
+                Some((a.map_or(cur_a, to_secs), m.map_or(cur_m, to_secs)))
             }
         };
         if let Some(up) = self.upload_of(ino) {
@@ -146,6 +150,22 @@ impl<R: Remote> Fs<R> {
     /// Entries the kernel should forget, for the mount's notifier thread.
     pub fn set_kernel_invalidations(&self, tx: mpsc::Sender<KernelEntry>) {
         *lock(&self.kernel_invalidations) = Some(tx);
+    }
+
+    /// (atime, mtime) of `path` as they are now: a file being written
+    /// shows its upload's, any other the server's (asked afresh, as the
+    /// cache may hold a listing's older view).
+    fn current_times(&self, ino: u64, path: &[u8]) -> FsResult<(u32, u32)> {
+        if let Some(up) = self.upload_of(ino) {
+            let s = self.upload_stat(ino, &up);
+            return Ok((to_secs(s.atime), to_secs(s.mtime)));
+        }
+        let now = to_secs(SystemTime::now());
+        let meta = self
+            .remote
+            .lstat(&self.remote_path(path))
+            .map_err(|e| FsError::remote(Op::Setattr, show(path), &e))?;
+        Ok((meta.atime.unwrap_or(now), meta.mtime.unwrap_or(now)))
     }
 
     pub(crate) fn readlink(&self, ino: u64) -> FsResult<Vec<u8>> {
@@ -298,6 +318,14 @@ impl<R: Remote> Fs<R> {
             };
             if let Err(e) = result {
                 let fromto = format!("{} -> {}", show(&from), show(&to));
+                if let RemoteError::Failure(_) = e {
+                    // OpenSSH says only FAILURE (sftp-server.c
+                    // `errno_to_portable`): look at both ends to tell
+                    // rename(2)'s ENOTEMPTY, ENOTDIR and EISDIR apart.
+                    let ends = self.rename_ends(&rf, &rt);
+                    let errno = rename_failure_errno(&ends);
+                    return Err(FsError::new(Op::Rename, fromto, errno, e.to_string()));
+                }
                 return Err(FsError::remote(Op::Rename, fromto, &e));
             }
             self.cache.note_removed(&from);
@@ -320,6 +348,24 @@ impl<R: Remote> Fs<R> {
         }
         lock(&self.inodes).rename(&from, &to);
         Ok(())
+    }
+
+    /// What the server shows of a refused rename's two ends (remote paths);
+    /// whatever cannot be learnt stays unknown.
+    fn rename_ends(&self, from: &[u8], to: &[u8]) -> RenameEnds {
+        let kind = |p: &[u8]| self.remote.lstat(p).ok().and_then(|m| m.kind);
+        let (from_kind, to_kind) = (kind(from), kind(to));
+        let to_has_entries = from_kind == Some(Kind::Dir)
+            && to_kind == Some(Kind::Dir)
+            && self.remote.read_dir(to).is_ok_and(|l| {
+                l.iter()
+                    .any(|e| e.name.as_slice() != b"." && e.name.as_slice() != b"..")
+            });
+        RenameEnds {
+            from: from_kind,
+            to: to_kind,
+            to_has_entries,
+        }
     }
 
     /// link(2): `hardlink@openssh.com` when the server offers it, else EPERM.

@@ -52,6 +52,8 @@ struct State {
     history: Vec<(Vec<u8>, usize)>,
     /// (folder, name) listed verbatim (`put_odd_entry`).
     odd_entries: Vec<(Vec<u8>, Vec<u8>)>,
+    /// The attributes of the last SETSTAT, as sent.
+    last_setstat: Option<Meta>,
 }
 
 pub struct MockRemote {
@@ -197,6 +199,12 @@ impl MockRemote {
         self.st()
             .odd_entries
             .push((dir.as_bytes().to_vec(), name.to_vec()));
+    }
+
+    /// The attributes the last SETSTAT sent (to check what a client asked
+    /// for, beyond what this mock keeps).
+    pub fn last_setstat(&self) -> Option<Meta> {
+        self.st().last_setstat.clone()
     }
 
     pub fn file(&self, path: &str) -> Option<Vec<u8>> {
@@ -511,6 +519,7 @@ impl Remote for MockRemote {
 
     fn setstat(&self, path: &[u8], meta: &Meta) -> RResult<()> {
         let mut st = self.enter("setstat")?;
+        st.last_setstat = Some(meta.clone());
         match st.nodes.get_mut(path) {
             Some(Node::File { mode, mtime, data }) => {
                 if let Some(p) = meta.permissions {
@@ -565,7 +574,21 @@ impl Remote for MockRemote {
     }
 
     fn rename(&self, from: &[u8], to: &[u8]) -> RResult<()> {
-        let mut st = self.enter("rename")?;
+        let is_dir = |n: Option<&Node>| matches!(n, Some(Node::Dir { .. }));
+        {
+            // rename(2) on the server refuses a folder over a non-empty
+            // folder, and a folder and a file over each other: OpenSSH says
+            // only FAILURE.
+            let st = self.enter("rename")?;
+            let (f, t) = (st.nodes.get(from), st.nodes.get(to));
+            if t.is_some() && f.is_some() && is_dir(f) != is_dir(t) {
+                return Err(failure("kind mismatch"));
+            }
+        }
+        if is_dir(self.st().nodes.get(to)) && !self.list(to).is_empty() {
+            return Err(failure("not empty"));
+        }
+        let mut st = self.st();
         let node = st.nodes.remove(from).ok_or_else(no_such_file)?;
         if let Node::File { data, .. } = &node {
             let n = data.len();
