@@ -41,11 +41,11 @@ impl<R: Remote> Fs<R> {
             match self.remote.remove(&p) {
                 Ok(()) => log::info!(
                     "removed stale upload temp file {}",
-                    String::from_utf8_lossy(&p)
+                    crate::fs::inode::escape(&p)
                 ),
                 Err(e) => log::debug!(
                     "cannot remove stale temp {}: {e}",
-                    String::from_utf8_lossy(&p)
+                    crate::fs::inode::escape(&p)
                 ),
             }
         }
