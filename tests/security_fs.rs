@@ -267,3 +267,38 @@ fn utimensat(path: &Path, atime: Option<i64>, mtime: Option<i64>) {
     let rc = unsafe { libc::utimensat(libc::AT_FDCWD, c.as_ptr(), times.as_ptr(), 0) };
     assert_eq!(rc, 0, "utimensat: {}", io::Error::last_os_error());
 }
+
+/// Loops of every shape are ELOOP (the kernel's own limit, or our walk for
+/// one a `..` runs through), never ENOTDIR or ENOENT.
+#[test]
+fn symlink_loops_are_eloop() {
+    let sb = Sandbox::start();
+    server_mkdir(&sb, "a");
+    let root = sb.root.display().to_string();
+    let links = [
+        ("s", "s".to_string()),
+        ("s2", "./s2".to_string()),
+        ("abs", format!("{root}/a/abs")),
+        ("d", "d/x".to_string()),
+        ("p", "../a/p".to_string()),
+        ("q", "q/..".to_string()),
+    ];
+    for (n, t) in &links {
+        server_link(&sb, &format!("a/{n}"), t);
+    }
+    let m = Mount::new(&sb, &[]);
+    for (n, _) in &links {
+        let p = m.path.join("a").join(n);
+        assert_eq!(errno_of(fs::read(&p), n), libc::ELOOP, "read {n}");
+        assert_eq!(
+            errno_of(fs::metadata(p.join("x")), n),
+            libc::ELOOP,
+            "stat {n}/x"
+        );
+    }
+    // The walk sees this one loop itself: readlink says so.
+    assert_eq!(
+        errno_of(fs::read_link(m.path.join("a/q")), "readlink q"),
+        libc::ELOOP
+    );
+}
