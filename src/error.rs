@@ -5,7 +5,7 @@
 //! passes on as `RemoteError::Failure`, so the mapping depends on the
 //! operation that failed.
 
-use std::fmt;
+use std::fmt::{self, Write};
 
 use crate::remote::{Kind, RemoteError};
 
@@ -55,6 +55,35 @@ impl Op {
             Op::Statfs => "statfs",
         }
     }
+}
+
+/// A server-supplied name or path made safe for one log line: control
+/// characters (newlines would forge journal lines), Unicode direction
+/// overrides and bytes that are not UTF-8 are written as escapes, and `\`
+/// itself is doubled so an escape cannot be faked.
+pub(crate) fn escape(bytes: &[u8]) -> String {
+    let mut out = String::with_capacity(bytes.len());
+    for chunk in bytes.utf8_chunks() {
+        for c in chunk.valid().chars() {
+            match c {
+                '\\' => out.push_str("\\\\"),
+                '\n' => out.push_str("\\n"),
+                '\r' => out.push_str("\\r"),
+                '\t' => out.push_str("\\t"),
+                c if c.is_control()
+                    || matches!(c, '\u{2028}' | '\u{2029}' | '\u{202a}'..='\u{202e}'
+                        | '\u{2066}'..='\u{2069}' | '\u{feff}') =>
+                {
+                    let _ = write!(out, "\\u{{{:x}}}", u32::from(c));
+                }
+                c => out.push(c),
+            }
+        }
+        for b in chunk.invalid() {
+            let _ = write!(out, "\\x{b:02x}");
+        }
+    }
+    out
 }
 
 /// Maps a remote failure of `op` to an errno.
@@ -126,8 +155,15 @@ impl FsError {
         }
     }
 
+    /// The detail carries the server's own message: escaped, as the
+    /// server chooses its text.
     pub(crate) fn remote(op: Op, path: impl Into<String>, err: &RemoteError) -> Self {
-        Self::new(op, path, remote_errno(op, err), err.to_string())
+        Self::new(
+            op,
+            path,
+            remote_errno(op, err),
+            escape(err.to_string().as_bytes()),
+        )
     }
 
     pub(crate) fn local(op: Op, path: impl Into<String>, err: &std::io::Error) -> Self {
@@ -212,6 +248,28 @@ mod tests {
         assert_eq!(rename_failure_errno(&ends(file, dir, false)), libc::EISDIR);
         assert_eq!(rename_failure_errno(&ends(dir, dir, false)), libc::EPERM);
         assert_eq!(rename_failure_errno(&RenameEnds::default()), libc::EPERM);
+    }
+
+    #[test]
+    fn escape_leaves_no_control_character_in_a_log_line() {
+        assert_eq!(escape(b"Incoming/a.csv"), "Incoming/a.csv");
+        assert_eq!(escape("caf\u{e9}".as_bytes()), "caf\u{e9}");
+        assert_eq!(escape(b"x\ny"), "x\\ny");
+        assert_eq!(escape(b"a\r\tb\x1b[31m"), "a\\r\\tb\\u{1b}[31m");
+        assert_eq!(escape(b"back\\n"), "back\\\\n");
+        assert_eq!(escape(b"\xff\xfe"), "\\xff\\xfe");
+        assert_eq!(escape("\u{202e}txt".as_bytes()), "\\u{202e}txt");
+        assert!(!escape(b"a\0b\x7f").chars().any(char::is_control));
+    }
+
+    #[test]
+    fn a_server_message_cannot_forge_a_log_line() {
+        let e = FsError::remote(
+            Op::Rename,
+            "/a",
+            &RemoteError::Failure("no\nERROR forged".into()),
+        );
+        assert!(!e.to_string().contains('\n'), "{e}");
     }
 
     #[test]

@@ -5,7 +5,6 @@
 //! Kernel lookup counts decide when an entry may be forgotten (FUSE_FORGET).
 
 use std::collections::HashMap;
-use std::fmt::Write;
 
 pub(crate) const ROOT_INO: u64 = 1;
 
@@ -78,35 +77,6 @@ pub(crate) fn check_name(name: &[u8]) -> Result<(), BadName> {
     } else {
         Ok(())
     }
-}
-
-/// A server-supplied name or path made safe for one log line: control
-/// characters (newlines would forge journal lines), Unicode direction
-/// overrides and bytes that are not UTF-8 are written as escapes, and `\`
-/// itself is doubled so an escape cannot be faked.
-pub(crate) fn escape(bytes: &[u8]) -> String {
-    let mut out = String::with_capacity(bytes.len());
-    for chunk in bytes.utf8_chunks() {
-        for c in chunk.valid().chars() {
-            match c {
-                '\\' => out.push_str("\\\\"),
-                '\n' => out.push_str("\\n"),
-                '\r' => out.push_str("\\r"),
-                '\t' => out.push_str("\\t"),
-                c if c.is_control()
-                    || matches!(c, '\u{2028}' | '\u{2029}' | '\u{202a}'..='\u{202e}'
-                        | '\u{2066}'..='\u{2069}' | '\u{feff}') =>
-                {
-                    let _ = write!(out, "\\u{{{:x}}}", u32::from(c));
-                }
-                c => out.push(c),
-            }
-        }
-        for b in chunk.invalid() {
-            let _ = write!(out, "\\x{b:02x}");
-        }
-    }
-    out
 }
 
 impl InodeTable {
@@ -249,18 +219,6 @@ mod tests {
         assert_eq!(check_name(b"a/b"), Err(BadName::Separator));
         assert_eq!(check_name(b"a\0b"), Err(BadName::Separator));
         assert_eq!(check_name(b"x\ny"), Ok(()), "legal, only escaped in logs");
-    }
-
-    #[test]
-    fn escape_leaves_no_control_character_in_a_log_line() {
-        assert_eq!(escape(b"Incoming/a.csv"), "Incoming/a.csv");
-        assert_eq!(escape("caf\u{e9}".as_bytes()), "caf\u{e9}");
-        assert_eq!(escape(b"x\ny"), "x\\ny");
-        assert_eq!(escape(b"a\r\tb\x1b[31m"), "a\\r\\tb\\u{1b}[31m");
-        assert_eq!(escape(b"back\\n"), "back\\\\n");
-        assert_eq!(escape(b"\xff\xfe"), "\\xff\\xfe");
-        assert_eq!(escape("\u{202e}txt".as_bytes()), "\\u{202e}txt");
-        assert!(!escape(b"a\0b\x7f").chars().any(char::is_control));
     }
 
     #[test]

@@ -8,7 +8,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::sync::mpsc;
 use std::time::SystemTime;
 
-use crate::error::{rename_failure_errno, FsError, FsResult, Op, RenameEnds};
+use crate::error::{escape, rename_failure_errno, FsError, FsResult, Op, RenameEnds};
 use crate::fs::inode::split;
 use crate::fs::symlink::{contain_symlink, Contained};
 use crate::fs::upload::is_temp_name;
@@ -110,7 +110,11 @@ impl<R: Remote> Fs<R> {
                 if self.cfg.strict_setstat || e.is_not_found() || e.is_transport() {
                     return Err(FsError::remote(Op::Setattr, show(&path), &e));
                 }
-                log::debug!("setattr {} refused by server, ignored: {e}", show(&path));
+                log::debug!(
+                    "setattr {} refused by server, ignored: {}",
+                    show(&path),
+                    escape(e.to_string().as_bytes())
+                );
             }
         }
         self.getattr(ino)

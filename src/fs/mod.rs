@@ -119,7 +119,7 @@ fn from_secs(s: u32) -> SystemTime {
 
 /// A mount-relative path for the log, escaped (names come from the server).
 fn show(path: &[u8]) -> String {
-    format!("/{}", inode::escape(path))
+    format!("/{}", crate::error::escape(path))
 }
 
 /// The filesystem: every operation the kernel asks for, over `R`.

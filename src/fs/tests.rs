@@ -1070,6 +1070,8 @@ fn odd_server_names_are_skipped_and_the_rest_lists() {
     let ino = r.dir("Incoming/Invoices");
     let names = r.listed_names(ino);
     assert_eq!(names, [".", "..", "good.csv", "x\ny"], "{names:?}");
+    r.fs.cache.invalidate_tree(b"Incoming/Invoices");
+    assert_eq!(r.listed_names(ino), names, "listed again from the server");
     let dh = r.fs.opendir(ino).expect("opendir");
     let mut plus = Entries::room_for(usize::MAX);
     r.fs.readdirplus(ino, dh, 0, &mut plus)
@@ -1077,6 +1079,7 @@ fn odd_server_names_are_skipped_and_the_rest_lists() {
     r.fs.releasedir(dh);
     assert_eq!(plus.names(), names);
     let long = String::from_utf8(vec![b'L'; 300]).expect("ascii");
+    r.dir("Incoming/Invoices");
     let lookups = r.remote.calls("lstat");
     for op in ["lookup", "mkdir", "symlink", "rename"] {
         let name = OsStr::new(&long);
