@@ -127,6 +127,16 @@ pub(crate) fn contain_symlink(
     remote_root: &[u8],
     link_of: &mut LinkOf<'_>,
 ) -> FsResult<Contained> {
+    let blocked = || {
+        let mut v = b"/dev/null/coupafs-blocked/".to_vec();
+        v.extend_from_slice(target);
+        Contained::Escapes(v)
+    };
+    // The kernel reads the reply as a C string: a NUL would make it see
+    // another path than the one checked here.
+    if target.contains(&0) {
+        return Ok(blocked());
+    }
     let dir: Parts = components(split(link_rel).0).map(<[u8]>::to_vec).collect();
     if plain(target, dir.len()) {
         return Ok(Contained::Target(target.to_vec()));
@@ -146,9 +156,7 @@ pub(crate) fn contain_symlink(
         Err(Stop::Failed(e)) => return Err(e),
     };
     if !end.starts_with(&root) {
-        let mut v = b"/dev/null/coupafs-blocked/".to_vec();
-        v.extend_from_slice(target);
-        return Ok(Contained::Escapes(v));
+        return Ok(blocked());
     }
     // Canonical: up from the link's folder to the common ancestor, then
     // down by names only.
@@ -210,6 +218,8 @@ mod tests {
         assert_eq!(contain("Incoming/l", "x.csv", &[]), target("x.csv"));
         assert_eq!(contain("a/up", "..", &[]), target(".."));
         assert_eq!(contain("l", "/root", &[]), target("."));
+        assert!(escapes(&contain("a/l", "ok\0/../../../etc", &[])));
+        assert!(escapes(&contain("a/l", "ok\0", &[])));
     }
 
     /// The chain: each link passes alone, the pair climbs two
