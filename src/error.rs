@@ -176,8 +176,12 @@ impl FsError {
     }
 
     /// Expected outcomes (a lookup that finds nothing) are not worth a
-    /// warning in the journal.
+    /// warning in the journal; nor is a name over NAME_MAX, the caller's
+    /// mistake refused before any round trip.
     pub(crate) fn is_routine(&self) -> bool {
+        if self.errno == libc::ENAMETOOLONG {
+            return true;
+        }
         matches!(self.errno, libc::ENOENT | libc::EEXIST | libc::ENOTEMPTY)
             && matches!(
                 self.op,
@@ -260,6 +264,14 @@ mod tests {
         assert_eq!(escape(b"\xff\xfe"), "\\xff\\xfe");
         assert_eq!(escape("\u{202e}txt".as_bytes()), "\\u{202e}txt");
         assert!(!escape(b"a\0b\x7f").chars().any(char::is_control));
+    }
+
+    #[test]
+    fn a_too_long_name_is_routine() {
+        let e = FsError::new(Op::Create, "/a", libc::ENAMETOOLONG, "name of 300 bytes");
+        assert!(e.is_routine());
+        let e = FsError::new(Op::Create, "/a", libc::EIO, "x");
+        assert!(!e.is_routine());
     }
 
     #[test]

@@ -328,7 +328,8 @@ impl<R: Remote> Fs<R> {
                     // rename(2)'s ENOTEMPTY, ENOTDIR and EISDIR apart.
                     let ends = self.rename_ends(&rf, &rt);
                     let errno = rename_failure_errno(&ends);
-                    return Err(FsError::new(Op::Rename, fromto, errno, e.to_string()));
+                    let detail = escape(e.to_string().as_bytes());
+                    return Err(FsError::new(Op::Rename, fromto, errno, detail));
                 }
                 return Err(FsError::remote(Op::Rename, fromto, &e));
             }
