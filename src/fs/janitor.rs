@@ -41,11 +41,12 @@ impl<R: Remote> Fs<R> {
             match self.remote.remove(&p) {
                 Ok(()) => log::info!(
                     "removed stale upload temp file {}",
-                    String::from_utf8_lossy(&p)
+                    crate::error::escape(&p)
                 ),
                 Err(e) => log::debug!(
-                    "cannot remove stale temp {}: {e}",
-                    String::from_utf8_lossy(&p)
+                    "cannot remove stale temp {}: {}",
+                    crate::error::escape(&p),
+                    crate::error::escape(e.to_string().as_bytes())
                 ),
             }
         }

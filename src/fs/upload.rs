@@ -486,8 +486,16 @@ impl Upload {
             None => {
                 let p = naming.temp_path(final_path);
                 let h = remote.create_new(&p, Some(mode & 0o7777))?;
-                self.state().temp = Some(RemoteTemp::new(p.clone(), h.clone()));
-                (p, h, None, 0)
+                let t = RemoteTemp::new(p.clone(), h.clone());
+                self.state().temp = Some(t.clone());
+                // No spare was ready: a large first round stripes all the
+                // same, as it would have on a spare.
+                let twin = if size >= STRIPE_MIN {
+                    self.open_twin(remote, &t)
+                } else {
+                    None
+                };
+                (p, h, twin, 0)
             }
         };
         if size > from {

@@ -63,6 +63,10 @@ struct State {
     /// The current connection: handles carry the generation that issued
     /// them and die with it (`lose_connection`).
     generation: u64,
+    /// (folder, name) listed verbatim (`put_odd_entry`).
+    odd_entries: Vec<(Vec<u8>, Vec<u8>)>,
+    /// The attributes of the last SETSTAT, as sent.
+    last_setstat: Option<Meta>,
 }
 
 pub struct MockRemote {
@@ -252,6 +256,32 @@ impl MockRemote {
                 mtime: EPOCH,
             },
         );
+    }
+
+    /// A symlink at `path` whose target is `target`, as a server would
+    /// store it (never checked or followed here).
+    pub fn put_symlink(&self, path: &str, target: &str) {
+        self.st().nodes.insert(
+            path.as_bytes().to_vec(),
+            Node::Symlink {
+                target: target.as_bytes().to_vec(),
+            },
+        );
+    }
+
+    /// An entry a hostile or broken server lists in `dir` under a name no
+    /// path can hold (with `/`, empty, NUL, too long): listings of `dir`
+    /// show it as a file, every other call ignores it.
+    pub fn put_odd_entry(&self, dir: &str, name: &[u8]) {
+        self.st()
+            .odd_entries
+            .push((dir.as_bytes().to_vec(), name.to_vec()));
+    }
+
+    /// The attributes the last SETSTAT sent (to check what a client asked
+    /// for, beyond what this mock keeps).
+    pub fn last_setstat(&self) -> Option<Meta> {
+        self.st().last_setstat.clone()
     }
 
     pub fn file(&self, path: &str) -> Option<Vec<u8>> {
@@ -472,15 +502,27 @@ impl Remote for MockRemote {
     }
 
     fn read_dir(&self, path: &[u8]) -> RResult<Vec<DirEntry>> {
-        {
+        let odd: Vec<Vec<u8>> = {
             let st = self.enter("read_dir")?;
             if !matches!(st.nodes.get(path), Some(Node::Dir { .. })) {
                 return Err(no_such_file());
             }
-        }
+            st.odd_entries
+                .iter()
+                .filter(|(d, _)| d == path)
+                .map(|(_, n)| n.clone())
+                .collect()
+        };
+        let file = Node::File {
+            data: Vec::new(),
+            mode: 0o644,
+            atime: 1_700_000_000,
+            mtime: 1_700_000_000,
+        };
         Ok(self
             .list(path)
             .into_iter()
+            .chain(odd.into_iter().map(|n| (n, file.clone())))
             .map(|(name, node)| DirEntry {
                 name,
                 meta: meta_of(&node),
@@ -615,6 +657,7 @@ impl Remote for MockRemote {
 
     fn setstat(&self, path: &[u8], meta: &Meta) -> RResult<()> {
         let mut st = self.enter("setstat")?;
+        st.last_setstat = Some(meta.clone());
         match st.nodes.get_mut(path) {
             Some(Node::File {
                 mode,

@@ -422,13 +422,16 @@ impl<P: Pipe> IoThread<P> {
             log::debug!("SFTP connection closed: {reason}");
         }
         let text = reason.to_string();
+        // The count drops before the callers hear, as on the reply path:
+        // a caller woken by its completion must never see its own request
+        // still counted.
+        self.shared.in_flight.store(0, Ordering::Relaxed);
         for item in queued {
             (item.done)(Err(ConnError::NotSent(text.clone())));
         }
         for (_, done) in self.pending.drain() {
             done(Err(ConnError::Disconnected(text.clone())));
         }
-        self.shared.in_flight.store(0, Ordering::Relaxed);
         self.pipe.shutdown();
     }
 
