@@ -431,6 +431,85 @@ fn no_temps_after_unmount(kind: ServerKind) {
     );
 }
 
+/// A crash between the steps of a hidden-aside replace (no posix-rename):
+/// the old file sits under its aside name and the final name is missing,
+/// or the new file is in place and the aside copy was not yet removed.
+/// The next mount restores the first and cleans up the second, so the final
+/// name holds complete content and no visible extra file appears.
+fn crash_between_replace_steps(kind: ServerKind) {
+    let gone = format!("{INVOICES}/.gone.csv.coupafs-old.coupafs-0a1b2c");
+    let done_aside = format!("{INVOICES}/.done.csv.coupafs-old.coupafs-0d1e2f");
+    let done = format!("{INVOICES}/done.csv");
+    let rig = Rig::new(
+        kind,
+        &[
+            (&gone, b"old content of gone\n"),
+            (&done_aside, b"old content of done\n"),
+            (&done, b"new content of done\n"),
+        ],
+    );
+    let restored = wait_until(Duration::from_secs(20), || {
+        rig.server_bytes(&format!("{INVOICES}/gone.csv")).is_some()
+            && rig.server_bytes(&done_aside).is_none()
+    });
+    assert!(
+        restored,
+        "server dir after mount: {:?}\n{}",
+        all_names_in(&rig.s(INVOICES)),
+        rig.logs()
+    );
+    assert_eq!(
+        rig.server_bytes(&format!("{INVOICES}/gone.csv")).as_deref(),
+        Some(&b"old content of gone\n"[..]),
+        "restored content\n{}",
+        rig.logs()
+    );
+    assert_eq!(
+        rig.server_bytes(&done).as_deref(),
+        Some(&b"new content of done\n"[..]),
+        "completed replace keeps the new content\n{}",
+        rig.logs()
+    );
+    let names = names_in(rig.s(INVOICES));
+    assert_eq!(
+        names,
+        ["done.csv", "gone.csv"],
+        "server dir\n{}",
+        rig.logs()
+    );
+    // Through the mount too: the restored name is visible, no aside name is.
+    let listed = names_in(rig.m(INVOICES));
+    assert_eq!(
+        listed,
+        ["done.csv", "gone.csv"],
+        "mount listing\n{}",
+        rig.logs()
+    );
+}
+
+/// An extension the server advertises but refuses (rclone's statvfs) is
+/// said once at info level, not as an error per `df`.
+fn refused_extension_logged_once(kind: ServerKind) {
+    let mut rig = Rig::new(kind, &[]);
+    for _ in 0..3 {
+        let out = Command::new("df")
+            .arg(&rig.mnt().path)
+            .stdin(Stdio::null())
+            .output()
+            .expect("run df");
+        assert!(out.status.success(), "df: {}\n{}", show(&out), rig.logs());
+    }
+    let log = rig.unmount();
+    let said = log.matches("treated as absent from now on").count();
+    assert_eq!(said, 1, "refusal lines in the log:\n{}", tail(&log, 40));
+    assert!(
+        !log.lines()
+            .any(|l| l.contains("ERROR") && l.contains("statvfs")),
+        "error-level statvfs line:\n{}",
+        tail(&log, 40)
+    );
+}
+
 // ---------------------------------------------------------------------------
 // Server x behaviour
 // ---------------------------------------------------------------------------
@@ -460,29 +539,21 @@ server_suite! {
     }
     proftpd_no_extensions: super::ServerKind::ProftpdNoExtensions => {
         new_file_cp,
-        #[ignore = "issue 11: RENAME onto an existing file answers FILE_ALREADY_EXISTS (11), no fallback: close() fails with EIO"]
         cp_over,
-        #[ignore = "issue 11: RENAME onto an existing file answers FILE_ALREADY_EXISTS (11), no fallback: mv fails with EIO"]
         mv_over,
-        #[ignore = "issue 11: `>>` exits 0 but the appended data is lost (temp + RENAME onto the file fails with status 11 at close)"]
         append,
         excl_create_existing,
         pickup_safety_new,
-        #[ignore = "issue 11: replacing an existing file fails with EIO (RENAME answers FILE_ALREADY_EXISTS)"]
         pickup_safety_replace,
-        df, no_temps_after_unmount,
+        df, no_temps_after_unmount, crash_between_replace_steps,
     }
     proftpd_no_extensions_store_restart: super::ServerKind::ProftpdNoExtensionsStoreRestart => {
         new_file_cp,
-        #[ignore = "issue 11: RENAME onto an existing file answers FILE_ALREADY_EXISTS (11), no fallback: close() fails with EIO"]
         cp_over,
-        #[ignore = "issue 11: RENAME onto an existing file answers FILE_ALREADY_EXISTS (11), no fallback: mv fails with EIO"]
         mv_over,
-        #[ignore = "issue 11: `>>` exits 0 but the appended data is lost (append goes through temp + RENAME, which answers status 11)"]
         append,
         excl_create_existing,
         pickup_safety_new,
-        #[ignore = "issue 11: replacing an existing file fails with EIO (RENAME answers FILE_ALREADY_EXISTS)"]
         pickup_safety_replace,
         df, no_temps_after_unmount,
     }
@@ -493,15 +564,13 @@ server_suite! {
     rclone: super::ServerKind::Rclone => {
         new_file_cp, cp_over, mv_over, append, excl_create_existing,
         pickup_safety_new, pickup_safety_replace,
-        #[ignore = "issue 11: statvfs@openssh.com is advertised but answers OP_UNSUPPORTED: df fails with EOPNOTSUPP"]
         df,
-        no_temps_after_unmount,
+        no_temps_after_unmount, refused_extension_logged_once,
     }
     openssh_no_extensions: super::ServerKind::OpensshNoExtensions => {
         new_file_cp, cp_over, mv_over, append, excl_create_existing,
         pickup_safety_new,
-        #[ignore = "issue 11: the status-4 fallback renames the old file aside to a visible NAME.coupafs-old-PID, which a collector sees"]
         pickup_safety_replace,
-        df, no_temps_after_unmount,
+        df, no_temps_after_unmount, crash_between_replace_steps,
     }
 }

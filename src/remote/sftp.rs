@@ -2,24 +2,87 @@
 //! place where the filesystem's vocabulary (`Meta`, intent-named opens,
 //! `RemoteError`) meets SFTP's (`Attrs`, pflags, SSH_FX_* status codes).
 
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::remote::{
-    Committed, DirEntry, Handle, Kind, Meta, RResult, Remote, RemoteError, SpaceStats,
+    aside_path, Committed, DirEntry, Handle, Kind, Meta, RResult, Remote, RemoteError, ReplaceMode,
+    ServerCaps, SpaceStats,
 };
 use crate::sftp::{self, ext, pflags, status, Attrs, Request, Response, Statvfs};
 use crate::ssh::{ConnError, Connection, Pool};
 
-/// What the server offers beyond plain SFTP v3 (from its first
-/// connection's extensions).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+/// What the server offers beyond plain SFTP v3: from its first
+/// connection's extensions, and narrowed at run time when an advertised
+/// extension is refused on use (rclone advertises statvfs@openssh.com and
+/// answers OP_UNSUPPORTED). Atomics, so a refusal seen by one caller spares
+/// every other caller the same refused request.
+#[derive(Debug, Default)]
 struct Capabilities {
-    posix_rename: bool,
-    statvfs: bool,
-    fsync: bool,
-    hardlink: bool,
+    posix_rename: AtomicBool,
+    statvfs: AtomicBool,
+    fsync: AtomicBool,
+    hardlink: AtomicBool,
+    /// A plain RENAME onto an existing name was refused once (filexfer-02
+    /// 6.5; OpenSSH, ProFTPD, gesftpserver): later replaces go straight to
+    /// the hidden-aside fallback instead of sending a RENAME known to fail.
+    rename_refuses: AtomicBool,
 }
+
+/// An extension that may be found refused on use.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Ext {
+    PosixRename,
+    Statvfs,
+    Fsync,
+    Hardlink,
+}
+
+impl Ext {
+    fn name(self) -> &'static str {
+        match self {
+            Ext::PosixRename => ext::POSIX_RENAME,
+            Ext::Statvfs => ext::STATVFS,
+            Ext::Fsync => ext::FSYNC,
+            Ext::Hardlink => ext::HARDLINK,
+        }
+    }
+}
+
+impl Capabilities {
+    fn flag(&self, e: Ext) -> &AtomicBool {
+        match e {
+            Ext::PosixRename => &self.posix_rename,
+            Ext::Statvfs => &self.statvfs,
+            Ext::Fsync => &self.fsync,
+            Ext::Hardlink => &self.hardlink,
+        }
+    }
+
+    fn has(&self, e: Ext) -> bool {
+        self.flag(e).load(Ordering::Relaxed)
+    }
+
+    /// The server advertised `e` but refused it: absent from now on, said
+    /// once (the first caller to see the refusal logs it).
+    fn refused(&self, e: Ext, why: &RemoteError) {
+        if self.flag(e).swap(false, Ordering::Relaxed) {
+            log::info!(
+                "server advertises {} but refused it ({why}): treated as absent from now on",
+                e.name()
+            );
+        }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// SSH_FX_FILE_ALREADY_EXISTS (filexfer-13 9.1; ProFTPD answers it to a
+/// RENAME onto an existing name). Not in SFTP v3, so not in `sftp::status`.
+const FILE_ALREADY_EXISTS: u32 = 11;
 
 /// An SSH_FX_* status other than OK, in the filesystem's words. The text
 /// keeps the server's message and the status number (as `coupafs check`
@@ -34,6 +97,7 @@ fn status_err(code: u32, message: String) -> RemoteError {
         status::NO_CONNECTION => "no connection",
         status::CONNECTION_LOST => "connection lost",
         status::OP_UNSUPPORTED => "operation unsupported",
+        FILE_ALREADY_EXISTS => "file already exists",
         _ => "error",
     };
     let text = if message.is_empty() {
@@ -46,6 +110,7 @@ fn status_err(code: u32, message: String) -> RemoteError {
         status::PERMISSION_DENIED => RemoteError::PermissionDenied(text),
         status::FAILURE => RemoteError::Failure(text),
         status::OP_UNSUPPORTED => RemoteError::Unsupported(format!("the operation ({text})")),
+        FILE_ALREADY_EXISTS => RemoteError::AlreadyExists(text),
         _ => RemoteError::Other(text),
     }
 }
@@ -122,6 +187,11 @@ pub struct SftpRemote {
     pool: Arc<Pool>,
     op_timeout: Duration,
     caps: Capabilities,
+    /// Every extension the server advertised (for `coupafs check`).
+    extensions: Vec<String>,
+    /// Aside names of fallback replaces in progress (the janitor leaves
+    /// them alone).
+    asides: Mutex<Vec<Vec<u8>>>,
 }
 
 fn unexpected(op: &str, r: &Response) -> RemoteError {
@@ -174,16 +244,106 @@ impl SftpRemote {
     /// Wraps a pool whose first connection is up (its extensions decide the
     /// capabilities).
     pub fn new(pool: Arc<Pool>, first: &Connection, op_timeout: Duration) -> Self {
-        let caps = Capabilities {
-            posix_rename: first.has_extension(ext::POSIX_RENAME),
-            statvfs: first.has_extension(ext::STATVFS),
-            fsync: first.has_extension(ext::FSYNC),
-            hardlink: first.has_extension(ext::HARDLINK),
-        };
+        let caps = Capabilities::default();
+        for e in [Ext::PosixRename, Ext::Statvfs, Ext::Fsync, Ext::Hardlink] {
+            caps.flag(e)
+                .store(first.has_extension(e.name()), Ordering::Relaxed);
+        }
         Self {
             pool,
             op_timeout,
             caps,
+            extensions: first
+                .info
+                .version
+                .extensions
+                .iter()
+                .map(|(n, _)| n.clone())
+                .collect(),
+            asides: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// A refusal that means "this server does not do that": OP_UNSUPPORTED,
+    /// or FAILURE on an extension whose only failure would be its absence.
+    fn marks_absent(e: Ext, err: &RemoteError) -> bool {
+        match err {
+            RemoteError::Unsupported(_) => true,
+            RemoteError::Failure(_) => matches!(e, Ext::Statvfs | Ext::Fsync),
+            _ => false,
+        }
+    }
+
+    /// Replaces an existing `to` with `from` when the server has no atomic
+    /// replace: moves `to` aside to a hidden temp name (`aside_path`, which
+    /// listings hide and the janitor knows), renames `from` onto the now
+    /// free name, then removes the aside copy. `refusal` is the plain
+    /// RENAME's answer when one was already sent: it is not sent again.
+    ///
+    /// A collector never sees a partial or extra visible file; it may see
+    /// the name missing between the two RENAMEs. After a crash in between,
+    /// the janitor renames the aside copy back when the final name is
+    /// missing and removes it when the final name is there, so the name
+    /// always ends with the old or the new content.
+    fn replace_aside(&self, from: &[u8], to: &[u8], refusal: Option<RemoteError>) -> RResult<()> {
+        match self.lstat(to) {
+            Ok(_) => {}
+            // Nothing to replace: the refusal meant something else.
+            Err(e) if e.is_not_found() => {
+                return match refusal {
+                    Some(r) => Err(r),
+                    None => self.rename_v3(from, to),
+                }
+            }
+            Err(e) => return Err(e),
+        }
+        if refusal.is_some() {
+            self.caps.rename_refuses.store(true, Ordering::Relaxed);
+        }
+        let aside = aside_path(to);
+        lock(&self.asides).push(aside.clone());
+        let result = (|| {
+            self.rename_v3(to, &aside)?;
+            match self.rename_v3(from, to) {
+                Ok(()) => {
+                    if let Err(e) = self.remove(&aside) {
+                        log::warn!(
+                            "replaced {} but cannot remove its old copy {}: {e}",
+                            String::from_utf8_lossy(to),
+                            String::from_utf8_lossy(&aside)
+                        );
+                    }
+                    Ok(())
+                }
+                Err(e) => {
+                    if let Err(back) = self.rename_v3(&aside, to) {
+                        log::error!(
+                            "cannot put {} back from {} after a failed replace: {back} (the janitor retries)",
+                            String::from_utf8_lossy(to),
+                            String::from_utf8_lossy(&aside)
+                        );
+                    }
+                    Err(e)
+                }
+            }
+        })();
+        lock(&self.asides).retain(|a| a != &aside);
+        result
+    }
+
+    /// rename(2) without posix-rename: plain RENAME, and the hidden-aside
+    /// fallback when the server refuses because `to` exists. Which status
+    /// means "exists" differs (OpenSSH and gesftpserver: FAILURE, ProFTPD:
+    /// FILE_ALREADY_EXISTS), so any refusal is checked with an LSTAT of
+    /// `to` rather than trusted by its code.
+    fn rename_replacing(&self, from: &[u8], to: &[u8]) -> RResult<()> {
+        if self.caps.rename_refuses.load(Ordering::Relaxed) {
+            return self.replace_aside(from, to, None);
+        }
+        match self.rename_v3(from, to) {
+            Ok(()) => Ok(()),
+            Err(e) if e.is_transport() => Err(e),
+            Err(e) => self.replace_aside(from, to, Some(e)),
         }
     }
 
@@ -505,20 +665,32 @@ impl Remote for SftpRemote {
         reqs.push(Request::Close {
             handle: handle.raw.clone(),
         });
-        reqs.push(if self.caps.posix_rename && replace {
-            Request::PosixRename {
-                from: from.to_vec(),
-                to: to.to_vec(),
-            }
-        } else {
-            Request::Rename {
-                from: from.to_vec(),
-                to: to.to_vec(),
-            }
-        });
+        let posix = replace && self.caps.has(Ext::PosixRename);
+        // Without posix-rename, on a server known to refuse RENAME onto an
+        // existing name, a replace goes straight to the fallback after the
+        // CLOSE: sending a RENAME known to fail would only cost a round trip.
+        let straight_to_aside =
+            replace && !posix && self.caps.rename_refuses.load(Ordering::Relaxed);
+        if !straight_to_aside {
+            reqs.push(if posix {
+                Request::PosixRename {
+                    from: from.to_vec(),
+                    to: to.to_vec(),
+                }
+            } else {
+                Request::Rename {
+                    from: from.to_vec(),
+                    to: to.to_vec(),
+                }
+            });
+        }
         let mut replies = conn.call_many(&reqs);
         let missing = || Err(ConnError::Protocol("missing reply".into()));
-        let renamed = replies.pop().unwrap_or_else(missing);
+        let renamed = if straight_to_aside {
+            None
+        } else {
+            Some(replies.pop().unwrap_or_else(missing))
+        };
         let closed = replies.pop().unwrap_or_else(missing);
         let meta = replies
             .pop()
@@ -530,23 +702,32 @@ impl Remote for SftpRemote {
             None => None,
         };
         expect_ok("CLOSE", closed?)?;
-        match expect_ok("RENAME", renamed?) {
-            Err(RemoteError::Failure(_)) if !replace => {
-                // v3 RENAME refuses an existing target (filexfer-02 6.5):
-                // exactly what O_EXCL asked for.
-                if self.lstat(to).is_ok() {
-                    return Err(RemoteError::AlreadyExists(
-                        "the name was taken on the server meanwhile".into(),
-                    ));
+        let renamed = match renamed {
+            None => self.replace_aside(from, to, None),
+            Some(r) => match expect_ok("RENAME", r?) {
+                Ok(()) => Ok(()),
+                Err(e) if e.is_transport() => Err(e),
+                Err(e) if posix && Self::marks_absent(Ext::PosixRename, &e) => {
+                    self.caps.refused(Ext::PosixRename, &e);
+                    self.rename_replacing(from, to)
                 }
-                return Err(status_err(status::FAILURE, "rename failed".into()));
-            }
-            Err(RemoteError::Failure(_)) if !self.caps.posix_rename => {
-                // Plain v3 RENAME refuses an existing target: replace it.
-                self.rename(from, to)?;
-            }
-            other => other?,
-        }
+                Err(e) if posix => Err(e),
+                Err(e) if !replace => {
+                    // v3 RENAME refuses an existing target (filexfer-02
+                    // 6.5): exactly what O_EXCL asked for, whatever status
+                    // the server says it with (FAILURE, FILE_ALREADY_EXISTS).
+                    if self.lstat(to).is_ok() {
+                        Err(RemoteError::AlreadyExists(
+                            "the name was taken on the server meanwhile".into(),
+                        ))
+                    } else {
+                        Err(e)
+                    }
+                }
+                Err(e) => self.replace_aside(from, to, Some(e)),
+            },
+        };
+        renamed?;
         Ok(Committed {
             setstat_error,
             meta,
@@ -554,10 +735,10 @@ impl Remote for SftpRemote {
     }
 
     fn fsync(&self, handle: &Handle) -> RResult<()> {
-        if !self.caps.fsync {
+        if !self.caps.has(Ext::Fsync) {
             return Err(RemoteError::Unsupported(ext::FSYNC.into()));
         }
-        expect_ok(
+        let r = expect_ok(
             "fsync",
             self.on_handle(
                 handle,
@@ -565,7 +746,14 @@ impl Remote for SftpRemote {
                     handle: handle.raw.clone(),
                 },
             )?,
-        )
+        );
+        match r {
+            Err(e) if Self::marks_absent(Ext::Fsync, &e) => {
+                self.caps.refused(Ext::Fsync, &e);
+                Err(RemoteError::Unsupported(ext::FSYNC.into()))
+            }
+            other => other,
+        }
     }
 
     fn setstat(&self, path: &[u8], meta: &Meta) -> RResult<()> {
@@ -614,46 +802,29 @@ impl Remote for SftpRemote {
     }
 
     fn rename(&self, from: &[u8], to: &[u8]) -> RResult<()> {
-        if self.caps.posix_rename {
-            return self.extended_ok(
+        if self.caps.has(Ext::PosixRename) {
+            match self.extended_ok(
                 &Request::PosixRename {
                     from: from.to_vec(),
                     to: to.to_vec(),
                 },
                 false,
                 "posix-rename",
-            );
-        }
-        match self.rename_v3(from, to) {
-            Err(RemoteError::Failure(_)) => {
-                // Without posix-rename, v3 RENAME fails when `to` exists. Move
-                // the old target aside, rename, then drop it; on failure put it
-                // back. Not atomic: a reader may briefly see no `to`.
-                if self.lstat(to).is_err() {
-                    return Err(status_err(status::FAILURE, "rename failed".into()));
+            ) {
+                Err(e) if Self::marks_absent(Ext::PosixRename, &e) => {
+                    self.caps.refused(Ext::PosixRename, &e)
                 }
-                let mut aside = to.to_vec();
-                aside.extend_from_slice(format!(".coupafs-old-{}", std::process::id()).as_bytes());
-                self.rename_v3(to, &aside)?;
-                match self.rename_v3(from, to) {
-                    Ok(()) => {
-                        let _ = self.remove(&aside);
-                        Ok(())
-                    }
-                    Err(e) => {
-                        let _ = self.rename_v3(&aside, to);
-                        Err(e)
-                    }
-                }
+                other => return other,
             }
-            other => other,
         }
+        self.rename_replacing(from, to)
     }
 
     fn rename_noreplace(&self, from: &[u8], to: &[u8]) -> RResult<()> {
         match self.rename_v3(from, to) {
             // v3 RENAME refuses an existing target (filexfer-02 6.5), and
             // OpenSSH says so only as FAILURE: taken as the name existing.
+            // (ProFTPD's FILE_ALREADY_EXISTS already is AlreadyExists.)
             Err(RemoteError::Failure(m)) => Err(RemoteError::AlreadyExists(m)),
             other => other,
         }
@@ -683,24 +854,30 @@ impl Remote for SftpRemote {
     }
 
     fn hardlink(&self, from: &[u8], to: &[u8]) -> RResult<()> {
-        if !self.caps.hardlink {
+        if !self.caps.has(Ext::Hardlink) {
             return Err(RemoteError::Unsupported(ext::HARDLINK.into()));
         }
-        self.extended_ok(
+        match self.extended_ok(
             &Request::Hardlink {
                 from: from.to_vec(),
                 to: to.to_vec(),
             },
             false,
             "hardlink",
-        )
+        ) {
+            Err(e) if Self::marks_absent(Ext::Hardlink, &e) => {
+                self.caps.refused(Ext::Hardlink, &e);
+                Err(RemoteError::Unsupported(ext::HARDLINK.into()))
+            }
+            other => other,
+        }
     }
 
     fn statvfs(&self, path: &[u8]) -> RResult<SpaceStats> {
-        if !self.caps.statvfs {
+        if !self.caps.has(Ext::Statvfs) {
             return Err(RemoteError::Unsupported(ext::STATVFS.into()));
         }
-        match self.call(
+        let r = match self.call(
             &Request::Statvfs {
                 path: path.to_vec(),
             },
@@ -711,7 +888,33 @@ impl Remote for SftpRemote {
                 .map_err(|e| RemoteError::Protocol(e.to_string())),
             Response::Status { code, message } => Err(status_err(code, message)),
             other => Err(unexpected("statvfs", &other)),
+        };
+        match r {
+            Err(e) if Self::marks_absent(Ext::Statvfs, &e) => {
+                self.caps.refused(Ext::Statvfs, &e);
+                Err(RemoteError::Unsupported(ext::STATVFS.into()))
+            }
+            other => other,
         }
+    }
+
+    fn capabilities(&self) -> ServerCaps {
+        let replace = if self.caps.has(Ext::PosixRename) {
+            ReplaceMode::Atomic
+        } else {
+            ReplaceMode::HiddenAside
+        };
+        ServerCaps {
+            extensions: self.extensions.clone(),
+            replace,
+            fsync: self.caps.has(Ext::Fsync),
+            statvfs: self.caps.has(Ext::Statvfs),
+            hardlink: self.caps.has(Ext::Hardlink),
+        }
+    }
+
+    fn replace_in_progress(&self, aside: &[u8]) -> bool {
+        lock(&self.asides).iter().any(|a| a == aside)
     }
 
     fn realpath(&self, path: &[u8]) -> RResult<Vec<u8>> {
