@@ -50,6 +50,9 @@ struct State {
     /// Every path that ever existed, in creation order (to check that no
     /// partial file ever appeared under a final name).
     history: Vec<(Vec<u8>, usize)>,
+    /// Reads that asked for bytes past the end of the file, in SFTP READ
+    /// requests of `sftp::IO_CHUNK`-like 64 KiB (what a server would log).
+    reads_past_eof: usize,
 }
 
 pub struct MockRemote {
@@ -73,6 +76,9 @@ enum OpenMode {
     /// A new file (the name must be free), empty.
     CreateNew,
 }
+
+/// Bytes per SFTP READ request of the real implementation.
+const READ_REQUEST: u64 = 64 * 1024;
 
 fn no_such_file() -> RemoteError {
     RemoteError::NotFound("No such file".into())
@@ -203,6 +209,13 @@ impl MockRemote {
     }
 
     /// How many times `op` was called.
+    /// READ requests (64 KiB each, as the SFTP implementation sends them)
+    /// that started at or past end of file: what a server logs as
+    /// "requested read offset greater than size".
+    pub fn reads_past_eof(&self) -> usize {
+        self.st().reads_past_eof
+    }
+
     pub fn calls(&self, op: &str) -> usize {
         self.st().calls.get(op).copied().unwrap_or(0)
     }
@@ -369,7 +382,16 @@ impl Remote for MockRemote {
             Some(Node::File { data, .. }) => {
                 let start = (offset as usize).min(data.len());
                 let end = (start + len as usize).min(data.len());
-                Ok(data[start..end].to_vec())
+                let out = data[start..end].to_vec();
+                // The SFTP implementation splits a read into 64 KiB READs:
+                // count those that start at or past end of file.
+                let size = data.len() as u64;
+                let requests = u64::from(len).div_ceil(READ_REQUEST).max(1);
+                let inside = size.saturating_sub(offset).div_ceil(READ_REQUEST);
+                let past = requests.saturating_sub(inside) as usize;
+                drop(st);
+                self.st().reads_past_eof += past;
+                Ok(out)
             }
             _ => Err(no_such_file()),
         }
