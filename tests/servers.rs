@@ -455,7 +455,7 @@ fn crash_between_replace_steps(kind: ServerKind) {
     assert!(
         restored,
         "server dir after mount: {:?}\n{}",
-        all_names_in(&rig.s(INVOICES)),
+        all_names_in(rig.s(INVOICES)),
         rig.logs()
     );
     assert_eq!(
@@ -507,6 +507,47 @@ fn refused_extension_logged_once(kind: ServerKind) {
             .any(|l| l.contains("ERROR") && l.contains("statvfs")),
         "error-level statvfs line:\n{}",
         tail(&log, 40)
+    );
+}
+
+/// `-o sftp_debug` logs each SFTP exchange on one line: id, type, path,
+/// the reply's status and the time, and never file contents.
+#[test]
+fn sftp_debug_logs_requests_and_replies_without_data() {
+    let server = Server::start(ServerKind::Gesftpserver);
+    let mnt = server.mount(&["sftp_debug"]);
+    let marker = "SECRET-CONTENT-7f3a9c-do-not-log";
+    let rel = format!("{INVOICES}/debug.csv");
+    let path = mnt.path.join(&rel);
+    fs::write(&path, marker.repeat(50)).expect("write through the mount");
+    let back = fs::read(&path).expect("read back");
+    assert_eq!(back.len(), marker.len() * 50);
+    let log = mnt.log();
+    mnt.unmount();
+    let lines: Vec<&str> = log.lines().filter(|l| l.contains("sftp[")).collect();
+    for (what, reply) in [
+        ("OPEN \"", "-> HANDLE handle="),
+        ("WRITE handle=", "-> STATUS 0"),
+        ("CLOSE handle=", "-> STATUS 0"),
+    ] {
+        assert!(
+            lines.iter().any(|l| l.contains(what)
+                && l.contains(reply)
+                && l.contains(" #")
+                && l.contains(" ms)")),
+            "no {what:?} ... {reply:?} line with an id and a time:\n{}",
+            tail(&log, 60)
+        );
+    }
+    assert!(
+        lines.iter().any(|l| l.contains("debug.csv")),
+        "paths are shown:\n{}",
+        tail(&log, 60)
+    );
+    assert!(
+        !log.contains(marker),
+        "file contents in the log:\n{}",
+        tail(&log, 60)
     );
 }
 

@@ -36,6 +36,7 @@ const POLL: Duration = Duration::from_millis(200);
 /// child returns here only after a clean stop.
 pub fn run(mut opts: MountOptions) -> Result<(), String> {
     crate::logging::init(opts.debug);
+    crate::ssh::set_sftp_debug(opts.sftp_debug);
     // The daemon runs in "/": resolve relative local paths now.
     opts.spool_dir = opts.spool_dir.as_deref().map(absolute);
     log::debug!("{} starting", cli::version_text());
