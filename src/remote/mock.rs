@@ -53,6 +53,8 @@ struct State {
     /// Reads that asked for bytes past the end of the file, in SFTP READ
     /// requests of `sftp::IO_CHUNK`-like 64 KiB (what a server would log).
     reads_past_eof: usize,
+    /// Capability switch: how this mock server says replaces will go.
+    replace_mode: Option<crate::remote::ReplaceMode>,
 }
 
 pub struct MockRemote {
@@ -209,6 +211,12 @@ impl MockRemote {
     }
 
     /// How many times `op` was called.
+    /// Makes the mock report `mode` as its replace capability (a server
+    /// without posix-rename, or one refusing every replace).
+    pub fn set_replace_mode(&self, mode: crate::remote::ReplaceMode) {
+        self.st().replace_mode = Some(mode);
+    }
+
     /// READ requests (64 KiB each, as the SFTP implementation sends them)
     /// that started at or past end of file: what a server logs as
     /// "requested read offset greater than size".
@@ -602,6 +610,12 @@ impl Remote for MockRemote {
 
     fn hardlink(&self, _from: &[u8], _to: &[u8]) -> RResult<()> {
         Err(RemoteError::Unsupported("hardlink@openssh.com".into()))
+    }
+
+    fn replace_mode(&self) -> crate::remote::ReplaceMode {
+        self.st()
+            .replace_mode
+            .unwrap_or(crate::remote::ReplaceMode::Atomic)
     }
 
     fn statvfs(&self, _path: &[u8]) -> RResult<SpaceStats> {

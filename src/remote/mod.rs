@@ -326,7 +326,15 @@ pub trait Remote: Send + Sync + 'static {
     fn realpath(&self, path: &[u8]) -> RResult<Vec<u8>>;
     /// What this server can do (see `ServerCaps`).
     fn capabilities(&self) -> ServerCaps {
-        ServerCaps::default()
+        ServerCaps {
+            replace: self.replace_mode(),
+            ..ServerCaps::default()
+        }
+    }
+    /// How an upload over an existing name will be published (cheap: asked
+    /// at every open for writing).
+    fn replace_mode(&self) -> ReplaceMode {
+        ReplaceMode::Atomic
     }
     /// True while this process's hidden-aside replace owns `aside` (a full
     /// path): recovery must leave it alone.

@@ -28,6 +28,10 @@ struct Capabilities {
     /// 6.5; OpenSSH, ProFTPD, gesftpserver): later replaces go straight to
     /// the hidden-aside fallback instead of sending a RENAME known to fail.
     rename_refuses: AtomicBool,
+    /// The server also refused to move an existing file aside (permission
+    /// denied, or no RENAME at all): no replace can succeed, so uploads over
+    /// an existing name fail at open().
+    replace_refused: AtomicBool,
 }
 
 /// An extension that may be found refused on use.
@@ -249,6 +253,18 @@ impl SftpRemote {
             caps.flag(e)
                 .store(first.has_extension(e.name()), Ordering::Relaxed);
         }
+        let has = |e: Ext| if caps.has(e) { "yes" } else { "no" };
+        log::info!(
+            "server capabilities: replace {}, fsync {}, statvfs {}, hardlink {}",
+            if caps.has(Ext::PosixRename) {
+                "atomic (posix-rename)"
+            } else {
+                "through a hidden aside name (no posix-rename)"
+            },
+            has(Ext::Fsync),
+            has(Ext::Statvfs),
+            has(Ext::Hardlink)
+        );
         Self {
             pool,
             op_timeout,
@@ -303,7 +319,19 @@ impl SftpRemote {
         let aside = aside_path(to);
         lock(&self.asides).push(aside.clone());
         let result = (|| {
-            self.rename_v3(to, &aside)?;
+            if let Err(e) = self.rename_v3(to, &aside) {
+                if matches!(
+                    e,
+                    RemoteError::PermissionDenied(_) | RemoteError::Unsupported(_)
+                ) && !self.caps.replace_refused.swap(true, Ordering::Relaxed)
+                {
+                    log::warn!(
+                        "the server refuses to replace existing files ({e}): writing over \
+                         an existing name will fail at open() from now on"
+                    );
+                }
+                return Err(e);
+            }
             match self.rename_v3(from, to) {
                 Ok(()) => {
                     if let Err(e) = self.remove(&aside) {
@@ -898,15 +926,20 @@ impl Remote for SftpRemote {
         }
     }
 
-    fn capabilities(&self) -> ServerCaps {
-        let replace = if self.caps.has(Ext::PosixRename) {
+    fn replace_mode(&self) -> ReplaceMode {
+        if self.caps.has(Ext::PosixRename) {
             ReplaceMode::Atomic
+        } else if self.caps.replace_refused.load(Ordering::Relaxed) {
+            ReplaceMode::Refuse
         } else {
             ReplaceMode::HiddenAside
-        };
+        }
+    }
+
+    fn capabilities(&self) -> ServerCaps {
         ServerCaps {
             extensions: self.extensions.clone(),
-            replace,
+            replace: self.replace_mode(),
             fsync: self.caps.has(Ext::Fsync),
             statvfs: self.caps.has(Ext::Statvfs),
             hardlink: self.caps.has(Ext::Hardlink),
