@@ -510,6 +510,41 @@ fn refused_extension_logged_once(kind: ServerKind) {
     );
 }
 
+/// Password login on a server other than OpenSSH (ProFTPD's own SSH
+/// implementation), then an upload through the mount.
+#[test]
+fn password_login_on_proftpd() {
+    let server = Server::start(ServerKind::ProftpdNoExtensions);
+    let port = server.port.to_string();
+    let opts = format!(
+        "password_file={},UserKnownHostsFile={},PubkeyAuthentication=no",
+        server.password_file.display(),
+        server.known_hosts.display()
+    );
+    let mnt =
+        Mount::spawn(&["-p", &port, &server.target()], &["-o", &opts], &[]).unwrap_or_else(|log| {
+            panic!(
+                "password mount failed:\n{log}\n--- server log:\n{}",
+                tail(&server.log(), 30)
+            )
+        });
+    let rel = format!("{INVOICES}/pw.csv");
+    fs::write(mnt.path.join(&rel), b"by password\n").expect("write through the mount");
+    let log = mnt.log();
+    mnt.unmount();
+    assert!(
+        log.contains("password"),
+        "auth method in the log:\n{}",
+        tail(&log, 30)
+    );
+    assert_eq!(
+        fs::read(server.root.join(&rel)).ok().as_deref(),
+        Some(&b"by password\n"[..]),
+        "{}",
+        tail(&log, 30)
+    );
+}
+
 /// `-o sftp_debug` logs each SFTP exchange on one line: id, type, path,
 /// the reply's status and the time, and never file contents.
 #[test]

@@ -370,7 +370,8 @@ impl SftpRemote {
         }
         match self.rename_v3(from, to) {
             Ok(()) => Ok(()),
-            Err(e) if e.is_transport() => Err(e),
+            // NO_SUCH_FILE is about `from` (or a folder): never "exists".
+            Err(e) if e.is_transport() || e.is_not_found() => Err(e),
             Err(e) => self.replace_aside(from, to, Some(e)),
         }
     }
@@ -752,6 +753,7 @@ impl Remote for SftpRemote {
                         Err(e)
                     }
                 }
+                Err(e) if e.is_not_found() => Err(e),
                 Err(e) => self.replace_aside(from, to, Some(e)),
             },
         };
