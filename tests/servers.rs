@@ -510,6 +510,65 @@ fn refused_extension_logged_once(kind: ServerKind) {
     );
 }
 
+/// The hidden-aside replace sends no refused request twice: on a server
+/// that refuses RENAME onto an existing name, the first replace sends the
+/// plain RENAME once, moves the old file to a hidden aside name and renames
+/// onto the free name; later replaces skip the RENAME known to fail. Seen
+/// in the `sftp_debug` log.
+#[test]
+fn hidden_aside_replace_sends_no_refused_request_twice() {
+    for kind in [
+        ServerKind::ProftpdNoExtensions,
+        ServerKind::OpensshNoExtensions,
+    ] {
+        let rel = format!("{INVOICES}/twice.csv");
+        let server = Server::start(kind);
+        server.put(&rel, b"old\n");
+        let mnt = server.mount(&["sftp_debug"]);
+        for round in 0..2 {
+            fs::write(mnt.path.join(&rel), format!("new {round}\n")).expect("write over");
+        }
+        let log = mnt.log();
+        mnt.unmount();
+        assert_eq!(
+            fs::read(server.root.join(&rel)).ok().as_deref(),
+            Some(&b"new 1\n"[..]),
+            "{}: {}",
+            kind.name(),
+            tail(&log, 40)
+        );
+        let renames: Vec<&str> = log
+            .lines()
+            .filter(|l| l.contains("sftp[") && l.contains(" RENAME "))
+            .map(|l| l.split_once(" RENAME ").map_or(l, |(_, r)| r))
+            .collect();
+        // Only the first replace's plain RENAME is refused; it is not sent
+        // again before the old file is out of the way, and no later
+        // replace sends a RENAME known to fail.
+        let refused: Vec<&&str> = renames
+            .iter()
+            .filter(|r| !r.contains("-> STATUS 0 "))
+            .collect();
+        assert_eq!(
+            refused.len(),
+            1,
+            "{}: refused RENAMEs: {renames:#?}",
+            kind.name()
+        );
+        // First replace: RENAME refused, aside, RENAME, (REMOVE); second:
+        // aside, RENAME. Every aside name is hidden.
+        assert_eq!(renames.len(), 5, "{}: {renames:#?}", kind.name());
+        assert!(
+            renames
+                .iter()
+                .filter(|r| r.contains(".coupafs-old."))
+                .all(|r| r.contains("/.twice.csv.coupafs-old.coupafs-")),
+            "{}: {renames:#?}",
+            kind.name()
+        );
+    }
+}
+
 /// Password login on a server other than OpenSSH (ProFTPD's own SSH
 /// implementation), then an upload through the mount.
 #[test]
