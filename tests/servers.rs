@@ -569,6 +569,44 @@ fn hidden_aside_replace_sends_no_refused_request_twice() {
     }
 }
 
+/// Reads stop at the size coupafs knows (ProFTPD logged hundreds of READs
+/// past end of file in issue 11): reading small and larger files through
+/// the mount sends at most one READ per file that the server answers with
+/// EOF (seen in the `sftp_debug` log).
+#[test]
+fn reads_do_not_run_past_end_of_file() {
+    let server = Server::start(ServerKind::ProftpdStock);
+    let sizes = [10usize, 5000, 300_000, 2 * MIB + 3];
+    for (i, size) in sizes.iter().enumerate() {
+        server.put(
+            &format!("{INVOICES}/r{i}.csv"),
+            &random_bytes(*size, i as u64),
+        );
+    }
+    let mnt = server.mount(&["sftp_debug"]);
+    for (i, size) in sizes.iter().enumerate() {
+        let data = fs::read(mnt.path.join(format!("{INVOICES}/r{i}.csv"))).expect("read");
+        assert_eq!(data.len(), *size);
+    }
+    let log = mnt.log();
+    mnt.unmount();
+    let reads = log
+        .lines()
+        .filter(|l| l.contains("sftp[") && l.contains(" READ "))
+        .count();
+    let past = log
+        .lines()
+        .filter(|l| l.contains("sftp[") && l.contains(" READ ") && l.contains("-> STATUS 1 "))
+        .count();
+    assert!(reads > 0, "no READ in the log:\n{}", tail(&log, 20));
+    assert!(
+        past <= sizes.len(),
+        "{past} of {reads} READs past end of file for {} files\n{}",
+        sizes.len(),
+        tail(&log, 40)
+    );
+}
+
 /// Password login on a server other than OpenSSH (ProFTPD's own SSH
 /// implementation), then an upload through the mount.
 #[test]
