@@ -18,7 +18,7 @@ IdentitiesOnly LogLevel TCPKeepAlive ControlMaster ControlPath ControlPersist
 GlobalKnownHostsFile KexAlgorithms HostKeyAlgorithms MACs"
 
 # Options without a value.
-_coupafs_flag_opts="debug sshfs_debug reconnect ro rw allow_other allow_root
+_coupafs_flag_opts="debug sshfs_debug sftp_debug reconnect ro rw allow_other allow_root
 default_permissions no_default_permissions follow_symlinks contain_symlinks nocontain_symlinks
 strict_setstat kernel_cache auto_cache big_writes delay_connect nonempty atime
 noatime relatime nodiratime defaults auto noauto _netdev nofail user nouser

@@ -152,10 +152,13 @@ fn all_green_against_the_sandbox() {
     run.assert_has(
         "OK   write: 20 of 20 Incoming folders writable (create, write, rename, remove) in ",
     );
+    run.assert_has("OK   replace: atomic: a rename onto an existing name replaced it");
+    run.assert_has("OK   append: through a hidden temp file and a replace");
+    run.assert_has("OK   capabilities: fsync: yes; statvfs: yes (df shows the server's figures); hardlink: yes");
     run.assert_has("OK   waiting: no files waiting in 20 Incoming folders");
     run.assert_has("OK   archive: no archived files in Archive/Incoming/* yet");
     run.assert_has("OK   rules: no waiting files to check");
-    assert_eq!(checks.len(), 13, "{run}");
+    assert_eq!(checks.len(), 16, "{run}");
 
     // The write probe left nothing behind.
     let mut left = Vec::new();
@@ -178,6 +181,39 @@ fn password_login_and_read_only_skip_the_probe() {
     run.assert_code(0);
     run.assert_has("OK   auth: password as coupasftp");
     run.assert_has("OK   write: skipped: read-only (-o ro)");
+    run.assert_has("OK   replace: skipped: no writable folder to test");
+}
+
+/// Issue 11: on ProFTPD without the OpenSSH extensions a rename onto an
+/// existing name is refused (FILE_ALREADY_EXISTS); `check` tries it, says
+/// coupafs will replace through a hidden aside name (WARN), that append
+/// works through it, lists no extension, and leaves nothing behind.
+#[test]
+fn proftpd_without_posix_rename_warns_hidden_aside_replace() {
+    use common::servers::{Server, ServerKind};
+    let server = Server::start(ServerKind::ProftpdNoExtensions);
+    let port = server.port.to_string();
+    let opts = format!(
+        "IdentityFile={},UserKnownHostsFile={}",
+        server.identity_file.display(),
+        server.known_hosts.display()
+    );
+    let out = run_coupafs(&["check", "-p", &port, &server.target(), "-o", &opts], &[]);
+    let run = CheckRun {
+        code: out.status.code().expect("coupafs check exited by a signal"),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    };
+    run.assert_code(1);
+    run.assert_has("WARN sftp: protocol version 3; extensions: versions, home-directory; posix-rename@openssh.com missing");
+    run.assert_has("OK   write: 20 of 20 Incoming folders writable");
+    run.assert_has("WARN replace: hidden-aside: the server's RENAME will not replace");
+    run.assert_has("OK   append: through a hidden temp file and a replace");
+    run.assert_has("OK   capabilities: fsync: no (fsync() succeeds once the bytes are on the server); statvfs: no (df shows a large, mostly free disk); hardlink: no (ln fails with EPERM)");
+    run.assert_lacks("FAIL");
+    let mut left = Vec::new();
+    find_names(&server.root, ".coupafs-", &mut left);
+    assert!(left.is_empty(), "left behind: {left:?}\n{run}");
 }
 
 #[test]
@@ -188,7 +224,7 @@ fn missing_standard_folder_warns() {
     run.assert_code(1);
     run.assert_has("WARN folders: Outgoing: 1 of 7 standard folders missing: Suppliers");
     run.assert_has("OK   folders: Incoming: all 20 standard folders present");
-    run.assert_has("SUMMARY: WARNING - 12 ok, 1 warn, 0 fail");
+    run.assert_has("SUMMARY: WARNING - 15 ok, 1 warn, 0 fail");
 }
 
 #[test]

@@ -19,7 +19,9 @@
 //! failure), `host key`, `auth`, `sftp` (extensions), `root` (the remote
 //! folder), `folders` (Coupa's standard folders, one line per group),
 //! `write` (a temp file is created, written, renamed and removed in every
-//! `Incoming/<Object>` folder, all folders at once), `waiting` (files not
+//! `Incoming/<Object>` folder, all folders at once), `replace`, `append`
+//! and `capabilities` (what uploads over an existing name need, tried in one
+//! Incoming folder, and what coupafs will do: `uploads.rs`), `waiting` (files not
 //! yet collected by Coupa), `archive` (the newest file Coupa archived) and
 //! `rules` (Coupa's file rules on the waiting files).
 //!
@@ -47,6 +49,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 mod report;
+mod uploads;
 
 use crate::cli::MountOptions;
 use crate::coupa::{self, CsvCheck, CsvProblem};
@@ -153,6 +156,7 @@ pub(crate) fn run_checks<W: Write>(
         );
     }
 
+    crate::ssh::set_sftp_debug(opts.sftp_debug);
     let remote = SftpRemote::new(pool.clone(), &first, opts.op_timeout);
     drop(first);
     if let Some(root) = check_root(&remote, &opts.target.remote_dir, rep) {
@@ -449,7 +453,8 @@ fn check_exchange<W: Write>(
     let incoming: Vec<String> = found[0].as_ref().map(FolderGroup::all).unwrap_or_default();
     let archive: Vec<String> = found[2].as_ref().map(FolderGroup::all).unwrap_or_default();
 
-    check_write(opts, remote, root, &incoming, rep);
+    let upload_dir = check_write(opts, remote, root, &incoming, rep);
+    uploads::check_uploads(remote, root, upload_dir.as_deref(), rep);
     let waiting = check_waiting(remote, root, &incoming, rep);
     check_archive(
         remote,
@@ -508,20 +513,21 @@ fn write_probe(remote: &SftpRemote, root: &[u8], rel_dir: &str) -> Result<(), St
 }
 
 /// `write`: the probe in every Incoming object folder, all at once.
+/// Returns the first folder found writable (relative to the root).
 fn check_write<W: Write>(
     opts: &MountOptions,
     remote: &SftpRemote,
     root: &[u8],
     incoming: &[String],
     rep: &mut Report<W>,
-) {
+) -> Option<String> {
     if opts.read_only {
         rep.ok("write", "skipped: read-only (-o ro)");
-        return;
+        return None;
     }
     if incoming.is_empty() {
         rep.warn("write", "skipped: no folder under Incoming to test");
-        return;
+        return None;
     }
     let t = Instant::now();
     let rel: Vec<String> = incoming
@@ -531,9 +537,13 @@ fn check_write<W: Write>(
     let results = parallel_map(&rel, PARALLEL, |d| write_probe(remote, root, d));
     let took = t.elapsed();
     let mut good = 0;
-    for r in results {
+    let mut writable = None;
+    for (r, dir) in results.into_iter().zip(&rel) {
         match r {
-            Ok(()) => good += 1,
+            Ok(()) => {
+                good += 1;
+                writable.get_or_insert_with(|| dir.clone());
+            }
             Err(e) => rep.fail("write", e),
         }
     }
@@ -547,6 +557,7 @@ fn check_write<W: Write>(
             ),
         );
     }
+    writable
 }
 
 /// A file waiting in Incoming.

@@ -33,6 +33,8 @@ OPTIONS
     -f                         stay in the foreground
     -d, --debug, -o debug      print debug messages; implies -f
     -o sshfs_debug             same as -o debug
+    -o sftp_debug              log each SFTP request and reply (type, id,
+                               path, status, time; never file contents)
     -s                         single-threaded, same as -o threads=1
     -o threads=N               FUSE request threads, 1-256 (default 16)
     -o fsname=NAME             source name shown by mount(8) and df

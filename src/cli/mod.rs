@@ -51,6 +51,8 @@ pub struct MountOptions {
     pub port: u16,
     pub foreground: bool,
     pub debug: bool,
+    /// `-o sftp_debug`: log every SFTP request and reply.
+    pub sftp_debug: bool,
     pub identity_files: Vec<PathBuf>,
     pub password_file: Option<PathBuf>,
     pub passphrase_file: Option<PathBuf>,
@@ -161,6 +163,7 @@ impl Default for MountOptions {
             port: 22,
             foreground: false,
             debug: false,
+            sftp_debug: false,
             identity_files: Vec::new(),
             password_file: None,
             passphrase_file: None,

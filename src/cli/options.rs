@@ -185,6 +185,10 @@ pub(super) fn apply_option(
             flag()?;
             set_debug(o);
         }
+        "sftp_debug" => {
+            flag()?;
+            o.sftp_debug = true;
+        }
 
         // sshfs/FUSE options accepted for compatibility, without effect.
         // `reconnect`: reconnecting is always on. `nonempty`: a FUSE 2

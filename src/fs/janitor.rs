@@ -1,12 +1,18 @@
 //! Stale temp files: upload temps that no upload of this mount owns and
 //! that have not changed for an hour are leftovers of a killed or cut-off
 //! mount, removed when their folder is listed and once at mount.
+//!
+//! Aside copies (`remote::aside_path`: the old file of a replace on a server
+//! without atomic replace) are recovered whatever their age: renamed back
+//! when the final name is missing (a crash between the replace's two
+//! RENAMEs), removed when it is there (a crash before the cleanup), so the
+//! final name always ends up with the old or the new content.
 
 use std::time::{Duration, SystemTime};
 
 use crate::fs::upload::is_temp_name;
 use crate::fs::{lock, to_secs, Fs};
-use crate::remote::{DirEntry, Remote};
+use crate::remote::{aside_target, DirEntry, Remote};
 
 /// Temp files unchanged this long belong to no live upload.
 const STALE_TEMP_AGE: Duration = Duration::from_secs(3600);
@@ -26,6 +32,10 @@ impl<R: Remote> Fs<R> {
             .filter_map(|u| u.temp_path())
             .collect();
         for t in temps {
+            if let Some(target) = aside_target(&t.name) {
+                self.recover_aside(dir, &t.name, target);
+                continue;
+            }
             let mtime = t.meta.mtime.unwrap_or(now);
             if now.saturating_sub(mtime) < STALE_TEMP_AGE.as_secs() as u32 {
                 continue;
@@ -49,6 +59,46 @@ impl<R: Remote> Fs<R> {
                     crate::error::escape(e.to_string().as_bytes())
                 ),
             }
+        }
+    }
+
+    /// Finishes or undoes a hidden-aside replace that a crash interrupted.
+    fn recover_aside(&self, dir: &[u8], aside_name: &[u8], target: &[u8]) {
+        let join = |name: &[u8]| {
+            let mut p = dir.to_vec();
+            if !p.ends_with(b"/") {
+                p.push(b'/');
+            }
+            p.extend_from_slice(name);
+            p
+        };
+        let (aside, to) = (join(aside_name), join(target));
+        if self.remote.replace_in_progress(&aside) {
+            return;
+        }
+        let shown = String::from_utf8_lossy(&to).into_owned();
+        match self.remote.lstat(&to) {
+            Ok(_) => match self.remote.remove(&aside) {
+                Ok(()) => {
+                    log::info!("removed the old copy left by an interrupted replace of {shown}")
+                }
+                Err(e) => log::debug!("cannot remove old copy of {shown}: {e}"),
+            },
+            Err(e) if e.is_not_found() => match self.remote.rename_noreplace(&aside, &to) {
+                Ok(()) => {
+                    // The cache may hold "no such name" from a listing.
+                    let root = &self.cfg.remote_root;
+                    if let Some(rel) = to
+                        .strip_prefix(root.as_slice())
+                        .map(|r| r.strip_prefix(b"/").unwrap_or(r))
+                    {
+                        self.cache.invalidate(rel);
+                    }
+                    log::warn!("restored {shown} from the old copy left by an interrupted replace")
+                }
+                Err(e) => log::warn!("cannot restore {shown} from its old copy: {e}"),
+            },
+            Err(e) => log::debug!("cannot check {shown}: {e}"),
         }
     }
 

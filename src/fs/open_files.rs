@@ -15,7 +15,7 @@ use crate::fs::readahead::ReadAhead;
 use crate::fs::spare;
 use crate::fs::upload::{is_temp_name, Upload};
 use crate::fs::{lock, show, Fs, Stat};
-use crate::remote::{Handle, Meta, Remote};
+use crate::remote::{Handle, Meta, Remote, ReplaceMode};
 
 /// What an open file handle reads from and writes to.
 enum OpenFile {
@@ -91,6 +91,12 @@ impl<R: Remote> Fs<R> {
         let file = if writing {
             lock(&self.opened_versions).remove(&ino);
             self.deny_read_only(Op::Open, &path)?;
+            if self.upload_of(ino).is_none() {
+                // The file exists on the server: its upload ends with a
+                // replace. Say now if the server allows none, not at close
+                // (a shell's `>>` never checks close()).
+                self.deny_without_replace(Op::Open, &path)?;
+            }
             let up = self.upload_for_write(ino, &path, flags & libc::O_TRUNC != 0)?;
             OpenFile::Upload {
                 upload: up,
@@ -212,6 +218,7 @@ impl<R: Remote> Fs<R> {
             }
         } else if self.cache.attrs(&path).is_some() {
             remote_exists = true;
+            self.deny_without_replace(Op::Create, &path)?;
         }
         let up = self
             .new_upload(libc::S_IFREG | (mode & 0o7777), remote_exists)
@@ -247,6 +254,24 @@ impl<R: Remote> Fs<R> {
             self.queue_stream(ino, &up);
         }
         Ok((self.upload_stat(ino, &up), fh))
+    }
+
+    /// Fails an upload over an existing name when the server refuses every
+    /// replace (`ReplaceMode::Refuse`), with one log line naming why.
+    fn deny_without_replace(&self, op: Op, path: &[u8]) -> FsResult<()> {
+        if self.remote.replace_mode() != ReplaceMode::Refuse {
+            return Ok(());
+        }
+        log::warn!(
+            "{}: not opened for writing: the server refuses to replace existing files",
+            show(path)
+        );
+        Err(FsError::new(
+            op,
+            show(path),
+            libc::EPERM,
+            "server refuses to replace existing files",
+        ))
     }
 
     pub(super) fn handle(&self, op: Op, fh: u64) -> FsResult<Arc<HandleEntry>> {

@@ -1168,3 +1168,52 @@ fn an_omitted_time_is_sent_unchanged() {
         "mtime as the server now has it"
     );
 }
+
+/// Issue 11: on a server that refuses every replace, writing over an
+/// existing file fails at open() (a shell's `>>` never checks close()),
+/// while new files still upload.
+#[test]
+fn a_server_refusing_replace_fails_writes_over_existing_files_at_open() {
+    let r = rig();
+    r.remote.put_file("/root/Incoming/Invoices/log.csv", b"a\n");
+    r.remote
+        .set_replace_mode(crate::remote::ReplaceMode::Refuse);
+    let dir = r.dir("Incoming/Invoices");
+    let ino = r.fs.lookup(dir, OsStr::new("log.csv")).expect("lookup").ino;
+    let err =
+        r.fs.open(ino, libc::O_WRONLY | libc::O_APPEND, me())
+            .expect_err("append refused at open");
+    assert_eq!(err.errno, libc::EPERM);
+    let err =
+        r.fs.create(
+            dir,
+            OsStr::new("log.csv"),
+            0o644,
+            libc::O_WRONLY | libc::O_TRUNC,
+            me(),
+        )
+        .expect_err("overwrite refused at create");
+    assert_eq!(err.errno, libc::EPERM);
+    assert_eq!(
+        r.remote.file("/root/Incoming/Invoices/log.csv"),
+        Some(b"a\n".to_vec())
+    );
+    // Reading and new names are unaffected.
+    r.fs.open(ino, libc::O_RDONLY, me())
+        .expect("read-only open");
+    let (st, fh) =
+        r.fs.create(
+            dir,
+            OsStr::new("new.csv"),
+            0o644,
+            libc::O_WRONLY | libc::O_EXCL,
+            me(),
+        )
+        .expect("create a new name");
+    r.fs.write(st.ino, fh, 0, b"x\n").expect("write");
+    r.close(st.ino, fh).expect("close");
+    assert_eq!(
+        r.remote.file("/root/Incoming/Invoices/new.csv"),
+        Some(b"x\n".to_vec())
+    );
+}

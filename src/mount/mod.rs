@@ -37,6 +37,7 @@ const POLL: Duration = Duration::from_millis(200);
 pub fn run(mut opts: MountOptions) -> Result<(), String> {
     harden_process();
     crate::logging::init(opts.debug);
+    crate::ssh::set_sftp_debug(opts.sftp_debug);
     // The daemon runs in "/": resolve relative local paths now.
     opts.spool_dir = opts.spool_dir.as_deref().map(absolute);
     log::debug!("{} starting", cli::version_text());

@@ -67,6 +67,11 @@ struct State {
     odd_entries: Vec<(Vec<u8>, Vec<u8>)>,
     /// The attributes of the last SETSTAT, as sent.
     last_setstat: Option<Meta>,
+    /// Reads that asked for bytes past the end of the file, in SFTP READ
+    /// requests of `sftp::IO_CHUNK`-like 64 KiB (what a server would log).
+    reads_past_eof: usize,
+    /// Capability switch: how this mock server says replaces will go.
+    replace_mode: Option<crate::remote::ReplaceMode>,
 }
 
 pub struct MockRemote {
@@ -90,6 +95,9 @@ enum OpenMode {
     /// A new file (the name must be free), empty.
     CreateNew,
 }
+
+/// Bytes per SFTP READ request of the real implementation.
+const READ_REQUEST: u64 = 64 * 1024;
 
 fn no_such_file() -> RemoteError {
     RemoteError::NotFound("No such file".into())
@@ -310,6 +318,19 @@ impl MockRemote {
     }
 
     /// How many times `op` was called.
+    /// Makes the mock report `mode` as its replace capability (a server
+    /// without posix-rename, or one refusing every replace).
+    pub fn set_replace_mode(&self, mode: crate::remote::ReplaceMode) {
+        self.st().replace_mode = Some(mode);
+    }
+
+    /// READ requests (64 KiB each, as the SFTP implementation sends them)
+    /// that started at or past end of file: what a server logs as
+    /// "requested read offset greater than size".
+    pub fn reads_past_eof(&self) -> usize {
+        self.st().reads_past_eof
+    }
+
     pub fn calls(&self, op: &str) -> usize {
         self.st().calls.get(op).copied().unwrap_or(0)
     }
@@ -548,7 +569,16 @@ impl Remote for MockRemote {
             Some(Node::File { data, .. }) => {
                 let start = (offset as usize).min(data.len());
                 let end = (start + len as usize).min(data.len());
-                Ok(data[start..end].to_vec())
+                let out = data[start..end].to_vec();
+                // The SFTP implementation splits a read into 64 KiB READs:
+                // count those that start at or past end of file.
+                let size = data.len() as u64;
+                let requests = u64::from(len).div_ceil(READ_REQUEST).max(1);
+                let inside = size.saturating_sub(offset).div_ceil(READ_REQUEST);
+                let past = requests.saturating_sub(inside) as usize;
+                drop(st);
+                self.st().reads_past_eof += past;
+                Ok(out)
             }
             _ => Err(no_such_file()),
         }
@@ -844,6 +874,12 @@ impl Remote for MockRemote {
         }
         st.nodes.insert(to.to_vec(), node);
         Ok(())
+    }
+
+    fn replace_mode(&self) -> crate::remote::ReplaceMode {
+        self.st()
+            .replace_mode
+            .unwrap_or(crate::remote::ReplaceMode::Atomic)
     }
 
     fn statvfs(&self, _path: &[u8]) -> RResult<SpaceStats> {

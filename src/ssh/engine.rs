@@ -23,6 +23,102 @@ use super::params::{ConnectError, ConnectParams};
 use super::session::{self, ConnInfo};
 use crate::sftp::{self, Request, Response};
 
+/// `-o sftp_debug`: log every SFTP exchange (see `Connection::traced`).
+static SFTP_DEBUG: AtomicBool = AtomicBool::new(false);
+
+/// Turns the per-request SFTP log on or off (process-wide: every
+/// connection of the pool).
+pub fn set_sftp_debug(on: bool) {
+    SFTP_DEBUG.store(on, Ordering::Relaxed);
+}
+
+fn show_path(p: &[u8]) -> String {
+    format!("{:?}", String::from_utf8_lossy(p))
+}
+
+/// A handle as short hex (handles are opaque server tokens, not secrets).
+fn show_handle(h: &[u8]) -> String {
+    let hex: String = h.iter().take(8).map(|b| format!("{b:02x}")).collect();
+    format!("handle={hex}")
+}
+
+fn describe_request(req: &Request) -> String {
+    match req {
+        Request::Open { path, pflags, .. } => {
+            let mut f = Vec::new();
+            for (bit, name) in [
+                (sftp::pflags::READ, "READ"),
+                (sftp::pflags::WRITE, "WRITE"),
+                (sftp::pflags::APPEND, "APPEND"),
+                (sftp::pflags::CREAT, "CREAT"),
+                (sftp::pflags::TRUNC, "TRUNC"),
+                (sftp::pflags::EXCL, "EXCL"),
+            ] {
+                if pflags & bit != 0 {
+                    f.push(name);
+                }
+            }
+            format!("OPEN {} flags={}", show_path(path), f.join("|"))
+        }
+        Request::Close { handle } => format!("CLOSE {}", show_handle(handle)),
+        Request::Read {
+            handle,
+            offset,
+            len,
+        } => format!("READ {} offset={offset} len={len}", show_handle(handle)),
+        Request::Write {
+            handle,
+            offset,
+            data,
+        } => format!(
+            "WRITE {} offset={offset} len={}",
+            show_handle(handle),
+            data.len()
+        ),
+        Request::Lstat { path } => format!("LSTAT {}", show_path(path)),
+        Request::Fstat { handle } => format!("FSTAT {}", show_handle(handle)),
+        Request::Setstat { path, .. } => format!("SETSTAT {}", show_path(path)),
+        Request::Fsetstat { handle, .. } => format!("FSETSTAT {}", show_handle(handle)),
+        Request::Opendir { path } => format!("OPENDIR {}", show_path(path)),
+        Request::Readdir { handle } => format!("READDIR {}", show_handle(handle)),
+        Request::Remove { path } => format!("REMOVE {}", show_path(path)),
+        Request::Mkdir { path, .. } => format!("MKDIR {}", show_path(path)),
+        Request::Rmdir { path } => format!("RMDIR {}", show_path(path)),
+        Request::Realpath { path } => format!("REALPATH {}", show_path(path)),
+        Request::Stat { path } => format!("STAT {}", show_path(path)),
+        Request::Rename { from, to } => {
+            format!("RENAME {} -> {}", show_path(from), show_path(to))
+        }
+        Request::Readlink { path } => format!("READLINK {}", show_path(path)),
+        Request::Symlink { link_path, target } => {
+            format!("SYMLINK {} -> {}", show_path(link_path), show_path(target))
+        }
+        Request::PosixRename { from, to } => {
+            format!("posix-rename {} -> {}", show_path(from), show_path(to))
+        }
+        Request::Statvfs { path } => format!("statvfs {}", show_path(path)),
+        Request::Fsync { handle } => format!("fsync {}", show_handle(handle)),
+        Request::Hardlink { from, to } => {
+            format!("hardlink {} -> {}", show_path(from), show_path(to))
+        }
+    }
+}
+
+fn describe_reply(r: &Result<Response, ConnError>) -> String {
+    match r {
+        Ok(Response::Status { code, message }) => format!("STATUS {code} {message:?}"),
+        Ok(Response::Handle(h)) => format!("HANDLE {}", show_handle(h)),
+        Ok(Response::Data(d)) => format!("DATA len={}", d.len()),
+        Ok(Response::Name(n)) => format!("NAME entries={}", n.len()),
+        Ok(Response::Attrs(a)) => match a.size {
+            Some(size) => format!("ATTRS size={size}"),
+            None => "ATTRS".into(),
+        },
+        Ok(Response::ExtendedReply(d)) => format!("EXTENDED_REPLY len={}", d.len()),
+        Err(e) => format!("no reply: {e}"),
+    }
+}
+
 /// The transport under the I/O thread: a non-blocking byte pipe.
 ///
 /// `read` and `write` return `Err(WouldBlock)` (or `Ok(0)`) when they cannot
@@ -259,6 +355,7 @@ impl Connection {
     /// Queues `req`; `done` runs on the I/O thread with the reply.
     pub(crate) fn submit(&self, req: &Request, done: Completion) {
         let id = self.shared.next_id.fetch_add(1, Ordering::Relaxed);
+        let done = self.traced(id, || describe_request(req), done);
         let mut bytes = Vec::new();
         sftp::encode_request(id, req, &mut bytes);
         let bulk = matches!(req, Request::Write { .. });
@@ -276,6 +373,11 @@ impl Connection {
         done: Completion,
     ) -> io::Result<()> {
         let id = self.shared.next_id.fetch_add(1, Ordering::Relaxed);
+        let done = self.traced(
+            id,
+            || format!("WRITE {} offset={offset} len={len}", show_handle(handle)),
+            done,
+        );
         let mut bytes = Vec::with_capacity(4 + 1 + 4 + 4 + handle.len() + 8 + 4 + len);
         sftp::encode_write_header(id, handle, offset, len, &mut bytes);
         let start = bytes.len();
@@ -283,6 +385,27 @@ impl Connection {
         fill(&mut bytes[start..])?;
         self.enqueue(Outgoing { id, bytes, done }, true);
         Ok(())
+    }
+
+    /// With `-o sftp_debug`: wraps `done` so the exchange is logged as one
+    /// line when its reply (or failure) arrives: connection, request id,
+    /// type, path or handle, reply status and round-trip time. Never file
+    /// contents (WRITE and DATA show lengths only).
+    fn traced(&self, id: u32, what: impl FnOnce() -> String, done: Completion) -> Completion {
+        if !SFTP_DEBUG.load(Ordering::Relaxed) {
+            return done;
+        }
+        let what = what();
+        let generation = self.generation;
+        let sent = Instant::now();
+        Box::new(move |r| {
+            log::info!(
+                "sftp[{generation}] #{id} {what} -> {} ({:.2} ms)",
+                describe_reply(&r),
+                sent.elapsed().as_secs_f64() * 1000.0
+            );
+            done(r)
+        })
     }
 
     fn enqueue(&self, item: Outgoing, bulk: bool) {

@@ -29,7 +29,7 @@ mod pool;
 mod session;
 
 pub(crate) use engine::ConnError;
-pub use engine::{CloseReason, Connection};
+pub use engine::{set_sftp_debug, CloseReason, Connection};
 pub use params::{
     default_identity_files, Algorithms, AuthPolicy, ConnectError, ConnectParams, HostKeyPolicy,
     Secret, GLOBAL_KNOWN_HOSTS,
