@@ -20,6 +20,15 @@
 #   BENCH_CSV_FILES=100/20   64 KiB CSVs (BENCH_CSV_KIB=64) for the batch-job loop
 #   BENCH_TREE_FILES=40/4    files per folder of the find/du tree (47 folders)
 #   BENCH_RSS_MIB=1024/64    file copied while watching coupafs' peak RSS
+#   Coupa-shaped workloads (issue 14):
+#   BENCH_COUPA_FILES=20/10  BENCH_COUPA_MIB=4-MiB files copied in, then read cold, one after another
+#   BENCH_ONE_MIB_READS=5    1 MiB files read cold one by one (median ms)
+#   BENCH_ARCHIVE_ENTRIES=20000/2000  entries of the big Archive folder (cold ls -l)
+#   BENCH_ATREE_DIRS=20 BENCH_ATREE_FILES=1000/100  the Archive tree for cold find
+#   BENCH_POLL=0.5           seconds between a polling job's `ls` (freshness)
+#   BENCH_MTU=               e.g. 1500: RTT > 0 legs cross a veth pair with this MTU
+#                            (a network namespace the script creates and removes),
+#                            as a WAN link has, instead of loopback's 64 KiB
 #   BENCH_TIMEOUT=900        seconds any one step may take before it is FAIL
 #   BENCH_OUT=bench-results.md
 #   BENCH_WORKDIR=/tmp       where the temp dir (sandbox, data, mounts) goes
@@ -38,8 +47,8 @@ SFTP_USER=coupasftp
 
 SCALE=${BENCH_SCALE:-full}
 case $SCALE in
-  full) d_seq=256 d_small=500 d_ls=5000 d_csv=100 d_tree=40 d_rss=1024 ;;
-  small) d_seq=16 d_small=50 d_ls=500 d_csv=20 d_tree=4 d_rss=64 ;;
+  full) d_seq=256 d_small=500 d_ls=5000 d_csv=100 d_tree=40 d_rss=1024 d_coupa=20 d_arch=20000 d_atree=1000 ;;
+  small) d_seq=16 d_small=50 d_ls=500 d_csv=20 d_tree=4 d_rss=64 d_coupa=10 d_arch=2000 d_atree=100 ;;
   *) echo "bench: BENCH_SCALE must be full or small" >&2; exit 2 ;;
 esac
 RTTS=${BENCH_RTTS:-0 20}
@@ -53,6 +62,14 @@ CSV_FILES=${BENCH_CSV_FILES:-$d_csv}
 CSV_KIB=${BENCH_CSV_KIB:-64}
 TREE_FILES=${BENCH_TREE_FILES:-$d_tree}
 RSS_MIB=${BENCH_RSS_MIB:-$d_rss}
+COUPA_FILES=${BENCH_COUPA_FILES:-$d_coupa}
+COUPA_MIB=${BENCH_COUPA_MIB:-4}
+ONE_MIB_READS=${BENCH_ONE_MIB_READS:-5}
+ARCHIVE_ENTRIES=${BENCH_ARCHIVE_ENTRIES:-$d_arch}
+ATREE_DIRS=${BENCH_ATREE_DIRS:-20}
+ATREE_FILES=${BENCH_ATREE_FILES:-$d_atree}
+POLL=${BENCH_POLL:-0.5}
+MTU=${BENCH_MTU:-}
 TIMEOUT=${BENCH_TIMEOUT:-900}
 OUT=${BENCH_OUT:-bench-results.md}
 KEEP=${BENCH_KEEP:-0}
@@ -61,9 +78,12 @@ COUPAFS_DEBUG=${BENCH_COUPAFS_DEBUG:-0}
 PROXY_AT_ZERO=${BENCH_PROXY_AT_ZERO:-0}
 NO_BUILD=${BENCH_NO_BUILD:-0}
 
-for v in SEQ_MIB SMALL_FILES SMALL_KIB PARALLEL LS_ENTRIES CSV_FILES CSV_KIB TREE_FILES RSS_MIB TIMEOUT; do
+for v in SEQ_MIB SMALL_FILES SMALL_KIB PARALLEL LS_ENTRIES CSV_FILES CSV_KIB TREE_FILES RSS_MIB TIMEOUT \
+  COUPA_FILES COUPA_MIB ONE_MIB_READS ARCHIVE_ENTRIES ATREE_DIRS ATREE_FILES; do
   [[ ${!v} =~ ^[0-9]+$ && ${!v} -gt 0 ]] || { echo "bench: $v must be a positive integer" >&2; exit 2; }
 done
+[[ $POLL =~ ^[0-9]+(\.[0-9]+)?$ ]] || { echo "bench: BENCH_POLL must be a number of seconds" >&2; exit 2; }
+[[ -z $MTU || ($MTU =~ ^[0-9]+$ && $MTU -ge 576) ]] || { echo "bench: BENCH_MTU must be empty or a number >= 576" >&2; exit 2; }
 for r in $RTTS; do
   [[ $r =~ ^[0-9]+$ ]] || { echo "bench: BENCH_RTTS: '$r' is not a number of ms" >&2; exit 2; }
 done
@@ -80,6 +100,8 @@ WORK=
 SBX=
 SSHD_PID=
 PROXY_PID=
+RELAY_PID=
+NETNS=
 SAMPLER_PID=
 declare -A CLIENT_PID=() # mountpoint -> pid of the coupafs/sshfs we started
 FAILED=0
@@ -95,6 +117,8 @@ cleanup() {
     stop_pid "$pid" 10
   done
   if [[ -n $PROXY_PID ]]; then stop_pid "$PROXY_PID" 2; fi
+  if [[ -n $RELAY_PID ]]; then stop_pid "$RELAY_PID" 2; fi
+  if [[ -n $NETNS ]]; then ip netns del "$NETNS" 2>/dev/null; fi
   if [[ -n $SBX ]]; then stop_sandbox; fi
   if [[ -n $WORK && -d $WORK ]]; then
     if ((FAILED)) && [[ -d $WORK/logs ]]; then
@@ -176,15 +200,16 @@ fi
 [[ -e /dev/fuse ]] || modprobe fuse 2>/dev/null || true
 [[ -e /dev/fuse ]] || die "/dev/fuse is missing: FUSE is not available here"
 
-COUPAFS=$REPO/target/release/coupafs
-PROXY=$REPO/target/release/examples/delay_proxy
+TARGET=${CARGO_TARGET_DIR:-$REPO/target}
+COUPAFS=$TARGET/release/coupafs
+PROXY=$TARGET/release/examples/delay_proxy
 BUILD_NOTE=
 if [[ $NO_BUILD != 1 ]]; then
   command -v cargo >/dev/null || die "cargo not found: install a Rust toolchain (https://rustup.rs)"
   log "cargo build --release (coupafs and the delay proxy example)"
   if ! (cd "$REPO" && cargo build --release --bin coupafs --example delay_proxy >&2); then
     [[ -x $COUPAFS && -x $PROXY ]] || die "cargo build --release failed"
-    BUILD_NOTE="cargo build --release failed; benchmarked the existing binaries in target/release"
+    BUILD_NOTE="cargo build --release failed; benchmarked the existing binaries in $TARGET/release"
     log "WARNING: $BUILD_NOTE"
   fi
 fi
@@ -252,8 +277,26 @@ make_data() {
       printf '%s\n' "$line" >"$FIX/tree/$d/${d##*/}_$(printf '%05d' "$f").csv"
     done
   done
+  # Coupa-shaped: 4 MiB exports to copy in and to read back, 1 MiB files,
+  # a big Archive folder and an Archive tree (issue 14).
+  mkdir -p "$LOCAL/coupa" "$FIX/coupa" "$FIX/one" "$FIX/archive" "$FIX/fresh"
+  for ((i = 0; i < COUPA_FILES; i++)); do
+    f=$(printf 'Invoices_%03d.csv' "$i")
+    head -c $((COUPA_MIB << 20)) /dev/urandom >"$LOCAL/coupa/$f" || return 1
+    head -c $((COUPA_MIB << 20)) /dev/urandom >"$FIX/coupa/$f" || return 1
+  done
+  for ((i = 0; i < ONE_MIB_READS; i++)); do
+    head -c $((1 << 20)) /dev/urandom >"$FIX/one/$(printf 'Receipts_%03d.csv' "$i")" || return 1
+  done
+  (cd "$FIX/archive" && seq -f 'Invoices_%06g.csv' 1 "$ARCHIVE_ENTRIES" | xargs touch) || return 1
+  for ((d = 0; d < ATREE_DIRS; d++)); do
+    mkdir -p "$FIX/atree/$(printf 'Object%02d' "$d")"
+    (cd "$FIX/atree/$(printf 'Object%02d' "$d")" && seq -f 'export_%05g.csv' 1 "$ATREE_FILES" | xargs touch) || return 1
+  done
+  printf 'x\n' >"$FIX/fresh/Invoices_old.csv"
   chown -R "$SFTP_USER:" "$RB"
   TREE_COUNT=$(find "$FIX/tree" | wc -l)
+  ATREE_COUNT=$(find "$FIX/atree" | wc -l)
   sync
 }
 make_data || die "creating test data failed"
@@ -372,9 +415,9 @@ mount_fs() {
     [[ -n $COUPAFS_OPTS ]] && o+=",$COUPAFS_OPTS"
     local dbg=()
     [[ $COUPAFS_DEBUG == 1 ]] && dbg=(-d)
-    "$COUPAFS" -f "${dbg[@]}" "$SFTP_USER@127.0.0.1:$RB" "$m" -o "$o" </dev/null >>"$logf" 2>&1 &
+    "$COUPAFS" -f "${dbg[@]}" "$SFTP_USER@$HOST:$RB" "$m" -o "$o" </dev/null >>"$logf" 2>&1 &
   else
-    sshfs -f "$SFTP_USER@127.0.0.1:$RB" "$m" \
+    sshfs -f "$SFTP_USER@$HOST:$RB" "$m" \
       -o "port=$port,IdentityFile=$KEY,UserKnownHostsFile=$KH,StrictHostKeyChecking=yes,BatchMode=yes" \
       </dev/null >>"$logf" 2>&1 &
   fi
@@ -435,7 +478,8 @@ run_fs_client() {
   local out=$m/$scratch srv=$RB/$scratch
   local L=$LOGDIR/$kind-rtt$rtt
   local mlog=$L-mount.log wl
-  local all=(setup seqw seqr smallseq smallpar conns lscold lswarm csv find du rssw rssr strays)
+  local all=(setup seqw seqr smallseq smallpar conns lscold lswarm csv find du rssw rssr strays
+    coupaw coupar onemib archls atree fresh)
 
   log "RTT $rtt ms: $kind"
   if ! mount_fs "$kind" "$port" "$m" "$mlog"; then
@@ -574,6 +618,8 @@ run_fs_client() {
     fail "$rtt" du "$kind" "remount failed" "$mlog"
   fi
 
+  run_coupa_workloads "$kind" "$rtt" "$port" "$m" "$out" "$srv" "$L" "$mlog"
+
   # Peak RSS of a fresh client process writing, then reading back, RSS_MIB.
   wl=$L-rss.log
   if remount "$kind" "$port" "$m" "$mlog"; then
@@ -609,6 +655,108 @@ run_fs_client() {
   rm -rf "$srv"
 }
 
+# median of the arguments (numbers)
+median() { printf '%s\n' "$@" | sort -g | awk '{v[NR] = $1} END {print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2}'; }
+
+# Issue 14's Coupa-shaped workloads on a mounted client.
+run_coupa_workloads() {
+  local kind=$1 rtt=$2 port=$3 m=$4 out=$5 srv=$6 L=$7 mlog=$8 wl
+  local coupa_bytes=$((COUPA_FILES * COUPA_MIB << 20))
+
+  # 7. COUPA_FILES x COUPA_MIB MiB exports copied in one after another (cp each).
+  ensure_mounted "$kind" "$port" "$m" "$mlog"
+  wl=$L-coupaw.log
+  if timeout 60 mkdir "$out/coupa" 2>>"$wl" \
+    && run_timed "$wl" bash -c 'set -e; for f in "$1"/*; do cp "$f" "$2/"; done' _ "$LOCAL/coupa" "$out/coupa"; then
+    check_files "$rtt" coupaw "$kind" "$srv/coupa" "$COUPA_FILES" "$coupa_bytes" "$wl" \
+      && record "$rtt" coupaw "$kind" "$(per_sec "$COUPA_FILES" "$ELAPSED")"
+  else
+    fail "$rtt" coupaw "$kind" "cp loop into $out/coupa failed" "$wl"
+  fi
+
+  # 8. The same number of server files read cold one after another (cat each),
+  # then 9. 1 MiB files read cold one by one (median ms).
+  wl=$L-coupar.log
+  if remount "$kind" "$port" "$m" "$mlog"; then
+    drop_caches
+    if run_timed "$wl" bash -c 'set -e; for f in "$1"/*; do cat "$f" >/dev/null; done' _ "$m/fixtures/coupa"; then
+      local t=$ELAPSED f bad=0
+      for f in "$FIX"/coupa/*; do cmp -s "$f" "$m/fixtures/coupa/${f##*/}" || bad=1; done
+      if ((bad)); then
+        fail "$rtt" coupar "$kind" "content read through the mount differs from the server files (cmp)" "$wl"
+      else
+        record "$rtt" coupar "$kind" "$(per_sec $((COUPA_FILES * COUPA_MIB)) "$t")"
+      fi
+    else
+      fail "$rtt" coupar "$kind" "cat loop over $m/fixtures/coupa failed" "$wl"
+    fi
+    wl=$L-onemib.log
+    drop_caches
+    local ms=() ok=1
+    for f in "$FIX"/one/*; do
+      if run_timed "$wl" cat "$m/fixtures/one/${f##*/}"; then
+        ms+=("$(awk -v s="$ELAPSED" 'BEGIN{printf "%.3f", s * 1000}')")
+      else ok=0; fi
+    done
+    if ((ok)); then record "$rtt" onemib "$kind" "$(median "${ms[@]}")"; else
+      fail "$rtt" onemib "$kind" "cat of a 1 MiB file failed" "$wl"; fi
+  else
+    fail "$rtt" coupar "$kind" "remount failed" "$mlog"
+    fail "$rtt" onemib "$kind" "remount failed" "$mlog"
+  fi
+
+  # 10. ls -l of the big Archive folder, cold.
+  wl=$L-archls.log
+  if remount "$kind" "$port" "$m" "$mlog"; then
+    drop_caches
+    if run_timed "$wl" bash -c 'ls -l "$1" >"$2"' _ "$m/fixtures/archive" "$WORK/ls.out"; then
+      local n
+      n=$(grep -c 'Invoices_' "$WORK/ls.out")
+      if [[ $n == "$ARCHIVE_ENTRIES" ]]; then record "$rtt" archls "$kind" "$ELAPSED"; else
+        fail "$rtt" archls "$kind" "ls -l listed $n of $ARCHIVE_ENTRIES entries" "$wl"; fi
+    else
+      fail "$rtt" archls "$kind" "ls -l $m/fixtures/archive failed" "$wl"
+    fi
+  else
+    fail "$rtt" archls "$kind" "remount failed" "$mlog"
+  fi
+
+  # 11. find over the Archive tree, cold.
+  wl=$L-atree.log
+  if remount "$kind" "$port" "$m" "$mlog"; then
+    drop_caches
+    if run_timed "$wl" bash -c 'find "$1" >"$2"' _ "$m/fixtures/atree" "$WORK/find.out"; then
+      local nf
+      nf=$(wc -l <"$WORK/find.out")
+      if [[ $nf == "$ATREE_COUNT" ]]; then record "$rtt" atree "$kind" "$ELAPSED"; else
+        fail "$rtt" atree "$kind" "find listed $nf of $ATREE_COUNT paths" "$wl"; fi
+    else
+      fail "$rtt" atree "$kind" "find $m/fixtures/atree failed" "$wl"
+    fi
+  else
+    fail "$rtt" atree "$kind" "remount failed" "$mlog"
+  fi
+
+  # 12. Freshness: a job polls `ls` every POLL s; a file appears on the server
+  # (written beside, renamed in, as Coupa publishes): seconds until the job sees it.
+  ensure_mounted "$kind" "$port" "$m" "$mlog"
+  wl=$L-fresh.log
+  local name seen=$WORK/fresh.seen poller t0
+  name=Invoices_$kind$rtt.csv
+  rm -f "$seen"
+  timeout 120 bash -c 'while :; do if ls "$1" 2>/dev/null | grep -qxF "$2"; then date +%s.%N >"$3"; exit 0; fi; sleep "$4"; done' \
+    _ "$m/fixtures/fresh" "$name" "$seen" "$POLL" >>"$wl" 2>&1 &
+  poller=$!
+  sleep 2
+  printf 'new\n' >"$FIX/.$name" && chown "$SFTP_USER:" "$FIX/.$name"
+  t0=$EPOCHREALTIME
+  mv "$FIX/.$name" "$FIX/fresh/$name"
+  wait "$poller"
+  if [[ -s $seen ]]; then record "$rtt" fresh "$kind" "$(secs_between "$t0" "$(<"$seen")")"; else
+    fail "$rtt" fresh "$kind" "the polling job did not see the new file within 120 s" "$wl"; fi
+  rm -f "$FIX/fresh/$name"
+}
+
 # check_files RTT WL CLIENT SRV_DIR COUNT BYTES LOG
 check_files() {
   local n b
@@ -625,7 +773,7 @@ check_files() {
 # commands with local `!date` stamps so session setup is not counted.
 SFTP_ARGS=()
 sftp_batch() {
-  timeout -k 10 "$TIMEOUT" sftp -q -b "$2" "${SFTP_ARGS[@]}" "$SFTP_USER@127.0.0.1" >>"$1" 2>&1
+  timeout -k 10 "$TIMEOUT" sftp -q -b "$2" "${SFTP_ARGS[@]}" "$SFTP_USER@$HOST" >>"$1" 2>&1
 }
 # batch_file FILE STAMP < commands: writes a batch with start/end stamps.
 batch_file() {
@@ -764,27 +912,121 @@ run_sftp_client() {
     fail "$rtt" csv sftp "put/rename batch failed" "$wl"
   fi
 
-  for wl in find du rssw rssr rsswtp strays; do record "$rtt" "$wl" sftp n/a; done
+  # Coupa-shaped: puts and gets one after another, the big Archive folder.
+  wl=$L-coupaw.log
+  batch_file "$B" "$st" < <(
+    echo "mkdir $srv/coupa"
+    for f in "$LOCAL"/coupa/*; do echo "put $f $srv/coupa/${f##*/}"; done
+  )
+  if sftp_batch "$wl" "$B"; then
+    check_files "$rtt" coupaw sftp "$srv/coupa" "$COUPA_FILES" $((COUPA_FILES * COUPA_MIB << 20)) "$wl" \
+      && record "$rtt" coupaw sftp "$(per_sec "$COUPA_FILES" "$(stamp_secs "$st")")"
+  else
+    fail "$rtt" coupaw sftp "batch of puts failed" "$wl"
+  fi
+  wl=$L-coupar.log
+  drop_caches
+  batch_file "$B" "$st" < <(for f in "$FIX"/coupa/*; do echo "get $f /dev/null"; done)
+  if sftp_batch "$wl" "$B"; then
+    record "$rtt" coupar sftp "$(per_sec $((COUPA_FILES * COUPA_MIB)) "$(stamp_secs "$st")")"
+  else
+    fail "$rtt" coupar sftp "batch of gets failed" "$wl"
+  fi
+  wl=$L-onemib.log
+  drop_caches
+  batch_file "$B" "$st" < <(for f in "$FIX"/one/*; do echo "get $f /dev/null"; done)
+  if sftp_batch "$wl" "$B"; then
+    # One session: the mean of the gets, in ms.
+    record "$rtt" onemib sftp "$(awk -v s="$(stamp_secs "$st")" -v n="$ONE_MIB_READS" 'BEGIN{printf "%.3f", s * 1000 / n}')"
+  else
+    fail "$rtt" onemib sftp "batch of gets failed" "$wl"
+  fi
+  drop_caches
+  batch_file "$B" "$st" <<<"ls -l $FIX/archive"
+  : >"$WORK/ls.out"
+  if sftp_batch "$WORK/ls.out" "$B"; then
+    local n
+    n=$(grep -c 'Invoices_' "$WORK/ls.out")
+    if [[ $n == "$ARCHIVE_ENTRIES" ]]; then record "$rtt" archls sftp "$(stamp_secs "$st")"; else
+      fail "$rtt" archls sftp "ls -l listed $n of $ARCHIVE_ENTRIES entries" "$WORK/ls.out"; fi
+  else
+    fail "$rtt" archls sftp "ls -l failed" "$WORK/ls.out"
+  fi
+
+  for wl in find du rssw rssr rsswtp strays atree fresh; do record "$rtt" "$wl" sftp n/a; done
   rm -rf "$srv"
 }
 
 # ------------------------------------------------------------------- run --
+HOST=127.0.0.1
+# With BENCH_MTU, proxied legs cross a veth pair of that MTU: the delay proxy
+# runs in a network namespace of our own (NS_ADDR), and a relay without delay
+# on the host side of the pair (HOST_ADDR) forwards to the loopback sshd, so
+# both directions cross the veth link.
+NS_ADDR=10.231.77.2
+HOST_ADDR=10.231.77.1
+MTU_NOTE=
+if [[ -n $MTU ]]; then
+  NETNS=coupafs-bench-$$
+  veth=cfb$$
+  if ip netns add "$NETNS" 2>>"$LOGDIR/netns.log" \
+    && ip link add "${veth}h" mtu "$MTU" type veth peer name "${veth}n" mtu "$MTU" 2>>"$LOGDIR/netns.log" \
+    && ip link set "${veth}n" netns "$NETNS" \
+    && ip addr add "$HOST_ADDR/30" dev "${veth}h" && ip link set "${veth}h" up \
+    && ip netns exec "$NETNS" ip addr add "$NS_ADDR/30" dev "${veth}n" \
+    && ip netns exec "$NETNS" ip link set "${veth}n" up \
+    && ip netns exec "$NETNS" ip link set lo up; then
+    MTU_NOTE="RTT > 0 legs cross a veth pair with MTU $MTU (network namespace $NETNS)."
+  else
+    ip netns del "$NETNS" 2>/dev/null
+    NETNS=
+    MTU_NOTE="BENCH_MTU=$MTU could not be set up (ip netns/veth failed, see logs/netns.log): loopback MTU used."
+    NOTES+=("$MTU_NOTE")
+    log "WARNING: $MTU_NOTE"
+  fi
+fi
+
+# start_proxy OUTFILE LOG ARGS...: starts the proxy (in our namespace when
+# the first ARG is `ns`); sets STARTED_PID and STARTED_PORT (empty: failed).
+start_proxy() {
+  local outf=$1 logf=$2 i
+  shift 2
+  if [[ $1 == ns ]]; then
+    shift
+    ip netns exec "$NETNS" "$PROXY" "$@" >"$outf" 2>"$logf" &
+  else
+    "$PROXY" "$@" >"$outf" 2>"$logf" &
+  fi
+  STARTED_PID=$!
+  for ((i = 0; i < 200; i++)); do
+    grep -q '^listening on ' "$outf" && break
+    sleep 0.05
+  done
+  STARTED_PORT=$(sed -n 's/^listening on .*:\([0-9]*\)$/\1/p' "$outf")
+}
+
 for rtt in $RTTS; do
   port=$PORT
+  HOST=127.0.0.1
   if ((rtt > 0)) || [[ $PROXY_AT_ZERO == 1 ]]; then
     ((rtt % 2 == 0)) || log "RTT $rtt is odd: using $((rtt / 2)) ms each way"
-    "$PROXY" --listen 127.0.0.1:0 --connect "127.0.0.1:$PORT" --delay-ms $((rtt / 2)) \
-      >"$WORK/proxy.out" 2>"$LOGDIR/proxy-rtt$rtt.log" &
-    PROXY_PID=$!
-    for ((i = 0; i < 200; i++)); do
-      grep -q '^listening on ' "$WORK/proxy.out" && break
-      sleep 0.05
-    done
-    port=$(sed -n 's/^listening on .*:\([0-9]*\)$/\1/p' "$WORK/proxy.out")
+    if [[ -n $NETNS ]]; then
+      start_proxy "$WORK/relay.out" "$LOGDIR/relay-rtt$rtt.log" \
+        --listen "$HOST_ADDR:0" --connect "127.0.0.1:$PORT" --delay-ms 0
+      RELAY_PID=$STARTED_PID rport=$STARTED_PORT
+      [[ -n $rport ]] || die "relay proxy did not start: $(cat "$LOGDIR/relay-rtt$rtt.log")"
+      start_proxy "$WORK/proxy.out" "$LOGDIR/proxy-rtt$rtt.log" \
+        ns --listen "$NS_ADDR:0" --connect "$HOST_ADDR:$rport" --delay-ms $((rtt / 2))
+      HOST=$NS_ADDR
+    else
+      start_proxy "$WORK/proxy.out" "$LOGDIR/proxy-rtt$rtt.log" \
+        --listen 127.0.0.1:0 --connect "127.0.0.1:$PORT" --delay-ms $((rtt / 2))
+    fi
+    PROXY_PID=$STARTED_PID port=$STARTED_PORT
     [[ -n $port ]] || die "delay proxy did not start: $(cat "$LOGDIR/proxy-rtt$rtt.log")"
     # The proxy's port serves the sandbox's host keys.
-    grep "^\[127.0.0.1\]:$PORT " "$SBX_KH" | sed "s/^\[127.0.0.1\]:$PORT /[127.0.0.1]:$port /" >>"$KH"
-    log "RTT $rtt ms: delay proxy pid $PROXY_PID on port $port ($((rtt / 2)) ms each way)"
+    grep "^\[127.0.0.1\]:$PORT " "$SBX_KH" | sed "s/^\[127.0.0.1\]:$PORT /[$HOST]:$port /" >>"$KH"
+    log "RTT $rtt ms: delay proxy pid $PROXY_PID on $HOST:$port ($((rtt / 2)) ms each way)"
   fi
   for c in $CLIENTS; do
     if [[ $c == sftp ]]; then run_sftp_client "$rtt" "$port"; else run_fs_client "$c" "$rtt" "$port"; fi
@@ -793,6 +1035,11 @@ for rtt in $RTTS; do
     kill "$PROXY_PID" 2>/dev/null
     wait "$PROXY_PID" 2>/dev/null
     PROXY_PID=
+  fi
+  if [[ -n $RELAY_PID ]]; then
+    kill "$RELAY_PID" 2>/dev/null
+    wait "$RELAY_PID" 2>/dev/null
+    RELAY_PID=
   fi
 done
 
@@ -814,7 +1061,24 @@ WORKLOADS=(
   "rssw|peak RSS after ${RSS_MIB} MiB write (VmHWM)|MiB|0"
   "rssr|peak RSS after reading it back (VmHWM)|MiB|0"
   "strays|upload temp files left on the server after unmount|files|-"
+  "coupaw|${COUPA_FILES} x ${COUPA_MIB} MiB files, cp one after another|files/s|1|rate"
+  "coupar|${COUPA_FILES} x ${COUPA_MIB} MiB files, cat one after another, cold|MiB/s|1|mib:${COUPA_MIB}"
+  "onemib|1 MiB file read, cold (cat; median of ${ONE_MIB_READS})|ms|0|ms"
+  "archls|ls -l of a ${ARCHIVE_ENTRIES}-entry Archive folder, cold|s|0"
+  "atree|find over ${ATREE_DIRS} folders x ${ATREE_FILES} files, cold|s|0"
+  "fresh|new server file seen by a job polling ls every ${POLL} s|s|0"
 )
+# round_trips RTT VALUE PERFILE: seconds per file / RTT ("-" when not a per-file row).
+round_trips() {
+  local rtt=$1 v=$2 pf=${3:-}
+  [[ -n $pf && $rtt -gt 0 && $v =~ ^[0-9.]+$ ]] || { echo "-"; return; }
+  awk -v r="$rtt" -v v="$v" -v pf="$pf" 'BEGIN{
+    if (pf == "rate") { if (v <= 0) { print "-"; exit } s = 1 / v }
+    else if (pf ~ /^mib:/) { if (v <= 0) { print "-"; exit } s = substr(pf, 5) / v }
+    else if (pf == "ms") s = v / 1000
+    else s = v
+    printf "%.1f", s * 1000 / r }'
+}
 
 ratio() { # coupafs other higher_is_better
   local a=$1 b=$2 dir=$3
@@ -849,19 +1113,25 @@ RUN_SECS=$(secs_between "$RUN_START" "$EPOCHREALTIME")
   echo "sftp times are measured inside the batch (local \`!date\` stamps), so they exclude session setup;"
   echo "the parallel sftp row runs $PARALLEL sftp processes. Mounted clients: time of the shell command;"
   echo "cold = fresh mount and dropped page cache. Peak RSS is the client process' VmHWM"
-  echo "(sshfs: the sshfs process only, not its ssh child)."
+  echo "(sshfs: the sshfs process only, not its ssh child). Round trips per file: the time per file"
+  echo "divided by the emulated RTT (the physical floor is about 1-2 for a read, open + data)."
+  [[ -n $MTU_NOTE ]] && echo "$MTU_NOTE"
   for rtt in $RTTS; do
     echo
     echo "## RTT $rtt ms"
     echo
-    echo "| workload | unit | coupafs | sshfs | sftp | coupafs/sshfs (>1: coupafs better) | coupafs/sftp (>1: coupafs better) |"
-    echo "|---|---|---:|---:|---:|---:|---:|"
+    echo "| workload | unit | coupafs | sshfs | sftp | coupafs/sshfs (>1: coupafs better) | coupafs/sftp (>1: coupafs better) | round trips per file (coupafs / sshfs / sftp) |"
+    echo "|---|---|---:|---:|---:|---:|---:|---:|"
     for w in "${WORKLOADS[@]}"; do
-      IFS='|' read -r id label unit dir <<<"$w"
+      IFS='|' read -r id label unit dir pf <<<"$w"
       c=${RES["$rtt|$id|coupafs"]:-} s=${RES["$rtt|$id|sshfs"]:-} f=${RES["$rtt|$id|sftp"]:-}
+      rt=-
+      if [[ -n $pf ]] && ((rtt > 0)); then
+        rt="$(round_trips "$rtt" "$c" "$pf") / $(round_trips "$rtt" "$s" "$pf") / $(round_trips "$rtt" "$f" "$pf")"
+      fi
       echo "| $label | $unit | $(cell "$rtt" "$id" coupafs "$unit") | $(cell "$rtt" "$id" sshfs "$unit")" \
         "| $(cell "$rtt" "$id" sftp "$unit")" \
-        "| $(ratio "$c" "$s" "$dir") | $(ratio "$c" "$f" "$dir") |"
+        "| $(ratio "$c" "$s" "$dir") | $(ratio "$c" "$f" "$dir") | $rt |"
     done
   done
   if ((${#NOTES[@]})); then
