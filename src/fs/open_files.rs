@@ -120,9 +120,16 @@ impl<R: Remote> Fs<R> {
                 .remote
                 .open_read(&self.remote_path(&path))
                 .map_err(|e| FsError::remote(Op::Open, show(&path), &e))?;
+            let ahead = Mutex::new(ReadAhead::new(size_hint));
+            if !keep_cache {
+                // A Coupa-sized file is requested whole now, before the
+                // kernel's first READ arrives: its data then costs one round
+                // trip. With the page cache kept the kernel may need none.
+                ReadAhead::fetch_whole(&ahead, &self.ahead_pool, &self.dyn_remote, &handle);
+            }
             OpenFile::Remote {
                 handle: Mutex::new(Some(handle)),
-                ahead: Mutex::new(ReadAhead::new(size_hint)),
+                ahead,
             }
         };
         let fh = self.new_fh();

@@ -6,6 +6,11 @@
 //! blocks itself, on a small worker pool, with a window that doubles up to
 //! `MAX_WINDOW` while the pattern holds. A random read resets the window; blocks behind the
 //! reader are dropped, so memory per handle stays bounded.
+//!
+//! A file whose size is known at open and at most `WHOLE_FILE_MAX` (Coupa
+//! caps a file at 8 MB) is requested whole right at open, all its READs in
+//! flight at once: the data then costs one round trip after the OPEN,
+//! instead of a window ramping up behind the kernel's own requests.
 
 use std::collections::BTreeMap;
 use std::sync::{mpsc, Arc, Condvar, Mutex};
@@ -16,6 +21,11 @@ use crate::remote::{Handle, RResult, Remote};
 pub(crate) const BLOCK: u64 = 1 << 20;
 /// Most blocks fetched ahead of the reader.
 const MAX_WINDOW: u64 = 6;
+/// Files of at most this many bytes are requested whole at open. All of
+/// it is in flight on the handle's one SSH channel at once, so it must
+/// stay below the receive window coupafs opens that channel with (16 MiB,
+/// ssh/session.rs): beyond it the server would stall until we read.
+pub(crate) const WHOLE_FILE_MAX: u64 = 8 << 20;
 /// A read at or past the known size asks for at most this much: one SFTP
 /// READ (the implementation sends 64 KiB per request), which confirms end
 /// of file or finds bytes the file gained since it was opened.
@@ -49,16 +59,48 @@ impl Block {
 struct Job {
     remote: Arc<dyn Remote>,
     handle: Handle,
+    /// First block of the job.
     index: u64,
-    /// Bytes of the block inside the known size (a block at the end of the
+    /// Bytes inside the known size from that block on (a block at the end of the
     /// file is fetched only up to it: no READs past end of file).
     len: u32,
-    block: Arc<Block>,
+    /// Consecutive blocks filled by one read (one pipelined batch of
+    /// READs): several for a whole-file fetch, so that all of a file fits
+    /// in the workers at once.
+    blocks: Vec<Arc<Block>>,
+}
+
+impl Job {
+    fn run(self) {
+        let r = self.remote.read(&self.handle, self.index * BLOCK, self.len);
+        if let [block] = self.blocks.as_slice() {
+            block.fill(r.map(Arc::new));
+            return;
+        }
+        for (i, block) in self.blocks.iter().enumerate() {
+            block.fill(match &r {
+                Ok(data) => {
+                    let start = (i * BLOCK as usize).min(data.len());
+                    let end = (start + BLOCK as usize).min(data.len());
+                    Ok(Arc::new(data[start..end].to_vec()))
+                }
+                Err(e) => Err(e.clone()),
+            });
+        }
+    }
+}
+
+fn new_block() -> Arc<Block> {
+    Arc::new(Block {
+        data: Mutex::new(None),
+        ready: Condvar::new(),
+    })
 }
 
 /// Workers shared by every handle of a mount.
 pub(crate) struct Pool {
     tx: Mutex<mpsc::Sender<Job>>,
+    workers: usize,
 }
 
 impl Pool {
@@ -72,14 +114,13 @@ impl Pool {
                 .spawn(move || loop {
                     let job = lock(&rx).recv();
                     let Ok(job) = job else { return };
-                    let r = job
-                        .remote
-                        .read(&job.handle, job.index * BLOCK, job.len)
-                        .map(Arc::new);
-                    job.block.fill(r);
+                    job.run();
                 });
         }
-        Arc::new(Pool { tx: Mutex::new(tx) })
+        Arc::new(Pool {
+            tx: Mutex::new(tx),
+            workers: workers.max(1),
+        })
     }
 
     fn submit(&self, job: Job) -> bool {
@@ -97,6 +138,9 @@ pub(crate) struct ReadAhead {
     window: u64,
     /// File size seen at open: nothing is prefetched past it.
     size_hint: u64,
+    /// The whole file was requested at open: every read is served from
+    /// the blocks, whatever its order.
+    whole: bool,
 }
 
 impl ReadAhead {
@@ -105,6 +149,48 @@ impl ReadAhead {
             size_hint,
             ..Self::default()
         }
+    }
+
+    /// Requests the whole file at once when its known size is at most
+    /// `WHOLE_FILE_MAX` (called right after open, before the kernel's first
+    /// read arrives). Returns whether it did.
+    pub(crate) fn fetch_whole(
+        state: &Mutex<ReadAhead>,
+        pool: &Pool,
+        remote: &Arc<dyn Remote>,
+        handle: &Handle,
+    ) -> bool {
+        let mut st = lock(state);
+        let size = st.size_hint;
+        if size == 0 || size > WHOLE_FILE_MAX || st.whole {
+            return false;
+        }
+        let count = size.div_ceil(BLOCK);
+        // As few jobs as there are workers, so every READ leaves at once.
+        let per_job = count.div_ceil(pool.workers as u64).max(1);
+        let mut first = 0;
+        while first < count {
+            let n = per_job.min(count - first);
+            let blocks: Vec<Arc<Block>> = (0..n).map(|_| new_block()).collect();
+            let len = (size - first * BLOCK).min(n * BLOCK) as u32;
+            let job = Job {
+                remote: remote.clone(),
+                handle: handle.clone(),
+                index: first,
+                len,
+                blocks: blocks.clone(),
+            };
+            if !pool.submit(job) {
+                break;
+            }
+            for (i, b) in (first..).zip(blocks) {
+                st.blocks.insert(i, b);
+            }
+            first += n;
+        }
+        st.whole = true;
+        st.window = count;
+        true
     }
 
     /// Serves `len` bytes at `offset`, prefetching when the reads are
@@ -131,6 +217,7 @@ impl ReadAhead {
                 let mut st = lock(state);
                 st.size_hint = u64::MAX;
                 st.window = 0;
+                st.whole = false;
                 st.blocks.clear();
             }
             return Ok(data);
@@ -140,50 +227,60 @@ impl ReadAhead {
         let last = (offset + u64::from(len).max(1) - 1) / BLOCK;
         let wanted: Vec<(u64, Arc<Block>)> = {
             let mut st = lock(state);
-            // The kernel sends its own read-ahead requests from several
-            // threads, so "sequential" allows some reordering around `next`.
-            let slack = 4 * BLOCK;
-            let sequential =
-                offset + slack >= st.next && offset <= st.next + slack && st.size_hint > BLOCK;
-            if sequential {
-                st.window = (st.window * 2).clamp(2, MAX_WINDOW);
-            } else {
-                st.window = 0;
-                st.blocks.clear();
-            }
-            st.next = st.next.max(offset + u64::from(len));
-            let end_block = st.size_hint.div_ceil(BLOCK);
-            if st.window == 0 {
-                None
-            } else {
-                // Drop blocks behind the reader; request the window ahead.
-                st.blocks.retain(|&i, _| i >= first);
-                let last_block = end_block.saturating_sub(1).max(last);
-                let known_size = st.size_hint;
-                for i in first..=(last + st.window).min(last_block) {
-                    if let std::collections::btree_map::Entry::Vacant(slot) = st.blocks.entry(i) {
-                        let block = Arc::new(Block {
-                            data: Mutex::new(None),
-                            ready: Condvar::new(),
-                        });
-                        let queued = pool.submit(Job {
-                            remote: remote.clone(),
-                            handle: handle.clone(),
-                            index: i,
-                            len: known_size.saturating_sub(i * BLOCK).min(BLOCK) as u32,
-                            block: block.clone(),
-                        });
-                        if !queued {
-                            break;
-                        }
-                        slot.insert(block);
-                    }
-                }
+            if st.whole {
+                // Everything was requested at open, in any order the
+                // reader likes; a block missing here failed and is read
+                // directly below.
+                st.next = st.next.max(offset + u64::from(len));
                 Some(
                     (first..=last)
                         .filter_map(|i| st.blocks.get(&i).map(|b| (i, b.clone())))
                         .collect(),
                 )
+            } else {
+                // The kernel sends its own read-ahead requests from several
+                // threads, so "sequential" allows some reordering around `next`.
+                let slack = 4 * BLOCK;
+                let sequential =
+                    offset + slack >= st.next && offset <= st.next + slack && st.size_hint > BLOCK;
+                if sequential {
+                    st.window = (st.window * 2).clamp(2, MAX_WINDOW);
+                } else {
+                    st.window = 0;
+                    st.blocks.clear();
+                }
+                st.next = st.next.max(offset + u64::from(len));
+                let end_block = st.size_hint.div_ceil(BLOCK);
+                if st.window == 0 {
+                    None
+                } else {
+                    // Drop blocks behind the reader; request the window ahead.
+                    st.blocks.retain(|&i, _| i >= first);
+                    let last_block = end_block.saturating_sub(1).max(last);
+                    let known_size = st.size_hint;
+                    for i in first..=(last + st.window).min(last_block) {
+                        if let std::collections::btree_map::Entry::Vacant(slot) = st.blocks.entry(i)
+                        {
+                            let block = new_block();
+                            let queued = pool.submit(Job {
+                                remote: remote.clone(),
+                                handle: handle.clone(),
+                                index: i,
+                                len: known_size.saturating_sub(i * BLOCK).min(BLOCK) as u32,
+                                blocks: vec![block.clone()],
+                            });
+                            if !queued {
+                                break;
+                            }
+                            slot.insert(block);
+                        }
+                    }
+                    Some(
+                        (first..=last)
+                            .filter_map(|i| st.blocks.get(&i).map(|b| (i, b.clone())))
+                            .collect(),
+                    )
+                }
             }
         }
         .unwrap_or_default();
@@ -215,6 +312,7 @@ impl ReadAhead {
     /// Forgets everything (the handle was re-opened).
     pub(crate) fn reset(&mut self) {
         self.blocks.clear();
+        self.whole = false;
         self.window = 0;
         self.next = 0;
     }
@@ -333,6 +431,84 @@ mod tests {
             got.extend_from_slice(&chunk);
         }
         assert!(got == data, "read {} of {} bytes", got.len(), data.len());
+    }
+
+    /// Reads the whole file the way the kernel does (128 KiB requests),
+    /// starting with its last bytes (as `file` or `tail` would).
+    fn read_all(
+        state: &Mutex<ReadAhead>,
+        pool: &Pool,
+        remote: &Arc<dyn Remote>,
+        handle: &Handle,
+        size: usize,
+    ) -> Vec<u8> {
+        let tail = size.saturating_sub(100) as u64;
+        let end = ReadAhead::read(state, pool, remote, handle, tail, 100).expect("read tail");
+        assert_eq!(end.len(), size - tail as usize);
+        let mut got = Vec::new();
+        while got.len() < size {
+            let chunk = ReadAhead::read(state, pool, remote, handle, got.len() as u64, 128 * 1024)
+                .expect("read");
+            assert!(!chunk.is_empty(), "short file at {}", got.len());
+            got.extend_from_slice(&chunk);
+        }
+        got
+    }
+
+    /// Issue 14: a file of at most `WHOLE_FILE_MAX` bytes is requested
+    /// whole at open. Every read call it takes is in flight at once, before
+    /// any returns (with the SFTP implementation each is one pipelined batch
+    /// of READs: one round trip after the OPEN), and reading it afterwards,
+    /// in any order, sends nothing more and nothing past end of file.
+    #[test]
+    fn a_coupa_sized_file_is_requested_whole_in_one_round_trip() {
+        let workers = crate::fs::READ_AHEAD_WORKERS;
+        for size in [
+            200_000usize,
+            BLOCK as usize,
+            3 * BLOCK as usize + 777,
+            4 * BLOCK as usize,
+            WHOLE_FILE_MAX as usize,
+        ] {
+            let (remote, mock, handle, data) = setup(size);
+            let pool = Pool::new(workers);
+            let state = Mutex::new(ReadAhead::new(size as u64));
+            let blocks = (size as u64).div_ceil(BLOCK);
+            let per_call = blocks.div_ceil(workers as u64);
+            let calls = blocks.div_ceil(per_call) as usize;
+            // Each call stays one batch of the SFTP implementation (64 READs
+            // of 64 KiB).
+            assert!(per_call * BLOCK <= 4 << 20);
+            mock.hold("read");
+            assert!(ReadAhead::fetch_whole(&state, &pool, &remote, &handle));
+            let t0 = std::time::Instant::now();
+            while mock.waiting() < calls as u64 {
+                assert!(
+                    t0.elapsed() < std::time::Duration::from_secs(10),
+                    "size {size}: {} of {calls} reads in flight together",
+                    mock.waiting()
+                );
+                std::thread::sleep(std::time::Duration::from_millis(2));
+            }
+            assert_eq!(mock.calls("read"), 0, "a read finished while held");
+            mock.release("read");
+            let got = read_all(&state, &pool, &remote, &handle, size);
+            assert!(got == data, "size {size}: content differs");
+            assert_eq!(mock.calls("read"), calls, "size {size}: reads sent");
+            assert_eq!(mock.reads_past_eof(), 0, "size {size}");
+        }
+    }
+
+    #[test]
+    fn larger_or_unknown_sizes_are_not_requested_whole() {
+        let (remote, mock, handle, _data) = setup(16);
+        let pool = Pool::new(2);
+        for hint in [0, WHOLE_FILE_MAX + 1, u64::MAX] {
+            let state = Mutex::new(ReadAhead::new(hint));
+            assert!(!ReadAhead::fetch_whole(&state, &pool, &remote, &handle));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        assert_eq!(mock.calls("read"), 0);
     }
 
     #[test]
