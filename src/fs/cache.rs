@@ -9,6 +9,11 @@
 //! what `cp -r`, `tar x` and `cat > x.tmp` ask before every create. The set
 //! errs only towards "maybe present": every change of ours adds the name
 //! (`invalidate`), and only a removal the server confirmed takes it out.
+//!
+//! Memory: cached listings together hold at most `DIRS_MAX_BYTES` (by
+//! `listing_bytes`: `ENTRY_BYTES` plus the name per entry), attributes at
+//! most `ATTR_CAPACITY` entries, so a 100,000-entry Archive folder costs a
+//! bounded amount however often it is listed (doc/OPERATIONS.md).
 
 use std::collections::HashSet;
 use std::num::NonZeroUsize;
@@ -29,13 +34,57 @@ const NAMES_CAPACITY: usize = 256;
 /// not created in: its set would cost memory for nothing).
 const NAMES_MAX_ENTRIES: usize = 20_000;
 
+/// Bytes the cached listings may hold together (`listing_bytes`); the
+/// least recently used go first. A 100,000-entry folder fits several times.
+const DIRS_MAX_BYTES: usize = 64 << 20;
+
+/// Fixed bytes per listed entry, its name's bytes aside: the `DirEntry`
+/// slot (the name's pointer, length, capacity and the attributes).
+pub(crate) const ENTRY_BYTES: usize = std::mem::size_of::<DirEntry>();
+
+/// Bytes a listing holds on the heap: its slots (by capacity) and names.
+pub(crate) fn listing_bytes(entries: &Vec<DirEntry>) -> usize {
+    entries.capacity() * ENTRY_BYTES + entries.iter().map(|e| e.name.capacity()).sum::<usize>()
+}
+
 fn cap(n: usize) -> NonZeroUsize {
     NonZeroUsize::new(n).unwrap_or(NonZeroUsize::MIN)
 }
 
 use crate::sync::lock;
 
-type Listing = (Arc<Vec<DirEntry>>, Instant);
+type Listing = (Arc<Vec<DirEntry>>, Instant, usize);
+
+/// Cached listings with the bytes they hold (`listing_bytes`).
+struct Dirs {
+    lru: LruCache<Vec<u8>, Listing>,
+    bytes: usize,
+}
+
+impl Dirs {
+    fn pop(&mut self, path: &[u8]) {
+        if let Some((_, _, b)) = self.lru.pop(path) {
+            self.bytes -= b;
+        }
+    }
+
+    /// Stores a listing, dropping the least recently used ones while the
+    /// total would pass `DIRS_MAX_BYTES` (or the count, `DIR_CAPACITY`).
+    fn put(&mut self, path: Vec<u8>, entries: Arc<Vec<DirEntry>>, at: Instant) {
+        self.pop(&path);
+        let b = listing_bytes(&entries);
+        while self.bytes + b > DIRS_MAX_BYTES || self.lru.len() >= self.lru.cap().get() {
+            match self.lru.pop_lru() {
+                Some((_, (_, _, old))) => self.bytes -= old,
+                None => break,
+            }
+        }
+        if b <= DIRS_MAX_BYTES {
+            self.bytes += b;
+            self.lru.put(path, (entries, at, b));
+        }
+    }
+}
 /// Names a directory holds (a superset of the truth).
 struct NameSet {
     names: HashSet<Vec<u8>>,
@@ -66,7 +115,7 @@ const RELIST_MAX_ENTRIES: usize = 1_000;
 pub(crate) struct MetaCache {
     ttl: Duration,
     attrs: Mutex<LruCache<Vec<u8>, (Meta, Instant)>>,
-    dirs: Mutex<LruCache<Vec<u8>, Listing>>,
+    dirs: Mutex<Dirs>,
     negative: Mutex<LruCache<Vec<u8>, Instant>>,
     names: Mutex<LruCache<Vec<u8>, NameSet>>,
 }
@@ -76,7 +125,10 @@ impl MetaCache {
         Self {
             ttl,
             attrs: Mutex::new(LruCache::new(cap(ATTR_CAPACITY))),
-            dirs: Mutex::new(LruCache::new(cap(DIR_CAPACITY))),
+            dirs: Mutex::new(Dirs {
+                lru: LruCache::new(cap(DIR_CAPACITY)),
+                bytes: 0,
+            }),
             negative: Mutex::new(LruCache::new(cap(NEGATIVE_CAPACITY))),
             names: Mutex::new(LruCache::new(cap(NAMES_CAPACITY))),
         }
@@ -109,8 +161,8 @@ impl MetaCache {
 
     pub(crate) fn dir(&self, path: &[u8]) -> Option<Arc<Vec<DirEntry>>> {
         let mut c = lock(&self.dirs);
-        match c.get(path) {
-            Some((d, at)) if self.fresh(*at) => Some(d.clone()),
+        match c.lru.get(path) {
+            Some((d, at, _)) if self.fresh(*at) => Some(d.clone()),
             Some(_) => {
                 c.pop(path);
                 None
@@ -139,7 +191,7 @@ impl MetaCache {
             // Grown too big: never worth listing again for a lookup.
             lock(&self.names).pop(path);
         }
-        lock(&self.dirs).put(path.to_vec(), (entries, now));
+        lock(&self.dirs).put(path.to_vec(), entries, now);
     }
 
     /// A directory we just created: it holds nothing yet.
@@ -275,6 +327,7 @@ impl MetaCache {
         }
         let mut d = lock(&self.dirs);
         let keys: Vec<Vec<u8>> = d
+            .lru
             .iter()
             .filter(|(k, _)| under(k))
             .map(|(k, _)| k.clone())
@@ -476,6 +529,25 @@ mod tests {
         let c = MetaCache::new(Duration::from_secs(60));
         c.put_dir(b"Archive", files(NAMES_MAX_ENTRIES + 1));
         assert!(!c.is_negative(b"Archive/new.csv"));
+    }
+
+    /// Listings are dropped, least recently used first, once together they
+    /// would hold more than `DIRS_MAX_BYTES`.
+    #[test]
+    fn cached_listings_stay_within_their_byte_budget() {
+        let c = MetaCache::new(Duration::from_secs(60));
+        let big = files(NAMES_MAX_ENTRIES * 10);
+        let each = listing_bytes(&big);
+        let fit = DIRS_MAX_BYTES / each;
+        assert!(fit >= 2, "one listing of {each} bytes");
+        for i in 0..=fit {
+            c.put_dir(format!("Archive{i}").as_bytes(), big.clone());
+            assert!(lock(&c.dirs).bytes <= DIRS_MAX_BYTES);
+        }
+        assert!(c.dir(b"Archive0").is_none(), "oldest listing dropped");
+        assert!(c.dir(format!("Archive{fit}").as_bytes()).is_some());
+        c.invalidate(format!("Archive{fit}/x").as_bytes());
+        assert_eq!(lock(&c.dirs).bytes, each * (fit - 1));
     }
 
     #[test]

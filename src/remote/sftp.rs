@@ -105,8 +105,19 @@ fn space_of(v: Statvfs) -> SpaceStats {
 const IO_CHUNK: usize = 64 * 1024;
 /// Requests per pipelined batch.
 const MAX_IN_FLIGHT: usize = 64;
-/// READDIR requests in flight per listing.
-const READDIR_AHEAD: usize = 4;
+/// READDIR requests in the first batch of a listing: most folders fit in
+/// one reply (OpenSSH sends up to 100 names per READDIR), so a small one
+/// costs one round trip and few wasted EOF replies.
+const READDIR_FIRST: usize = 4;
+/// READDIR requests in flight once a folder proved big: a 20,000-entry
+/// Archive folder (about 200 replies) then takes about 8 round trips
+/// instead of 50. Replies are names only, small against the channel window.
+const READDIR_AHEAD_MAX: usize = 32;
+
+/// READDIRs in the batch after one of `n` that did not reach the end.
+fn next_readdir_batch(n: usize) -> usize {
+    (n * 4).min(READDIR_AHEAD_MAX)
+}
 
 /// Below this round trip one SSH channel's flow-control window (sshd's
 /// 2 MiB per round trip) is not what limits an upload; the CPU is, and a
@@ -813,17 +824,20 @@ fn read_dir_on(conn: &Connection, path: &[u8]) -> RResult<Vec<DirEntry>> {
     };
     let mut entries = Vec::new();
     let mut result = Ok(());
+    let mut ahead = READDIR_FIRST;
     'outer: loop {
         // The server answers READDIRs on one handle in order, each with the
         // next batch of names; once one says EOF the rest say EOF too.
-        let reqs: Vec<Request> = (0..READDIR_AHEAD)
+        let reqs: Vec<Request> = (0..ahead)
             .map(|_| Request::Readdir {
                 handle: handle.clone(),
             })
             .collect();
+        ahead = next_readdir_batch(ahead);
         for r in conn.call_many(&reqs) {
             match r {
                 Ok(Response::Name(names)) => {
+                    entries.reserve(names.len());
                     for n in names {
                         if n.filename != b"." && n.filename != b".." {
                             entries.push(DirEntry {
@@ -857,6 +871,32 @@ fn read_dir_on(conn: &Connection, path: &[u8]) -> RResult<Vec<DirEntry>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Round trips (batches) a listing of `replies` READDIR replies with
+    /// names takes, the EOF reply included.
+    fn readdir_round_trips(replies: usize) -> usize {
+        let (mut sent, mut batch, mut trips) = (0, READDIR_FIRST, 0);
+        while sent <= replies {
+            sent += batch;
+            batch = next_readdir_batch(batch);
+            trips += 1;
+        }
+        trips
+    }
+
+    /// Issue 14: READDIRs go 16-32 deep once a folder proves big. OpenSSH
+    /// sends 100 names per reply: a small folder costs one round trip, a
+    /// 1,000-entry one two, a 20,000-entry one 8 (50 with 4 in flight).
+    #[test]
+    fn readdir_depth_ramps_up_to_32() {
+        assert_eq!(next_readdir_batch(READDIR_FIRST), 16);
+        assert_eq!(next_readdir_batch(16), 32);
+        assert_eq!(next_readdir_batch(32), 32);
+        assert_eq!(readdir_round_trips(1), 1);
+        assert_eq!(readdir_round_trips(10), 2);
+        assert_eq!(readdir_round_trips(200), 8);
+        assert_eq!(readdir_round_trips(1_000), 33);
+    }
 
     #[test]
     fn striping_pays_only_across_a_real_round_trip() {
