@@ -41,6 +41,8 @@ const DIRS_MAX_BYTES: usize = 64 << 20;
 /// Fixed bytes per listed entry, its name's bytes aside: the `DirEntry`
 /// slot (the name's pointer, length, capacity and the attributes).
 pub(crate) const ENTRY_BYTES: usize = std::mem::size_of::<DirEntry>();
+// doc/OPERATIONS.md states the bound with this figure.
+const _: () = assert!(ENTRY_BYTES <= 96);
 
 /// Bytes a listing holds on the heap: its slots (by capacity) and names.
 pub(crate) fn listing_bytes(entries: &Vec<DirEntry>) -> usize {
