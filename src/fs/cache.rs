@@ -17,6 +17,7 @@
 
 use std::collections::HashSet;
 use std::num::NonZeroUsize;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -120,7 +121,15 @@ pub(crate) struct MetaCache {
     dirs: Mutex<Dirs>,
     negative: Mutex<LruCache<Vec<u8>, Instant>>,
     names: Mutex<LruCache<Vec<u8>, NameSet>>,
+    /// Counts the mount's own changes (`invalidate`): a listing fetched
+    /// ahead across one of them may miss it and is not stored.
+    changes: AtomicU64,
+    /// Listings being fetched ahead right now (`claim_prefetch`).
+    prefetching: AtomicUsize,
 }
+
+/// Subfolder listings fetched ahead at once, per mount.
+const PREFETCH_IN_FLIGHT: usize = 4;
 
 impl MetaCache {
     pub(crate) fn new(ttl: Duration) -> Self {
@@ -133,7 +142,36 @@ impl MetaCache {
             }),
             negative: Mutex::new(LruCache::new(cap(NEGATIVE_CAPACITY))),
             names: Mutex::new(LruCache::new(cap(NAMES_CAPACITY))),
+            changes: AtomicU64::new(0),
+            prefetching: AtomicUsize::new(0),
         }
+    }
+
+    /// The count of the mount's own changes so far (see `put_dir_since`).
+    pub(crate) fn changes(&self) -> u64 {
+        self.changes.load(Ordering::SeqCst)
+    }
+
+    /// Stores a listing fetched ahead, unless the mount changed something
+    /// since `changes` was read (the listing could miss that change).
+    pub(crate) fn put_dir_since(&self, path: &[u8], entries: Arc<Vec<DirEntry>>, changes: u64) {
+        if self.changes() == changes && self.dir(path).is_none() {
+            self.put_dir(path, entries);
+        }
+    }
+
+    /// Takes one of the `PREFETCH_IN_FLIGHT` slots for fetching a listing
+    /// ahead; false when all are taken.
+    pub(crate) fn claim_prefetch(&self) -> bool {
+        self.prefetching
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
+                (n < PREFETCH_IN_FLIGHT).then_some(n + 1)
+            })
+            .is_ok()
+    }
+
+    pub(crate) fn release_prefetch(&self) {
+        self.prefetching.fetch_sub(1, Ordering::SeqCst);
     }
 
     fn fresh(&self, at: Instant) -> bool {
@@ -302,6 +340,7 @@ impl MetaCache {
     /// Forgets everything known about `path` and its parent's listing: call
     /// after every change the mount makes.
     pub(crate) fn invalidate(&self, path: &[u8]) {
+        self.changes.fetch_add(1, Ordering::SeqCst);
         lock(&self.attrs).pop(path);
         lock(&self.negative).pop(path);
         self.note_maybe_present(path);
@@ -550,6 +589,30 @@ mod tests {
         assert!(c.dir(format!("Archive{fit}").as_bytes()).is_some());
         c.invalidate(format!("Archive{fit}/x").as_bytes());
         assert_eq!(lock(&c.dirs).bytes, each * (fit - 1));
+    }
+
+    /// A listing fetched ahead across one of our changes may miss it: it is
+    /// not stored; one fetched with no change between is.
+    #[test]
+    fn listings_fetched_ahead_across_our_changes_are_dropped() {
+        let c = MetaCache::new(Duration::from_secs(60));
+        let before = c.changes();
+        c.invalidate(b"In/d/new.csv");
+        c.put_dir_since(b"In/d", files(3), before);
+        assert!(c.dir(b"In/d").is_none());
+        c.put_dir_since(b"In/d", files(3), c.changes());
+        assert_eq!(c.dir(b"In/d").map(|d| d.len()), Some(3));
+    }
+
+    #[test]
+    fn prefetch_slots_are_bounded() {
+        let c = MetaCache::new(Duration::from_secs(60));
+        for _ in 0..PREFETCH_IN_FLIGHT {
+            assert!(c.claim_prefetch());
+        }
+        assert!(!c.claim_prefetch());
+        c.release_prefetch();
+        assert!(c.claim_prefetch());
     }
 
     #[test]

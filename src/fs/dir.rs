@@ -14,6 +14,11 @@ use crate::fs::upload::{is_temp_name, Upload};
 use crate::fs::{lock, show, Fs, Kind, Stat};
 use crate::remote::{DirEntry, Meta, Remote};
 
+/// Subfolders of one listing fetched ahead (`prefetch_subfolders`).
+const PREFETCH_MAX_DIRS: usize = 64;
+/// Threads one listing starts for that, within the mount's limit.
+const PREFETCH_WORKERS_PER_LISTING: usize = 4;
+
 /// Whether this warning is new: a folder listed again every few seconds
 /// (cache timeout) warns about the same odd names once, then at debug
 /// level. Remembers a bounded number of warnings (hashes).
@@ -81,7 +86,71 @@ impl<R: Remote> Fs<R> {
         listed.shrink_to_fit();
         let listed = Arc::new(listed);
         self.cache.put_dir(path, listed.clone());
+        self.prefetch_subfolders(path, &listed);
         Ok(listed)
+    }
+
+    /// `find` and `du` list every subfolder right after their parent, one
+    /// at a time: fetch those listings ahead, a few at once (the cache's
+    /// `PREFETCH_IN_FLIGHT`, shared by the mount), at most
+    /// `PREFETCH_MAX_DIRS` per listing, into the cache (whose byte budget
+    /// bounds the memory). Temp files are left out but not reaped: that
+    /// waits for a listing someone asked for.
+    fn prefetch_subfolders(&self, path: &[u8], listed: &[DirEntry]) {
+        if self.cfg.cache_ttl.is_zero() {
+            return;
+        }
+        let mut queue: Vec<(Vec<u8>, Vec<u8>)> = listed
+            .iter()
+            .filter(|e| e.meta.is_dir())
+            .take(PREFETCH_MAX_DIRS)
+            .map(|e| join(path, &e.name))
+            .filter(|p| self.cache.dir(p).is_none())
+            .map(|p| {
+                let full = self.remote_path(&p);
+                (p, full)
+            })
+            .collect();
+        if queue.is_empty() {
+            return;
+        }
+        queue.reverse(); // popped from the end: in listing order
+        let queue = Arc::new(Mutex::new(queue));
+        for _ in 0..PREFETCH_WORKERS_PER_LISTING {
+            if !self.cache.claim_prefetch() {
+                break;
+            }
+            let remote = self.dyn_remote.clone();
+            let cache = self.cache.clone();
+            let queue = queue.clone();
+            let spawned = std::thread::Builder::new()
+                .name("list-ahead".into())
+                .spawn({
+                    let cache = cache.clone();
+                    move || {
+                        loop {
+                            let next = lock(&queue).pop();
+                            let Some((sub, full)) = next else { break };
+                            if cache.dir(&sub).is_some() {
+                                continue;
+                            }
+                            let changes = cache.changes();
+                            // A failure here is someone else's to report:
+                            // the listing asked for later fetches again.
+                            if let Ok(mut l) = remote.read_dir(&full) {
+                                l.retain(|e| check_name(&e.name).is_ok() && !is_temp_name(&e.name));
+                                l.shrink_to_fit();
+                                cache.put_dir_since(&sub, Arc::new(l), changes);
+                            }
+                        }
+                        cache.release_prefetch();
+                    }
+                });
+            if spawned.is_err() {
+                cache.release_prefetch();
+                break;
+            }
+        }
     }
 
     /// The entries of a server listing the kernel can take. One it cannot
@@ -352,6 +421,13 @@ mod tests {
         for i in 0..n {
             remote.put_file(&format!("/root/Archive/Invoices_{i:06}.csv"), b"x");
         }
+        mount(remote)
+    }
+
+    /// A mount of `/root` on `remote`, with the inode of `/Archive`.
+    fn mount(
+        remote: Arc<MockRemote>,
+    ) -> (Arc<Fs<MockRemote>>, Arc<MockRemote>, tempfile::TempDir, u64) {
         let spool = tempfile::tempdir().expect("spool dir");
         let fs = Fs::new(
             remote.clone(),
@@ -454,6 +530,46 @@ mod tests {
         let held = listing_bytes(&entries);
         assert!(held <= bound, "listing holds {held} bytes, bound {bound}");
         assert_eq!(list_all(&fs, dir), n + 2);
+    }
+
+    /// Issue 14: `find` lists every subfolder right after its parent. Once
+    /// a folder is listed, its subfolders' listings are fetched ahead (in
+    /// the background, a few at once), so walking them costs no further
+    /// listing; a change of ours still shows at once.
+    #[test]
+    fn subfolder_listings_are_fetched_ahead() {
+        let remote = Arc::new(MockRemote::new());
+        for d in 0..20 {
+            remote.mkdir_p(&format!("/root/Archive/Object{d:02}"));
+            for f in 0..10 {
+                remote.put_file(&format!("/root/Archive/Object{d:02}/export_{f}.csv"), b"x");
+            }
+        }
+        let (fs, remote, _spool, top) = mount(remote);
+        assert_eq!(list_all(&fs, top), 22);
+        let t0 = Instant::now();
+        while remote.calls("read_dir") < 21 {
+            assert!(
+                t0.elapsed() < Duration::from_secs(10),
+                "{} listings",
+                remote.calls("read_dir")
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        // Let the last fetched listing reach the cache.
+        std::thread::sleep(Duration::from_millis(50));
+        for d in 0..20 {
+            let sub = fs
+                .lookup(top, OsStr::new(&format!("Object{d:02}")))
+                .expect("lookup")
+                .ino;
+            assert_eq!(list_all(&fs, sub), 12, "Object{d:02}");
+        }
+        assert_eq!(remote.calls("read_dir"), 21, "no folder listed twice");
+        // Our own new file shows in a folder listed ahead.
+        let sub = fs.lookup(top, OsStr::new("Object03")).expect("lookup").ino;
+        fs.mkdir(sub, OsStr::new("new"), 0o755).expect("mkdir");
+        assert_eq!(list_all(&fs, sub), 13);
     }
 
     #[test]

@@ -141,7 +141,7 @@ fn show(path: &[u8]) -> String {
 pub struct Fs<R: Remote> {
     remote: Arc<R>,
     cfg: FsConfig,
-    cache: MetaCache,
+    cache: Arc<MetaCache>,
     inodes: Mutex<InodeTable>,
     /// Files being written, by inode.
     uploads: Mutex<HashMap<u64, Arc<Upload>>>,
@@ -183,7 +183,7 @@ const SPARE_IDLE: Duration = Duration::from_secs(3);
 
 impl<R: Remote> Fs<R> {
     pub fn new(remote: Arc<R>, cfg: FsConfig) -> Arc<Self> {
-        let cache = MetaCache::new(cfg.cache_ttl);
+        let cache = Arc::new(MetaCache::new(cfg.cache_ttl));
         let (tx, rx) = mpsc::channel::<StreamJob>();
         let dyn_remote: Arc<dyn Remote> = remote.clone();
         let spares = SparePool::new(
