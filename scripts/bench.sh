@@ -155,7 +155,7 @@ stop_sandbox() {
     queue=("${queue[@]:1}")
     all+=("$cur")
     kids=''
-    read -r kids <"/proc/$cur/task/$cur/children" 2>/dev/null
+    { read -r kids <"/proc/$cur/task/$cur/children"; } 2>/dev/null
     # shellcheck disable=SC2206  # pids, split on spaces
     queue+=($kids)
   done
@@ -362,10 +362,10 @@ CONNS=0
 CONN_MAX=0
 sample_conns() {
   local kids='' k st
-  read -r kids <"/proc/$SSHD_PID/task/$SSHD_PID/children" 2>/dev/null
+  { read -r kids <"/proc/$SSHD_PID/task/$SSHD_PID/children"; } 2>/dev/null
   CONNS=0
   for k in $kids; do
-    read -r st <"/proc/$k/stat" 2>/dev/null || continue
+    { read -r st <"/proc/$k/stat"; } 2>/dev/null || continue
     st=${st##*) }
     [[ ${st%% *} == Z ]] || CONNS=$((CONNS + 1))
   done
