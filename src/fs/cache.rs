@@ -18,7 +18,7 @@
 use std::collections::HashSet;
 use std::num::NonZeroUsize;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use lru::LruCache;
@@ -126,6 +126,10 @@ pub(crate) struct MetaCache {
     changes: AtomicU64,
     /// Listings being fetched ahead right now (`claim_prefetch`).
     prefetching: AtomicUsize,
+    /// Folders being listed (by an opendir or fetched ahead): another
+    /// opendir of one waits for that listing rather than making a second.
+    fetching: Mutex<HashSet<Vec<u8>>>,
+    fetched: Condvar,
 }
 
 /// Subfolder listings fetched ahead at once, per mount.
@@ -144,7 +148,40 @@ impl MetaCache {
             names: Mutex::new(LruCache::new(cap(NAMES_CAPACITY))),
             changes: AtomicU64::new(0),
             prefetching: AtomicUsize::new(0),
+            fetching: Mutex::new(HashSet::new()),
+            fetched: Condvar::new(),
         }
+    }
+
+    /// Marks `path` as being listed; false if it already is.
+    pub(crate) fn start_listing(&self, path: &[u8]) -> bool {
+        lock(&self.fetching).insert(path.to_vec())
+    }
+
+    /// The listing of `path` is stored (or failed).
+    pub(crate) fn end_listing(&self, path: &[u8]) {
+        lock(&self.fetching).remove(path);
+        self.fetched.notify_all();
+    }
+
+    /// Waits, at most `max`, while `path` is being listed; false when
+    /// `max` ran out. No lock is held across the listing's round trips: the
+    /// lister holds none, the waiter sleeps on the condition variable.
+    pub(crate) fn wait_listing(&self, path: &[u8], max: Duration) -> bool {
+        let deadline = Instant::now() + max;
+        let mut set = lock(&self.fetching);
+        while set.contains(path) {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return false;
+            }
+            set = self
+                .fetched
+                .wait_timeout(set, left)
+                .map(|(g, _)| g)
+                .unwrap_or_else(|e| e.into_inner().0);
+        }
+        true
     }
 
     /// The count of the mount's own changes so far (see `put_dir_since`).
@@ -602,6 +639,29 @@ mod tests {
         assert!(c.dir(b"In/d").is_none());
         c.put_dir_since(b"In/d", files(3), c.changes());
         assert_eq!(c.dir(b"In/d").map(|d| d.len()), Some(3));
+    }
+
+    #[test]
+    fn a_folder_being_listed_is_waited_for() {
+        let c = Arc::new(MetaCache::new(Duration::from_secs(60)));
+        assert!(c.wait_listing(b"A", Duration::ZERO), "nothing to wait for");
+        assert!(c.start_listing(b"A"));
+        assert!(!c.start_listing(b"A"), "one listing at a time");
+        assert!(
+            !c.wait_listing(b"A", Duration::from_millis(20)),
+            "times out"
+        );
+        let lister = {
+            let c = c.clone();
+            std::thread::spawn(move || {
+                std::thread::sleep(Duration::from_millis(30));
+                c.put_dir(b"A", files(2));
+                c.end_listing(b"A");
+            })
+        };
+        assert!(c.wait_listing(b"A", Duration::from_secs(10)));
+        assert_eq!(c.dir(b"A").map(|d| d.len()), Some(2));
+        lister.join().expect("lister");
     }
 
     #[test]

@@ -18,6 +18,9 @@ use crate::remote::{DirEntry, Meta, Remote};
 const PREFETCH_MAX_DIRS: usize = 64;
 /// Threads one listing starts for that, within the mount's limit.
 const PREFETCH_WORKERS_PER_LISTING: usize = 4;
+/// Longest an opendir waits for the same folder's listing fetched ahead
+/// before listing it itself.
+const FETCH_AHEAD_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// Whether this warning is new: a folder listed again every few seconds
 /// (cache timeout) warns about the same odd names once, then at debug
@@ -131,7 +134,11 @@ impl<R: Remote> Fs<R> {
                         loop {
                             let next = lock(&queue).pop();
                             let Some((sub, full)) = next else { break };
+                            if !cache.start_listing(&sub) {
+                                continue; // an opendir is listing it
+                            }
                             if cache.dir(&sub).is_some() {
+                                cache.end_listing(&sub);
                                 continue;
                             }
                             let changes = cache.changes();
@@ -142,6 +149,7 @@ impl<R: Remote> Fs<R> {
                                 l.shrink_to_fit();
                                 cache.put_dir_since(&sub, Arc::new(l), changes);
                             }
+                            cache.end_listing(&sub);
                         }
                         cache.release_prefetch();
                     }
@@ -191,9 +199,20 @@ impl<R: Remote> Fs<R> {
     /// Lists a directory once per opendir; readdir serves slices of it.
     pub(crate) fn opendir(&self, ino: u64) -> FsResult<u64> {
         let path = self.path_of(Op::Readdir, ino)?;
-        let entries = match self.cache.dir(&path) {
-            Some(e) => e,
-            None => self.list_dir(&path)?,
+        // One listing of a folder at a time: one being made (fetched ahead,
+        // or another opendir's) is waited for, not repeated.
+        let entries = loop {
+            if let Some(e) = self.cache.dir(&path) {
+                break e;
+            }
+            if self.cache.start_listing(&path) {
+                let listed = self.list_dir(&path);
+                self.cache.end_listing(&path);
+                break listed?;
+            }
+            if !self.cache.wait_listing(&path, FETCH_AHEAD_WAIT) {
+                break self.list_dir(&path)?;
+            }
         };
         let parent_ino = {
             let (parent, _) = split(&path);
@@ -547,6 +566,15 @@ mod tests {
         }
         let (fs, remote, _spool, top) = mount(remote);
         assert_eq!(list_all(&fs, top), 22);
+        // Walked at once, as `find` does: a folder being fetched ahead is
+        // waited for, not listed a second time.
+        for d in 0..20 {
+            let sub = fs
+                .lookup(top, OsStr::new(&format!("Object{d:02}")))
+                .expect("lookup")
+                .ino;
+            assert_eq!(list_all(&fs, sub), 12, "Object{d:02}");
+        }
         let t0 = Instant::now();
         while remote.calls("read_dir") < 21 {
             assert!(
