@@ -89,12 +89,12 @@ impl<R: Remote> Fs<R> {
         listed.shrink_to_fit();
         let listed = Arc::new(listed);
         self.cache.put_dir(path, listed.clone());
-        self.prefetch_subfolders(path, &listed);
         Ok(listed)
     }
 
     /// `find` and `du` list every subfolder right after their parent, one
-    /// at a time: fetch those listings ahead, a few at once (the cache's
+    /// at a time: when a folder is opened, fetch its subfolders' listings
+    /// ahead, a few at once (the cache's
     /// `PREFETCH_IN_FLIGHT`, shared by the mount), at most
     /// `PREFETCH_MAX_DIRS` per listing, into the cache (whose byte budget
     /// bounds the memory). Temp files are left out but not reaped: that
@@ -118,8 +118,11 @@ impl<R: Remote> Fs<R> {
             return;
         }
         queue.reverse(); // popped from the end: in listing order
+        let workers = queue.len().min(PREFETCH_WORKERS_PER_LISTING);
         let queue = Arc::new(Mutex::new(queue));
-        for _ in 0..PREFETCH_WORKERS_PER_LISTING {
+        // When the mount's slots are taken, what is left is listed when
+        // asked for, as without fetching ahead.
+        for _ in 0..workers {
             if !self.cache.claim_prefetch() {
                 break;
             }
@@ -214,6 +217,8 @@ impl<R: Remote> Fs<R> {
                 break self.list_dir(&path)?;
             }
         };
+        // Also for a listing fetched ahead: a walk stays ahead at every level.
+        self.prefetch_subfolders(&path, &entries);
         let parent_ino = {
             let (parent, _) = split(&path);
             if ino == ROOT_INO {
@@ -598,6 +603,41 @@ mod tests {
         let sub = fs.lookup(top, OsStr::new("Object03")).expect("lookup").ino;
         fs.mkdir(sub, OsStr::new("new"), 0o755).expect("mkdir");
         assert_eq!(list_all(&fs, sub), 13);
+    }
+
+    /// A folder served from a listing fetched ahead fetches its own
+    /// subfolders ahead in turn: a deeper walk waits for no level.
+    #[test]
+    fn fetching_ahead_continues_below_a_folder_fetched_ahead() {
+        let remote = Arc::new(MockRemote::new());
+        for d in 0..5 {
+            remote.mkdir_p(&format!("/root/Archive/Incoming/Object{d}"));
+            remote.put_file(
+                &format!("/root/Archive/Incoming/Object{d}/export.csv"),
+                b"x",
+            );
+        }
+        let (fs, remote, _spool, top) = mount(remote);
+        assert_eq!(list_all(&fs, top), 3);
+        let incoming = fs.lookup(top, OsStr::new("Incoming")).expect("lookup").ino;
+        assert_eq!(list_all(&fs, incoming), 7);
+        let t0 = Instant::now();
+        while remote.calls("read_dir") < 7 {
+            assert!(
+                t0.elapsed() < Duration::from_secs(10),
+                "{} listings",
+                remote.calls("read_dir")
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        for d in 0..5 {
+            let sub = fs
+                .lookup(incoming, OsStr::new(&format!("Object{d}")))
+                .expect("lookup")
+                .ino;
+            assert_eq!(list_all(&fs, sub), 3);
+        }
+        assert_eq!(remote.calls("read_dir"), 7, "each folder listed once");
     }
 
     #[test]
