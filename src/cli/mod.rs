@@ -5,6 +5,7 @@
 //!   coupafs [OPTIONS] [USER@]HOST:[REMOTE_DIR] MOUNTPOINT [-o OPT[,OPT...]]
 //!   coupafs check [USER@]HOST:[REMOTE_DIR] [-p PORT] [-o OPT[,OPT...]]
 
+mod compat;
 mod help;
 mod options;
 pub(crate) mod sshconfig;
@@ -105,6 +106,11 @@ pub struct MountOptions {
     pub fsname: Option<String>,
     /// `threads=N` FUSE request loops.
     pub threads: usize,
+    /// sshfs options accepted without effect, each once, with the reason
+    /// (logged at mount).
+    pub no_ops: Vec<NoOpOption>,
+    /// `auto_unmount`: fusermount3 unmounts when the daemon dies.
+    pub auto_unmount: bool,
     /// Options from mount(8)/fstab we accept and ignore (`_netdev`, `nofail`, ...),
     /// kept for the debug log.
     pub ignored: Vec<String>,
@@ -119,6 +125,15 @@ pub struct MountOptions {
     /// `IdentitiesOnly=`, `PubkeyAuthentication=`, `PasswordAuthentication=`,
     /// `BatchMode=`.
     pub ssh_auth: SshAuthOptions,
+}
+
+/// An sshfs option that coupafs accepts without effect.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct NoOpOption {
+    /// As in the compatibility table (e.g. `transform_symlinks`).
+    pub option: &'static str,
+    /// Why coupafs does not need it.
+    pub why: &'static str,
 }
 
 /// ssh's authentication switches as given (`None`: not given, so the ssh
@@ -195,6 +210,8 @@ impl Default for MountOptions {
             contain_symlinks: true,
             fsname: None,
             threads: 16,
+            no_ops: Vec::new(),
+            auto_unmount: false,
             ignored: Vec::new(),
             ssh_config: None,
             explicit: ExplicitSsh::default(),
@@ -508,12 +525,16 @@ fn tokenize(rest: &[String], helper: bool) -> Argv {
                 'h' => a.help = true,
                 'V' => a.version = true,
                 'd' => a.items.push(Item::Debug),
-                'C' => a.items.push(Item::Ignored("-C".to_string())),
+                // sshfs's short forms of -o options, spelled as sshfs
+                // expands them so the compatibility table answers them.
+                'C' => a.items.push(Item::Opts("Compression=yes".to_string())),
+                '1' => a.items.push(Item::Opts("ssh_protocol=1".to_string())),
                 // mount(8) helper flags: -s sloppy, -f fake, -n no mtab,
                 // -v verbose. None of them changes what we do.
                 's' | 'f' | 'n' | 'v' if helper => a.items.push(Item::Ignored(format!("-{c}"))),
                 'f' => a.items.push(Item::Foreground),
                 's' => a.items.push(Item::SingleThread),
+                'v' => a.items.push(Item::Opts("sshfs_verbose".to_string())),
                 _ => {
                     fail(&mut a, unknown(arg));
                     break;

@@ -4,7 +4,8 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use super::{err, HostKeyPolicy, MountOptions, UsageError, MAX_CONNS, MAX_THREADS};
+use super::compat::{self, Arg, Support};
+use super::{err, HostKeyPolicy, MountOptions, NoOpOption, UsageError, MAX_CONNS, MAX_THREADS};
 
 /// State that spans several `-o` options and is resolved at the end.
 #[derive(Default)]
@@ -41,6 +42,35 @@ pub(super) fn apply_option(
         val.ok_or_else(|| UsageError(format!("option '{key}' requires a value")))
     };
     let ignore = |o: &mut MountOptions| o.ignored.push(raw.to_string());
+
+    // sshfs's options: the compatibility table settles its no-ops and
+    // refusals here; what it marks honoured is parsed below.
+    if let Some(row) = compat::lookup(key, val).map_err(UsageError)? {
+        match row.support {
+            Support::Honoured => {}
+            Support::NoOp(why) => {
+                match row.arg {
+                    Arg::Flag => flag()?,
+                    Arg::Value => {
+                        value()?;
+                    }
+                }
+                ignore(o);
+                if !o.no_ops.iter().any(|n| n.option == row.name) {
+                    o.no_ops.push(NoOpOption {
+                        option: row.name,
+                        why,
+                    });
+                }
+                return Ok(());
+            }
+            Support::Refused { why, instead } => {
+                return err(format!(
+                    "option '{key}' is not supported: {why}; use {instead}"
+                ))
+            }
+        }
+    }
 
     // Secrets never belong on a command line (visible in ps, shell history,
     // /proc/mounts); refuse in any spelling.
@@ -91,7 +121,8 @@ pub(super) fn apply_option(
         "cache_timeout" | "dcache_timeout" | "entry_timeout" | "attr_timeout" => {
             o.cache_timeout = parse_secs(key, value()?)?;
         }
-        "cache" => st.cache_disabled = !parse_yes_no(key, value()?)?,
+        // sshfs's `dir_cache` is its name for the same metadata cache.
+        "cache" | "dir_cache" => st.cache_disabled = !parse_yes_no(key, value()?)?,
         "timeout" => o.op_timeout = parse_secs(key, value()?)?,
         "max_conns" => {
             let v = value()?;
@@ -159,7 +190,8 @@ pub(super) fn apply_option(
             flag()?;
             o.contain_symlinks = true;
         }
-        "nocontain_symlinks" => {
+        // `no_contain_symlinks` is sshfs's spelling.
+        "nocontain_symlinks" | "no_contain_symlinks" => {
             flag()?;
             o.contain_symlinks = false;
         }
@@ -190,29 +222,13 @@ pub(super) fn apply_option(
             o.sftp_debug = true;
         }
 
-        // sshfs/FUSE options accepted for compatibility, without effect.
-        // `reconnect`: reconnecting is always on. `nonempty`: a FUSE 2
-        // option common in old sshfs fstab lines; FUSE 3 always allows it.
-        "reconnect" | "delay_connect" | "kernel_cache" | "auto_cache" | "big_writes"
-        | "nodiratime" | "nonempty" => {
+        // fusermount3 stays behind and unmounts when the daemon dies.
+        "auto_unmount" => {
             flag()?;
-            ignore(o);
+            o.auto_unmount = true;
         }
-        "subtype" | "workaround" | "max_read" => {
-            value()?;
-            ignore(o);
-        }
-        "idmap" => {
-            let v = value()?;
-            if v != "user" && v != "none" {
-                return err(format!(
-                    "invalid value '{v}' for {key}: expected user or none"
-                ));
-            }
-            ignore(o);
-        }
-        "dir_cache" => {
-            parse_yes_no(key, value()?)?;
+        "delay_connect" | "nodiratime" => {
+            flag()?;
             ignore(o);
         }
 
@@ -229,7 +245,7 @@ pub(super) fn apply_option(
         "user" if val.is_none() => ignore(o),
         _ if key.starts_with("x-") || key == "comment" => ignore(o),
 
-        _ => return apply_ssh_option(o, st, raw, key, val),
+        _ => return apply_ssh_option(o, st, key, val),
     }
     Ok(())
 }
@@ -238,7 +254,6 @@ pub(super) fn apply_option(
 fn apply_ssh_option(
     o: &mut MountOptions,
     st: &mut OptState,
-    raw: &str,
     key: &str,
     val: Option<&str>,
 ) -> Result<(), UsageError> {
@@ -325,16 +340,12 @@ fn apply_ssh_option(
                 "option '{key}' is not supported: coupafs connects to HOST directly"
             ))
         }
-        // Options people pass to sshfs out of habit; harmless to ignore.
-        // `Cipher` is SSH protocol 1's option: no effect on protocol 2.
-        "compression"
-        | "cipher"
-        | "preferredauthentications"
-        | "loglevel"
-        | "tcpkeepalive"
-        | "controlmaster"
-        | "controlpath"
-        | "controlpersist" => o.ignored.push(raw.to_string()),
+        // Only `none` reaches here (compat.rs settles the other values):
+        // no agent keys, which is what IdentitiesOnly=yes means to coupafs.
+        "identityagent" => {
+            value()?;
+            o.ssh_auth.identities_only = Some(true);
+        }
         _ => return err(format!("unknown option '{key}' (see coupafs -h)")),
     }
     Ok(())
