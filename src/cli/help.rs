@@ -39,6 +39,7 @@ OPTIONS
     -o threads=N               FUSE request threads, 1-256 (default 16)
     -o fsname=NAME             source name shown by mount(8) and df
     -o reconnect               accepted; coupafs always reconnects
+    -v, -o sshfs_verbose       accepted (no ssh program); see sftp_debug
     --                         end of options
 
   SSH and login
@@ -90,10 +91,15 @@ OPTIONS
     -o ConnectTimeout=SECS     connection timeout (default 15)
     -o max_conns=N             SFTP connections, 1-4 (default 2); Coupa
                                allows 5 connections per account
-    -C                         accepted and ignored (compression)
-    -o Compression, Cipher, PreferredAuthentications, LogLevel,
-       TCPKeepAlive, ControlMaster, ControlPath, ControlPersist
-                               ssh options accepted and ignored
+    -o IdentityAgent=none      offer no ssh-agent keys (as IdentitiesOnly=yes)
+    -C, -o Compression=yes     accepted; the stream is sent uncompressed
+    Every other sshfs 3.7 option and ssh option sshfs passes on (Cipher,
+    PreferredAuthentications, LogLevel, TCPKeepAlive, ControlMaster,
+    ControlPath, ControlPersist, CheckHostIP, ...) is accepted without
+    effect (one info line at mount says why) or refused with the reason
+    and what to use instead, e.g. HostKeyAlias, BindAddress,
+    CertificateFile, ssh_command, directport, idmap=file, -1. The table
+    is in doc/OPERATIONS.md, "Coming from sshfs".
     ProxyCommand and ProxyJump are not supported (also when the ssh config
     file sets them for the host). password= and password_stdin are refused:
     use password_file= or COUPAFS_PASSWORD.
@@ -101,11 +107,13 @@ OPTIONS
   Cache and timeouts
     -o cache_timeout=SECS      metadata cache lifetime (default 5); also
                                dcache_timeout=, entry_timeout=, attr_timeout=
-    -o cache=yes|no            no turns the metadata cache off
+    -o cache=yes|no, dir_cache=yes|no
+                               no turns the metadata cache off
     -o timeout=SECS            how long an operation waits for an
                                unreachable server (default 30)
-    -o dir_cache=yes|no, kernel_cache, auto_cache
-                               accepted and ignored
+    -o kernel_cache, auto_cache, negative_timeout=, dcache_max_size=,
+       dcache_{stat,link,dir}_timeout=
+                               accepted without effect
     SECS may have a fraction, e.g. 0.5.
 
   Uploads
@@ -135,14 +143,20 @@ OPTIONS
     -o umask=OCTAL             clear these mode bits, e.g. 022
     -o follow_symlinks         show what symlinks point to, not the links
     -o contain_symlinks        keep symlinks from leading out of REMOTE_DIR
-                               (default); nocontain_symlinks turns it off
+                               (default) and make absolute ones inside it
+                               relative; nocontain_symlinks (sshfs:
+                               no_contain_symlinks) turns it off
+    -o auto_unmount            unmount when coupafs dies, even by SIGKILL
+                               (fusermount3 stays behind to do it); implies
+                               allow_root unless allow_other is given
     -o subtype=, idmap=user|none, workaround=, big_writes, max_read=N,
-       delay_connect, nonempty, atime, noatime, relatime, nodiratime
-                               accepted and ignored
+       max_write=N, transform_symlinks, direct_io, nonempty, delay_connect
+                               accepted without effect
 
   mount(8) and fstab
     defaults, auto, noauto, _netdev, nofail, user, nouser, users, owner,
-    dev, nodev, suid, nosuid, exec, noexec, sync, async, x-*, comment=
+    dev, nodev, suid, nosuid, exec, noexec, sync, async, atime, noatime,
+    relatime, nodiratime, x-*, comment=
                                accepted and ignored
     Run as mount.coupafs or mount.fuse.coupafs, mount(8)'s flags -s -f -n
     -v are ignored. Without -f the command returns once the mount is live

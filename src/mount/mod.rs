@@ -44,6 +44,9 @@ pub fn run(mut opts: MountOptions) -> Result<(), String> {
     if !opts.ignored.is_empty() {
         log::debug!("accepted and ignored: {}", opts.ignored.join(" "));
     }
+    for n in &opts.no_ops {
+        log::info!("option {} has no effect: {}", n.option, n.why);
+    }
     if opts.allow_other && opts.no_default_permissions {
         log::warn!(
             "allow_other with no_default_permissions: the kernel does not check file modes, \
@@ -295,6 +298,7 @@ fn session_options(opts: &MountOptions) -> SessionOptions {
         default_permissions: opts.default_permissions,
         access,
         threads: opts.threads,
+        auto_unmount: opts.auto_unmount,
     }
 }
 
