@@ -92,7 +92,8 @@ OPTIONS
     -o max_conns=N             SFTP connections, 1-4 (default 2); Coupa
                                allows 5 connections per account
     -o IdentityAgent=none      offer no ssh-agent keys (as IdentitiesOnly=yes)
-    -C, -o Compression=yes     accepted; the stream is sent uncompressed
+    -C                         same as -o Compression=yes: accepted; the
+                               stream is sent uncompressed
     Every other sshfs 3.7 option and ssh option sshfs passes on (Cipher,
     PreferredAuthentications, LogLevel, TCPKeepAlive, ControlMaster,
     ControlPath, ControlPersist, CheckHostIP, ...) is accepted without
