@@ -193,6 +193,26 @@ fn auto_unmount_unmounts_when_coupafs_is_killed() {
     );
     // The mount point is the local directory again.
     assert!(names_in(&m.path).is_empty());
+    let gone = m.path.display().to_string();
+    drop(m);
+
+    // A clean umount still ends coupafs cleanly, and fusermount3 with it.
+    let m = Mount::new(&sb, &["auto_unmount"]);
+    let path = m.path.display().to_string();
+    let helpers = || -> Vec<String> {
+        fusermounts()
+            .into_iter()
+            .filter(|f| f.contains(&path) || f.contains(&gone))
+            .collect()
+    };
+    assert!(!helpers().is_empty(), "fusermount3 waits behind the mount");
+    let status = m.unmount().expect("coupafs exits after umount");
+    assert!(status.success(), "{status}");
+    assert!(
+        wait_until(UNMOUNTED_WITHIN, || helpers().is_empty()),
+        "fusermount3 left behind: {:?}",
+        helpers()
+    );
 }
 
 static SYSTEM_PATHS: Mutex<()> = Mutex::new(());
