@@ -15,7 +15,8 @@ upload_dir temp_prefix spool_dir spool_max spare_temps uid gid umask subtype idm
 workaround max_read dir_cache comment Compression Ciphers Cipher BatchMode
 PasswordAuthentication PreferredAuthentications PubkeyAuthentication
 IdentitiesOnly LogLevel TCPKeepAlive ControlMaster ControlPath ControlPersist
-GlobalKnownHostsFile KexAlgorithms HostKeyAlgorithms MACs"
+GlobalKnownHostsFile KexAlgorithms HostKeyAlgorithms MACs ProxyCommand ProxyJump
+proxy no_proxy AddressFamily KbdInteractiveAuthentication"
 
 # Options without a value.
 _coupafs_flag_opts="debug sshfs_debug reconnect ro rw allow_other allow_root
@@ -37,10 +38,14 @@ _coupafs_opt_item() {
             stricthostkeychecking)
                 compgen -P "$name=" -W "yes accept-new no" -- "$value" ;;
             cache | dir_cache | identitiesonly | pubkeyauthentication | \
-            passwordauthentication | batchmode)
+            passwordauthentication | batchmode | kbdinteractiveauthentication)
                 compgen -P "$name=" -W "yes no" -- "$value" ;;
             idmap)
                 compgen -P "$name=" -W "user none" -- "$value" ;;
+            addressfamily)
+                compgen -P "$name=" -W "any inet inet6" -- "$value" ;;
+            proxy)
+                compgen -P "$name=" -W "env none http:// socks5://" -- "$value" ;;
             identityfile | passphrase_file | password_file | userknownhostsfile | \
             globalknownhostsfile)
                 compgen -P "$name=" -f -- "$value" ;;

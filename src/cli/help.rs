@@ -79,8 +79,10 @@ OPTIONS
                                GlobalKnownHostsFile, StrictHostKeyChecking,
                                Ciphers, KexAlgorithms, HostKeyAlgorithms,
                                MACs, IdentitiesOnly, PubkeyAuthentication,
-                               PasswordAuthentication and BatchMode; the
-                               command line wins
+                               PasswordAuthentication, BatchMode,
+                               KbdInteractiveAuthentication, ProxyCommand,
+                               ProxyJump and AddressFamily; the command
+                               line wins
     -o ServerAliveInterval=SECS
                                keepalive interval, 0 disables (default 15)
     -o ServerAliveCountMax=N   unanswered keepalives before the connection
@@ -92,9 +94,35 @@ OPTIONS
     -o Compression, Cipher, PreferredAuthentications, LogLevel,
        TCPKeepAlive, ControlMaster, ControlPath, ControlPersist
                                ssh options accepted and ignored
-    ProxyCommand and ProxyJump are not supported (also when the ssh config
-    file sets them for the host). password= and password_stdin are refused:
-    use password_file= or COUPAFS_PASSWORD.
+    password= and password_stdin are refused: use password_file= or
+    COUPAFS_PASSWORD.
+
+  Proxies and addresses
+    -o ProxyCommand=CMD        run CMD with /bin/sh and speak SSH over its
+                               stdin/stdout (%h host, %p port, %r user, %%
+                               a percent sign); "none" disables. A new CMD
+                               runs for every connection; its stderr goes
+                               to the log
+    -o ProxyJump=[USER@]HOST[:PORT][\,...]
+                               reach the server through an SSH jump host,
+                               using OpenSSH's "ssh -W" (its known_hosts,
+                               keys, agent; BatchMode); -F FILE is passed on
+    -o proxy=URL|env|none      HTTP CONNECT (http://[USER:PASS@]HOST:PORT)
+                               or SOCKS5 (socks5://[USER:PASS@]HOST:PORT)
+                               proxy; env: the URL in all_proxy, else
+                               https_proxy (read only when asked)
+    -o no_proxy=HOST\,.DOMAIN...
+                               reach these directly instead of through
+                               proxy= (default: the no_proxy variable)
+    -o AddressFamily=any|inet|inet6
+                               use IPv4 and IPv6 (any, default), IPv4 only
+                               (inet) or IPv6 only (inet6)
+    -o KbdInteractiveAuthentication=yes|no
+                               when the server offers no "password" method,
+                               answer keyboard-interactive password prompts
+                               from the password (default yes)
+    Only one of ProxyCommand, ProxyJump and proxy may be given; the ssh
+    config file may set ProxyCommand, ProxyJump and AddressFamily.
 
   Cache and timeouts
     -o cache_timeout=SECS      metadata cache lifetime (default 5); also
@@ -148,6 +176,8 @@ ENVIRONMENT
                                erased from the process environment at start
     SSH_AUTH_SOCK              ssh-agent socket; its keys are offered
     COUPAFS_LOG                log filter, e.g. debug or coupafs=debug
+    all_proxy, https_proxy     proxy URL, used only with -o proxy=env
+    no_proxy                   hosts reached directly despite -o proxy=
     NOTIFY_SOCKET              set by systemd (Type=notify): READY=1 is
                                sent once the mount is live
 

@@ -10,6 +10,7 @@ mod options;
 pub(crate) mod sshconfig;
 
 pub(crate) use help::help_text;
+pub(crate) use options::split_no_proxy;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -31,7 +32,7 @@ pub enum Invocation {
 /// `StrictHostKeyChecking=`; the transport owns the type.
 pub use crate::ssh::HostKeyPolicy;
 /// Algorithm lists and the resolved auth switches; the transport owns them.
-pub use crate::ssh::{Algorithms, AuthPolicy};
+pub use crate::ssh::{AddressFamily, Algorithms, AuthPolicy};
 
 /// Where the remote side is.
 #[derive(Clone, Debug, PartialEq, Eq, Default)]
@@ -112,8 +113,38 @@ pub struct MountOptions {
     /// `Ciphers=`, `KexAlgorithms=`, `HostKeyAlgorithms=`, `MACs=`.
     pub algorithms: Algorithms,
     /// `IdentitiesOnly=`, `PubkeyAuthentication=`, `PasswordAuthentication=`,
-    /// `BatchMode=`.
+    /// `BatchMode=`, `KbdInteractiveAuthentication=`.
     pub ssh_auth: SshAuthOptions,
+    /// `ProxyCommand=`, `ProxyJump=`, `proxy=`, `no_proxy=`, `AddressFamily=`.
+    pub reach: ReachOptions,
+}
+
+/// How to reach the server, as given (`None`: not given, so the ssh config
+/// file, the environment or the default decides). Resolved into
+/// [`crate::ssh::Reach`] when the connection parameters are built.
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct ReachOptions {
+    /// `ProxyCommand=CMD`, as typed; `none` disables.
+    pub proxy_command: Option<String>,
+    /// `ProxyJump=[USER@]HOST[:PORT][,...]`, checked; `none` disables.
+    pub proxy_jump: Option<String>,
+    /// `proxy=URL|env|none`: an HTTP CONNECT or SOCKS5 proxy.
+    pub proxy: Option<ProxySetting>,
+    /// `no_proxy=LIST` (otherwise the `no_proxy` environment variable).
+    pub no_proxy: Option<Vec<String>>,
+    /// `AddressFamily=inet|inet6|any`.
+    pub address_family: Option<AddressFamily>,
+}
+
+/// `proxy=`'s value.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ProxySetting {
+    /// `none`: connect directly (also keeps the ssh config's proxies away).
+    None,
+    /// `env`: the URL in `all_proxy`, else `https_proxy` (either case).
+    Env,
+    /// `http://...` or `socks5://...`, parsed.
+    Url(crate::ssh::Route),
 }
 
 /// ssh's authentication switches as given (`None`: not given, so the ssh
@@ -124,6 +155,7 @@ pub struct SshAuthOptions {
     pub pubkey_authentication: Option<bool>,
     pub password_authentication: Option<bool>,
     pub batch_mode: Option<bool>,
+    pub kbd_interactive: Option<bool>,
 }
 
 impl SshAuthOptions {
@@ -135,6 +167,7 @@ impl SshAuthOptions {
             pubkey: self.pubkey_authentication.unwrap_or(d.pubkey),
             password: self.password_authentication.unwrap_or(d.password),
             batch_mode: self.batch_mode.unwrap_or(d.batch_mode),
+            kbd_interactive: self.kbd_interactive.unwrap_or(d.kbd_interactive),
         }
     }
 }
@@ -193,6 +226,7 @@ impl Default for MountOptions {
             explicit: ExplicitSsh::default(),
             algorithms: Algorithms::default(),
             ssh_auth: SshAuthOptions::default(),
+            reach: ReachOptions::default(),
         }
     }
 }

@@ -931,6 +931,7 @@ fn security_ssh_options_are_honoured_not_ignored() {
                 pubkey_authentication: Some(true),
                 password_authentication: Some(false),
                 batch_mode: Some(true),
+                kbd_interactive: None,
             },
             global_known_hosts_files: Some(vec![PathBuf::from("/etc/a"), PathBuf::from("/etc/b")]),
             ..base()
@@ -943,7 +944,8 @@ fn security_ssh_options_are_honoured_not_ignored() {
             identities_only: true,
             pubkey: true,
             password: false,
-            batch_mode: true
+            batch_mode: true,
+            kbd_interactive: true,
         }
     );
     assert_eq!(base().ssh_auth.resolve(), AuthPolicy::default());
@@ -980,14 +982,54 @@ fn bad_security_ssh_option_values_are_refused() {
 }
 
 #[test]
-fn proxy_options_are_refused() {
+fn proxy_options_are_parsed_and_checked() {
+    // Until issue 13 ProxyCommand and ProxyJump were refused.
+    let o = with_opts("ProxyCommand=ssh -W %h:%p bastion");
     assert_eq!(
-        opt_error("ProxyCommand=ssh -W %h:%p bastion"),
-        "option 'ProxyCommand' is not supported: coupafs connects to HOST directly"
+        o.reach.proxy_command.as_deref(),
+        Some("ssh -W %h:%p bastion")
+    );
+    let o = with_opts("proxyjump=bob@bastion:2200,AddressFamily=INET6");
+    assert_eq!(o.reach.proxy_jump.as_deref(), Some("bob@bastion:2200"));
+    assert_eq!(
+        o.reach.address_family,
+        Some(crate::cli::AddressFamily::Inet6)
     );
     assert_eq!(
-        opt_error("proxyjump=bastion"),
-        "option 'proxyjump' is not supported: coupafs connects to HOST directly"
+        with_opts("ProxyJump=none").reach.proxy_jump.as_deref(),
+        Some("none")
+    );
+    assert!(opt_error("ProxyJump=-oProxyCommand=x").contains("may not start with '-'"));
+    assert_eq!(
+        opt_error("AddressFamily=ipv4"),
+        "invalid value 'ipv4' for AddressFamily: expected inet, inet6 or any"
+    );
+    let o = with_opts("proxy=http://u:pw@proxy:3128,no_proxy=.corp\\,localhost");
+    match o.reach.proxy {
+        Some(crate::cli::ProxySetting::Url(crate::ssh::Route::HttpConnect(p))) => {
+            assert_eq!((p.host.as_str(), p.port), ("proxy", 3128));
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(o.reach.no_proxy, Some(strings(&[".corp", "localhost"])));
+    assert_eq!(
+        with_opts("proxy=env").reach.proxy,
+        Some(crate::cli::ProxySetting::Env)
+    );
+    assert_eq!(
+        with_opts("proxy=none").reach.proxy,
+        Some(crate::cli::ProxySetting::None)
+    );
+    let e = opt_error("proxy=ftp://u:hunter2@p:1");
+    assert!(
+        e.contains("the scheme must be http or socks5") && !e.contains("hunter2"),
+        "{e}"
+    );
+    assert_eq!(
+        with_opts("KbdInteractiveAuthentication=no")
+            .ssh_auth
+            .kbd_interactive,
+        Some(false)
     );
 }
 
