@@ -13,16 +13,20 @@
 //!   proxy, and the stream is then handed to libssh2.
 //! - `AddressFamily`: which resolved addresses are tried.
 
+use std::collections::VecDeque;
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{IpAddr, SocketAddr, TcpStream, ToSocketAddrs};
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::os::unix::net::UnixStream;
 use std::process::{Child, Command, Stdio};
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 use base64::Engine;
 
 use super::params::{AddressFamily, ConnectError, ConnectParams, ProxyServer, Route, Secret};
+use crate::sync::lock;
 
 /// A proxy URL as `-o proxy=` takes it; the parsed form of [`Route`]'s
 /// proxy-server variants.
@@ -266,6 +270,50 @@ pub fn filter_family(addrs: Vec<SocketAddr>, family: AddressFamily) -> Vec<Socke
 /// connection ended).
 pub(crate) struct ProxyChild {
     child: Child,
+    /// Its last few stderr lines, for the error when the handshake fails.
+    stderr_tail: Arc<Mutex<VecDeque<String>>>,
+    stderr_thread: Option<JoinHandle<()>>,
+}
+
+/// How many of the command's last stderr lines an error quotes.
+const STDERR_TAIL: usize = 4;
+
+impl ProxyChild {
+    /// Why the command did not carry a session, for the handshake error: its
+    /// exit status and last stderr lines. Waits up to a second for it to
+    /// exit (a failing ssh -W prints its reason, then exits).
+    pub(crate) fn failure_note(&mut self) -> String {
+        let deadline = Instant::now() + Duration::from_secs(1);
+        let status = loop {
+            match self.child.try_wait() {
+                Ok(Some(st)) => break Some(st),
+                Ok(None) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(20))
+                }
+                _ => break None,
+            }
+        };
+        // The logging thread ends at EOF on stderr, i.e. once the command
+        // (and anything it left holding stderr) is gone.
+        while self
+            .stderr_thread
+            .as_ref()
+            .is_some_and(|t| !t.is_finished())
+            && Instant::now() < deadline
+        {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let lines: Vec<String> = lock(&self.stderr_tail).iter().cloned().collect();
+        let state = match status {
+            Some(st) => format!("ProxyCommand exited ({st})"),
+            None => "ProxyCommand still running".to_string(),
+        };
+        if lines.is_empty() {
+            format!("{state}, printing nothing on stderr")
+        } else {
+            format!("{state}: {}", lines.join("; "))
+        }
+    }
 }
 
 impl Drop for ProxyChild {
@@ -372,30 +420,47 @@ fn spawn_command(cmd: &str) -> Result<Stream, ConnectError> {
         .map_err(|e| fail("cannot start /bin/sh", e))?;
     // The Command (and with it our copies of the child's ends) is gone, so
     // the child exiting reads as EOF on `ours`.
+    let stderr_tail = Arc::new(Mutex::new(VecDeque::new()));
+    let mut stderr_thread = None;
     if let Some(err) = child.stderr.take() {
         let pid = child.id();
+        let tail = stderr_tail.clone();
         let spawned = std::thread::Builder::new()
             .name("proxy-stderr".into())
             .spawn(move || {
                 for line in BufReader::new(err).lines() {
                     match line {
                         Ok(l) if !l.trim().is_empty() => {
-                            log::warn!("ProxyCommand (pid {pid}): {}", l.trim_end())
+                            let l = l.trim_end().to_string();
+                            log::warn!("ProxyCommand (pid {pid}): {l}");
+                            let mut t = lock(&tail);
+                            if t.len() == STDERR_TAIL {
+                                t.pop_front();
+                            }
+                            t.push_back(l);
                         }
                         Ok(_) => {}
                         Err(_) => break,
                     }
                 }
             });
-        if let Err(e) = spawned {
-            log::warn!("cannot start the thread logging ProxyCommand's stderr: {e}");
+        match spawned {
+            Ok(t) => stderr_thread = Some(t),
+            Err(e) => log::warn!("cannot start the thread logging ProxyCommand's stderr: {e}"),
         }
     }
     log::info!(
         "connecting through ProxyCommand (pid {}): {cmd}",
         child.id()
     );
-    Ok(Stream::Command(ours, ProxyChild { child }))
+    Ok(Stream::Command(
+        ours,
+        ProxyChild {
+            child,
+            stderr_tail,
+            stderr_thread,
+        },
+    ))
 }
 
 /// Resolves `host:port`, keeps the addresses AddressFamily allows, and

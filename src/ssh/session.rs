@@ -113,7 +113,7 @@ pub(crate) fn establish(params: &ConnectParams) -> Result<Established, ConnectEr
     let mut session = Session::new().map_err(|e| ConnectError::Handshake(e.to_string()))?;
     // libssh2 needs a socket (send/recv): a TCP stream, or our end of the
     // ProxyCommand's socketpair.
-    let proxy_child = match stream {
+    let mut proxy_child = match stream {
         proxy::Stream::Tcp(tcp) => {
             session.set_tcp_stream(tcp);
             None
@@ -127,9 +127,14 @@ pub(crate) fn establish(params: &ConnectParams) -> Result<Established, ConnectEr
     session.set_timeout(timeout_ms);
     // Method preferences only take effect before the key exchange.
     set_method_prefs(&session, params)?;
-    session
-        .handshake()
-        .map_err(|e| ConnectError::Handshake(e.to_string()))?;
+    session.handshake().map_err(|e| {
+        // Through a ProxyCommand, the command's own words say why (e.g.
+        // ssh -W: "open failed: administratively prohibited").
+        ConnectError::Handshake(match proxy_child.as_mut() {
+            Some(child) => format!("{e} ({})", child.failure_note()),
+            None => e.to_string(),
+        })
+    })?;
     let method = |t| session.methods(t).unwrap_or("?").to_string();
     let cipher = method(MethodType::CryptCs);
     log::debug!(

@@ -189,6 +189,16 @@ fn proxy_command_child_is_killed_and_reaped_on_drop() {
     );
     let pid = child.child.id();
     drop(child);
+    let Stream::Command(_sock, mut child) =
+        spawn_command("sh -c \"echo first >&2; echo 'open failed: prohibited' >&2; exit 3\"")
+            .unwrap()
+    else {
+        panic!("expected a command stream");
+    };
+    assert_eq!(
+        child.failure_note(),
+        "ProxyCommand exited (exit status: 3): first; open failed: prohibited"
+    );
     // Reaped: the PID no longer exists (not even as a zombie).
     assert!(!std::path::Path::new(&format!("/proc/{pid}")).exists());
     let mut buf = [0u8; 1];
