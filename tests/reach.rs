@@ -417,13 +417,27 @@ fn keyboard_interactive_only_server_is_answered_from_the_password_file() {
         tail(&log, 20)
     );
     drop(mnt);
-    // KbdInteractiveAuthentication=no: nothing else is offered, so it fails
-    // and says why.
+    // KbdInteractiveAuthentication=no or PasswordAuthentication=no: nothing
+    // else is offered, so it fails and says why.
     let err = Mount::try_new(&sb, &[&pw, "KbdInteractiveAuthentication=no"])
         .err()
         .expect("no usable method");
     assert!(
-        err.contains("offers neither password nor keyboard-interactive"),
+        err.contains("does not offer password authentication"),
         "{err}"
+    );
+    // PasswordAuthentication=no: the password is not sent by
+    // keyboard-interactive either (sshd logs no new attempt).
+    let kbd_lines = |log: &str| log.matches("keyboard-interactive").count();
+    let before = kbd_lines(&sb.log());
+    let err = Mount::try_new(&sb, &[&pw, "PasswordAuthentication=no"])
+        .err()
+        .expect("the password is never sent");
+    assert!(err.contains("authentication failed"), "{err}");
+    assert_eq!(
+        kbd_lines(&sb.log()),
+        before,
+        "the password was tried: {}",
+        tail(&sb.log(), 20)
     );
 }

@@ -503,7 +503,9 @@ fn verify_host_key(
 /// Tries ssh-agent, then each identity file, then the password, each only
 /// when `params.auth` allows it (`IdentitiesOnly=yes`: no agent;
 /// `PubkeyAuthentication=no`: no keys; `PasswordAuthentication=no`: no
-/// password). Never prompts (`BatchMode` changes nothing). Returns the name
+/// password). The password goes by the `password` method, or by
+/// `keyboard-interactive` when the server offers only that
+/// (`KbdInteractiveAuthentication=no`: never). Never prompts (`BatchMode` changes nothing). Returns the name
 /// of the method that worked.
 fn authenticate(session: &Session, params: &ConnectParams) -> Result<String, ConnectError> {
     let user = params.user.as_str();
@@ -548,14 +550,26 @@ fn authenticate(session: &Session, params: &ConnectParams) -> Result<String, Con
                 .as_deref()
                 .is_none_or(|list| list.split(',').any(|x| x == m))
         };
+        // Keyboard-interactive sends the password too, so
+        // PasswordAuthentication=no keeps it off as well.
         let use_password = auth.password && offers("password");
-        let kbd_first = auth.kbd_interactive && !use_password && offers("keyboard-interactive");
-        if !use_password && !kbd_first && (auth.password || auth.kbd_interactive) {
-            tried.push(format!(
-                "password: the server offers neither password nor keyboard-interactive \
-                 authentication (it offers {})",
-                offered.as_deref().unwrap_or("?")
-            ));
+        let kbd_first = auth.password
+            && auth.kbd_interactive
+            && !use_password
+            && offers("keyboard-interactive");
+        if auth.password && !use_password && !kbd_first {
+            let offers_list = offered.as_deref().unwrap_or("?");
+            tried.push(if auth.kbd_interactive {
+                format!(
+                    "password: the server offers neither password nor keyboard-interactive \
+                     authentication (it offers {offers_list})"
+                )
+            } else {
+                format!(
+                    "password: the server does not offer password authentication (it offers \
+                     {offers_list}; KbdInteractiveAuthentication=no)"
+                )
+            });
         }
         if use_password {
             match session.userauth_password(user, password.expose()) {
