@@ -28,15 +28,11 @@ use base64::Engine;
 use super::params::{AddressFamily, ConnectError, ConnectParams, ProxyServer, Route, Secret};
 use crate::sync::lock;
 
-/// A proxy URL as `-o proxy=` takes it; the parsed form of [`Route`]'s
-/// proxy-server variants.
-pub type ProxyUrl = Route;
-
 /// Parses `http://[USER:PASS@]HOST:PORT` or `socks5://[USER:PASS@]HOST:PORT`
 /// (`socks5h://` is accepted as a synonym: the proxy always resolves the
 /// server's name here). User and password may be percent-encoded. Errors
 /// never repeat the password.
-pub fn parse_proxy_url(url: &str) -> Result<ProxyUrl, String> {
+pub(crate) fn parse_proxy_url(url: &str) -> Result<Route, String> {
     let bad = |why: &str| {
         // Shown without the credentials.
         let shown = match url.split_once("://") {
@@ -132,15 +128,15 @@ fn percent_decode(s: &str) -> Option<String> {
 
 /// One `ProxyJump` hop: `[USER@]HOST[:PORT]`.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct JumpHost {
-    pub user: Option<String>,
-    pub host: String,
-    pub port: Option<u16>,
+pub(crate) struct JumpHost {
+    pub(crate) user: Option<String>,
+    pub(crate) host: String,
+    pub(crate) port: Option<u16>,
 }
 
 /// Parses `ProxyJump`'s comma-separated `[USER@]HOST[:PORT]` list (an
 /// `ssh://` prefix is allowed, as in ssh).
-pub fn parse_jump(spec: &str) -> Result<Vec<JumpHost>, String> {
+pub(crate) fn parse_jump(spec: &str) -> Result<Vec<JumpHost>, String> {
     spec.split(',')
         .map(|hop| {
             let hop = hop.trim();
@@ -237,7 +233,7 @@ pub(crate) fn expand_command(template: &str, host: &str, port: u16, user: &str) 
 /// Whether `host` is in `no_proxy`: `*`; an exact name or address; or a
 /// domain (`example.com` or `.example.com`) of which `host` is a subdomain.
 /// Case-insensitive; a `:PORT` on an entry is ignored.
-pub fn no_proxy_matches(host: &str, no_proxy: &[String]) -> bool {
+pub(crate) fn no_proxy_matches(host: &str, no_proxy: &[String]) -> bool {
     let host = host.trim_end_matches('.').to_ascii_lowercase();
     no_proxy.iter().any(|entry| {
         let e = entry.trim().to_ascii_lowercase();
@@ -255,7 +251,7 @@ pub fn no_proxy_matches(host: &str, no_proxy: &[String]) -> bool {
 }
 
 /// The addresses `AddressFamily` allows, in the resolver's order.
-pub fn filter_family(addrs: Vec<SocketAddr>, family: AddressFamily) -> Vec<SocketAddr> {
+pub(crate) fn filter_family(addrs: Vec<SocketAddr>, family: AddressFamily) -> Vec<SocketAddr> {
     addrs
         .into_iter()
         .filter(|a| match family {
