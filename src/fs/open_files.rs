@@ -330,8 +330,15 @@ impl<R: Remote> Fs<R> {
                     (if *append { st.size } else { offset }, st.size)
                 };
                 let growth = (offset + data.len() as u64).saturating_sub(old_size);
+                // A failed write poisons the upload (see `UploadState::
+                // poisoned`): the file's next close reports this error and
+                // publishes nothing, since the spool misses these bytes.
+                // A full spool fails at once rather than waiting for space:
+                // spool space frees only when a file is closed, and the
+                // writers that fill it are usually the ones that would have
+                // to close, so waiting would mostly delay the same error.
                 if growth > 0 && self.spool_usage() + growth > self.cfg.spool_max {
-                    return Err(FsError::new(
+                    let err = FsError::new(
                         Op::Write,
                         format!("inode {ino}"),
                         libc::ENOSPC,
@@ -339,11 +346,18 @@ impl<R: Remote> Fs<R> {
                             "local spool full (spool_max {} MiB)",
                             self.cfg.spool_max >> 20
                         ),
-                    ));
+                    );
+                    upload.poison(err.clone());
+                    return Err(err);
                 }
-                let start_stream = upload
-                    .write_at(offset, data)
-                    .map_err(|e| FsError::local(Op::Write, format!("inode {ino}"), &e))?;
+                let start_stream = match upload.write_at(offset, data) {
+                    Ok(start) => start,
+                    Err(e) => {
+                        let err = FsError::local(Op::Write, format!("inode {ino}"), &e);
+                        upload.poison(err.clone());
+                        return Err(err);
+                    }
+                };
                 if start_stream {
                     self.queue_stream(ino, upload);
                 }
@@ -416,6 +430,11 @@ impl<R: Remote> Fs<R> {
             let st = upload.state();
             (st.dirty, st.unlinked || st.discarded)
         };
+        if !skip {
+            if let Some(err) = upload.poisoned() {
+                return Err(self.refuse_poisoned(ino, upload, err));
+            }
+        }
         if dirty && !skip {
             let path = self.path_of(Op::Flush, ino)?;
             return self.publish(Op::Flush, &path, upload);
@@ -454,7 +473,13 @@ impl<R: Remote> Fs<R> {
                     )
                 };
                 let mut result = Ok(());
-                if dirty && !skip && !failed_already {
+                let poisoned = upload.poisoned();
+                if let (Some(err), false) = (poisoned.as_ref(), skip || failed_already) {
+                    // Last handle of a file whose write failed and whose
+                    // close did not report it yet (inherited descriptor,
+                    // O_CLOEXEC close): still nothing is published.
+                    result = Err(self.refuse_poisoned(ino, upload, err.clone()));
+                } else if dirty && !skip && !failed_already && poisoned.is_none() {
                     // Closes flush never published (a child's inherited copy
                     // was the last, an O_CLOEXEC close in execve, mmap).
                     if let Ok(path) = self.path_of(Op::Flush, ino) {
@@ -500,6 +525,24 @@ impl<R: Remote> Fs<R> {
                 .map_err(|e| FsError::remote(Op::Fsync, show(&path), &e))?;
         }
         Ok(())
+    }
+
+    /// close() of a file whose write failed: reports the write's error,
+    /// publishes nothing (the previous server version stays) and removes
+    /// the remote temp holding part of the content.
+    fn refuse_poisoned(&self, ino: u64, up: &Upload, err: FsError) -> FsError {
+        let path = self.path_of(Op::Flush, ino).unwrap_or_default();
+        log::error!(
+            "{} NOT published: an earlier write failed ({err}); the server keeps its \
+             previous version",
+            show(&path)
+        );
+        {
+            let mut st = up.state();
+            st.failed_generation = Some(st.generation);
+        }
+        up.drop_temp(self.remote.as_ref());
+        FsError::new(Op::Flush, show(&path), err.errno, err.detail)
     }
 
     pub(super) fn publish(&self, op: Op, path: &[u8], up: &Upload) -> FsResult<()> {
@@ -560,6 +603,15 @@ impl<R: Remote> Fs<R> {
             let Ok(path) = self.path_of(Op::Flush, ino) else {
                 continue;
             };
+            if let Some(err) = up.poisoned() {
+                log::error!(
+                    "{} NOT published at unmount: an earlier write failed ({err})",
+                    show(&path)
+                );
+                up.drop_temp(self.remote.as_ref());
+                left += 1;
+                continue;
+            }
             left += 1;
             let rp = self.remote_path(&path);
             if open {

@@ -23,6 +23,7 @@ use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
+use crate::error::FsError;
 use crate::fs::inode::split;
 use crate::remote::{Committed, Handle, Meta, RResult, Remote, RemoteError};
 
@@ -142,6 +143,13 @@ pub(crate) struct UploadState {
     pub(crate) released: bool,
     /// The `generation` whose publish failed (close reported it already).
     pub(crate) failed_generation: Option<u64>,
+    /// A write() into this file failed (spool full, local I/O error): the
+    /// spool no longer holds what the writer meant, so no publish may
+    /// happen. Every close reports this error until the content is
+    /// truncated to 0 (O_TRUNC, ftruncate(0)); later successful writes do
+    /// not clear it, since the bytes of the failed write are missing.
+    /// (POSIX lets close() report an earlier write error.)
+    pub(crate) poisoned: Option<FsError>,
     /// Permission bits for the published file.
     pub(crate) mode: u32,
     /// `mode` was changed by chmod while the file was open.
@@ -220,6 +228,7 @@ impl Upload {
                 exclusive: false,
                 released: false,
                 failed_generation: None,
+                poisoned: None,
                 mode,
                 mode_changed: false,
                 times: None,
@@ -368,7 +377,8 @@ impl Upload {
                 // queued at create may run after close), released, or
                 // given up: a temp opened now would be left behind.
                 let st = self.state();
-                if st.unlinked || st.discarded || st.released || !st.dirty {
+                if st.unlinked || st.discarded || st.released || !st.dirty || st.poisoned.is_some()
+                {
                     break;
                 }
             }
@@ -411,6 +421,11 @@ impl Upload {
     pub(crate) fn truncate(&self, size: u64) -> io::Result<()> {
         self.spool.set_len(size)?;
         let mut st = self.state();
+        if size == 0 {
+            // Nothing of the failed write's content is left: what the
+            // writer writes from here on is the whole file again.
+            st.poisoned = None;
+        }
         self.set_size(&mut st, size);
         st.dirty = true;
         st.generation += 1;
@@ -658,14 +673,35 @@ impl Upload {
         }
     }
 
+    /// A write() failed: from now on no publish happens (see `poisoned`).
+    /// The first error is the one every close reports. (The remote temp is
+    /// removed by the close, not here: write() must not wait for a stream's
+    /// round trips.)
+    pub(crate) fn poison(&self, err: FsError) {
+        let mut st = self.state();
+        if st.poisoned.is_none() {
+            st.poisoned = Some(err);
+        }
+    }
+
+    /// The write error every publish reports, if a write failed.
+    pub(crate) fn poisoned(&self) -> Option<FsError> {
+        self.state().poisoned.clone()
+    }
+
+    /// Removes the remote temp (and abandoned ones) without publishing;
+    /// waits for a running stream so its temp goes too.
+    pub(crate) fn drop_temp(&self, remote: &dyn Remote) {
+        let _serial = lock(&self.publishing);
+        self.discard_abandoned(remote);
+        self.fail_temp(remote);
+    }
+
     /// The last handle is gone without a publish (unlinked file, or a
     /// failed close): remove the remote temp file.
     pub(crate) fn abandon(&self, remote: &dyn Remote) {
         self.state().released = true;
-        // Wait for a running stream so its temp is removed here too.
-        let _serial = lock(&self.publishing);
-        self.discard_abandoned(remote);
-        self.fail_temp(remote);
+        self.drop_temp(remote);
     }
 }
 
