@@ -6,10 +6,14 @@
 mod common;
 
 use std::fs::{self, File};
-use std::io::{self, Write};
-use std::path::Path;
+use std::io::{self, Read, Write};
+use std::net::{Shutdown, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
 
 use common::*;
 
@@ -18,7 +22,6 @@ const INVOICES: &str = "Incoming/Invoices";
 
 /// Writes `data` to `path` through the mount; Ok only if every write and
 /// close() did.
-#[allow(dead_code)]
 fn write_file(path: &Path, data: &[u8]) -> io::Result<()> {
     let mut f = File::create(path)?;
     f.write_all(data)?;
@@ -96,4 +99,237 @@ fn cp_into_a_full_spool_fails_and_the_server_keeps_the_old_file() {
         "the whole new file is published"
     );
     assert!(wait_until(Duration::from_secs(5), || temps_in(&sdir).is_empty()));
+}
+
+// ---------------------------------------------------------------------------
+// `timeout` bounds each system call
+// ---------------------------------------------------------------------------
+
+/// A TCP forwarder between coupafs and sshd that can cut the link: every
+/// forwarded connection is reset and new ones are closed at once (the
+/// server is gone), until `restore`.
+struct Forwarder {
+    port: u16,
+    cut: Arc<AtomicBool>,
+    stop: Arc<AtomicBool>,
+    sockets: Arc<Mutex<Vec<TcpStream>>>,
+    acceptor: Option<JoinHandle<()>>,
+}
+
+impl Forwarder {
+    fn start(target_port: u16) -> Forwarder {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind forwarder");
+        let port = listener.local_addr().expect("local addr").port();
+        let cut = Arc::new(AtomicBool::new(false));
+        let stop = Arc::new(AtomicBool::new(false));
+        let sockets = Arc::new(Mutex::new(Vec::<TcpStream>::new()));
+        let acceptor = {
+            let (cut, stop, sockets) = (cut.clone(), stop.clone(), sockets.clone());
+            thread::spawn(move || {
+                for client in listener.incoming() {
+                    if stop.load(Ordering::SeqCst) {
+                        return;
+                    }
+                    let Ok(client) = client else { continue };
+                    if cut.load(Ordering::SeqCst) {
+                        let _ = client.shutdown(Shutdown::Both);
+                        continue;
+                    }
+                    let Ok(server) = TcpStream::connect(("127.0.0.1", target_port)) else {
+                        continue;
+                    };
+                    for s in [&client, &server] {
+                        if let Ok(c) = s.try_clone() {
+                            sockets.lock().unwrap().push(c);
+                        }
+                    }
+                    for (from, to) in [(&client, &server), (&server, &client)] {
+                        let (from, to) = (from.try_clone().unwrap(), to.try_clone().unwrap());
+                        thread::spawn(move || pump(from, to));
+                    }
+                }
+            })
+        };
+        Forwarder {
+            port,
+            cut,
+            stop,
+            sockets,
+            acceptor: Some(acceptor),
+        }
+    }
+
+    /// The server goes away: live links are reset, new ones refused.
+    fn cut(&self) {
+        self.cut.store(true, Ordering::SeqCst);
+        for s in self.sockets.lock().unwrap().drain(..) {
+            let _ = s.shutdown(Shutdown::Both);
+        }
+    }
+
+    fn restore(&self) {
+        self.cut.store(false, Ordering::SeqCst);
+    }
+}
+
+fn pump(mut from: TcpStream, mut to: TcpStream) {
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        match from.read(&mut buf) {
+            Ok(0) | Err(_) => {
+                let _ = to.shutdown(Shutdown::Both);
+                return;
+            }
+            Ok(n) => {
+                if to.write_all(&buf[..n]).is_err() {
+                    let _ = from.shutdown(Shutdown::Both);
+                    return;
+                }
+            }
+        }
+    }
+}
+
+impl Drop for Forwarder {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        let _ = TcpStream::connect(("127.0.0.1", self.port)); // wake accept()
+        for s in self.sockets.lock().unwrap().drain(..) {
+            let _ = s.shutdown(Shutdown::Both);
+        }
+        if let Some(t) = self.acceptor.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Mounts the sandbox through `fwd` (a known_hosts entry for its port is
+/// written in `work`) with `extra` -o options.
+fn mount_through(sb: &Sandbox, fwd: &Forwarder, work: &Path, extra: &str) -> Mount {
+    let text = fs::read_to_string(&sb.known_hosts).expect("known_hosts");
+    let text = text.replace(&format!("]:{} ", sb.port), &format!("]:{} ", fwd.port));
+    let kh: PathBuf = work.join("known_hosts");
+    fs::write(&kh, text).expect("write known_hosts");
+    let opts = format!(
+        "IdentityFile={},UserKnownHostsFile={},{extra}",
+        sb.key.display(),
+        kh.display()
+    );
+    Mount::spawn(
+        &["-p", &fwd.port.to_string(), &sb.target()],
+        &["-o", &opts],
+        &[],
+    )
+    .unwrap_or_else(|log| panic!("mount through the forwarder failed:\n{log}"))
+}
+
+const TIMEOUT: Duration = Duration::from_secs(5);
+/// What a system call may take past `timeout`: the last connect attempt
+/// and a loaded machine.
+const SLACK: Duration = Duration::from_secs(3);
+
+#[test]
+fn an_outage_longer_than_timeout_fails_each_call_within_it_and_recovers_fast() {
+    let sb = Sandbox::start();
+    let fwd = Forwarder::start(sb.port);
+    let work = tempfile::tempdir().expect("tempdir");
+    // Entries stay cached through the outage: with cache_timeout=0 the
+    // kernel revalidates every path component, and a failed revalidation is
+    // followed by a fresh LOOKUP, so one stat() can make several requests,
+    // each bounded by `timeout` (see doc/OPERATIONS.md).
+    let mnt = mount_through(&sb, &fwd, work.path(), "debug,timeout=5,cache_timeout=60");
+    let dir = mnt.path.join(INVOICES);
+    let sdir = sb.root.join(INVOICES);
+    let old = random_bytes(100_000, 21);
+    fs::write(sdir.join("kept.csv"), &old).expect("seed");
+
+    // A file being written when the server goes away.
+    let mut f = File::create(dir.join("during.csv")).expect("create");
+    f.write_all(&random_bytes(300_000, 22)).expect("write");
+    // An existing file being replaced.
+    let mut g = File::create(dir.join("kept.csv")).expect("open for replace");
+    g.write_all(&random_bytes(200_000, 23)).expect("write");
+
+    fwd.cut();
+    let outage = Instant::now();
+    let mut took = Vec::new();
+    let t = Instant::now();
+    let closed = close_file(f);
+    let close_time = t.elapsed();
+    took.push(format!("close {close_time:.1?}"));
+    assert!(closed.is_err(), "close() during the outage must fail");
+    assert!(
+        close_time < TIMEOUT + SLACK,
+        "close() took {close_time:?}:\n{}",
+        tail(&mnt.log(), 30)
+    );
+    let t = Instant::now();
+    let closed = close_file(g);
+    let replace_time = t.elapsed();
+    took.push(format!("close (replace) {replace_time:.1?}"));
+    assert!(closed.is_err(), "close() during the outage must fail");
+    assert!(
+        replace_time < TIMEOUT + SLACK,
+        "close() took {replace_time:?}"
+    );
+    let t = Instant::now();
+    let looked = fs::metadata(dir.join("absent.csv"));
+    let lookup_time = t.elapsed();
+    took.push(format!("lookup {lookup_time:.1?}"));
+    assert!(
+        looked.as_ref().is_err_and(|e| errno(e) == libc::EIO),
+        "{looked:?}"
+    );
+    assert!(lookup_time < TIMEOUT + SLACK, "lookup took {lookup_time:?}");
+    let t = Instant::now();
+    let opened = File::open(dir.join("kept.csv"));
+    let open_time = t.elapsed();
+    took.push(format!("open {open_time:.1?}"));
+    assert!(opened.is_err(), "open during the outage must fail");
+    assert!(open_time < TIMEOUT + SLACK, "open took {open_time:?}");
+
+    // The outage lasts longer than `timeout`.
+    let rest = (TIMEOUT + Duration::from_secs(3)).saturating_sub(outage.elapsed());
+    thread::sleep(rest);
+    fwd.restore();
+    let back = Instant::now();
+    let mut probes = 0;
+    let recovered = loop {
+        probes += 1;
+        // A real round trip (a listing could come from the cache).
+        if write_file(&dir.join(format!("probe_{probes}.csv")), b"probe\n").is_ok() {
+            break back.elapsed();
+        }
+        assert!(
+            back.elapsed() < Duration::from_secs(15),
+            "no recovery:\n{}",
+            tail(&mnt.log(), 30)
+        );
+        thread::sleep(Duration::from_millis(100));
+    };
+    eprintln!(
+        "outage of {:.1?} with timeout=5: {}; recovered {recovered:.1?} after the server returned",
+        back.duration_since(outage),
+        took.join(", ")
+    );
+    // First attempt within 2 s of the server's return (backoff cap), plus
+    // the handshake on a loaded machine.
+    assert!(
+        recovered < Duration::from_secs(4),
+        "recovery took {recovered:?}:\n{}",
+        tail(&mnt.log(), 30)
+    );
+    assert_eq!(fs::read(sdir.join("kept.csv")).expect("kept"), old);
+    assert!(
+        !sdir.join("during.csv").exists(),
+        "a failed close published"
+    );
+    // Temps of the failed uploads go once a connection is up (the probe
+    // upload's OPEN proved it).
+    assert!(
+        wait_until(Duration::from_secs(5), || temps_in(&sdir).is_empty()),
+        "temps left: {:?}\n{}",
+        temps_in(&sdir),
+        tail(&mnt.log(), 30)
+    );
 }

@@ -15,6 +15,7 @@ use crate::fs::readahead::ReadAhead;
 use crate::fs::spare;
 use crate::fs::upload::{is_temp_name, Upload};
 use crate::fs::{lock, show, Fs, Stat};
+use crate::remote::deadline::CallScope;
 use crate::remote::{Handle, Meta, Remote};
 
 /// What an open file handle reads from and writes to.
@@ -377,6 +378,9 @@ impl<R: Remote> Fs<R> {
     /// `caller`): a child closing an inherited copy returns at once, and a
     /// writer killed by a signal never publishes what it left behind.
     pub(crate) fn flush(&self, ino: u64, fh: u64, pid: u32) -> FsResult<()> {
+        // `timeout` bounds the whole close(): upload retries and reconnect
+        // waits share one deadline.
+        let _call = CallScope::enter();
         let entry = self.handle(Op::Flush, fh)?;
         let OpenFile::Upload {
             upload,
@@ -443,6 +447,7 @@ impl<R: Remote> Fs<R> {
     }
 
     pub(crate) fn release(&self, ino: u64, fh: u64) -> FsResult<()> {
+        let _call = CallScope::enter();
         let entry = lock(&self.handles).remove(&fh);
         let Some(entry) = entry else {
             return Ok(());
@@ -510,6 +515,7 @@ impl<R: Remote> Fs<R> {
     /// fsync(2): bytes written so far are durable on the server (in the
     /// temp file; the final name changes only at close).
     pub(crate) fn fsync(&self, ino: u64, fh: u64) -> FsResult<()> {
+        let _call = CallScope::enter();
         let entry = self.handle(Op::Fsync, fh)?;
         if let OpenFile::Upload { upload, .. } = &entry.file {
             if upload.state().unlinked {
@@ -587,6 +593,15 @@ impl<R: Remote> Fs<R> {
     /// log. Closed files whose publish failed are tried once more. Returns
     /// how many files were left unpublished.
     pub fn shutdown_uploads(&self) -> usize {
+        let left = self.shutdown_pending_uploads();
+        // Spares first (idempotent; `shutdown` repeats it), so a spare whose
+        // removal waits for a connection gets the last pass below too.
+        self.spares.shutdown();
+        crate::fs::janitor::remove_deferred_at_unmount(self.remote.as_ref());
+        left
+    }
+
+    fn shutdown_pending_uploads(&self) -> usize {
         let pending: Vec<(u64, Arc<Upload>)> = lock(&self.uploads)
             .iter()
             .map(|(i, u)| (*i, u.clone()))

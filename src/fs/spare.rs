@@ -21,6 +21,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use crate::fs::inode::{join, split};
+use crate::fs::janitor;
 use crate::fs::upload::TempNaming;
 use crate::remote::{Handle, Remote};
 
@@ -111,6 +112,7 @@ impl SparePool {
                         Err(RecvTimeoutError::Disconnected) => return,
                     }
                     pool.sweep_idle(false);
+                    janitor::remove_deferred(pool.remote.as_ref());
                 });
             *lock(&pool.worker) = worker.ok();
         }
@@ -227,7 +229,8 @@ impl SparePool {
     fn discard(&self, spares: Vec<Spare>) {
         for s in spares {
             let _ = self.remote.close(&s.handle);
-            let _ = self.remote.remove(&s.path);
+            // A spare of a killed connection waits for the next one.
+            janitor::remove_temp(self.remote.as_ref(), &s.path);
         }
     }
 

@@ -1154,3 +1154,33 @@ fn truncating_to_zero_clears_a_failed_write() {
         Some(&b"whole again\n"[..])
     );
 }
+
+#[test]
+fn the_temp_of_an_interrupted_upload_is_removed_once_a_connection_is_up() {
+    let r = rig();
+    let (ino, fh) = r
+        .create("Incoming/Invoices", "retry.csv", 0)
+        .expect("create");
+    r.write_all(ino, fh, b"first part\n");
+    r.fs.fsync(ino, fh).expect("fsync opens the temp");
+    assert_eq!(temps_in(&r, "/root/Incoming/Invoices").len(), 1);
+    r.fs.write(ino, fh, 11, b"second part\n").expect("write");
+    // The link drops mid-upload, and the server cannot be reached to
+    // remove the temp written so far; the retry reconnects.
+    r.remote
+        .fail("write", 0, RemoteError::Lost("link dropped".into()));
+    r.remote
+        .fail("remove", 0, RemoteError::Unreachable("server down".into()));
+    r.close(ino, fh).expect("the retry publishes");
+    assert_eq!(
+        r.remote
+            .file("/root/Incoming/Invoices/retry.csv")
+            .as_deref(),
+        Some(&b"first part\nsecond part\n"[..])
+    );
+    assert_eq!(
+        temps_in(&r, "/root/Incoming/Invoices"),
+        Vec::<String>::new(),
+        "the first attempt's temp is removed after the retry's OPEN"
+    );
+}

@@ -25,6 +25,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use crate::error::FsError;
 use crate::fs::inode::split;
+use crate::fs::janitor;
 use crate::remote::{Committed, Handle, Meta, RResult, Remote, RemoteError};
 
 /// Marker inside every temp name; listings hide names carrying it.
@@ -118,8 +119,10 @@ impl RemoteTemp {
         if let Some(h) = &self.twin {
             remote.close_quietly(h);
         }
+        // Closing a handle of a dead connection fails at once; the file
+        // itself may have to wait for the next connection.
         let _ = remote.close(&self.handle);
-        let _ = remote.remove(&self.path);
+        janitor::remove_temp(remote, &self.path);
     }
 }
 
@@ -504,6 +507,9 @@ impl Upload {
                 let p = naming.temp_path(final_path);
                 let h = remote.create_new(&p, Some(mode & 0o7777))?;
                 self.state().temp = Some(RemoteTemp::new(p.clone(), h.clone()));
+                // A connection is up again: temps of interrupted attempts go
+                // now rather than at the next mount.
+                janitor::remove_deferred(remote);
                 (p, h, None, 0)
             }
         };
@@ -656,6 +662,7 @@ impl Upload {
         }
         match committed {
             Ok(committed) => {
+                janitor::remove_deferred(remote);
                 let mut st = self.state();
                 st.clean_upto = 0;
                 st.remote_exists = true;
@@ -667,7 +674,7 @@ impl Upload {
             }
             Err(e) => {
                 self.state().clean_upto = 0;
-                let _ = remote.remove(&temp_path);
+                janitor::remove_temp(remote, &temp_path);
                 Err(e)
             }
         }

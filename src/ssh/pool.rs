@@ -44,7 +44,10 @@ pub struct Pool {
 }
 
 const BACKOFF_MIN: Duration = Duration::from_millis(200);
-const BACKOFF_MAX: Duration = Duration::from_secs(10);
+/// Reconnect attempts are made only for callers waiting for a connection
+/// (an idle mount makes none), so the cap is short: a caller waits at most
+/// this long past the server's return, well inside its `timeout`.
+const BACKOFF_MAX: Duration = Duration::from_secs(2);
 /// A second connection is opened once the first has this many requests
 /// outstanding.
 const SPREAD_THRESHOLD: usize = 16;
