@@ -333,3 +333,97 @@ fn an_outage_longer_than_timeout_fails_each_call_within_it_and_recovers_fast() {
         tail(&mnt.log(), 30)
     );
 }
+
+// ---------------------------------------------------------------------------
+// Interrupted uploads leave no temp behind
+// ---------------------------------------------------------------------------
+
+/// Session kills, one every `KILL_GAP`, while writers create files.
+const KILLS: usize = 20;
+const KILL_GAP: Duration = Duration::from_millis(300);
+
+#[test]
+fn uploads_through_killed_sessions_leave_no_temp() {
+    let sb = Sandbox::start();
+    let mnt = Mount::new(&sb, &["debug", "timeout=20"]);
+    let dir = mnt.path.join(INVOICES);
+    let sdir = sb.root.join(INVOICES);
+    let stop = Arc::new(AtomicBool::new(false));
+    // Many creates (each an OPEN that a kill may cut before its reply) and
+    // some larger uploads (a kill mid-transfer).
+    let writers: Vec<_> = (0..6u64)
+        .map(|w| {
+            let (dir, stop) = (dir.clone(), stop.clone());
+            thread::spawn(move || {
+                let mut files = Vec::new();
+                let mut i = 0u64;
+                while !stop.load(Ordering::SeqCst) {
+                    let name = format!("w{w}_{i}.bin");
+                    let len = if i % 4 == 3 { 2 * MIB } else { 50_000 };
+                    let data = random_bytes(len, w * 1000 + i);
+                    let result = write_file(&dir.join(&name), &data);
+                    files.push((name, sha256_bytes(&data), result));
+                    i += 1;
+                }
+                files
+            })
+        })
+        .collect();
+    thread::sleep(Duration::from_millis(500));
+    for _ in 0..KILLS {
+        sb.kill_sessions();
+        thread::sleep(KILL_GAP);
+    }
+    stop.store(true, Ordering::SeqCst);
+    let mut failed = Vec::new();
+    let mut checked = 0;
+    for w in writers {
+        for (name, sha, result) in w.join().expect("writer") {
+            match result {
+                Ok(()) => {
+                    assert_eq!(
+                        sha256sum(sdir.join(&name)).as_deref(),
+                        Ok(sha.as_str()),
+                        "{name} on the server"
+                    );
+                    checked += 1;
+                }
+                // A close() that failed published nothing.
+                Err(e) => {
+                    assert!(
+                        !sdir.join(&name).exists(),
+                        "{name} failed but was published"
+                    );
+                    failed.push(format!("{name}: {e}"));
+                }
+            }
+        }
+    }
+    let closed_at = Instant::now();
+    let clean = wait_until(Duration::from_secs(10), || temps_in(&sdir).is_empty());
+    let temps_gone = closed_at.elapsed();
+    let log = mnt.log();
+    let status = mnt.unmount();
+    let left: Vec<String> = all_names_in(&sdir)
+        .into_iter()
+        .filter(|n| is_coupafs_temp(n))
+        .collect();
+    eprintln!(
+        "{KILLS} session kills: {checked} uploads published and checked, {} failed (e.g. {:?}); \
+         temps gone {temps_gone:.1?} after the last close; after unmount ({status:?}) left: {left:?}",
+        failed.len(),
+        failed.first(),
+    );
+    assert!(
+        clean,
+        "temps left: {:?}\n{}",
+        temps_in(&sdir),
+        tail(&log, 40)
+    );
+    assert!(
+        left.is_empty(),
+        "temps or spares survived the unmount: {left:?}\n{}",
+        tail(&log, 40)
+    );
+    assert!(checked > 0);
+}

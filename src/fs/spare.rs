@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 use crate::fs::inode::{join, split};
 use crate::fs::janitor;
 use crate::fs::upload::TempNaming;
-use crate::remote::{Handle, Remote};
+use crate::remote::{Handle, Remote, RemoteError};
 
 /// Permission bits spares are opened with: what `cp`, `cat >` and most
 /// jobs create. A create with other bits sets them at commit (FSETSTAT in
@@ -216,6 +216,11 @@ impl SparePool {
         match self.remote.create_new(&path, Some(SPARE_MODE)) {
             Ok(handle) => Some(Spare { path, handle }),
             Err(e) => {
+                if matches!(e, RemoteError::Lost(_)) {
+                    // The OPEN may have created the file before the link
+                    // died.
+                    janitor::remove_temp(self.remote.as_ref(), &path);
+                }
                 // Not an error for anyone: the next create opens its own.
                 log::debug!(
                     "spare temp {} not opened: {e}",

@@ -505,7 +505,17 @@ impl Upload {
             }
             None => {
                 let p = naming.temp_path(final_path);
-                let h = remote.create_new(&p, Some(mode & 0o7777))?;
+                let h = match remote.create_new(&p, Some(mode & 0o7777)) {
+                    Ok(h) => h,
+                    Err(e) => {
+                        if matches!(e, RemoteError::Lost(_)) {
+                            // The OPEN left and the link died before its
+                            // reply: the server may have created the file.
+                            janitor::remove_temp(remote, &p);
+                        }
+                        return Err(e);
+                    }
+                };
                 self.state().temp = Some(RemoteTemp::new(p.clone(), h.clone()));
                 // A connection is up again: temps of interrupted attempts go
                 // now rather than at the next mount.
