@@ -516,3 +516,167 @@ fn memory_stays_bounded_across_many_reconnects() {
         RECONNECTS - WARM_UP
     );
 }
+
+// ---------------------------------------------------------------------------
+// Soak: everything at once
+// ---------------------------------------------------------------------------
+
+/// How long the soak's writers run.
+const SOAK: Duration = Duration::from_secs(75);
+
+/// One file written in the soak (checked on the server by its writer):
+/// close()'s outcome and how long write+close took.
+struct Written {
+    result: io::Result<()>,
+    took: Duration,
+}
+
+/// Writes like `cp`: every write, then close; the first error wins.
+fn write_like_cp(path: &Path, data: &[u8]) -> io::Result<()> {
+    let mut f = File::create(path)?;
+    let mut first = Ok(());
+    for chunk in data.chunks(128 * 1024) {
+        if let Err(e) = f.write_all(chunk) {
+            first = Err(e);
+            break;
+        }
+    }
+    let closed = close_file(f);
+    first.and(closed)
+}
+
+#[test]
+fn soak_writers_through_kills_an_outage_and_a_small_spool() {
+    let sb = Sandbox::start();
+    let fwd = Forwarder::start(sb.port);
+    let work = tempfile::tempdir().expect("tempdir");
+    let mnt = mount_through(&sb, &fwd, work.path(), "timeout=5,spool_max=12");
+    let dir = mnt.path.join(INVOICES);
+    let sdir = sb.root.join(INVOICES);
+    let pid = mnt.pid();
+    let stop = Arc::new(AtomicBool::new(false));
+    let writers: Vec<_> = (0..6u64)
+        .map(|w| {
+            let (dir, sdir, stop) = (dir.clone(), sdir.clone(), stop.clone());
+            thread::spawn(move || {
+                // Each writer replaces its own existing file now and then.
+                let base = format!("w{w}_base.csv");
+                let seed = random_bytes(10_000, w);
+                fs::write(sdir.join(&base), &seed).expect("seed");
+                let mut current = Some(sha256_bytes(&seed));
+                let mut out = Vec::new();
+                let mut rng = PseudoRandom::new(w + 7);
+                let mut i = 0u64;
+                while !stop.load(Ordering::SeqCst) {
+                    let mut pick = [0u8; 4];
+                    rng.fill(&mut pick);
+                    let r = u32::from_le_bytes(pick);
+                    let replace = r % 5 == 0;
+                    let name = if replace {
+                        base.clone()
+                    } else {
+                        format!("w{w}_{i}.bin")
+                    };
+                    // 1 KiB to 4 MiB.
+                    let len = 1024 + (r as usize >> 3) % (4 * MIB);
+                    let data = random_bytes(len, w * 100_000 + i);
+                    let sha = sha256_bytes(&data);
+                    let before = if replace { current.clone() } else { None };
+                    let t = Instant::now();
+                    let result = write_like_cp(&dir.join(&name), &data);
+                    let took = t.elapsed();
+                    // Nobody else writes this name: what the server holds
+                    // right after close() is its outcome.
+                    let on_server = sha256sum(sdir.join(&name)).ok();
+                    let expected = if result.is_ok() {
+                        Some(sha.clone())
+                    } else {
+                        before.clone()
+                    };
+                    if on_server != expected {
+                        panic!(
+                            "{name}: close() gave {result:?} but the server holds {on_server:?}"
+                        );
+                    }
+                    if replace && result.is_ok() {
+                        current = Some(sha.clone());
+                    }
+                    out.push(Written { result, took });
+                    i += 1;
+                }
+                out
+            })
+        })
+        .collect();
+    let start = Instant::now();
+    let mut kills = 0;
+    let mut outage = false;
+    let mut peak_rss = 0;
+    while start.elapsed() < SOAK {
+        let at = start.elapsed();
+        if !outage && at >= SOAK / 3 {
+            // A short outage: longer than `timeout`.
+            fwd.cut();
+            thread::sleep(Duration::from_secs(7));
+            fwd.restore();
+            outage = true;
+        } else {
+            sb.kill_sessions();
+            kills += 1;
+            thread::sleep(Duration::from_secs(2));
+        }
+        peak_rss = peak_rss.max(vm_rss_kib(pid));
+    }
+    stop.store(true, Ordering::SeqCst);
+    let mut published = 0;
+    let mut failed = 0;
+    let mut longest = Duration::ZERO;
+    let mut errors = std::collections::BTreeMap::<String, usize>::new();
+    // Each writer checked every file on the server right after its close():
+    // published whole when close() returned 0, else the previous version
+    // (or nothing) stayed.
+    for w in writers {
+        for f in w.join().expect("writer") {
+            match &f.result {
+                Ok(()) => published += 1,
+                Err(e) => {
+                    *errors.entry(e.to_string()).or_default() += 1;
+                    failed += 1;
+                }
+            }
+            longest = longest.max(f.took);
+        }
+    }
+    let temps = wait_until(Duration::from_secs(10), || temps_in(&sdir).is_empty());
+    let log = mnt.log();
+    let status = mnt.unmount();
+    let left: Vec<String> = all_names_in(&sdir)
+        .into_iter()
+        .filter(|n| is_coupafs_temp(n))
+        .collect();
+    eprintln!(
+        "soak {:.0?}: {kills} session kills, one 7 s outage, spool_max=12: {published} files \
+         published and verified, {failed} failed cleanly {errors:?}; longest write+close \
+         {longest:.1?}; peak VmRSS {peak_rss} KiB; unmount {status:?}, left {left:?}",
+        SOAK
+    );
+    assert!(published > 50, "too little got through");
+    // No call over the bound: `timeout` plus slack plus a 4 MiB transfer on
+    // a loaded machine (retries multiplying it took 3 x timeout and more).
+    assert!(
+        longest < TIMEOUT + SLACK + Duration::from_secs(4),
+        "a write+close took {longest:?}"
+    );
+    assert!(
+        temps,
+        "temps left: {:?}\n{}",
+        temps_in(&sdir),
+        tail(&log, 40)
+    );
+    assert!(
+        left.is_empty(),
+        "left after unmount: {left:?}\n{}",
+        tail(&log, 40)
+    );
+    assert!(peak_rss < 200 * 1024, "peak VmRSS {peak_rss} KiB");
+}
