@@ -1101,7 +1101,12 @@ fn a_failed_write_makes_close_fail_and_publishes_nothing() {
         temps_in(&r, "/root/Incoming/Invoices"),
         Vec::<String>::new()
     );
-    // The next open starts clean.
+    // The next open starts clean, once the write-behind worker has let go
+    // of the failed upload (its spool counts until then).
+    let t = std::time::Instant::now();
+    while r.fs.spool_usage() > 0 && t.elapsed() < Duration::from_secs(5) {
+        std::thread::sleep(Duration::from_millis(10));
+    }
     let (fh, _) =
         r.fs.open(ino, libc::O_WRONLY | libc::O_TRUNC, me())
             .expect("reopen");

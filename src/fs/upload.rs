@@ -37,7 +37,9 @@ const UPLOAD_SLICE: usize = 4 << 20;
 /// Unsent bytes that start a background stream.
 const STREAM_AHEAD: u64 = 1 << 20;
 /// Publish attempts when the connection drops mid-upload (the spool still
-/// holds every byte, so a retry after reconnect loses nothing).
+/// holds every byte, so a retry after reconnect loses nothing). All of them
+/// wait for a reconnect within the close()'s one `timeout`
+/// (`remote::deadline`), not one `timeout` each.
 const PUBLISH_ATTEMPTS: usize = 3;
 
 /// True for temp names of any coupafs mount (`*.coupafs-XXXXXX`, X hex).
@@ -654,7 +656,7 @@ impl Upload {
         final_path: &[u8],
     ) -> RResult<Committed> {
         self.state().stream_failed = false;
-        let (temp_path, handle, _size, generation) = self.sync_temp(remote, naming, final_path)?;
+        let (temp_path, handle, size, generation) = self.sync_temp(remote, naming, final_path)?;
         let (times, mode) = {
             let st = self.state();
             (st.times, st.mode_changed.then_some(st.mode & 0o7777))
@@ -670,6 +672,12 @@ impl Upload {
         if let Some(h) = twin {
             remote.close_quietly(&h);
         }
+        let committed = match committed {
+            Err(RemoteError::Lost(m)) => {
+                settle_lost_commit(remote, &temp_path, final_path, size).ok_or(RemoteError::Lost(m))
+            }
+            other => other,
+        };
         match committed {
             Ok(committed) => {
                 janitor::remove_deferred(remote);
@@ -720,6 +728,34 @@ impl Upload {
         self.state().released = true;
         self.drop_temp(remote);
     }
+}
+
+/// The link died with the commit batch (CLOSE, RENAME) in flight: the
+/// server may have run it before the reply was lost. Asked again on the
+/// next connection (within the close()'s deadline): the temp gone and the
+/// final name holding our size means the rename happened, and close() must
+/// say so rather than report a failure for a published file.
+fn settle_lost_commit(
+    remote: &dyn Remote,
+    temp_path: &[u8],
+    final_path: &[u8],
+    size: u64,
+) -> Option<Committed> {
+    match remote.lstat(temp_path) {
+        Err(e) if e.is_not_found() => {}
+        _ => return None,
+    }
+    let meta = remote.lstat(final_path).ok()?;
+    (meta.size == Some(size)).then(|| {
+        log::info!(
+            "{}: the link dropped during the commit, which the server had done",
+            String::from_utf8_lossy(final_path)
+        );
+        Committed {
+            setstat_error: None,
+            meta: Some(meta),
+        }
+    })
 }
 
 /// An anonymous file in `dir`: created and unlinked at once, so a crash
