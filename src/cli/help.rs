@@ -102,8 +102,10 @@ OPTIONS
     -o cache_timeout=SECS      metadata cache lifetime (default 5); also
                                dcache_timeout=, entry_timeout=, attr_timeout=
     -o cache=yes|no            no turns the metadata cache off
-    -o timeout=SECS            how long an operation waits for an
-                               unreachable server (default 30)
+    -o timeout=SECS            longest one system call (open, close,
+                               stat, ...) waits for an unreachable server,
+                               reconnects and retries included; then it
+                               fails with EIO (default 30)
     -o dir_cache=yes|no, kernel_cache, auto_cache
                                accepted and ignored
     SECS may have a fraction, e.g. 0.5.

@@ -6,6 +6,7 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use crate::remote::deadline;
 use crate::remote::{
     Committed, DirEntry, Handle, Kind, Meta, RResult, Remote, RemoteError, ReplaceMode, ServerCaps,
     SpaceStats,
@@ -216,7 +217,7 @@ impl SftpRemote {
     /// One request on any live connection. `idempotent` requests are sent
     /// again after a reconnect; others only when they never left.
     fn call(&self, req: &Request, idempotent: bool) -> RResult<Response> {
-        let deadline = Instant::now() + self.op_timeout;
+        let deadline = deadline::deadline(self.op_timeout);
         loop {
             let conn = self.pool.get(deadline)?;
             match conn.call(req) {
@@ -241,7 +242,7 @@ impl SftpRemote {
     }
 
     fn open(&self, path: &[u8], flags: u32, attrs: Attrs) -> RResult<Handle> {
-        let deadline = Instant::now() + self.op_timeout;
+        let deadline = deadline::deadline(self.op_timeout);
         let req = Request::Open {
             path: path.to_vec(),
             pflags: flags,
@@ -311,7 +312,7 @@ impl Remote for SftpRemote {
     }
 
     fn read_dir(&self, path: &[u8]) -> RResult<Vec<DirEntry>> {
-        let deadline = Instant::now() + self.op_timeout;
+        let deadline = deadline::deadline(self.op_timeout);
         loop {
             let conn = self.pool.get(deadline)?;
             match read_dir_on(&conn, path) {
