@@ -26,6 +26,8 @@ pub enum Invocation {
     Help(String),
     /// `-V`/`--version`: print this text and exit 0.
     Version(String),
+    /// `coupafs status [MOUNTPOINT]`: print the mounts' status files.
+    Status(Option<PathBuf>),
 }
 
 /// `StrictHostKeyChecking=`; the transport owns the type.
@@ -51,6 +53,12 @@ pub struct MountOptions {
     pub port: u16,
     pub foreground: bool,
     pub debug: bool,
+    /// `check --json`: one JSON object instead of the plugin text.
+    pub json: bool,
+    /// `delay_connect`: mount at once, connect in the background.
+    pub delay_connect: bool,
+    /// `log_file=PATH`: append the log there (daemon and foreground).
+    pub log_file: Option<PathBuf>,
     pub identity_files: Vec<PathBuf>,
     pub password_file: Option<PathBuf>,
     pub passphrase_file: Option<PathBuf>,
@@ -193,6 +201,9 @@ impl Default for MountOptions {
             fsname: None,
             threads: 16,
             ignored: Vec::new(),
+            json: false,
+            delay_connect: false,
+            log_file: None,
             ssh_config: None,
             explicit: ExplicitSsh::default(),
             algorithms: Algorithms::default(),
@@ -233,7 +244,12 @@ pub fn parse(args: &[String]) -> Result<Invocation, UsageError> {
         return Ok(Invocation::Version(version_text()));
     }
 
+    if !helper && rest.first().is_some_and(|a| a == "status") {
+        return parse_status(&rest[1..]);
+    }
+
     let mut opts = MountOptions::default();
+    opts.json = argv.json;
     let mut st = OptState::default();
     for item in &argv.items {
         match item {
@@ -265,6 +281,10 @@ pub fn parse(args: &[String]) -> Result<Invocation, UsageError> {
     // the admin opted out by name.
     if opts.allow_other && !opts.no_default_permissions {
         opts.default_permissions = true;
+    }
+
+    if argv.json && !argv.check {
+        return err("--json is an option of 'coupafs check' (see coupafs -h)".to_string());
     }
 
     let mut pos = argv.positionals.iter();
@@ -310,6 +330,22 @@ pub fn parse(args: &[String]) -> Result<Invocation, UsageError> {
         }
         None => Invocation::Check(opts),
     })
+}
+
+/// `status [MOUNTPOINT]`: at most one mount point, no options.
+fn parse_status(rest: &[String]) -> Result<Invocation, UsageError> {
+    match rest {
+        [] => Ok(Invocation::Status(None)),
+        [m] if !m.starts_with('-') && !m.is_empty() => {
+            Ok(Invocation::Status(Some(PathBuf::from(m))))
+        }
+        [m] => err(format!(
+            "status: unexpected argument '{m}' (usage: coupafs status [MOUNTPOINT])"
+        )),
+        [_, extra, ..] => err(format!(
+            "status: unexpected argument '{extra}' (usage: coupafs status [MOUNTPOINT])"
+        )),
+    }
 }
 
 /// `coupafs X.Y.Z`, what `-V` prints.
@@ -424,6 +460,8 @@ struct Argv {
     check: bool,
     help: bool,
     version: bool,
+    /// `--json` (check only).
+    json: bool,
 }
 
 enum Item {
@@ -471,6 +509,7 @@ fn tokenize(rest: &[String], helper: bool) -> Argv {
                 "help" => a.help = true,
                 "version" => a.version = true,
                 "debug" => a.items.push(Item::Debug),
+                "json" => a.json = true,
                 _ => fail(&mut a, unknown(arg)),
             }
             continue;

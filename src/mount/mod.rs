@@ -9,6 +9,7 @@
 mod credentials;
 mod daemon;
 mod dirs;
+mod show;
 mod status;
 
 use std::path::{Path, PathBuf};
@@ -22,6 +23,7 @@ use crate::remote::{Remote, SftpRemote};
 use crate::ssh::{CloseReason, ConnectParams, Pool};
 
 pub use credentials::{connect_params, harden_process, take_env_password};
+pub use show::show_status;
 
 use credentials::absolute;
 use daemon::{ShutdownSignals, StartupPipe};
