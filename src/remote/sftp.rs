@@ -2,7 +2,7 @@
 //! place where the filesystem's vocabulary (`Meta`, intent-named opens,
 //! `RemoteError`) meets SFTP's (`Attrs`, pflags, SSH_FX_* status codes).
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use crate::remote::{
@@ -19,6 +19,17 @@ struct Capabilities {
     statvfs: bool,
     fsync: bool,
     hardlink: bool,
+}
+
+impl Capabilities {
+    fn of(conn: &Connection) -> Self {
+        Self {
+            posix_rename: conn.has_extension(ext::POSIX_RENAME),
+            statvfs: conn.has_extension(ext::STATVFS),
+            fsync: conn.has_extension(ext::FSYNC),
+            hardlink: conn.has_extension(ext::HARDLINK),
+        }
+    }
 }
 
 /// An SSH_FX_* status other than OK, in the filesystem's words. The text
@@ -121,7 +132,8 @@ fn striping_pays(rtt: Duration) -> bool {
 pub struct SftpRemote {
     pool: Arc<Pool>,
     op_timeout: Duration,
-    caps: Capabilities,
+    /// Known once a connection is up (at once, unless `delay_connect`).
+    caps: OnceLock<Capabilities>,
 }
 
 fn unexpected(op: &str, r: &Response) -> RemoteError {
@@ -174,17 +186,29 @@ impl SftpRemote {
     /// Wraps a pool whose first connection is up (its extensions decide the
     /// capabilities).
     pub fn new(pool: Arc<Pool>, first: &Connection, op_timeout: Duration) -> Self {
-        let caps = Capabilities {
-            posix_rename: first.has_extension(ext::POSIX_RENAME),
-            statvfs: first.has_extension(ext::STATVFS),
-            fsync: first.has_extension(ext::FSYNC),
-            hardlink: first.has_extension(ext::HARDLINK),
-        };
+        let remote = Self::new_delayed(pool, op_timeout);
+        let _ = remote.caps.set(Capabilities::of(first));
+        remote
+    }
+
+    /// Wraps a pool that may have no connection yet (`delay_connect`): the
+    /// capabilities are learnt from the first connection an operation gets.
+    pub fn new_delayed(pool: Arc<Pool>, op_timeout: Duration) -> Self {
         Self {
             pool,
             op_timeout,
-            caps,
+            caps: OnceLock::new(),
         }
+    }
+
+    /// The server's capabilities, waiting at most `op_timeout` for a
+    /// connection if none was ever up.
+    fn caps(&self) -> RResult<Capabilities> {
+        if let Some(c) = self.caps.get() {
+            return Ok(*c);
+        }
+        let conn = self.pool.get(Instant::now() + self.op_timeout)?;
+        Ok(*self.caps.get_or_init(|| Capabilities::of(&conn)))
     }
 
     /// One request on any live connection. `idempotent` requests are sent
@@ -505,7 +529,7 @@ impl Remote for SftpRemote {
         reqs.push(Request::Close {
             handle: handle.raw.clone(),
         });
-        reqs.push(if self.caps.posix_rename && replace {
+        reqs.push(if self.caps()?.posix_rename && replace {
             Request::PosixRename {
                 from: from.to_vec(),
                 to: to.to_vec(),
@@ -541,7 +565,7 @@ impl Remote for SftpRemote {
                 }
                 return Err(status_err(status::FAILURE, "rename failed".into()));
             }
-            Err(RemoteError::Failure(_)) if !self.caps.posix_rename => {
+            Err(RemoteError::Failure(_)) if !self.caps()?.posix_rename => {
                 // Plain v3 RENAME refuses an existing target: replace it.
                 self.rename(from, to)?;
             }
@@ -554,7 +578,7 @@ impl Remote for SftpRemote {
     }
 
     fn fsync(&self, handle: &Handle) -> RResult<()> {
-        if !self.caps.fsync {
+        if !self.caps()?.fsync {
             return Err(RemoteError::Unsupported(ext::FSYNC.into()));
         }
         expect_ok(
@@ -614,7 +638,7 @@ impl Remote for SftpRemote {
     }
 
     fn rename(&self, from: &[u8], to: &[u8]) -> RResult<()> {
-        if self.caps.posix_rename {
+        if self.caps()?.posix_rename {
             return self.extended_ok(
                 &Request::PosixRename {
                     from: from.to_vec(),
@@ -683,7 +707,7 @@ impl Remote for SftpRemote {
     }
 
     fn hardlink(&self, from: &[u8], to: &[u8]) -> RResult<()> {
-        if !self.caps.hardlink {
+        if !self.caps()?.hardlink {
             return Err(RemoteError::Unsupported(ext::HARDLINK.into()));
         }
         self.extended_ok(
@@ -697,7 +721,7 @@ impl Remote for SftpRemote {
     }
 
     fn statvfs(&self, path: &[u8]) -> RResult<SpaceStats> {
-        if !self.caps.statvfs {
+        if !self.caps()?.statvfs {
             return Err(RemoteError::Unsupported(ext::STATVFS.into()));
         }
         match self.call(
