@@ -248,8 +248,10 @@ pub fn parse(args: &[String]) -> Result<Invocation, UsageError> {
         return parse_status(&rest[1..]);
     }
 
-    let mut opts = MountOptions::default();
-    opts.json = argv.json;
+    let mut opts = MountOptions {
+        json: argv.json,
+        ..MountOptions::default()
+    };
     let mut st = OptState::default();
     for item in &argv.items {
         match item {

@@ -379,12 +379,15 @@ fn help_text_reads_like_a_man_page() {
     }
     for needle in [
         "coupafs [OPTIONS] [USER@]HOST:[REMOTE_DIR] MOUNTPOINT [-o OPT[,OPT...]]",
-        "coupafs check [USER@]HOST:[REMOTE_DIR] [-p PORT] [-o OPT[,OPT...]]",
+        "coupafs check [--json] [USER@]HOST:[REMOTE_DIR] [-p PORT] [-o OPT[,OPT...]]",
+        "coupafs status [MOUNTPOINT]",
+        "log_file=PATH",
         "atomic",
         "renamed",
         "COUPAFS_PASSWORD",
         "SSH_AUTH_SOCK",
-        "user@host:/ /mnt/coupa fuse.coupafs _netdev,IdentityFile=/etc/coupafs/id_rsa,\
+        "user@host:/ /mnt/coupa fuse.coupafs _netdev,nofail,delay_connect,\
+         IdentityFile=/etc/coupafs/id_rsa,\
          UserKnownHostsFile=/etc/coupafs/known_hosts 0 0",
         "coupafs check ",
         "-p PORT",
