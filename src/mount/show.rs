@@ -30,7 +30,7 @@ fn value<'a>(text: &'a str, key: &str) -> Option<&'a str> {
 
 /// One status file's text as a line for `coupafs status`; `now` in seconds
 /// since the epoch. None if the text names no writer.
-pub(crate) fn describe(text: &str, now: u64) -> Option<MountState> {
+pub(crate) fn describe(text: &str, now: u64, file: &Path) -> Option<MountState> {
     let writer: Writer = status::parse_writer(text)?;
     let mountpoint = value(text, "mountpoint").unwrap_or("?").to_string();
     let server = value(text, "server").unwrap_or("?");
@@ -38,8 +38,10 @@ pub(crate) fn describe(text: &str, now: u64) -> Option<MountState> {
     if !writer.is_running() {
         return Some(MountState {
             line: format!(
-                "{mountpoint}: stale (pid {} is not running; its file says state={claimed}) {server}",
-                writer.pid
+                "{mountpoint}: stale (pid {} is not running; its file says state={claimed}) \
+                 {server}; remove {} once the mount is gone (umount -l)",
+                writer.pid,
+                file.display()
             ),
             mountpoint,
             state: "stale".into(),
@@ -98,8 +100,7 @@ pub fn show_status(mountpoint: Option<&Path>) -> i32 {
     paths.sort();
     let states: Vec<MountState> = paths
         .iter()
-        .filter_map(|p| status::read_nofollow(p))
-        .filter_map(|t| describe(&t, now))
+        .filter_map(|p| describe(&status::read_nofollow(p)?, now, p))
         .collect();
     if states.is_empty() {
         match mountpoint {
@@ -141,7 +142,7 @@ mod tests {
              state=connected\nconnections=1\nreconnects=0\nopen_writers=0\npending_uploads=2\n\
              last_error=\nupdated=100\n"
         );
-        let s = describe(&text, 103).expect("described");
+        let s = describe(&text, 103, Path::new("/run/coupafs/mnt-a.status")).expect("described");
         assert!(s.live);
         assert_eq!(
             s.line,
@@ -152,10 +153,17 @@ mod tests {
         );
         // Our PID with another start time: the writer is gone.
         let stale = text.replace(&format!("pid_start={start}"), "pid_start=1");
-        let s = describe(&stale, 103).expect("described");
+        let s = describe(&stale, 103, Path::new("/run/coupafs/mnt-a.status")).expect("described");
         assert!(!s.live);
         assert_eq!(s.state, "stale");
         assert!(s.line.starts_with("/mnt/a: stale (pid"), "{}", s.line);
-        assert_eq!(describe("state=connected\n", 0), None);
+        assert!(
+            s.line.ends_with(
+                "u@h:/x; remove /run/coupafs/mnt-a.status once the mount is gone (umount -l)"
+            ),
+            "{}",
+            s.line
+        );
+        assert_eq!(describe("state=connected\n", 0, Path::new("/x")), None);
     }
 }
