@@ -193,8 +193,12 @@ pub(super) fn apply_option(
         // sshfs/FUSE options accepted for compatibility, without effect.
         // `reconnect`: reconnecting is always on. `nonempty`: a FUSE 2
         // option common in old sshfs fstab lines; FUSE 3 always allows it.
-        "reconnect" | "delay_connect" | "kernel_cache" | "auto_cache" | "big_writes"
-        | "nodiratime" | "nonempty" => {
+        "delay_connect" => {
+            flag()?;
+            o.delay_connect = true;
+        }
+        "log_file" => o.log_file = Some(parse_path(key, value()?)?),
+        "reconnect" | "kernel_cache" | "auto_cache" | "big_writes" | "nodiratime" | "nonempty" => {
             flag()?;
             ignore(o);
         }

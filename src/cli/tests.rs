@@ -379,12 +379,15 @@ fn help_text_reads_like_a_man_page() {
     }
     for needle in [
         "coupafs [OPTIONS] [USER@]HOST:[REMOTE_DIR] MOUNTPOINT [-o OPT[,OPT...]]",
-        "coupafs check [USER@]HOST:[REMOTE_DIR] [-p PORT] [-o OPT[,OPT...]]",
+        "coupafs check [--json] [USER@]HOST:[REMOTE_DIR] [-p PORT] [-o OPT[,OPT...]]",
+        "coupafs status [MOUNTPOINT]",
+        "log_file=PATH",
         "atomic",
         "renamed",
         "COUPAFS_PASSWORD",
         "SSH_AUTH_SOCK",
-        "user@host:/ /mnt/coupa fuse.coupafs _netdev,IdentityFile=/etc/coupafs/id_rsa,\
+        "user@host:/ /mnt/coupa fuse.coupafs _netdev,nofail,delay_connect,\
+         IdentityFile=/etc/coupafs/id_rsa,\
          UserKnownHostsFile=/etc/coupafs/known_hosts 0 0",
         "coupafs check ",
         "-p PORT",
@@ -1298,10 +1301,15 @@ fn fsname() {
 
 #[test]
 fn ignored_sshfs_and_fuse_options() {
-    let opts = "reconnect,delay_connect,kernel_cache,auto_cache,big_writes,nodiratime,\
+    let opts = "reconnect,kernel_cache,auto_cache,big_writes,nodiratime,\
                 nonempty,subtype=coupafs,workaround=rename,max_read=65536,idmap=user,\
-                idmap=none,dir_cache=yes,dir_cache=no";
+                idmap=none,dir_cache=yes,dir_cache=no,delay_connect";
     let o = with_opts(opts);
+    // delay_connect is honoured (see the test below), not ignored.
+    let mut o = o;
+    assert!(o.delay_connect);
+    o.delay_connect = false;
+    let opts = opts.trim_end_matches(",delay_connect");
     assert_eq!(
         o,
         MountOptions {
@@ -1309,7 +1317,7 @@ fn ignored_sshfs_and_fuse_options() {
             ..base()
         }
     );
-    assert_eq!(o.ignored.len(), 14);
+    assert_eq!(o.ignored.len(), 13);
     assert_eq!(
         opt_error("idmap=file"),
         "invalid value 'file' for idmap: expected user or none"
@@ -1694,4 +1702,37 @@ fn never_panics_on_odd_input() {
         mount(&["日本@語:x", "/m"]).target,
         target(Some("日本"), "語", "x")
     );
+}
+
+#[test]
+fn delay_connect_log_file_json_and_status() {
+    let o = with_opts("delay_connect,log_file=/var/log/coupafs.log");
+    assert!(o.delay_connect);
+    assert_eq!(
+        o.log_file.as_deref(),
+        Some(std::path::Path::new("/var/log/coupafs.log"))
+    );
+    assert_eq!(
+        opt_error("delay_connect=1"),
+        "option 'delay_connect' does not take a value"
+    );
+    assert_eq!(opt_error("log_file"), "option 'log_file' requires a value");
+    let args = |a: &[&str]| -> Vec<String> {
+        std::iter::once("coupafs")
+            .chain(a.iter().copied())
+            .map(String::from)
+            .collect()
+    };
+    match parse(&args(&["check", "--json", "h:"])) {
+        Ok(Invocation::Check(o)) => assert!(o.json),
+        other => panic!("{other:?}"),
+    }
+    assert!(parse(&args(&["--json", "h:", "/mnt"])).is_err());
+    assert_eq!(parse(&args(&["status"])), Ok(Invocation::Status(None)));
+    assert_eq!(
+        parse(&args(&["status", "/mnt/c"])),
+        Ok(Invocation::Status(Some("/mnt/c".into())))
+    );
+    assert!(parse(&args(&["status", "/a", "/b"])).is_err());
+    assert!(parse(&args(&["status", "-x"])).is_err());
 }

@@ -574,11 +574,10 @@ impl<P: Pipe> IoThread<P> {
             items.extend(q.bulk.drain(..));
             items
         };
-        // A clean end is no news for the admin: only a lost link warns.
+        // A clean end is no news for the admin: only a lost link warns
+        // (the mount logs its one `unmounted` line itself).
         if !reason.is_clean() {
             log::warn!("SFTP connection lost: {reason}");
-        } else if reason == CloseReason::Unmount {
-            log::info!("SFTP connection closed: {reason}");
         } else {
             log::debug!("SFTP connection closed: {reason}");
         }

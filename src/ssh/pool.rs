@@ -106,6 +106,29 @@ impl Pool {
         Ok(conn)
     }
 
+    /// `delay_connect`: opens the first connection on a thread of its own,
+    /// retrying with the usual backoff until it is up (or the pool is
+    /// dropped), so the link comes up by itself when the server appears
+    /// even if no operation asks for it. `on_up` runs once with it.
+    pub fn connect_in_background_until_up(
+        self: &Arc<Self>,
+        on_up: impl FnOnce(&Connection) + Send + 'static,
+    ) {
+        let weak = Arc::downgrade(self);
+        let _ = std::thread::Builder::new()
+            .name("sftp-connect".into())
+            .spawn(move || loop {
+                let Some(pool) = weak.upgrade() else {
+                    return;
+                };
+                let deadline = Instant::now() + pool.params.connect_timeout;
+                if let Ok(conn) = pool.ensure(0, deadline) {
+                    on_up(&conn);
+                    return;
+                }
+            });
+    }
+
     /// A live connection: the least loaded one, opening or re-opening
     /// connections as needed, waiting at most until `deadline`.
     pub(crate) fn get(self: &Arc<Self>, deadline: Instant) -> Result<Arc<Connection>, ConnError> {
