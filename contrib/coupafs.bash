@@ -16,16 +16,16 @@ workaround max_read dir_cache comment Compression Ciphers Cipher BatchMode
 PasswordAuthentication PreferredAuthentications PubkeyAuthentication
 IdentitiesOnly LogLevel TCPKeepAlive ControlMaster ControlPath ControlPersist
 GlobalKnownHostsFile KexAlgorithms HostKeyAlgorithms MACs ProxyCommand ProxyJump
-proxy no_proxy AddressFamily KbdInteractiveAuthentication"
+proxy no_proxy AddressFamily KbdInteractiveAuthentication log_file"
 
 # Options without a value.
-_coupafs_flag_opts="debug sshfs_debug reconnect ro rw allow_other allow_root
-default_permissions follow_symlinks contain_symlinks nocontain_symlinks
+_coupafs_flag_opts="debug sshfs_debug sftp_debug reconnect ro rw allow_other allow_root
+default_permissions no_default_permissions follow_symlinks contain_symlinks nocontain_symlinks
 strict_setstat kernel_cache auto_cache big_writes delay_connect nonempty atime
 noatime relatime nodiratime defaults auto noauto _netdev nofail user nouser
 users owner dev nodev suid nosuid exec noexec sync async"
 
-_coupafs_flags="-h --help -V --version -f -d --debug -s -o -p -F -C"
+_coupafs_flags="-h --help -V --version -f -d --debug -s -o -p -F -C --json"
 
 # Completions for one -o item; $1 is the item typed so far. Prints full
 # items, one per line.
@@ -54,6 +54,8 @@ _coupafs_opt_item() {
                 compgen -P "$name=" -W "none" -- "$value" ;;
             spool_dir)
                 compgen -P "$name=" -d -- "$value" ;;
+            log_file)
+                compgen -P "$name=" -f -- "$value" ;;
         esac
         return
     fi
@@ -93,6 +95,9 @@ _coupafs() {
         return
     elif [[ $raw == -* ]]; then
         mapfile -t cands < <(compgen -W "$_coupafs_flags" -- "$raw")
+    elif [[ ${words[1]:-} == status ]]; then
+        # `coupafs status [MOUNTPOINT]`
+        ((${#words[@]} == 2)) && mapfile -t cands < <(compgen -d -- "$raw")
     else
         # Positionals so far: words that are not options or their values.
         local n=0 i skip=0
@@ -106,7 +111,7 @@ _coupafs() {
             esac
         done
         if ((n == 0)); then
-            local extra=check
+            local extra="check status"
             [[ ${words[1]:-} == check ]] && extra=
             mapfile -t cands < <(compgen -W "$(_coupafs_hosts) $extra" -- "$raw")
         else

@@ -6,11 +6,19 @@
 #   scripts/sandbox-server.sh stop DIR
 #   scripts/sandbox-server.sh status DIR         # exit 0 if running, 1 if not
 #   scripts/sandbox-server.sh prepare DIR        # account, client key, tree only
+#   scripts/sandbox-server.sh check-chroot DIR   # exit 0 if DIR/root can be a
+#                                                # chroot, else print why not
 #
 # Everything lives in DIR: host keys, the client key (id_rsa), authorized_keys,
 # known_hosts, sshd_config, sshd.pid, sshd.log, the password file, and the
 # exported tree DIR/root (Coupa's standard Incoming/Outgoing/Archive folders).
-# There is no chroot: clients use the absolute path DIR/root. An optional file
+# By default there is no chroot: clients use the absolute path DIR/root.
+# Opt-in chroot: an (empty) file DIR/chroot makes sshd confine the account to
+# DIR/root (ChrootDirectory; clients then use `/`, printed as REMOTE_ROOT).
+# sshd requires DIR/root and every directory above it to be owned by root
+# and not writable by group or others; DIR/root itself is then root's (the
+# account writes in the folders below it). `start` refuses with the
+# offending path if that does not hold. An optional file
 # DIR/sftp_flags holds extra internal-sftp flags (one line, e.g. `-P rename`).
 # An optional file DIR/sftp_command (one line) replaces internal-sftp with
 # another SFTP server program run by sshd (e.g. gesftpserver); sshd runs such a
@@ -41,7 +49,7 @@ die() { echo "sandbox-server: $*" >&2; exit 1; }
 log() { echo "sandbox-server: $*" >&2; }
 
 usage() {
-  echo "usage: $0 start DIR [PORT] | stop DIR | status DIR | prepare DIR" >&2
+  echo "usage: $0 start DIR [PORT] | stop DIR | status DIR | prepare DIR | check-chroot DIR" >&2
   exit 2
 }
 
@@ -171,6 +179,24 @@ ensure_account() {
   exec 9>&-
 }
 
+# Opt-in chroot (see the header): DIR/chroot exists.
+chroot_wanted() { [[ -e $1/chroot ]]; }
+
+# Why sshd would refuse PATH as a ChrootDirectory (empty when it would not):
+# every component must be a root-owned directory not writable by group/others.
+chroot_problem() {
+  local path=$1 p="" part owner mode
+  local -a parts
+  IFS=/ read -r -a parts <<<"${path#/}"
+  for part in "" "${parts[@]}"; do
+    [[ -n $part ]] && p+="/$part"
+    local shown=${p:-/}
+    read -r owner mode < <(stat -c '%u %a' "$shown") || { echo "$shown: cannot stat"; return; }
+    if [[ $owner != 0 ]]; then echo "$shown is owned by uid $owner, not root"; return; fi
+    if (( (8#$mode & 8#022) != 0 )); then echo "$shown is group/other writable (mode $mode)"; return; fi
+  done
+}
+
 seed_tree() {
   local root=$1 fresh=0 d
   [[ -d $root ]] || fresh=1
@@ -198,6 +224,8 @@ EOF
     chown "$SFTP_USER:" "$root" "${dirs[@]}"
   fi
   chmod 755 "$root" "${dirs[@]}"
+  # A chroot directory must be root's (the account writes below it).
+  if chroot_wanted "$(dirname "$root")"; then chown root: "$root"; fi
 }
 
 write_config() {
@@ -205,8 +233,18 @@ write_config() {
   # Extra internal-sftp flags for tests (e.g. `-P rename,posix-rename` to refuse
   # requests), read from DIR/sftp_flags so that a restart keeps them.
   if [[ -s $dir/sftp_flags ]]; then force+=" $(<"$dir/sftp_flags")"; fi
+  local chroot_line=""
+  if chroot_wanted "$dir"; then
+    [[ $root =~ [[:space:]] ]] && die "chroot: $root holds a space"
+    local why
+    why=$(chroot_problem "$root")
+    [[ -z $why ]] || die "chroot to $root refused by sshd's rules: $why"
+    chroot_line="ChrootDirectory $root"
+    force+=" -d /"
   # Start sessions in the exported root when the path can be written unquoted.
-  [[ $root =~ [[:space:]] ]] || force+=" -d $root"
+  elif [[ ! $root =~ [[:space:]] ]]; then
+    force+=" -d $root"
+  fi
   # Another SFTP server program instead of internal-sftp (see the header).
   if [[ -s $dir/sftp_command ]]; then force=$(<"$dir/sftp_command"); fi
   {
@@ -234,6 +272,7 @@ PermitRootLogin no
 AllowUsers $SFTP_USER
 Subsystem sftp internal-sftp
 ForceCommand $force
+$chroot_line
 AllowTcpForwarding no
 AllowAgentForwarding no
 AllowStreamLocalForwarding no
@@ -264,6 +303,7 @@ print_info() {
   echo "KEY=$dir/id_rsa"
   echo "KNOWN_HOSTS=$dir/known_hosts"
   echo "PASSWORD_FILE=$dir/password"
+  if chroot_wanted "$dir"; then echo "REMOTE_ROOT=/"; else echo "REMOTE_ROOT=$dir/root"; fi
   echo "PID=$pid"
 }
 
@@ -427,5 +467,12 @@ case $1 in
   stop) [[ $# -eq 2 ]] || usage; cmd_stop "$2" ;;
   status) [[ $# -eq 2 ]] || usage; cmd_status "$2" ;;
   prepare) [[ $# -eq 2 ]] || usage; cmd_prepare "$2" ;;
+  check-chroot)
+    [[ $# -eq 2 ]] || usage
+    # DIR/root is made root's at start; DIR and its parents must already fit.
+    [[ -d $2 ]] || die "$2 is not a directory"
+    why=$(chroot_problem "$(cd "$2" && pwd -P)")
+    [[ -z $why ]] || { echo "$why"; exit 1; }
+    ;;
   *) usage ;;
 esac

@@ -5,9 +5,9 @@
 //! passes on as `RemoteError::Failure`, so the mapping depends on the
 //! operation that failed.
 
-use std::fmt;
+use std::fmt::{self, Write};
 
-use crate::remote::RemoteError;
+use crate::remote::{Kind, RemoteError};
 
 /// The filesystem operation a failure belongs to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -57,6 +57,35 @@ impl Op {
     }
 }
 
+/// A server-supplied name or path made safe for one log line: control
+/// characters (newlines would forge journal lines), Unicode direction
+/// overrides and bytes that are not UTF-8 are written as escapes, and `\`
+/// itself is doubled so an escape cannot be faked.
+pub(crate) fn escape(bytes: &[u8]) -> String {
+    let mut out = String::with_capacity(bytes.len());
+    for chunk in bytes.utf8_chunks() {
+        for c in chunk.valid().chars() {
+            match c {
+                '\\' => out.push_str("\\\\"),
+                '\n' => out.push_str("\\n"),
+                '\r' => out.push_str("\\r"),
+                '\t' => out.push_str("\\t"),
+                c if c.is_control()
+                    || matches!(c, '\u{2028}' | '\u{2029}' | '\u{202a}'..='\u{202e}'
+                        | '\u{2066}'..='\u{2069}' | '\u{feff}') =>
+                {
+                    let _ = write!(out, "\\u{{{:x}}}", u32::from(c));
+                }
+                c => out.push(c),
+            }
+        }
+        for b in chunk.invalid() {
+            let _ = write!(out, "\\x{b:02x}");
+        }
+    }
+    out
+}
+
 /// Maps a remote failure of `op` to an errno.
 pub(crate) fn remote_errno(op: Op, err: &RemoteError) -> i32 {
     match err {
@@ -77,6 +106,28 @@ pub(crate) fn remote_errno(op: Op, err: &RemoteError) -> i32 {
         RemoteError::Unsupported(_) => libc::ENOTSUP,
         RemoteError::Other(_) | RemoteError::Protocol(_) => libc::EIO,
         RemoteError::Lost(_) | RemoteError::StaleHandle | RemoteError::Unreachable(_) => libc::EIO,
+    }
+}
+
+/// What the server shows of both ends of a rename it refused.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct RenameEnds {
+    pub(crate) from: Option<Kind>,
+    pub(crate) to: Option<Kind>,
+    /// `to` is a folder with entries.
+    pub(crate) to_has_entries: bool,
+}
+
+/// rename(2)'s errno for a rename the server refused with plain FAILURE,
+/// from what its two ends are: a folder over a non-empty folder is
+/// ENOTEMPTY, a folder over a file ENOTDIR, a file over a folder EISDIR;
+/// anything else stays EPERM (as `remote_errno` says).
+pub(crate) fn rename_failure_errno(ends: &RenameEnds) -> i32 {
+    match (ends.from, ends.to) {
+        (Some(Kind::Dir), Some(Kind::Dir)) if ends.to_has_entries => libc::ENOTEMPTY,
+        (Some(Kind::Dir), Some(to)) if to != Kind::Dir => libc::ENOTDIR,
+        (Some(from), Some(Kind::Dir)) if from != Kind::Dir => libc::EISDIR,
+        _ => remote_errno(Op::Rename, &RemoteError::Failure(String::new())),
     }
 }
 
@@ -104,8 +155,15 @@ impl FsError {
         }
     }
 
+    /// The detail carries the server's own message: escaped, as the
+    /// server chooses its text.
     pub(crate) fn remote(op: Op, path: impl Into<String>, err: &RemoteError) -> Self {
-        Self::new(op, path, remote_errno(op, err), err.to_string())
+        Self::new(
+            op,
+            path,
+            remote_errno(op, err),
+            escape(err.to_string().as_bytes()),
+        )
     }
 
     pub(crate) fn local(op: Op, path: impl Into<String>, err: &std::io::Error) -> Self {
@@ -118,8 +176,12 @@ impl FsError {
     }
 
     /// Expected outcomes (a lookup that finds nothing) are not worth a
-    /// warning in the journal.
+    /// warning in the journal; nor is a name over NAME_MAX, the caller's
+    /// mistake refused before any round trip.
     pub(crate) fn is_routine(&self) -> bool {
+        if self.errno == libc::ENAMETOOLONG {
+            return true;
+        }
         matches!(self.errno, libc::ENOENT | libc::EEXIST | libc::ENOTEMPTY)
             && matches!(
                 self.op,
@@ -174,6 +236,52 @@ mod tests {
             remote_errno(Op::Read, &RemoteError::Other("end of file".into())),
             libc::EIO
         );
+    }
+
+    #[test]
+    fn a_refused_rename_is_told_apart_by_its_ends() {
+        let ends = |from, to, to_has_entries| RenameEnds {
+            from: Some(from),
+            to: Some(to),
+            to_has_entries,
+        };
+        let dir = Kind::Dir;
+        let file = Kind::File;
+        assert_eq!(rename_failure_errno(&ends(dir, dir, true)), libc::ENOTEMPTY);
+        assert_eq!(rename_failure_errno(&ends(dir, file, false)), libc::ENOTDIR);
+        assert_eq!(rename_failure_errno(&ends(file, dir, false)), libc::EISDIR);
+        assert_eq!(rename_failure_errno(&ends(dir, dir, false)), libc::EPERM);
+        assert_eq!(rename_failure_errno(&RenameEnds::default()), libc::EPERM);
+    }
+
+    #[test]
+    fn escape_leaves_no_control_character_in_a_log_line() {
+        assert_eq!(escape(b"Incoming/a.csv"), "Incoming/a.csv");
+        assert_eq!(escape("caf\u{e9}".as_bytes()), "caf\u{e9}");
+        assert_eq!(escape(b"x\ny"), "x\\ny");
+        assert_eq!(escape(b"a\r\tb\x1b[31m"), "a\\r\\tb\\u{1b}[31m");
+        assert_eq!(escape(b"back\\n"), "back\\\\n");
+        assert_eq!(escape(b"\xff\xfe"), "\\xff\\xfe");
+        assert_eq!(escape("\u{202e}txt".as_bytes()), "\\u{202e}txt");
+        assert!(!escape(b"a\0b\x7f").chars().any(char::is_control));
+    }
+
+    #[test]
+    fn a_too_long_name_is_routine() {
+        let e = FsError::new(Op::Create, "/a", libc::ENAMETOOLONG, "name of 300 bytes");
+        assert!(e.is_routine());
+        let e = FsError::new(Op::Create, "/a", libc::EIO, "x");
+        assert!(!e.is_routine());
+    }
+
+    #[test]
+    fn a_server_message_cannot_forge_a_log_line() {
+        let e = FsError::remote(
+            Op::Rename,
+            "/a",
+            &RemoteError::Failure("no\nERROR forged".into()),
+        );
+        assert!(!e.to_string().contains('\n'), "{e}");
     }
 
     #[test]

@@ -1441,8 +1441,9 @@ fn default_permissions_lets_the_kernel_check_modes() {
     let po = |m: &Mount| m.path.join(PO_FILE).display().to_string();
     // Without default_permissions the server decides (as in sshfs): the
     // account may read the file, so another local user can too, whatever
-    // mode is shown.
-    let m = Mount::new(&sb, &["allow_other", "umask=077"]);
+    // mode is shown. allow_other implies default_permissions (issue 12):
+    // this needs the explicit opt-out.
+    let m = Mount::new(&sb, &["allow_other", "no_default_permissions", "umask=077"]);
     assert_eq!(
         fs::metadata(m.path.join(PO_FILE)).unwrap().mode() & 0o777,
         0o600

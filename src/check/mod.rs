@@ -1,16 +1,19 @@
 //! `coupafs check [USER@]HOST:[DIR] [-p PORT] [-o OPT,...]`: a health check of
 //! a Coupa SFTP exchange for people and for monitoring (Nagios, Icinga,
 //! Zabbix, cron). It connects with exactly the options a mount would use and
-//! prints one line per check on stdout, then a summary line:
+//! prints on stdout the overall state, then one line per check (the
+//! monitoring plugin conventions, see `report`):
 //!
 //! ```text
+//! COUPAFS WARNING - waiting: Incoming/Invoices: ...; 12 ok, 1 warn, 0 fail in 0.4 s | connect_time=0.012s;;;; waiting_files=1;;;; oldest_waiting=3600s;;;; time=0.4s;;;;
 //! OK   dns: 127.0.0.1 resolved to 127.0.0.1 in 0.1 ms
 //! OK   tcp: connected to 127.0.0.1:2222 in 0.2 ms; server banner SSH-2.0-OpenSSH_9.6p1
 //! OK   host key: known, SHA256:... (in /etc/coupafs/known_hosts)
 //! ...
 //! WARN waiting: Incoming/Invoices: 1 file waiting, oldest 1h00m (inv.csv); ...
-//! SUMMARY: WARNING - 12 ok, 1 warn, 0 fail (exit 1)
 //! ```
+//!
+//! `--json` prints the same as one JSON object.
 //!
 //! Each check line starts with `OK`, `WARN` or `FAIL` (padded to 4
 //! characters), then the check's name, a colon and a one-line message. The
@@ -19,7 +22,9 @@
 //! failure), `host key`, `auth`, `sftp` (extensions), `root` (the remote
 //! folder), `folders` (Coupa's standard folders, one line per group),
 //! `write` (a temp file is created, written, renamed and removed in every
-//! `Incoming/<Object>` folder, all folders at once), `waiting` (files not
+//! `Incoming/<Object>` folder, all folders at once), `replace`, `append`
+//! and `capabilities` (what uploads over an existing name need, tried in one
+//! Incoming folder, and what coupafs will do: `uploads.rs`), `waiting` (files not
 //! yet collected by Coupa), `archive` (the newest file Coupa archived) and
 //! `rules` (Coupa's file rules on the waiting files).
 //!
@@ -30,11 +35,10 @@
 //!   refuse, no atomic rename);
 //! * 2 CRITICAL: at least one `FAIL` (the exchange does not work: server
 //!   unreachable, host key changed, login refused, root missing, Incoming not
-//!   writable), and when the options cannot be used (unreadable password
-//!   file: `coupafs: ...` on stderr).
-//!
-//! A command-line syntax error exits 1 before any check runs, as it does
-//! for a mount.
+//!   writable);
+//! * 3 UNKNOWN: the check could not run: a command-line syntax error, or
+//!   options that cannot be used (unreadable password file). The first
+//!   line says why (`COUPAFS UNKNOWN - ...`), `coupafs: ...` on stderr.
 //!
 //! Nothing is left behind: the write probe uses names the mount hides
 //! (`.coupafs-check.coupafs-XXXXXX`) and removes them; waiting files are only
@@ -47,6 +51,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 mod report;
+mod uploads;
 
 use crate::cli::MountOptions;
 use crate::coupa::{self, CsvCheck, CsvProblem};
@@ -55,6 +60,7 @@ use crate::sftp::ext;
 use crate::ssh::{CloseReason, ConnectError, ConnectParams, HostKeyStatus, Pool};
 
 use report::Report;
+pub use report::{unknown, EXIT_UNKNOWN};
 
 /// Listings and probes run this many at once (all on the one connection,
 /// their requests pipelined).
@@ -72,10 +78,15 @@ const PROBE_DATA: &[u8] = b"coupafs check: this file is removed right away\n";
 /// Runs every check against the server in `params`, printing to stdout.
 /// Returns the exit status (0 OK, 1 WARNING, 2 CRITICAL).
 pub fn run_check(opts: &MountOptions, params: ConnectParams) -> i32 {
-    let mut report = Report::new(io::stdout().lock());
+    let format = if opts.json {
+        report::Format::Json
+    } else {
+        report::Format::Text
+    };
+    let mut report = Report::with_format(io::stdout().lock(), format);
     let started = Instant::now();
     run_checks(opts, params, &mut report);
-    report.summary(started.elapsed());
+    report.finish(started.elapsed());
     report.exit_code()
 }
 
@@ -89,8 +100,12 @@ pub(crate) fn run_checks<W: Write>(
         return;
     }
     let pool = Pool::new(params, 1);
+    let t = Instant::now();
     let first = match pool.connect_first() {
-        Ok(c) => c,
+        Ok(c) => {
+            rep.perf("connect_time", t.elapsed().as_secs_f64(), "s");
+            c
+        }
         Err(e) => {
             report_connect_error(&e, rep);
             return;
@@ -153,6 +168,7 @@ pub(crate) fn run_checks<W: Write>(
         );
     }
 
+    crate::ssh::set_sftp_debug(opts.sftp_debug);
     let remote = SftpRemote::new(pool.clone(), &first, opts.op_timeout);
     drop(first);
     if let Some(root) = check_root(&remote, &opts.target.remote_dir, rep) {
@@ -449,8 +465,12 @@ fn check_exchange<W: Write>(
     let incoming: Vec<String> = found[0].as_ref().map(FolderGroup::all).unwrap_or_default();
     let archive: Vec<String> = found[2].as_ref().map(FolderGroup::all).unwrap_or_default();
 
-    check_write(opts, remote, root, &incoming, rep);
+    let upload_dir = check_write(opts, remote, root, &incoming, rep);
+    uploads::check_uploads(remote, root, upload_dir.as_deref(), rep);
     let waiting = check_waiting(remote, root, &incoming, rep);
+    rep.perf("waiting_files", waiting.len() as f64, "");
+    let oldest = waiting.iter().filter_map(|w| w.age).max().unwrap_or(0);
+    rep.perf("oldest_waiting", oldest as f64, "s");
     check_archive(
         remote,
         root,
@@ -508,20 +528,21 @@ fn write_probe(remote: &SftpRemote, root: &[u8], rel_dir: &str) -> Result<(), St
 }
 
 /// `write`: the probe in every Incoming object folder, all at once.
+/// Returns the first folder found writable (relative to the root).
 fn check_write<W: Write>(
     opts: &MountOptions,
     remote: &SftpRemote,
     root: &[u8],
     incoming: &[String],
     rep: &mut Report<W>,
-) {
+) -> Option<String> {
     if opts.read_only {
         rep.ok("write", "skipped: read-only (-o ro)");
-        return;
+        return None;
     }
     if incoming.is_empty() {
         rep.warn("write", "skipped: no folder under Incoming to test");
-        return;
+        return None;
     }
     let t = Instant::now();
     let rel: Vec<String> = incoming
@@ -531,9 +552,13 @@ fn check_write<W: Write>(
     let results = parallel_map(&rel, PARALLEL, |d| write_probe(remote, root, d));
     let took = t.elapsed();
     let mut good = 0;
-    for r in results {
+    let mut writable = None;
+    for (r, dir) in results.into_iter().zip(&rel) {
         match r {
-            Ok(()) => good += 1,
+            Ok(()) => {
+                good += 1;
+                writable.get_or_insert_with(|| dir.clone());
+            }
             Err(e) => rep.fail("write", e),
         }
     }
@@ -547,6 +572,7 @@ fn check_write<W: Write>(
             ),
         );
     }
+    writable
 }
 
 /// A file waiting in Incoming.
@@ -907,43 +933,13 @@ mod tests {
         }
     }
 
-    fn output(rep: Report<Vec<u8>>) -> String {
-        String::from_utf8(rep.out).unwrap()
-    }
-
-    #[test]
-    fn report_levels_and_exit_codes() {
-        let mut r = Report::new(Vec::new());
-        r.ok("dns", "fine");
-        assert_eq!(r.exit_code(), 0);
-        r.warn("folders", "Outgoing: 1 missing");
-        assert_eq!(r.exit_code(), 1);
-        r.ok("x", "y");
-        assert_eq!(r.exit_code(), 1);
-        r.fail("write", "Incoming/Invoices: denied");
-        assert_eq!(r.exit_code(), 2);
-        r.summary(Duration::from_millis(1500));
-        let out = output(r);
-        let lines: Vec<&str> = out.lines().collect();
-        assert_eq!(lines[0], "OK   dns: fine");
-        assert_eq!(lines[1], "WARN folders: Outgoing: 1 missing");
-        assert_eq!(lines[3], "FAIL write: Incoming/Invoices: denied");
-        assert_eq!(
-            lines[4],
-            "SUMMARY: CRITICAL - 2 ok, 1 warn, 1 fail in 1.5 s (exit 2)"
-        );
-    }
-
-    #[test]
-    fn summary_states() {
-        let mut r = Report::new(Vec::new());
-        r.ok("a", "b");
-        r.summary(Duration::ZERO);
-        assert!(output(r).ends_with("SUMMARY: OK - 1 ok, 0 warn, 0 fail in 0.0 s (exit 0)\n"));
-        let mut r = Report::new(Vec::new());
-        r.warn("a", "b");
-        r.summary(Duration::ZERO);
-        assert!(output(r).contains("SUMMARY: WARNING - 0 ok, 1 warn, 0 fail"));
+    /// The check lines of a finished report (without the state line).
+    fn output(mut rep: Report<Vec<u8>>) -> String {
+        rep.finish(Duration::ZERO);
+        let all = String::from_utf8(rep.out).expect("utf-8");
+        all.split_once('\n')
+            .map(|(_, rest)| rest.to_string())
+            .unwrap_or_default()
     }
 
     #[test]

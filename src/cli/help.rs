@@ -10,16 +10,23 @@ const HELP: &str = r#"NAME
 
 SYNOPSIS
     coupafs [OPTIONS] [USER@]HOST:[REMOTE_DIR] MOUNTPOINT [-o OPT[,OPT...]]
-    coupafs check [USER@]HOST:[REMOTE_DIR] [-p PORT] [-o OPT[,OPT...]]
+    coupafs check [--json] [USER@]HOST:[REMOTE_DIR] [-p PORT] [-o OPT[,OPT...]]
+    coupafs status [MOUNTPOINT]
 
 DESCRIPTION
     Mounts the Coupa SFTP exchange HOST:REMOTE_DIR on MOUNTPOINT; the command
     line follows sshfs. Uploads are atomic: a file is written under a
     temporary name and renamed to its real name when it is closed, so Coupa
     never picks up a partial file. "coupafs check" logs in without mounting,
-    checks Coupa's folders, write access, waiting files and file rules, and
-    prints one OK/WARN/FAIL line per check; it exits 0 (all OK), 1 (warnings)
-    or 2 (failures), as monitoring plugins do.
+    checks Coupa's folders, write access, waiting files and file rules; it
+    prints the overall state first ("COUPAFS OK|WARNING|CRITICAL - ...",
+    with performance data after "|"), then one OK/WARN/FAIL line per check,
+    and exits 0 (all OK), 1 (warnings), 2 (failures) or 3 (UNKNOWN: usage
+    error, unusable options), as monitoring plugins do; --json prints one
+    JSON object instead. "coupafs status" prints the state of every mount
+    (or of MOUNTPOINT) from its status file, "stale" when its process is
+    gone; it exits 0 (all connected), 1 (not connected or stale) or 3 (no
+    such mount).
 
 OPTIONS
     Options may come before, between or after the arguments; -o may be
@@ -33,9 +40,13 @@ OPTIONS
     -f                         stay in the foreground
     -d, --debug, -o debug      print debug messages; implies -f
     -o sshfs_debug             same as -o debug
+    -o sftp_debug              log each SFTP request and reply (type, id,
+                               path, status, time; never file contents)
     -s                         single-threaded, same as -o threads=1
     -o threads=N               FUSE request threads, 1-256 (default 16)
     -o fsname=NAME             source name shown by mount(8) and df
+    -o log_file=PATH           append the log to PATH (created 0600; a
+                               symlink is refused) instead of stderr/syslog
     -o reconnect               accepted; coupafs always reconnects
     --                         end of options
 
@@ -128,8 +139,13 @@ OPTIONS
     -o cache_timeout=SECS      metadata cache lifetime (default 5); also
                                dcache_timeout=, entry_timeout=, attr_timeout=
     -o cache=yes|no            no turns the metadata cache off
-    -o timeout=SECS            how long an operation waits for an
-                               unreachable server (default 30)
+    -o timeout=SECS            longest one system call (open, close,
+                               stat, ...) waits for an unreachable server,
+                               reconnects and retries included; then it
+                               fails with EIO (default 30)
+    -o delay_connect           mount at once and connect in the background
+                               (boot while the server is down); operations
+                               fail with EIO after timeout= until it answers
     -o dir_cache=yes|no, kernel_cache, auto_cache
                                accepted and ignored
     SECS may have a fraction, e.g. 0.5.
@@ -150,16 +166,20 @@ OPTIONS
   FUSE and permissions
     -o ro, -o rw               read-only, read-write (default rw)
     -o allow_other             let all users access the mount (needs
-                               user_allow_other in /etc/fuse.conf)
+                               user_allow_other in /etc/fuse.conf); implies
+                               default_permissions
     -o allow_root              let root access the mount too
     -o default_permissions     let the kernel check file modes
+    -o no_default_permissions  with allow_other: do not check modes, so
+                               every local user acts with the SFTP
+                               account's rights (unsafe; logs a warning)
     -o uid=N, -o gid=N         show every file as owned by user/group N
     -o umask=OCTAL             clear these mode bits, e.g. 022
     -o follow_symlinks         show what symlinks point to, not the links
     -o contain_symlinks        keep symlinks from leading out of REMOTE_DIR
                                (default); nocontain_symlinks turns it off
     -o subtype=, idmap=user|none, workaround=, big_writes, max_read=N,
-       delay_connect, nonempty, atime, noatime, relatime, nodiratime
+       nonempty, atime, noatime, relatime, nodiratime
                                accepted and ignored
 
   mount(8) and fstab
@@ -169,7 +189,8 @@ OPTIONS
     Run as mount.coupafs or mount.fuse.coupafs, mount(8)'s flags -s -f -n
     -v are ignored. Without -f the command returns once the mount is live
     (exit 0) or has failed (exit 1, the reason on stderr); the daemon then
-    logs to syslog (/dev/log, else journald's syslog socket).
+    logs to log_file= if given, else to syslog (/dev/log, else journald's
+    syslog socket).
 
 ENVIRONMENT
     COUPAFS_PASSWORD           login password, instead of password_file=;
@@ -186,9 +207,12 @@ EXAMPLES
         coupafs -o IdentityFile=$HOME/.ssh/coupa user@host:/ /mnt/coupa
         fusermount3 -u /mnt/coupa
 
-    /etc/fstab line:
-        user@host:/ /mnt/coupa fuse.coupafs _netdev,IdentityFile=/etc/coupafs/id_rsa,UserKnownHostsFile=/etc/coupafs/known_hosts 0 0
+    /etc/fstab line (mounts at boot even while the server is down):
+        user@host:/ /mnt/coupa fuse.coupafs _netdev,nofail,delay_connect,IdentityFile=/etc/coupafs/id_rsa,UserKnownHostsFile=/etc/coupafs/known_hosts 0 0
 
     Check the connection and login without mounting:
         coupafs check -p 2222 -o IdentityFile=$HOME/.ssh/coupa user@host:/
+
+    Show the state of every mount:
+        coupafs status
 "#;

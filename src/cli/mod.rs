@@ -27,6 +27,8 @@ pub enum Invocation {
     Help(String),
     /// `-V`/`--version`: print this text and exit 0.
     Version(String),
+    /// `coupafs status [MOUNTPOINT]`: print the mounts' status files.
+    Status(Option<PathBuf>),
 }
 
 /// `StrictHostKeyChecking=`; the transport owns the type.
@@ -52,6 +54,14 @@ pub struct MountOptions {
     pub port: u16,
     pub foreground: bool,
     pub debug: bool,
+    /// `-o sftp_debug`: log every SFTP request and reply.
+    pub sftp_debug: bool,
+    /// `check --json`: one JSON object instead of the plugin text.
+    pub json: bool,
+    /// `delay_connect`: mount at once, connect in the background.
+    pub delay_connect: bool,
+    /// `log_file=PATH`: append the log there (daemon and foreground).
+    pub log_file: Option<PathBuf>,
     pub identity_files: Vec<PathBuf>,
     pub password_file: Option<PathBuf>,
     pub passphrase_file: Option<PathBuf>,
@@ -66,6 +76,9 @@ pub struct MountOptions {
     pub allow_other: bool,
     pub allow_root: bool,
     pub default_permissions: bool,
+    /// `no_default_permissions`: the admin's explicit opt-out of the
+    /// `default_permissions` that `allow_other` otherwise implies.
+    pub no_default_permissions: bool,
     pub uid: Option<u32>,
     pub gid: Option<u32>,
     pub umask: Option<u32>,
@@ -191,6 +204,7 @@ impl Default for MountOptions {
             port: 22,
             foreground: false,
             debug: false,
+            sftp_debug: false,
             identity_files: Vec::new(),
             password_file: None,
             passphrase_file: None,
@@ -202,6 +216,7 @@ impl Default for MountOptions {
             allow_other: false,
             allow_root: false,
             default_permissions: false,
+            no_default_permissions: false,
             uid: None,
             gid: None,
             umask: None,
@@ -222,6 +237,9 @@ impl Default for MountOptions {
             fsname: None,
             threads: 16,
             ignored: Vec::new(),
+            json: false,
+            delay_connect: false,
+            log_file: None,
             ssh_config: None,
             explicit: ExplicitSsh::default(),
             algorithms: Algorithms::default(),
@@ -263,7 +281,14 @@ pub fn parse(args: &[String]) -> Result<Invocation, UsageError> {
         return Ok(Invocation::Version(version_text()));
     }
 
-    let mut opts = MountOptions::default();
+    if !helper && rest.first().is_some_and(|a| a == "status") {
+        return parse_status(&rest[1..]);
+    }
+
+    let mut opts = MountOptions {
+        json: argv.json,
+        ..MountOptions::default()
+    };
     let mut st = OptState::default();
     for item in &argv.items {
         match item {
@@ -289,6 +314,16 @@ pub fn parse(args: &[String]) -> Result<Invocation, UsageError> {
     }
     if opts.allow_other && opts.allow_root {
         return err("options allow_other and allow_root are mutually exclusive".to_string());
+    }
+    // Without the kernel's mode checks every local user would act with the
+    // SFTP account's rights on the server: allow_other turns them on unless
+    // the admin opted out by name.
+    if opts.allow_other && !opts.no_default_permissions {
+        opts.default_permissions = true;
+    }
+
+    if argv.json && !argv.check {
+        return err("--json is an option of 'coupafs check' (see coupafs -h)".to_string());
     }
 
     let mut pos = argv.positionals.iter();
@@ -334,6 +369,22 @@ pub fn parse(args: &[String]) -> Result<Invocation, UsageError> {
         }
         None => Invocation::Check(opts),
     })
+}
+
+/// `status [MOUNTPOINT]`: at most one mount point, no options.
+fn parse_status(rest: &[String]) -> Result<Invocation, UsageError> {
+    match rest {
+        [] => Ok(Invocation::Status(None)),
+        [m] if !m.starts_with('-') && !m.is_empty() => {
+            Ok(Invocation::Status(Some(PathBuf::from(m))))
+        }
+        [m] => err(format!(
+            "status: unexpected argument '{m}' (usage: coupafs status [MOUNTPOINT])"
+        )),
+        [_, extra, ..] => err(format!(
+            "status: unexpected argument '{extra}' (usage: coupafs status [MOUNTPOINT])"
+        )),
+    }
 }
 
 /// `coupafs X.Y.Z`, what `-V` prints.
@@ -448,6 +499,8 @@ struct Argv {
     check: bool,
     help: bool,
     version: bool,
+    /// `--json` (check only).
+    json: bool,
 }
 
 enum Item {
@@ -495,6 +548,7 @@ fn tokenize(rest: &[String], helper: bool) -> Argv {
                 "help" => a.help = true,
                 "version" => a.version = true,
                 "debug" => a.items.push(Item::Debug),
+                "json" => a.json = true,
                 _ => fail(&mut a, unknown(arg)),
             }
             continue;

@@ -88,6 +88,14 @@ pub(super) fn apply_option(
         "default_permissions" => {
             flag()?;
             o.default_permissions = true;
+            o.no_default_permissions = false;
+        }
+        // The explicit opt-out of the kernel's mode checks that
+        // `allow_other` implies (see `cli::parse`).
+        "no_default_permissions" => {
+            flag()?;
+            o.default_permissions = false;
+            o.no_default_permissions = true;
         }
         "uid" => o.uid = Some(parse_id(key, value()?)?),
         "gid" => o.gid = Some(parse_id(key, value()?)?),
@@ -199,12 +207,20 @@ pub(super) fn apply_option(
             flag()?;
             set_debug(o);
         }
+        "sftp_debug" => {
+            flag()?;
+            o.sftp_debug = true;
+        }
 
         // sshfs/FUSE options accepted for compatibility, without effect.
         // `reconnect`: reconnecting is always on. `nonempty`: a FUSE 2
         // option common in old sshfs fstab lines; FUSE 3 always allows it.
-        "reconnect" | "delay_connect" | "kernel_cache" | "auto_cache" | "big_writes"
-        | "nodiratime" | "nonempty" => {
+        "delay_connect" => {
+            flag()?;
+            o.delay_connect = true;
+        }
+        "log_file" => o.log_file = Some(parse_path(key, value()?)?),
+        "reconnect" | "kernel_cache" | "auto_cache" | "big_writes" | "nodiratime" | "nonempty" => {
             flag()?;
             ignore(o);
         }

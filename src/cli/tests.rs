@@ -105,6 +105,8 @@ fn full_sshfs_style_command_line() {
         host_key_policy: HostKeyPolicy::AcceptNew,
         server_alive_interval: Duration::from_secs(30),
         allow_other: true,
+        // Implied by allow_other.
+        default_permissions: true,
         uid: Some(1000),
         gid: Some(1001),
         umask: Some(0o022),
@@ -133,6 +135,7 @@ fn mount_fuse3_style_options_after_positionals() {
         target: target(Some("user"), "host", "/"),
         mountpoint: PathBuf::from("/mnt/coupa"),
         allow_other: true,
+        default_permissions: true,
         identity_files: vec![PathBuf::from("/etc/coupafs/id_rsa")],
         ignored: strings(&["nodev", "nosuid"]),
         ..MountOptions::default()
@@ -376,12 +379,15 @@ fn help_text_reads_like_a_man_page() {
     }
     for needle in [
         "coupafs [OPTIONS] [USER@]HOST:[REMOTE_DIR] MOUNTPOINT [-o OPT[,OPT...]]",
-        "coupafs check [USER@]HOST:[REMOTE_DIR] [-p PORT] [-o OPT[,OPT...]]",
+        "coupafs check [--json] [USER@]HOST:[REMOTE_DIR] [-p PORT] [-o OPT[,OPT...]]",
+        "coupafs status [MOUNTPOINT]",
+        "log_file=PATH",
         "atomic",
         "renamed",
         "COUPAFS_PASSWORD",
         "SSH_AUTH_SOCK",
-        "user@host:/ /mnt/coupa fuse.coupafs _netdev,IdentityFile=/etc/coupafs/id_rsa,\
+        "user@host:/ /mnt/coupa fuse.coupafs _netdev,nofail,delay_connect,\
+         IdentityFile=/etc/coupafs/id_rsa,\
          UserKnownHostsFile=/etc/coupafs/known_hosts 0 0",
         "coupafs check ",
         "-p PORT",
@@ -420,6 +426,7 @@ fn help_text_reads_like_a_man_page() {
         "allow_other",
         "allow_root",
         "default_permissions",
+        "no_default_permissions",
         "uid=N",
         "gid=N",
         "umask=OCTAL",
@@ -1200,6 +1207,7 @@ fn permission_flags() {
         }
     );
     assert!(with_opts("allow_root").allow_root);
+    assert!(!with_opts("allow_root").default_permissions);
     assert_eq!(
         opt_error("allow_other,allow_root"),
         "options allow_other and allow_root are mutually exclusive"
@@ -1219,6 +1227,25 @@ fn permission_flags() {
         "invalid value 'x' for gid: expected a number"
     );
     assert_eq!(opt_error("uid"), "option 'uid' requires a value");
+}
+
+#[test]
+fn allow_other_implies_default_permissions_unless_opted_out() {
+    let o = with_opts("allow_other");
+    assert!(o.allow_other && o.default_permissions && !o.no_default_permissions);
+    let o = with_opts("allow_other,no_default_permissions");
+    assert!(o.allow_other && !o.default_permissions && o.no_default_permissions);
+    // The later of the two spellings wins, in either order.
+    let o = with_opts("no_default_permissions,allow_other,default_permissions");
+    assert!(o.default_permissions && !o.no_default_permissions);
+    let o = with_opts("default_permissions,no_default_permissions");
+    assert!(!o.default_permissions && o.no_default_permissions);
+    // Without allow_other nothing is implied.
+    assert!(!with_opts("ro").default_permissions);
+    assert_eq!(
+        opt_error("no_default_permissions=1"),
+        "option 'no_default_permissions' does not take a value"
+    );
 }
 
 #[test]
@@ -1316,10 +1343,15 @@ fn fsname() {
 
 #[test]
 fn ignored_sshfs_and_fuse_options() {
-    let opts = "reconnect,delay_connect,kernel_cache,auto_cache,big_writes,nodiratime,\
+    let opts = "reconnect,kernel_cache,auto_cache,big_writes,nodiratime,\
                 nonempty,subtype=coupafs,workaround=rename,max_read=65536,idmap=user,\
-                idmap=none,dir_cache=yes,dir_cache=no";
+                idmap=none,dir_cache=yes,dir_cache=no,delay_connect";
     let o = with_opts(opts);
+    // delay_connect is honoured (see the test below), not ignored.
+    let mut o = o;
+    assert!(o.delay_connect);
+    o.delay_connect = false;
+    let opts = opts.trim_end_matches(",delay_connect");
     assert_eq!(
         o,
         MountOptions {
@@ -1327,7 +1359,7 @@ fn ignored_sshfs_and_fuse_options() {
             ..base()
         }
     );
-    assert_eq!(o.ignored.len(), 14);
+    assert_eq!(o.ignored.len(), 13);
     assert_eq!(
         opt_error("idmap=file"),
         "invalid value 'file' for idmap: expected user or none"
@@ -1712,4 +1744,37 @@ fn never_panics_on_odd_input() {
         mount(&["日本@語:x", "/m"]).target,
         target(Some("日本"), "語", "x")
     );
+}
+
+#[test]
+fn delay_connect_log_file_json_and_status() {
+    let o = with_opts("delay_connect,log_file=/var/log/coupafs.log");
+    assert!(o.delay_connect);
+    assert_eq!(
+        o.log_file.as_deref(),
+        Some(std::path::Path::new("/var/log/coupafs.log"))
+    );
+    assert_eq!(
+        opt_error("delay_connect=1"),
+        "option 'delay_connect' does not take a value"
+    );
+    assert_eq!(opt_error("log_file"), "option 'log_file' requires a value");
+    let args = |a: &[&str]| -> Vec<String> {
+        std::iter::once("coupafs")
+            .chain(a.iter().copied())
+            .map(String::from)
+            .collect()
+    };
+    match parse(&args(&["check", "--json", "h:"])) {
+        Ok(Invocation::Check(o)) => assert!(o.json),
+        other => panic!("{other:?}"),
+    }
+    assert!(parse(&args(&["--json", "h:", "/mnt"])).is_err());
+    assert_eq!(parse(&args(&["status"])), Ok(Invocation::Status(None)));
+    assert_eq!(
+        parse(&args(&["status", "/mnt/c"])),
+        Ok(Invocation::Status(Some("/mnt/c".into())))
+    );
+    assert!(parse(&args(&["status", "/a", "/b"])).is_err());
+    assert!(parse(&args(&["status", "-x"])).is_err());
 }

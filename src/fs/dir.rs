@@ -3,13 +3,30 @@
 //! the adapter implements over its reply buffer. Whether an entry costs
 //! the kernel a lookup reference (readdirplus) is decided here.
 
-use std::sync::Arc;
+use std::collections::BTreeSet;
+use std::hash::{DefaultHasher, Hash, Hasher};
+use std::sync::{Arc, Mutex};
 
+use crate::error::escape;
 use crate::error::{FsError, FsResult, Op};
-use crate::fs::inode::{join, split, ROOT_INO};
+use crate::fs::inode::{check_name, join, split, BadName, ROOT_INO};
 use crate::fs::upload::{is_temp_name, Upload};
 use crate::fs::{lock, show, Fs, Kind, Stat};
 use crate::remote::{DirEntry, Meta, Remote};
+
+/// Whether this warning is new: a folder listed again every few seconds
+/// (cache timeout) warns about the same odd names once, then at debug
+/// level. Remembers a bounded number of warnings (hashes).
+fn first_time(line: &str) -> bool {
+    static SEEN: Mutex<BTreeSet<u64>> = Mutex::new(BTreeSet::new());
+    let mut h = DefaultHasher::new();
+    line.hash(&mut h);
+    let mut seen = lock(&SEEN);
+    if seen.len() >= 4096 {
+        seen.clear();
+    }
+    seen.insert(h.finish())
+}
 
 /// Where readdir puts entries: the adapter's reply buffer.
 pub(crate) trait DirectoryReplier {
@@ -49,12 +66,51 @@ impl<R: Remote> Fs<R> {
             .remote
             .read_dir(&self.remote_path(path))
             .map_err(|e| FsError::remote(Op::Readdir, show(path), &e))?;
+        let listed = self.drop_bad_names(path, listed);
         let (temps, listed): (Vec<DirEntry>, Vec<DirEntry>) =
             listed.into_iter().partition(|e| is_temp_name(&e.name));
         self.reap_stale_temps(&self.remote_path(path), &temps);
         let listed = Arc::new(listed);
         self.cache.put_dir(path, listed.clone());
         Ok(listed)
+    }
+
+    /// The entries of a server listing the kernel can take. One it cannot
+    /// (a `/` fails the whole readdir reply with EIO, NUL truncates, over
+    /// NAME_MAX breaks programs) is left out, with one warning per listing
+    /// naming them escaped; the server's own `.` and `..` go silently.
+    fn drop_bad_names(&self, path: &[u8], listed: Vec<DirEntry>) -> Vec<DirEntry> {
+        let mut bad = Vec::new();
+        let kept = listed
+            .into_iter()
+            .filter(|e| match check_name(&e.name) {
+                Ok(()) => true,
+                Err(BadName::Reserved) if !e.name.is_empty() => false,
+                Err(why) => {
+                    let why = match why {
+                        BadName::TooLong => "over 255 bytes",
+                        BadName::Separator => "holds '/' or NUL",
+                        BadName::Reserved => "empty",
+                    };
+                    bad.push(format!("\"{}\" ({why})", escape(&e.name)));
+                    false
+                }
+            })
+            .collect();
+        if !bad.is_empty() {
+            let line = format!(
+                "listing {}: skipped {} server name(s) no local program can use: {}",
+                show(path),
+                bad.len(),
+                bad.join(", ")
+            );
+            if first_time(&line) {
+                log::warn!("{line}");
+            } else {
+                log::debug!("{line}");
+            }
+        }
+        kept
     }
 
     /// Lists a directory once per opendir; readdir serves slices of it.
@@ -232,5 +288,18 @@ impl<R: Remote> Fs<R> {
 
     pub(crate) fn releasedir(&self, fh: u64) {
         lock(&self.dir_handles).remove(&fh);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::first_time;
+
+    #[test]
+    fn the_same_warning_is_logged_once() {
+        let line = format!("listing /t{}: skipped", std::process::id());
+        assert!(first_time(&line));
+        assert!(!first_time(&line));
+        assert!(first_time(&format!("{line} more")));
     }
 }

@@ -50,6 +50,35 @@ pub(crate) fn split(path: &[u8]) -> (&[u8], &[u8]) {
     }
 }
 
+/// Longest name component a Linux program can take (`NAME_MAX`): glibc's
+/// `struct dirent` holds 256 bytes, and local filesystems refuse longer.
+pub(crate) const NAME_MAX: usize = 255;
+
+/// Why a name cannot be a directory entry in the kernel.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum BadName {
+    /// Empty, `.` or `..`: the kernel's own, or nothing.
+    Reserved,
+    /// Holds `/` or NUL: the kernel fails a whole readdir reply that holds
+    /// a `/` (fuse_parse_dirfile), and C strings end at NUL.
+    Separator,
+    /// Over `NAME_MAX` bytes.
+    TooLong,
+}
+
+/// Whether `name` can be one component of a path the kernel shows.
+pub(crate) fn check_name(name: &[u8]) -> Result<(), BadName> {
+    if name.is_empty() || name == b"." || name == b".." {
+        Err(BadName::Reserved)
+    } else if name.contains(&b'/') || name.contains(&0) {
+        Err(BadName::Separator)
+    } else if name.len() > NAME_MAX {
+        Err(BadName::TooLong)
+    } else {
+        Ok(())
+    }
+}
+
 impl InodeTable {
     pub(crate) fn new() -> Self {
         let mut t = Self {
@@ -178,6 +207,18 @@ mod tests {
             (&b"Incoming/Invoices"[..], &b"a.csv"[..])
         );
         assert_eq!(split(b"top"), (&b""[..], &b"top"[..]));
+    }
+
+    #[test]
+    fn names_the_kernel_cannot_take_are_named() {
+        assert_eq!(check_name(b"a.csv"), Ok(()));
+        assert_eq!(check_name(&[b'x'; 255]), Ok(()));
+        assert_eq!(check_name(&[b'x'; 256]), Err(BadName::TooLong));
+        assert_eq!(check_name(b""), Err(BadName::Reserved));
+        assert_eq!(check_name(b".."), Err(BadName::Reserved));
+        assert_eq!(check_name(b"a/b"), Err(BadName::Separator));
+        assert_eq!(check_name(b"a\0b"), Err(BadName::Separator));
+        assert_eq!(check_name(b"x\ny"), Ok(()), "legal, only escaped in logs");
     }
 
     #[test]

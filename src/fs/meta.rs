@@ -8,11 +8,11 @@ use std::os::unix::ffi::OsStrExt;
 use std::sync::mpsc;
 use std::time::SystemTime;
 
-use crate::error::{FsError, FsResult, Op};
+use crate::error::{escape, rename_failure_errno, FsError, FsResult, Op, RenameEnds};
 use crate::fs::inode::split;
-use crate::fs::symlink::contain_symlink;
+use crate::fs::symlink::{contain_symlink, Contained};
 use crate::fs::upload::is_temp_name;
-use crate::fs::{lock, show, to_secs, Fs, FsStats, KernelEntry, SetAttr, Stat};
+use crate::fs::{lock, show, to_secs, Fs, FsStats, KernelEntry, Kind, SetAttr, Stat};
 use crate::remote::{Meta, Remote, RemoteError};
 
 impl<R: Remote> Fs<R> {
@@ -50,7 +50,18 @@ impl<R: Remote> Fs<R> {
             return Ok(self.upload_stat(ino, &up));
         }
         let path = self.path_of(Op::Getattr, ino)?;
-        let attrs = self.fetch_attrs(Op::Getattr, &path)?;
+        let attrs = match self.fetch_attrs(Op::Getattr, &path) {
+            // The root while the server is unreachable (delay_connect at
+            // boot, or a lost link): a plain directory, so that `stat`,
+            // `findmnt` and `mountpoint` see the mount; listing it and
+            // every other operation still fail with EIO.
+            Err(e) if ino == crate::fs::inode::ROOT_INO && e.errno == libc::EIO => Meta {
+                kind: Some(crate::remote::Kind::Dir),
+                permissions: Some(0o755),
+                ..Meta::default()
+            },
+            other => other?,
+        };
         Ok(self.stat_from(ino, &attrs))
     }
 
@@ -76,9 +87,13 @@ impl<R: Remote> Fs<R> {
         }
         let times = match (set.atime, set.mtime) {
             (None, None) => None,
+            (Some(a), Some(m)) => Some((to_secs(a), to_secs(m))),
+            // UTIME_OMIT for one of them (`touch -m`, `touch -a`): SFTP v3
+            // sets both times at once, so the omitted one is sent as it is
+            // now, never as 0 or the current time.
             (a, m) => {
-                let now = SystemTime::now();
-                Some((to_secs(a.unwrap_or(now)), to_secs(m.unwrap_or(now))))
+                let (cur_a, cur_m) = self.current_times(ino, &path)?;
+                Some((a.map_or(cur_a, to_secs), m.map_or(cur_m, to_secs)))
             }
         };
         if let Some(up) = self.upload_of(ino) {
@@ -106,7 +121,11 @@ impl<R: Remote> Fs<R> {
                 if self.cfg.strict_setstat || e.is_not_found() || e.is_transport() {
                     return Err(FsError::remote(Op::Setattr, show(&path), &e));
                 }
-                log::debug!("setattr {} refused by server, ignored: {e}", show(&path));
+                log::debug!(
+                    "setattr {} refused by server, ignored: {}",
+                    show(&path),
+                    escape(e.to_string().as_bytes())
+                );
             }
         }
         self.getattr(ino)
@@ -148,16 +167,63 @@ impl<R: Remote> Fs<R> {
         *lock(&self.kernel_invalidations) = Some(tx);
     }
 
+    /// (atime, mtime) of `path` as they are now: a file being written
+    /// shows its upload's, any other the server's (asked afresh, as the
+    /// cache may hold a listing's older view).
+    fn current_times(&self, ino: u64, path: &[u8]) -> FsResult<(u32, u32)> {
+        if let Some(up) = self.upload_of(ino) {
+            let s = self.upload_stat(ino, &up);
+            return Ok((to_secs(s.atime), to_secs(s.mtime)));
+        }
+        let now = to_secs(SystemTime::now());
+        let meta = self
+            .remote
+            .lstat(&self.remote_path(path))
+            .map_err(|e| FsError::remote(Op::Setattr, show(path), &e))?;
+        Ok((meta.atime.unwrap_or(now), meta.mtime.unwrap_or(now)))
+    }
+
     pub(crate) fn readlink(&self, ino: u64) -> FsResult<Vec<u8>> {
         let path = self.path_of(Op::Readlink, ino)?;
         let target = self
             .remote
             .readlink(&self.remote_path(&path))
             .map_err(|e| FsError::remote(Op::Readlink, show(&path), &e))?;
-        if self.cfg.contain_symlinks {
-            return Ok(contain_symlink(&path, &target, &self.cfg.remote_root));
+        if !self.cfg.contain_symlinks {
+            return Ok(target);
         }
-        Ok(target)
+        let mut link_of = |rel: &[u8]| self.link_target(rel);
+        match contain_symlink(&path, &target, &self.cfg.remote_root, &mut link_of)? {
+            Contained::Target(t) => Ok(t),
+            Contained::Escapes(t) => {
+                log::debug!(
+                    "readlink {}: target leaves the mount, neutralised",
+                    show(&path)
+                );
+                Ok(t)
+            }
+            Contained::Loop => Err(FsError::new(
+                Op::Readlink,
+                show(&path),
+                libc::ELOOP,
+                "symlink loop",
+            )),
+        }
+    }
+
+    /// The target of the link at the mount-relative `rel`, or `None` when
+    /// nothing or no link is there (for symlink containment).
+    fn link_target(&self, rel: &[u8]) -> FsResult<Option<Vec<u8>>> {
+        match self.fetch_attrs(Op::Readlink, rel) {
+            Ok(m) if m.kind == Some(Kind::Symlink) => {}
+            Ok(_) => return Ok(None),
+            Err(e) if e.errno == libc::ENOENT => return Ok(None),
+            Err(e) => return Err(e),
+        }
+        self.remote
+            .readlink(&self.remote_path(rel))
+            .map(Some)
+            .map_err(|e| FsError::remote(Op::Readlink, show(rel), &e))
     }
 
     pub(crate) fn mkdir(&self, parent: u64, name: &OsStr, mode: u32) -> FsResult<Stat> {
@@ -267,6 +333,24 @@ impl<R: Remote> Fs<R> {
             };
             if let Err(e) = result {
                 let fromto = format!("{} -> {}", show(&from), show(&to));
+                // OpenSSH says only FAILURE (sftp-server.c
+                // `errno_to_portable`), and NO_SUCH_FILE for a folder over
+                // a file (its rename(2) says ENOTDIR): look at both ends to
+                // tell rename(2)'s ENOTEMPTY, ENOTDIR and EISDIR apart.
+                let kinds_may_explain = match &e {
+                    RemoteError::Failure(_) => true,
+                    RemoteError::NotFound(_) => {
+                        let ends = self.rename_ends(&rf, &rt);
+                        ends.from.is_some() && ends.to.is_some()
+                    }
+                    _ => false,
+                };
+                if kinds_may_explain {
+                    let ends = self.rename_ends(&rf, &rt);
+                    let errno = rename_failure_errno(&ends);
+                    let detail = escape(e.to_string().as_bytes());
+                    return Err(FsError::new(Op::Rename, fromto, errno, detail));
+                }
                 return Err(FsError::remote(Op::Rename, fromto, &e));
             }
             self.cache.note_removed(&from);
@@ -289,6 +373,24 @@ impl<R: Remote> Fs<R> {
         }
         lock(&self.inodes).rename(&from, &to);
         Ok(())
+    }
+
+    /// What the server shows of a refused rename's two ends (remote paths);
+    /// whatever cannot be learnt stays unknown.
+    fn rename_ends(&self, from: &[u8], to: &[u8]) -> RenameEnds {
+        let kind = |p: &[u8]| self.remote.lstat(p).ok().and_then(|m| m.kind);
+        let (from_kind, to_kind) = (kind(from), kind(to));
+        let to_has_entries = from_kind == Some(Kind::Dir)
+            && to_kind == Some(Kind::Dir)
+            && self.remote.read_dir(to).is_ok_and(|l| {
+                l.iter()
+                    .any(|e| e.name.as_slice() != b"." && e.name.as_slice() != b"..")
+            });
+        RenameEnds {
+            from: from_kind,
+            to: to_kind,
+            to_has_entries,
+        }
     }
 
     /// link(2): `hardlink@openssh.com` when the server offers it, else EPERM.

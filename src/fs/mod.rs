@@ -115,8 +115,9 @@ fn from_secs(s: u32) -> SystemTime {
     UNIX_EPOCH + Duration::from_secs(u64::from(s))
 }
 
+/// A mount-relative path for the log, escaped (names come from the server).
 fn show(path: &[u8]) -> String {
-    format!("/{}", String::from_utf8_lossy(path))
+    format!("/{}", crate::error::escape(path))
 }
 
 /// The filesystem: every operation the kernel asks for, over `R`.
@@ -275,13 +276,27 @@ impl<R: Remote> Fs<R> {
     fn child_path(&self, op: Op, parent: u64, name: &OsStr) -> FsResult<Vec<u8>> {
         let name = name.as_bytes();
         let parent_path = self.path_of(op, parent)?;
-        if name.is_empty() || name.contains(&b'/') || name == b"." || name == b".." {
-            return Err(FsError::new(
-                op,
-                show(&parent_path),
-                libc::EINVAL,
-                "bad name",
-            ));
+        // Checked before any round trip: a name over NAME_MAX is
+        // ENAMETOOLONG as on a local filesystem (the server would only say
+        // FAILURE, or NO_SUCH_FILE).
+        match inode::check_name(name) {
+            Ok(()) => {}
+            Err(inode::BadName::TooLong) => {
+                return Err(FsError::new(
+                    op,
+                    show(&parent_path),
+                    libc::ENAMETOOLONG,
+                    format!("name of {} bytes", name.len()),
+                ))
+            }
+            Err(_) => {
+                return Err(FsError::new(
+                    op,
+                    show(&parent_path),
+                    libc::EINVAL,
+                    "bad name",
+                ))
+            }
         }
         Ok(join(&parent_path, name))
     }
@@ -351,6 +366,8 @@ impl<R: Remote> Fs<R> {
 
     /// Attributes of `path` from the cache or the server.
     fn fetch_attrs(&self, op: Op, path: &[u8]) -> FsResult<Meta> {
+        // A relisting and the LSTAT share the caller's one `timeout`.
+        let _call = crate::remote::deadline::CallScope::enter();
         if let Some(a) = self.cache.attrs(path) {
             return Ok(a);
         }

@@ -16,6 +16,10 @@ use crate::remote::{Handle, RResult, Remote};
 pub(crate) const BLOCK: u64 = 1 << 20;
 /// Most blocks fetched ahead of the reader.
 const MAX_WINDOW: u64 = 6;
+/// A read at or past the known size asks for at most this much: one SFTP
+/// READ (the implementation sends 64 KiB per request), which confirms end
+/// of file or finds bytes the file gained since it was opened.
+const CONFIRM_LEN: u32 = 64 * 1024;
 
 use crate::sync::lock;
 
@@ -46,6 +50,9 @@ struct Job {
     remote: Arc<dyn Remote>,
     handle: Handle,
     index: u64,
+    /// Bytes of the block inside the known size (a block at the end of the
+    /// file is fetched only up to it: no READs past end of file).
+    len: u32,
     block: Arc<Block>,
 }
 
@@ -67,7 +74,7 @@ impl Pool {
                     let Ok(job) = job else { return };
                     let r = job
                         .remote
-                        .read(&job.handle, job.index * BLOCK, BLOCK as u32)
+                        .read(&job.handle, job.index * BLOCK, job.len)
                         .map(Arc::new);
                     job.block.fill(r);
                 });
@@ -102,6 +109,12 @@ impl ReadAhead {
 
     /// Serves `len` bytes at `offset`, prefetching when the reads are
     /// sequential. Falls back to a direct read when nothing is prefetched.
+    ///
+    /// Nothing is requested past the size known at open (the kernel asks
+    /// for whole pages and up to `max_read` at once, and a server logs
+    /// every READ past end of file): a read crossing it is cut there, and a
+    /// read at or past it is one confirming READ, which also finds bytes
+    /// the file gained meanwhile.
     pub(crate) fn read(
         state: &Mutex<ReadAhead>,
         pool: &Pool,
@@ -110,6 +123,19 @@ impl ReadAhead {
         offset: u64,
         len: u32,
     ) -> RResult<Vec<u8>> {
+        let size = lock(state).size_hint;
+        if offset >= size {
+            let data = remote.read(handle, offset, len.min(CONFIRM_LEN))?;
+            if !data.is_empty() {
+                // The file grew since it was opened: its size is unknown now.
+                let mut st = lock(state);
+                st.size_hint = u64::MAX;
+                st.window = 0;
+                st.blocks.clear();
+            }
+            return Ok(data);
+        }
+        let len = u32::try_from(u64::from(len).min(size - offset)).unwrap_or(len);
         let first = offset / BLOCK;
         let last = (offset + u64::from(len).max(1) - 1) / BLOCK;
         let wanted: Vec<(u64, Arc<Block>)> = {
@@ -132,7 +158,9 @@ impl ReadAhead {
             } else {
                 // Drop blocks behind the reader; request the window ahead.
                 st.blocks.retain(|&i, _| i >= first);
-                for i in first..=(last + st.window).min(end_block.max(last)) {
+                let last_block = end_block.saturating_sub(1).max(last);
+                let known_size = st.size_hint;
+                for i in first..=(last + st.window).min(last_block) {
                     if let std::collections::btree_map::Entry::Vacant(slot) = st.blocks.entry(i) {
                         let block = Arc::new(Block {
                             data: Mutex::new(None),
@@ -142,6 +170,7 @@ impl ReadAhead {
                             remote: remote.clone(),
                             handle: handle.clone(),
                             index: i,
+                            len: known_size.saturating_sub(i * BLOCK).min(BLOCK) as u32,
                             block: block.clone(),
                         });
                         if !queued {
@@ -246,6 +275,64 @@ mod tests {
             let end = (start + len as usize).min(size);
             assert_eq!(got, data[start..end].to_vec(), "at {offset}");
         }
+    }
+
+    /// Issue 11: ProFTPD logged hundreds of READs past end of file. Read
+    /// the way the kernel does (large requests, up to and past the end),
+    /// small and large files: at most one READ starts past the end.
+    #[test]
+    fn no_reads_past_the_known_size_beyond_one_confirming_read() {
+        for size in [
+            10usize,
+            4096,
+            200_000,
+            BLOCK as usize + 1,
+            3 * BLOCK as usize + 777,
+        ] {
+            let (remote, mock, handle, data) = setup(size);
+            let pool = Pool::new(2);
+            let state = Mutex::new(ReadAhead::new(size as u64));
+            let step = 1 << 20; // FUSE max_read
+            let mut got = Vec::new();
+            let mut offset = 0u64;
+            loop {
+                let chunk =
+                    ReadAhead::read(&state, &pool, &remote, &handle, offset, step).expect("read");
+                if chunk.is_empty() {
+                    break;
+                }
+                offset += chunk.len() as u64;
+                got.extend_from_slice(&chunk);
+            }
+            assert!(got == data, "content differs at size {size}");
+            // Let prefetches still queued finish before counting.
+            std::thread::sleep(std::time::Duration::from_millis(50));
+            assert!(
+                mock.reads_past_eof() <= 1,
+                "size {size}: {} READs past end of file",
+                mock.reads_past_eof()
+            );
+        }
+    }
+
+    /// A file that grew since it was opened is still read to its new end.
+    #[test]
+    fn a_file_grown_since_open_is_read_to_its_new_end() {
+        let (remote, mock, handle, mut data) = setup(1000);
+        let pool = Pool::new(2);
+        let state = Mutex::new(ReadAhead::new(1000));
+        data.extend_from_slice(&[7u8; 100_000]);
+        mock.put_file("/root/f.bin", &data);
+        let mut got = Vec::new();
+        loop {
+            let chunk = ReadAhead::read(&state, &pool, &remote, &handle, got.len() as u64, 1 << 17)
+                .expect("read");
+            if chunk.is_empty() {
+                break;
+            }
+            got.extend_from_slice(&chunk);
+        }
+        assert!(got == data, "read {} of {} bytes", got.len(), data.len());
     }
 
     #[test]

@@ -2,7 +2,18 @@
 //! options and access rule, the kernel mount itself, the thread that passes
 //! the filesystem's entry invalidations to the kernel, and the unmount.
 //! Together with the adapter this is the only place fuser is named.
+//!
+//! Unmounting goes by path, and a path can change hands: after `umount MNT`
+//! and an immediate new mount there, the old daemon (still exiting) would
+//! unmount the new mount. So the session records the kernel's identity of
+//! the mount it made (mount id and device, from /proc/self/mountinfo) and
+//! unmounts only while the topmost mount at the path is still that one and
+//! our FUSE connection is still alive: both numbers are reused by the
+//! kernel once a mount is gone (lowest free), but not while its connection
+//! (and so its superblock and device) lives. fuser's own unmount-on-drop
+//! (by path) is never run.
 
+use std::mem::ManuallyDrop;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -64,8 +75,92 @@ fn config(o: &SessionOptions) -> fuser::Config {
 
 /// A live mount served by fuser's background threads.
 pub(crate) struct MountedSession {
-    background: fuser::BackgroundSession,
+    /// Never dropped: its drop unmounts by path, whoever's mount is there
+    /// by then (see `unmount`).
+    background: ManuallyDrop<fuser::BackgroundSession>,
+    /// As the kernel shows it (canonical).
     mountpoint: PathBuf,
+    /// The mount this session made; None if it could not be read, and
+    /// then nothing is ever unmounted by path.
+    identity: Option<MountIdentity>,
+}
+
+/// The kernel's identity of one mount: /proc/self/mountinfo's mount id and
+/// the device (major:minor) of its superblock.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct MountIdentity {
+    pub(crate) mount_id: u64,
+    pub(crate) major: u32,
+    pub(crate) minor: u32,
+}
+
+/// The topmost mount at `mountpoint` (the last mountinfo line naming it:
+/// a mount stacked on a path comes after the one it covers).
+pub(crate) fn mount_at(mountpoint: &Path) -> Option<MountIdentity> {
+    let text = std::fs::read("/proc/self/mountinfo").ok()?;
+    find_mount(&text, mountpoint.as_os_str().as_bytes())
+}
+
+/// `mount_at` over the text of a mountinfo file.
+fn find_mount(mountinfo: &[u8], mountpoint: &[u8]) -> Option<MountIdentity> {
+    let mut found = None;
+    for line in mountinfo.split(|&b| b == b'\n') {
+        // id parent major:minor root mountpoint ... (proc(5)); fields are
+        // separated by single spaces, which inside a field are escaped.
+        let mut fields = line.split(|&b| b == b' ');
+        let (Some(id), Some(_parent), Some(dev), Some(_root), Some(point)) = (
+            fields.next(),
+            fields.next(),
+            fields.next(),
+            fields.next(),
+            fields.next(),
+        ) else {
+            continue;
+        };
+        if unescape_mountinfo(point) != mountpoint {
+            continue;
+        }
+        let number = |b: &[u8]| std::str::from_utf8(b).ok()?.parse::<u64>().ok();
+        let Some((major, minor)) = std::str::from_utf8(dev)
+            .ok()
+            .and_then(|d| d.split_once(':'))
+        else {
+            continue;
+        };
+        if let (Some(mount_id), Ok(major), Ok(minor)) = (number(id), major.parse(), minor.parse()) {
+            found = Some(MountIdentity {
+                mount_id,
+                major,
+                minor,
+            });
+        }
+    }
+    found
+}
+
+/// A mountinfo path field with its `\ooo` octal escapes (space, tab,
+/// newline, backslash) undone.
+fn unescape_mountinfo(field: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(field.len());
+    let mut i = 0;
+    while i < field.len() {
+        if field[i] == b'\\' && i + 3 < field.len() {
+            let digits = &field[i + 1..i + 4];
+            if digits.iter().all(|d| (b'0'..=b'7').contains(d)) {
+                let v = digits
+                    .iter()
+                    .fold(0u32, |acc, d| acc * 8 + u32::from(d - b'0'));
+                if let Ok(b) = u8::try_from(v) {
+                    out.push(b);
+                    i += 4;
+                    continue;
+                }
+            }
+        }
+        out.push(field[i]);
+        i += 1;
+    }
+    out
 }
 
 /// Mounts `fs` on `mountpoint` and starts serving it.
@@ -74,8 +169,20 @@ pub(crate) fn mount<R: Remote>(
     mountpoint: &Path,
     options: &SessionOptions,
 ) -> Result<MountedSession, String> {
+    // fuser mounts on the canonical path, and mountinfo shows that one.
+    let mountpoint = &mountpoint
+        .canonicalize()
+        .map_err(|e| format!("cannot mount on {}: {e}", mountpoint.display()))?;
     let session = fuser::Session::new(FuseAdapter::new(fs.clone()), mountpoint, &config(options))
         .map_err(|e| format!("cannot mount on {}: {e}", mountpoint.display()))?;
+    let identity = mount_at(mountpoint);
+    if identity.is_none() {
+        log::warn!(
+            "cannot find the new mount of {} in /proc/self/mountinfo; it will not be \
+             unmounted by this process",
+            mountpoint.display()
+        );
+    }
     // Known before the first request is served: `caller::still_open`
     // compares it with the mnt_id of the caller's descriptors.
     if let Some(id) = caller::mount_id(mountpoint) {
@@ -98,8 +205,9 @@ pub(crate) fn mount<R: Remote>(
         .spawn()
         .map_err(|e| format!("cannot start the FUSE session: {e}"))?;
     Ok(MountedSession {
-        background,
+        background: ManuallyDrop::new(background),
         mountpoint: mountpoint.to_path_buf(),
+        identity,
     })
 }
 
@@ -110,28 +218,135 @@ impl MountedSession {
         self.background.guard.is_finished()
     }
 
-    /// Ends the session: unmounts (unless it was unmounted from outside)
+    /// True while the topmost mount at the path is the one this session
+    /// made: same mount id and device, and our connection still alive (so
+    /// those numbers cannot have been handed to a newer mount).
+    pub(crate) fn is_still_mine(&self) -> bool {
+        self.identity
+            .is_some_and(|mine| mount_at(&self.mountpoint) == Some(mine))
+            && connection_alive()
+    }
+
+    /// Ends the session: unmounts if the mount at the path is still ours,
     /// and joins the serving threads. If the kernel refuses (the mount is
     /// busy), detaches it lazily (MNT_DETACH), as `umount -l` would: it
     /// disappears from the namespace now and goes when its last user does.
+    /// A mount that is no longer ours (unmounted from outside, maybe with a
+    /// new mount in its place) is left alone.
     pub(crate) fn unmount(self) {
-        if self.has_ended() {
-            let _ = self.background.join();
-            return;
-        }
-        let mountpoint = self.mountpoint;
-        if let Err(e) = self.background.umount_and_join() {
-            log::warn!("unmount: {e}; detaching lazily");
-            lazy_unmount(&mountpoint);
+        let ended = self.has_ended();
+        let mine = self.is_still_mine();
+        let MountedSession {
+            background,
+            mountpoint,
+            identity,
+        } = self;
+        // SAFETY: `background` is never dropped (ManuallyDrop) and never
+        // used after this read, so the guard is owned once. The rest of
+        // the BackgroundSession (fuser's Mount, whose drop unmounts by
+        // path, and the /dev/fuse handle) is leaked on purpose; the
+        // process is shutting down.
+        let guard = unsafe { std::ptr::read(&background.guard) };
+        let join = || {
+            if let Ok(Err(e)) = guard.join() {
+                log::debug!("FUSE session ended: {e}");
+            }
+        };
+        match (mine, ended) {
+            (true, _) => match umount(&mountpoint, 0) {
+                Ok(()) => join(),
+                Err(e) => {
+                    log::warn!("unmount: {e}; detaching lazily");
+                    // Busy: the serving threads go when the last user
+                    // does; not waited for.
+                    if mount_at(&mountpoint) == identity {
+                        let _ = umount(&mountpoint, libc::MNT_DETACH);
+                    }
+                }
+            },
+            (false, true) => join(),
+            (false, false) if !connection_alive() => {
+                // Unmounted from outside a moment ago: the serving thread
+                // is about to see it.
+                join();
+            }
+            (false, false) => {
+                // Our mount is covered by another one (or was moved, or
+                // detached while busy): the path is not ours to unmount.
+                // End our connection instead, through the kernel's
+                // per-connection control file (fusectl); its number is
+                // our device's minor, ours while the connection lives.
+                log::warn!(
+                    "the mount at {} is no longer this process's; not unmounting it",
+                    mountpoint.display()
+                );
+                if let Some(id) = identity {
+                    let abort = format!("/sys/fs/fuse/connections/{}/abort", id.minor);
+                    let _ = std::fs::write(abort, b"1");
+                }
+            }
         }
     }
 }
 
-fn lazy_unmount(mountpoint: &Path) {
-    if let Ok(c) = std::ffi::CString::new(mountpoint.as_os_str().as_bytes()) {
-        // SAFETY: umount2 with a valid C path.
-        unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) };
+/// True while this process's FUSE connection lives: one of its /dev/fuse
+/// descriptors does not poll as POLLERR (the kernel reports POLLERR once
+/// the connection is aborted or its mount destroyed).
+fn connection_alive() -> bool {
+    let Ok(dir) = std::fs::read_dir("/proc/self/fd") else {
+        return false;
+    };
+    dir.flatten().any(|e| {
+        let is_fuse = std::fs::read_link(e.path()).is_ok_and(|t| t == Path::new("/dev/fuse"));
+        let Some(fd) = e.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else {
+            return false;
+        };
+        if !is_fuse {
+            return false;
+        }
+        let mut p = libc::pollfd {
+            fd,
+            events: 0,
+            revents: 0,
+        };
+        // SAFETY: poll of one descriptor without waiting; a descriptor
+        // closed meanwhile reports POLLNVAL.
+        let n = unsafe { libc::poll(&mut p, 1, 0) };
+        n >= 0 && p.revents & (libc::POLLERR | libc::POLLNVAL) == 0
+    })
+}
+
+/// umount2(2) on `mountpoint`; for a user mount (EPERM) the setuid
+/// fusermount3 (or fusermount) unmounts, as fuser and libfuse do.
+fn umount(mountpoint: &Path, flags: libc::c_int) -> std::io::Result<()> {
+    let c = std::ffi::CString::new(mountpoint.as_os_str().as_bytes())
+        .map_err(|_| std::io::Error::from(std::io::ErrorKind::InvalidInput))?;
+    // SAFETY: umount2 with a valid C path.
+    if unsafe { libc::umount2(c.as_ptr(), flags) } == 0 {
+        return Ok(());
     }
+    let e = std::io::Error::last_os_error();
+    if e.raw_os_error() != Some(libc::EPERM) {
+        return Err(e);
+    }
+    let lazy = flags & libc::MNT_DETACH != 0;
+    for bin in ["fusermount3", "fusermount"] {
+        let mut cmd = std::process::Command::new(bin);
+        cmd.arg("-u");
+        if lazy {
+            cmd.arg("-z");
+        }
+        match cmd.arg(mountpoint).output() {
+            Ok(out) if out.status.success() => return Ok(()),
+            Ok(out) => {
+                return Err(std::io::Error::other(crate::logging::escape(
+                    out.stderr.trim_ascii_end(),
+                )))
+            }
+            Err(_) => continue,
+        }
+    }
+    Err(e)
 }
 
 #[cfg(test)]
@@ -197,5 +412,47 @@ mod tests {
             ..options()
         });
         assert_eq!(c.n_threads, Some(1));
+    }
+
+    const MOUNTINFO: &[u8] = b"\
+22 1 8:1 / / rw,relatime shared:1 - ext4 /dev/sda1 rw
+61 22 0:53 / /mnt/coupa rw,nosuid,nodev,relatime shared:30 - fuse.coupafs a@h:/ rw,user_id=0
+70 22 0:60 / /mnt/with\\040space rw shared:31 - fuse.coupafs a@h:/ rw
+75 61 0:61 / /mnt/coupa rw,nosuid,nodev shared:32 - fuse.coupafs a@h:/ rw,user_id=0
+";
+
+    #[test]
+    fn the_topmost_mount_at_a_path_is_found() {
+        // Two mounts stacked on /mnt/coupa: the later line is on top.
+        assert_eq!(
+            find_mount(MOUNTINFO, b"/mnt/coupa"),
+            Some(MountIdentity {
+                mount_id: 75,
+                major: 0,
+                minor: 61
+            })
+        );
+        assert_eq!(
+            find_mount(MOUNTINFO, b"/mnt/with space").map(|m| m.mount_id),
+            Some(70)
+        );
+        assert_eq!(find_mount(MOUNTINFO, b"/mnt"), None);
+        assert_eq!(find_mount(MOUNTINFO, b"/mnt/coupa/sub"), None);
+        assert_eq!(find_mount(b"garbage\n\n1 2\n", b"/"), None);
+    }
+
+    #[test]
+    fn mountinfo_escapes_are_undone() {
+        assert_eq!(
+            unescape_mountinfo(b"/a\\040b\\011c\\012d\\134e"),
+            b"/a b\tc\nd\\e"
+        );
+        // Not an escape: kept as is.
+        assert_eq!(unescape_mountinfo(b"/x\\9y\\04"), b"/x\\9y\\04");
+    }
+
+    #[test]
+    fn the_root_mount_of_this_process_is_visible() {
+        assert!(mount_at(Path::new("/")).is_some());
     }
 }

@@ -6,7 +6,6 @@
 //! no child ever inherits the password.
 
 use std::ffi::CStr;
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
@@ -22,6 +21,22 @@ static ENV_PASSWORD: OnceLock<Option<Secret>> = OnceLock::new();
 
 extern "C" {
     static mut environ: *mut *mut libc::c_char;
+}
+
+/// Makes the process non-dumpable (prctl PR_SET_DUMPABLE 0): no core file
+/// holds its secrets, and other users (even the same uid without
+/// CAP_SYS_PTRACE) can neither ptrace it nor read /proc/PID/environ, mem or
+/// maps. Kept across fork, so calling it first thing in `main` covers the
+/// daemon too; `run` calls it again for library users.
+pub fn harden_process() {
+    // SAFETY: prctl with integer arguments only.
+    let rc = unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) };
+    if rc != 0 {
+        log::warn!(
+            "prctl(PR_SET_DUMPABLE, 0): {}",
+            std::io::Error::last_os_error()
+        );
+    }
 }
 
 /// Takes `COUPAFS_PASSWORD` out of the environment (wiping it) and keeps
@@ -107,19 +122,65 @@ fn local_user_name() -> String {
 
 /// Reads a secret from a file that only its owner may read (like ssh with
 /// private keys: a secret others can read is refused, not used).
+///
+/// The file is opened once, without following a symlink (O_NOFOLLOW: a
+/// link could point a root mount at any file), and the checks are made
+/// with fstat on that open descriptor, which is then read: there is no gap
+/// between check and use in which the path could be swapped. It must be a
+/// regular file, owned by the running user (or root), with no group or
+/// other permission bits.
 fn read_secret_file(path: &Path, what: &str) -> Result<Secret, String> {
-    let meta = std::fs::metadata(path)
-        .map_err(|e| format!("cannot read {what} file {}: {e}", path.display()))?;
-    if meta.permissions().mode() & 0o077 != 0 {
+    use std::io::Read;
+    use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+    let shown = path.display();
+    let mut file = std::fs::OpenOptions::new()
+        .read(true)
+        // O_NONBLOCK: a FIFO planted there must not block the open; it is
+        // refused below as not a regular file.
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC | libc::O_NONBLOCK)
+        .open(path)
+        .map_err(|e| match e.raw_os_error() {
+            Some(libc::ELOOP) => format!(
+                "{what} file {shown} is a symbolic link; refusing it (name the file itself)"
+            ),
+            _ => format!("cannot read {what} file {shown}: {e}"),
+        })?;
+    let meta = file
+        .metadata()
+        .map_err(|e| format!("cannot read {what} file {shown}: {e}"))?;
+    if !meta.is_file() {
+        return Err(format!("{what} file {shown} is not a regular file"));
+    }
+    // SAFETY: geteuid cannot fail.
+    let me = unsafe { libc::geteuid() };
+    if meta.uid() != me && meta.uid() != 0 {
         return Err(format!(
-            "{what} file {} is readable by group or others (mode {:o}); run chmod 600 on it",
-            path.display(),
-            meta.permissions().mode() & 0o777
+            "{what} file {shown} is owned by uid {}, not by you (uid {me}) or root; refusing it",
+            meta.uid()
         ));
     }
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| format!("cannot read {what} file {}: {e}", path.display()))?;
-    Ok(Secret::new(text.trim_end_matches(['\n', '\r']).to_string()))
+    let mode = meta.mode() & 0o7777;
+    if mode & 0o077 != 0 {
+        return Err(format!(
+            "{what} file {shown} is readable by group or others (mode {:o}); run chmod 600 on it",
+            mode & 0o777
+        ));
+    }
+    // Sized up front so the buffer is not reallocated (which would leave
+    // copies of the secret in freed memory).
+    let mut bytes = Vec::with_capacity(meta.len().min(1 << 20) as usize + 1);
+    let read = Read::by_ref(&mut file)
+        .take(1 << 20)
+        .read_to_end(&mut bytes);
+    let len = bytes.len();
+    let secret = Secret::from_utf8(bytes);
+    read.map_err(|e| format!("cannot read {what} file {shown}: {e}"))?;
+    let secret = secret.ok_or_else(|| format!("{what} file {shown} is not valid UTF-8"))?;
+    let trimmed = secret.expose().trim_end_matches(['\n', '\r']).len();
+    if trimmed == len {
+        return Ok(secret);
+    }
+    Ok(Secret::new(secret.expose()[..trimmed].to_string()))
 }
 
 /// `p` made absolute against the current directory: the daemon runs in
@@ -282,6 +343,7 @@ fn reach(opts: &MountOptions, env: &dyn Fn(&str) -> Option<String>) -> Result<Re
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::fs::PermissionsExt;
 
     #[test]
     fn reach_takes_one_route_and_reads_the_environment_only_when_asked() {
@@ -362,6 +424,63 @@ mod tests {
     }
 
     #[test]
+    fn a_symlink_to_a_secret_file_is_refused() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let real = file_with(dir.path(), "pw", "x\n", 0o600);
+        let link = dir.path().join("link");
+        std::os::unix::fs::symlink(&real, &link).expect("symlink");
+        let err = read_secret_file(&link, "password").expect_err("symlink refused");
+        assert!(
+            err.contains("password file") && err.contains("is a symbolic link"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_secret_file_that_is_not_a_regular_file_is_refused() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let sub = dir.path().join("d");
+        std::fs::create_dir(&sub).expect("mkdir");
+        std::fs::set_permissions(&sub, std::fs::Permissions::from_mode(0o700)).expect("chmod");
+        let err = read_secret_file(&sub, "password").expect_err("directory refused");
+        assert!(err.contains("not a regular file"), "{err}");
+        let fifo = dir.path().join("fifo");
+        let c = std::ffi::CString::new(fifo.as_os_str().as_encoded_bytes()).expect("path");
+        // SAFETY: mkfifo with a valid C path.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        // Refused without blocking on a writer.
+        let err = read_secret_file(&fifo, "password").expect_err("fifo refused");
+        assert!(err.contains("not a regular file"), "{err}");
+    }
+
+    #[test]
+    fn a_secret_file_owned_by_another_user_is_refused() {
+        // SAFETY: geteuid cannot fail.
+        if unsafe { libc::geteuid() } != 0 {
+            eprintln!("skipped: chown needs root");
+            return;
+        }
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = file_with(dir.path(), "pw", "x\n", 0o600);
+        std::os::unix::fs::chown(&path, Some(65534), Some(65534)).expect("chown");
+        let err = read_secret_file(&path, "password").expect_err("foreign owner refused");
+        assert!(
+            err.contains("owned by uid 65534") && err.contains("refusing it"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_secret_file_that_is_not_utf8_is_refused() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("pw");
+        std::fs::write(&path, b"\xff\xfe\n").expect("write");
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+        let err = read_secret_file(&path, "password").expect_err("not UTF-8");
+        assert!(err.contains("not valid UTF-8"), "{err}");
+    }
+
+    #[test]
     fn missing_secret_file_names_the_file() {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("absent");
@@ -370,6 +489,29 @@ mod tests {
             err.starts_with("cannot read password file") && err.contains("absent"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn harden_process_makes_the_process_non_dumpable() {
+        // Run in a child so the test process itself stays dumpable.
+        // SAFETY: the child only calls prctl and _exit.
+        match unsafe { libc::fork() } {
+            0 => {
+                harden_process();
+                // SAFETY: prctl with integer arguments only.
+                let d = unsafe { libc::prctl(libc::PR_GET_DUMPABLE, 0, 0, 0, 0) };
+                // SAFETY: _exit skips the test harness's atexit handlers.
+                unsafe { libc::_exit(d) };
+            }
+            -1 => panic!("fork: {}", std::io::Error::last_os_error()),
+            pid => {
+                let mut status = 0;
+                // SAFETY: waits for our own child.
+                assert_eq!(unsafe { libc::waitpid(pid, &mut status, 0) }, pid);
+                assert!(libc::WIFEXITED(status));
+                assert_eq!(libc::WEXITSTATUS(status), 0, "PR_GET_DUMPABLE in the child");
+            }
+        }
     }
 
     #[test]

@@ -8,9 +8,10 @@
 
 mod credentials;
 mod daemon;
+mod dirs;
+mod show;
 mod status;
 
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -21,7 +22,8 @@ use crate::fuse::session::{self, Access, MountedSession, SessionOptions};
 use crate::remote::{Remote, SftpRemote};
 use crate::ssh::{CloseReason, ConnectParams, Pool};
 
-pub use credentials::{connect_params, take_env_password};
+pub use credentials::{connect_params, harden_process, take_env_password};
+pub use show::show_status;
 
 use credentials::absolute;
 use daemon::{ShutdownSignals, StartupPipe};
@@ -35,12 +37,25 @@ const POLL: Duration = Duration::from_millis(200);
 /// mode the calling process exits inside (with the child's verdict); the
 /// child returns here only after a clean stop.
 pub fn run(mut opts: MountOptions) -> Result<(), String> {
+    harden_process();
     crate::logging::init(opts.debug);
+    crate::ssh::set_sftp_debug(opts.sftp_debug);
+    // Before the fork, so that a refused file is reported on the terminal.
+    if let Some(path) = &opts.log_file {
+        crate::logging::to_file(&absolute(path))?;
+    }
     // The daemon runs in "/": resolve relative local paths now.
     opts.spool_dir = opts.spool_dir.as_deref().map(absolute);
     log::debug!("{} starting", cli::version_text());
     if !opts.ignored.is_empty() {
         log::debug!("accepted and ignored: {}", opts.ignored.join(" "));
+    }
+    if opts.allow_other && opts.no_default_permissions {
+        log::warn!(
+            "allow_other with no_default_permissions: the kernel does not check file modes, \
+             so every local user reads and writes on the server with the rights of the SFTP \
+             account"
+        );
     }
     let mountpoint = absolute(&opts.mountpoint);
     match std::fs::metadata(&mountpoint) {
@@ -53,6 +68,9 @@ pub fn run(mut opts: MountOptions) -> Result<(), String> {
         }
         Err(e) => return Err(format!("mountpoint {}: {e}", mountpoint.display())),
     }
+    // Before the fork, so that a refused directory is reported on the
+    // caller's terminal.
+    let local = local_dirs(&opts)?;
     let params = connect_params(&opts)?;
     let mut pipe = if opts.foreground {
         StartupPipe::none()
@@ -60,7 +78,7 @@ pub fn run(mut opts: MountOptions) -> Result<(), String> {
         daemon::daemonize()?
     };
     let daemon = pipe.is_waiting();
-    let result = mount_and_serve(&opts, params, &mountpoint, &mut pipe);
+    let result = mount_and_serve(&opts, params, &mountpoint, &local, &mut pipe);
     if daemon {
         if let Err(e) = &result {
             // The parent prints the reason (it is still waiting on the pipe
@@ -93,10 +111,33 @@ enum Ending {
     Unmounted,
 }
 
+/// The local directories a mount writes in, verified (see `dirs`).
+struct LocalDirs {
+    spool: PathBuf,
+    status: PathBuf,
+}
+
+/// Creates or verifies the spool and status directories.
+fn local_dirs(opts: &MountOptions) -> Result<LocalDirs, String> {
+    let spool = match &opts.spool_dir {
+        Some(p) => {
+            let p = absolute(p);
+            dirs::ensure(&p, dirs::Access::Private, true, "spool dir")?;
+            p
+        }
+        None => dirs::default_spool_dir()?,
+    };
+    Ok(LocalDirs {
+        spool,
+        status: dirs::status_dir()?,
+    })
+}
+
 fn mount_and_serve(
     opts: &MountOptions,
     params: ConnectParams,
     mountpoint: &Path,
+    local: &LocalDirs,
     pipe: &mut StartupPipe,
 ) -> Result<(), String> {
     // Blocked before any thread starts, so every thread inherits the mask
@@ -104,33 +145,21 @@ fn mount_and_serve(
     let signals = ShutdownSignals::block();
 
     let pool = Pool::new(params, opts.max_conns);
-    let first = pool.connect_first().map_err(|e| e.to_string())?;
-    log::info!(
-        "connected to {}:{} as {} ({}, host key {} {})",
-        pool.params().host,
-        pool.params().port,
-        pool.params().user,
-        first.info.auth_method,
-        first.info.host_key_fingerprint,
-        first.info.host_key_status
+    let (remote, remote_root) = if opts.delay_connect {
+        delayed_remote(opts, &pool)
+    } else {
+        let first = pool.connect_first().map_err(|e| e.to_string())?;
+        log_connected(&pool, &first);
+        let remote = Arc::new(SftpRemote::new(pool.clone(), &first, opts.op_timeout));
+        drop(first);
+        let remote_root = resolve_root(remote.as_ref(), &opts.target.remote_dir)?;
+        (remote, remote_root)
+    };
+
+    let filesystem = Fs::new(
+        remote,
+        fs_config(opts, remote_root.clone(), local.spool.clone()),
     );
-    let remote = Arc::new(SftpRemote::new(pool.clone(), &first, opts.op_timeout));
-    drop(first);
-    let remote_root = resolve_root(remote.as_ref(), &opts.target.remote_dir)?;
-
-    let spool_dir = opts
-        .spool_dir
-        .clone()
-        .map(|p| absolute(&p))
-        .unwrap_or_else(|| {
-            // SAFETY: getuid cannot fail.
-            std::env::temp_dir().join(format!("coupafs-spool-{}", unsafe { libc::getuid() }))
-        });
-    std::fs::create_dir_all(&spool_dir)
-        .map_err(|e| format!("spool dir {}: {e}", spool_dir.display()))?;
-    let _ = std::fs::set_permissions(&spool_dir, std::fs::Permissions::from_mode(0o700));
-
-    let filesystem = Fs::new(remote, fs_config(opts, remote_root.clone(), spool_dir));
     let session = session::mount(filesystem.clone(), mountpoint, &session_options(opts))?;
     log::info!(
         "mounted {}:{} on {}",
@@ -154,7 +183,7 @@ fn mount_and_serve(
             .name("stale-temp-sweep".into())
             .spawn(move || fs.sweep_stale_temps());
     }
-    let status = StatusFile::new(mountpoint, &opts.target, opts.port);
+    let status = StatusFile::new(&local.status, mountpoint, &opts.target, opts.port);
     log::info!("status: {}", status.path().display());
 
     let running = Running {
@@ -168,6 +197,62 @@ fn mount_and_serve(
     let ending = serve(&running, &signals);
     stop(running, ending);
     Ok(())
+}
+
+/// The `connected to ...` line, at the first connection.
+fn log_connected(pool: &Pool, first: &crate::ssh::Connection) {
+    let p = pool.params();
+    log::info!(
+        "connected to {}:{} as {} ({}, host key {} {})",
+        p.host,
+        p.port,
+        p.user,
+        first.info.auth_method,
+        first.info.host_key_fingerprint,
+        first.info.host_key_status
+    );
+}
+
+/// `delay_connect`: the remote and its root without a connection. The
+/// pool connects in the background (with backoff) until the server
+/// answers; meanwhile each operation waits at most `timeout` and fails
+/// with EIO (`RemoteError::Unreachable`, see `error`). The root cannot be
+/// resolved (realpath) or checked without the server, so it is taken as
+/// given: an absolute folder as is, else relative to the login directory,
+/// as SFTP servers resolve relative paths (draft-ietf-secsh-filexfer-02
+/// section 6.2: relative to the user's default directory).
+fn delayed_remote(opts: &MountOptions, pool: &Arc<Pool>) -> (Arc<SftpRemote>, Vec<u8>) {
+    let remote = Arc::new(SftpRemote::new_delayed(pool.clone(), opts.op_timeout));
+    let dir = opts.target.remote_dir.trim_end_matches('/');
+    let root = match dir {
+        "" if opts.target.remote_dir.starts_with('/') => b"/".to_vec(),
+        "" => b".".to_vec(),
+        d => d.as_bytes().to_vec(),
+    };
+    let shown = String::from_utf8_lossy(&root).into_owned();
+    let p = pool.params();
+    log::info!(
+        "delay_connect: mounting before connecting to {}:{}; operations fail with EIO after \
+         {} s while the server is unreachable",
+        p.host,
+        p.port,
+        opts.op_timeout.as_secs()
+    );
+    {
+        let weak = Arc::downgrade(pool);
+        pool.connect_in_background_until_up(move |conn| {
+            if let Some(pool) = weak.upgrade() {
+                log_connected(&pool, conn);
+            }
+        });
+    }
+    if !root.starts_with(b"/") {
+        log::info!(
+            "delay_connect: remote folder '{shown}' is relative to the login directory; \
+             absolute symlink targets are shown blocked (give an absolute folder to keep them)"
+        );
+    }
+    (remote, root)
 }
 
 /// Waits for a shutdown signal or for the session to end (umount),
@@ -203,11 +288,12 @@ fn serve(running: &Running, signals: &ShutdownSignals) -> Ending {
 ///    still open are not published (Coupa must never see a partial file);
 /// 4. stop the write-behind workers and remove the spare temp files (this
 ///    needs the connections, so before step 6);
-/// 5. unmount (lazily if the mount is busy) unless it was unmounted from
-///    outside, and join the serving threads;
+/// 5. unmount (lazily if the mount is busy) if the mount at the path is
+///    still the one this process made (not after an outside umount, and
+///    never a newer mount there), and join the serving threads;
 /// 6. close the SSH connections;
-/// 7. remove the status file, last, so that while it exists a monitor can
-///    see the mount still working.
+/// 7. remove the status file if it is still ours, last, so that while it
+///    exists a monitor can see the mount still working.
 fn stop(running: Running, ending: Ending) {
     let Running {
         opts,
@@ -377,6 +463,9 @@ mod tests {
         assert!(s.read_only && s.default_permissions, "{s:?}");
         let s = session_options(&opts(&[]));
         assert!(!s.read_only && !s.default_permissions, "{s:?}");
+        assert!(session_options(&opts(&["-o", "allow_other"])).default_permissions);
+        let s = session_options(&opts(&["-o", "allow_other,no_default_permissions"]));
+        assert!(s.access == Access::All && !s.default_permissions, "{s:?}");
     }
 
     #[test]

@@ -63,6 +63,15 @@ struct State {
     /// The current connection: handles carry the generation that issued
     /// them and die with it (`lose_connection`).
     generation: u64,
+    /// (folder, name) listed verbatim (`put_odd_entry`).
+    odd_entries: Vec<(Vec<u8>, Vec<u8>)>,
+    /// The attributes of the last SETSTAT, as sent.
+    last_setstat: Option<Meta>,
+    /// Reads that asked for bytes past the end of the file, in SFTP READ
+    /// requests of `sftp::IO_CHUNK`-like 64 KiB (what a server would log).
+    reads_past_eof: usize,
+    /// Capability switch: how this mock server says replaces will go.
+    replace_mode: Option<crate::remote::ReplaceMode>,
 }
 
 pub struct MockRemote {
@@ -86,6 +95,9 @@ enum OpenMode {
     /// A new file (the name must be free), empty.
     CreateNew,
 }
+
+/// Bytes per SFTP READ request of the real implementation.
+const READ_REQUEST: u64 = 64 * 1024;
 
 fn no_such_file() -> RemoteError {
     RemoteError::NotFound("No such file".into())
@@ -254,6 +266,32 @@ impl MockRemote {
         );
     }
 
+    /// A symlink at `path` whose target is `target`, as a server would
+    /// store it (never checked or followed here).
+    pub fn put_symlink(&self, path: &str, target: &str) {
+        self.st().nodes.insert(
+            path.as_bytes().to_vec(),
+            Node::Symlink {
+                target: target.as_bytes().to_vec(),
+            },
+        );
+    }
+
+    /// An entry a hostile or broken server lists in `dir` under a name no
+    /// path can hold (with `/`, empty, NUL, too long): listings of `dir`
+    /// show it as a file, every other call ignores it.
+    pub fn put_odd_entry(&self, dir: &str, name: &[u8]) {
+        self.st()
+            .odd_entries
+            .push((dir.as_bytes().to_vec(), name.to_vec()));
+    }
+
+    /// The attributes the last SETSTAT sent (to check what a client asked
+    /// for, beyond what this mock keeps).
+    pub fn last_setstat(&self) -> Option<Meta> {
+        self.st().last_setstat.clone()
+    }
+
     pub fn file(&self, path: &str) -> Option<Vec<u8>> {
         match self.st().nodes.get(path.as_bytes()) {
             Some(Node::File { data, .. }) => Some(data.clone()),
@@ -280,6 +318,19 @@ impl MockRemote {
     }
 
     /// How many times `op` was called.
+    /// Makes the mock report `mode` as its replace capability (a server
+    /// without posix-rename, or one refusing every replace).
+    pub fn set_replace_mode(&self, mode: crate::remote::ReplaceMode) {
+        self.st().replace_mode = Some(mode);
+    }
+
+    /// READ requests (64 KiB each, as the SFTP implementation sends them)
+    /// that started at or past end of file: what a server logs as
+    /// "requested read offset greater than size".
+    pub fn reads_past_eof(&self) -> usize {
+        self.st().reads_past_eof
+    }
+
     pub fn calls(&self, op: &str) -> usize {
         self.st().calls.get(op).copied().unwrap_or(0)
     }
@@ -472,15 +523,27 @@ impl Remote for MockRemote {
     }
 
     fn read_dir(&self, path: &[u8]) -> RResult<Vec<DirEntry>> {
-        {
+        let odd: Vec<Vec<u8>> = {
             let st = self.enter("read_dir")?;
             if !matches!(st.nodes.get(path), Some(Node::Dir { .. })) {
                 return Err(no_such_file());
             }
-        }
+            st.odd_entries
+                .iter()
+                .filter(|(d, _)| d == path)
+                .map(|(_, n)| n.clone())
+                .collect()
+        };
+        let file = Node::File {
+            data: Vec::new(),
+            mode: 0o644,
+            atime: 1_700_000_000,
+            mtime: 1_700_000_000,
+        };
         Ok(self
             .list(path)
             .into_iter()
+            .chain(odd.into_iter().map(|n| (n, file.clone())))
             .map(|(name, node)| DirEntry {
                 name,
                 meta: meta_of(&node),
@@ -506,7 +569,16 @@ impl Remote for MockRemote {
             Some(Node::File { data, .. }) => {
                 let start = (offset as usize).min(data.len());
                 let end = (start + len as usize).min(data.len());
-                Ok(data[start..end].to_vec())
+                let out = data[start..end].to_vec();
+                // The SFTP implementation splits a read into 64 KiB READs:
+                // count those that start at or past end of file.
+                let size = data.len() as u64;
+                let requests = u64::from(len).div_ceil(READ_REQUEST).max(1);
+                let inside = size.saturating_sub(offset).div_ceil(READ_REQUEST);
+                let past = requests.saturating_sub(inside) as usize;
+                drop(st);
+                self.st().reads_past_eof += past;
+                Ok(out)
             }
             _ => Err(no_such_file()),
         }
@@ -615,6 +687,7 @@ impl Remote for MockRemote {
 
     fn setstat(&self, path: &[u8], meta: &Meta) -> RResult<()> {
         let mut st = self.enter("setstat")?;
+        st.last_setstat = Some(meta.clone());
         match st.nodes.get_mut(path) {
             Some(Node::File {
                 mode,
@@ -801,6 +874,12 @@ impl Remote for MockRemote {
         }
         st.nodes.insert(to.to_vec(), node);
         Ok(())
+    }
+
+    fn replace_mode(&self) -> crate::remote::ReplaceMode {
+        self.st()
+            .replace_mode
+            .unwrap_or(crate::remote::ReplaceMode::Atomic)
     }
 
     fn statvfs(&self, _path: &[u8]) -> RResult<SpaceStats> {

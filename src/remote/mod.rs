@@ -13,6 +13,7 @@
 //! operation deadline; others are retried only when the request provably
 //! never left this process.
 
+pub(crate) mod deadline;
 #[cfg(any(test, feature = "test-support"))]
 pub mod mock;
 mod sftp;
@@ -140,6 +141,90 @@ pub struct SpaceStats {
     pub name_max: u64,
 }
 
+/// How an upload replaces an existing name on this server.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReplaceMode {
+    /// One rename replaces the target atomically (posix-rename@openssh.com):
+    /// a reader sees the old content or the new, never neither.
+    Atomic,
+    /// The server's RENAME will not replace: the old file is renamed aside
+    /// to a hidden temp name first, so the name is briefly missing (never
+    /// partial, never an extra visible file).
+    HiddenAside,
+    /// The server allows no replace at all: replacing uploads fail at open.
+    Refuse,
+}
+
+/// What this server can do, as the filesystem needs to know it (probed
+/// from the first connection, narrowed when an advertised extension is
+/// refused on use).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ServerCaps {
+    /// Extension names the server advertised (whether or not they work).
+    pub extensions: Vec<String>,
+    pub replace: ReplaceMode,
+    pub fsync: bool,
+    pub statvfs: bool,
+    pub hardlink: bool,
+}
+
+impl Default for ServerCaps {
+    fn default() -> Self {
+        ServerCaps {
+            extensions: Vec::new(),
+            replace: ReplaceMode::Atomic,
+            fsync: true,
+            statvfs: true,
+            hardlink: true,
+        }
+    }
+}
+
+/// What sits between the hidden prefix and the temp mark of an aside name:
+/// `.NAME.coupafs-old.coupafs-XXXXXX`. Upload temps are `.NAME.coupafs-XXXXXX`,
+/// so an aside copy (a complete old file) is never mistaken for an upload
+/// temp (possibly partial), which must never be published by recovery.
+const ASIDE_MARK: &[u8] = b".coupafs-old.coupafs-";
+const ASIDE_SUFFIX_LEN: usize = 6;
+
+/// The hidden name an existing `to` is moved to while the hidden-aside
+/// replace runs (same directory, so the RENAME stays on one filesystem).
+/// It matches the filesystem's temp-name rule (`*.coupafs-XXXXXX`, X hex),
+/// so listings hide it and the janitor knows it.
+pub fn aside_path(to: &[u8]) -> Vec<u8> {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let (dir, name) = match to.iter().rposition(|&b| b == b'/') {
+        Some(i) => (&to[..=i], &to[i + 1..]),
+        None => (&to[..0], to),
+    };
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| u64::from(d.subsec_nanos()) ^ d.as_secs())
+        .unwrap_or(0);
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let mixed = (u64::from(std::process::id()) << 20 ^ nanos ^ n.wrapping_mul(0x9E37_79B9))
+        .wrapping_mul(0x2545_F491_4F6C_DD1D);
+    let mut p = dir.to_vec();
+    p.push(b'.');
+    p.extend_from_slice(name);
+    p.extend_from_slice(ASIDE_MARK);
+    p.extend_from_slice(format!("{:06x}", mixed >> 40).as_bytes());
+    p
+}
+
+/// For an aside name (a file name, not a path): the final name whose old
+/// content it holds.
+pub fn aside_target(name: &[u8]) -> Option<&[u8]> {
+    let rest = name.strip_prefix(b".")?;
+    if rest.len() < ASIDE_MARK.len() + ASIDE_SUFFIX_LEN {
+        return None;
+    }
+    let (head, suffix) = rest.split_at(rest.len() - ASIDE_SUFFIX_LEN);
+    let target = head.strip_suffix(ASIDE_MARK)?;
+    (!target.is_empty() && suffix.iter().all(|b| b.is_ascii_hexdigit())).then_some(target)
+}
+
 /// An open remote file or directory.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Handle {
@@ -240,4 +325,40 @@ pub trait Remote: Send + Sync + 'static {
     /// `Unsupported` when the server cannot tell.
     fn statvfs(&self, path: &[u8]) -> RResult<SpaceStats>;
     fn realpath(&self, path: &[u8]) -> RResult<Vec<u8>>;
+    /// What this server can do (see `ServerCaps`).
+    fn capabilities(&self) -> ServerCaps {
+        ServerCaps {
+            replace: self.replace_mode(),
+            ..ServerCaps::default()
+        }
+    }
+    /// How an upload over an existing name will be published (cheap: asked
+    /// at every open for writing).
+    fn replace_mode(&self) -> ReplaceMode {
+        ReplaceMode::Atomic
+    }
+    /// True while this process's hidden-aside replace owns `aside` (a full
+    /// path): recovery must leave it alone.
+    fn replace_in_progress(&self, _aside: &[u8]) -> bool {
+        false
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn aside_names_are_hidden_and_name_their_target() {
+        let p = aside_path(b"/root/In/inv.csv");
+        let name = &p[b"/root/In/".len()..];
+        assert!(p.starts_with(b"/root/In/.inv.csv.coupafs-old.coupafs-"));
+        assert!(name.starts_with(b"."), "hidden");
+        assert_eq!(aside_target(name), Some(&b"inv.csv"[..]));
+        // An upload temp (possibly partial) is not an aside copy.
+        assert_eq!(aside_target(b".inv.csv.coupafs-a1b2c3"), None);
+        assert_eq!(aside_target(b"inv.csv"), None);
+        assert_eq!(aside_target(b".coupafs-old.coupafs-a1b2c3"), None);
+        assert_ne!(aside_path(b"/a/b"), aside_path(b"/a/b"), "unique");
+    }
 }

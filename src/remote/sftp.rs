@@ -2,24 +2,25 @@
 //! place where the filesystem's vocabulary (`Meta`, intent-named opens,
 //! `RemoteError`) meets SFTP's (`Attrs`, pflags, SSH_FX_* status codes).
 
-use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
+use crate::remote::deadline;
 use crate::remote::{
-    Committed, DirEntry, Handle, Kind, Meta, RResult, Remote, RemoteError, SpaceStats,
+    Committed, DirEntry, Handle, Kind, Meta, RResult, Remote, RemoteError, ReplaceMode, ServerCaps,
+    SpaceStats,
 };
 use crate::sftp::{self, ext, pflags, status, Attrs, Request, Response, Statvfs};
 use crate::ssh::{ConnError, Connection, Pool};
 
-/// What the server offers beyond plain SFTP v3 (from its first
-/// connection's extensions).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-struct Capabilities {
-    posix_rename: bool,
-    statvfs: bool,
-    fsync: bool,
-    hardlink: bool,
-}
+mod replace;
+
+use replace::{lock, Capabilities, Ext};
+
+/// SSH_FX_FILE_ALREADY_EXISTS (filexfer-13 9.1; ProFTPD answers it to a
+/// RENAME onto an existing name). Not in SFTP v3, so not in `sftp::status`.
+const FILE_ALREADY_EXISTS: u32 = 11;
 
 /// An SSH_FX_* status other than OK, in the filesystem's words. The text
 /// keeps the server's message and the status number (as `coupafs check`
@@ -34,6 +35,7 @@ fn status_err(code: u32, message: String) -> RemoteError {
         status::NO_CONNECTION => "no connection",
         status::CONNECTION_LOST => "connection lost",
         status::OP_UNSUPPORTED => "operation unsupported",
+        FILE_ALREADY_EXISTS => "file already exists",
         _ => "error",
     };
     let text = if message.is_empty() {
@@ -46,6 +48,7 @@ fn status_err(code: u32, message: String) -> RemoteError {
         status::PERMISSION_DENIED => RemoteError::PermissionDenied(text),
         status::FAILURE => RemoteError::Failure(text),
         status::OP_UNSUPPORTED => RemoteError::Unsupported(format!("the operation ({text})")),
+        FILE_ALREADY_EXISTS => RemoteError::AlreadyExists(text),
         _ => RemoteError::Other(text),
     }
 }
@@ -122,6 +125,12 @@ pub struct SftpRemote {
     pool: Arc<Pool>,
     op_timeout: Duration,
     caps: Capabilities,
+    /// Every extension the server advertised (for `coupafs check`); set
+    /// once the first connection is known.
+    extensions: OnceLock<Vec<String>>,
+    /// Aside names of fallback replaces in progress (the janitor leaves
+    /// them alone).
+    asides: Mutex<Vec<Vec<u8>>>,
 }
 
 fn unexpected(op: &str, r: &Response) -> RemoteError {
@@ -174,23 +183,75 @@ impl SftpRemote {
     /// Wraps a pool whose first connection is up (its extensions decide the
     /// capabilities).
     pub fn new(pool: Arc<Pool>, first: &Connection, op_timeout: Duration) -> Self {
-        let caps = Capabilities {
-            posix_rename: first.has_extension(ext::POSIX_RENAME),
-            statvfs: first.has_extension(ext::STATVFS),
-            fsync: first.has_extension(ext::FSYNC),
-            hardlink: first.has_extension(ext::HARDLINK),
-        };
+        let remote = Self::new_delayed(pool, op_timeout);
+        remote.learn(first);
+        remote
+    }
+
+    /// Wraps a pool that may have no connection yet (`delay_connect`): the
+    /// capabilities are learnt from the first connection an operation gets.
+    pub fn new_delayed(pool: Arc<Pool>, op_timeout: Duration) -> Self {
         Self {
             pool,
             op_timeout,
-            caps,
+            caps: Capabilities::default(),
+            extensions: OnceLock::new(),
+            asides: Mutex::new(Vec::new()),
         }
+    }
+
+    /// Takes the server's capabilities from the extensions `conn`
+    /// advertised; only the first call counts (refusals learnt later must
+    /// not be undone by a reconnect).
+    fn learn(&self, conn: &Connection) {
+        let names: Vec<String> = conn
+            .info
+            .version
+            .extensions
+            .iter()
+            .map(|(n, _)| n.clone())
+            .collect();
+        if self.extensions.get().is_some() {
+            return;
+        }
+        let caps = &self.caps;
+        // Flags first, then the marker: whoever sees the marker set also
+        // sees the flags.
+        for e in [Ext::PosixRename, Ext::Statvfs, Ext::Fsync, Ext::Hardlink] {
+            caps.flag(e)
+                .store(conn.has_extension(e.name()), Ordering::Release);
+        }
+        if self.extensions.set(names).is_err() {
+            return;
+        }
+        let has = |e: Ext| if caps.has(e) { "yes" } else { "no" };
+        log::info!(
+            "server capabilities: replace {}, fsync {}, statvfs {}, hardlink {}",
+            if caps.has(Ext::PosixRename) {
+                "atomic (posix-rename)"
+            } else {
+                "through a hidden aside name (no posix-rename)"
+            },
+            has(Ext::Fsync),
+            has(Ext::Statvfs),
+            has(Ext::Hardlink)
+        );
+    }
+
+    /// Makes sure the capabilities are known before a decision rests on
+    /// them (with `delay_connect` no connection may have been up yet).
+    fn ensure_caps(&self) -> RResult<()> {
+        if self.extensions.get().is_none() {
+            let conn = self.pool.get(deadline::deadline(self.op_timeout))?;
+            self.learn(&conn);
+        }
+        Ok(())
     }
 
     /// One request on any live connection. `idempotent` requests are sent
     /// again after a reconnect; others only when they never left.
     fn call(&self, req: &Request, idempotent: bool) -> RResult<Response> {
-        let deadline = Instant::now() + self.op_timeout;
+        let deadline = deadline::deadline(self.op_timeout);
         loop {
             let conn = self.pool.get(deadline)?;
             match conn.call(req) {
@@ -215,7 +276,7 @@ impl SftpRemote {
     }
 
     fn open(&self, path: &[u8], flags: u32, attrs: Attrs) -> RResult<Handle> {
-        let deadline = Instant::now() + self.op_timeout;
+        let deadline = deadline::deadline(self.op_timeout);
         let req = Request::Open {
             path: path.to_vec(),
             pflags: flags,
@@ -285,7 +346,7 @@ impl Remote for SftpRemote {
     }
 
     fn read_dir(&self, path: &[u8]) -> RResult<Vec<DirEntry>> {
-        let deadline = Instant::now() + self.op_timeout;
+        let deadline = deadline::deadline(self.op_timeout);
         loop {
             let conn = self.pool.get(deadline)?;
             match read_dir_on(&conn, path) {
@@ -505,20 +566,33 @@ impl Remote for SftpRemote {
         reqs.push(Request::Close {
             handle: handle.raw.clone(),
         });
-        reqs.push(if self.caps.posix_rename && replace {
-            Request::PosixRename {
-                from: from.to_vec(),
-                to: to.to_vec(),
-            }
-        } else {
-            Request::Rename {
-                from: from.to_vec(),
-                to: to.to_vec(),
-            }
-        });
+        self.ensure_caps()?;
+        let posix = replace && self.caps.has(Ext::PosixRename);
+        // Without posix-rename, on a server known to refuse RENAME onto an
+        // existing name, a replace goes straight to the fallback after the
+        // CLOSE: sending a RENAME known to fail would only cost a round trip.
+        let straight_to_aside =
+            replace && !posix && self.caps.rename_refuses.load(Ordering::Relaxed);
+        if !straight_to_aside {
+            reqs.push(if posix {
+                Request::PosixRename {
+                    from: from.to_vec(),
+                    to: to.to_vec(),
+                }
+            } else {
+                Request::Rename {
+                    from: from.to_vec(),
+                    to: to.to_vec(),
+                }
+            });
+        }
         let mut replies = conn.call_many(&reqs);
         let missing = || Err(ConnError::Protocol("missing reply".into()));
-        let renamed = replies.pop().unwrap_or_else(missing);
+        let renamed = if straight_to_aside {
+            None
+        } else {
+            Some(replies.pop().unwrap_or_else(missing))
+        };
         let closed = replies.pop().unwrap_or_else(missing);
         let meta = replies
             .pop()
@@ -530,23 +604,33 @@ impl Remote for SftpRemote {
             None => None,
         };
         expect_ok("CLOSE", closed?)?;
-        match expect_ok("RENAME", renamed?) {
-            Err(RemoteError::Failure(_)) if !replace => {
-                // v3 RENAME refuses an existing target (filexfer-02 6.5):
-                // exactly what O_EXCL asked for.
-                if self.lstat(to).is_ok() {
-                    return Err(RemoteError::AlreadyExists(
-                        "the name was taken on the server meanwhile".into(),
-                    ));
+        let renamed = match renamed {
+            None => self.replace_aside(from, to, None),
+            Some(r) => match expect_ok("RENAME", r?) {
+                Ok(()) => Ok(()),
+                Err(e) if e.is_transport() => Err(e),
+                Err(e) if posix && Self::marks_absent(Ext::PosixRename, &e) => {
+                    self.caps.refused(Ext::PosixRename, &e);
+                    self.rename_replacing(from, to)
                 }
-                return Err(status_err(status::FAILURE, "rename failed".into()));
-            }
-            Err(RemoteError::Failure(_)) if !self.caps.posix_rename => {
-                // Plain v3 RENAME refuses an existing target: replace it.
-                self.rename(from, to)?;
-            }
-            other => other?,
-        }
+                Err(e) if posix => Err(e),
+                Err(e) if !replace => {
+                    // v3 RENAME refuses an existing target (filexfer-02
+                    // 6.5): exactly what O_EXCL asked for, whatever status
+                    // the server says it with (FAILURE, FILE_ALREADY_EXISTS).
+                    if self.lstat(to).is_ok() {
+                        Err(RemoteError::AlreadyExists(
+                            "the name was taken on the server meanwhile".into(),
+                        ))
+                    } else {
+                        Err(e)
+                    }
+                }
+                Err(e) if e.is_not_found() => Err(e),
+                Err(e) => self.replace_aside(from, to, Some(e)),
+            },
+        };
+        renamed?;
         Ok(Committed {
             setstat_error,
             meta,
@@ -554,10 +638,11 @@ impl Remote for SftpRemote {
     }
 
     fn fsync(&self, handle: &Handle) -> RResult<()> {
-        if !self.caps.fsync {
+        self.ensure_caps()?;
+        if !self.caps.has(Ext::Fsync) {
             return Err(RemoteError::Unsupported(ext::FSYNC.into()));
         }
-        expect_ok(
+        let r = expect_ok(
             "fsync",
             self.on_handle(
                 handle,
@@ -565,7 +650,14 @@ impl Remote for SftpRemote {
                     handle: handle.raw.clone(),
                 },
             )?,
-        )
+        );
+        match r {
+            Err(e) if Self::marks_absent(Ext::Fsync, &e) => {
+                self.caps.refused(Ext::Fsync, &e);
+                Err(RemoteError::Unsupported(ext::FSYNC.into()))
+            }
+            other => other,
+        }
     }
 
     fn setstat(&self, path: &[u8], meta: &Meta) -> RResult<()> {
@@ -614,46 +706,30 @@ impl Remote for SftpRemote {
     }
 
     fn rename(&self, from: &[u8], to: &[u8]) -> RResult<()> {
-        if self.caps.posix_rename {
-            return self.extended_ok(
+        self.ensure_caps()?;
+        if self.caps.has(Ext::PosixRename) {
+            match self.extended_ok(
                 &Request::PosixRename {
                     from: from.to_vec(),
                     to: to.to_vec(),
                 },
                 false,
                 "posix-rename",
-            );
-        }
-        match self.rename_v3(from, to) {
-            Err(RemoteError::Failure(_)) => {
-                // Without posix-rename, v3 RENAME fails when `to` exists. Move
-                // the old target aside, rename, then drop it; on failure put it
-                // back. Not atomic: a reader may briefly see no `to`.
-                if self.lstat(to).is_err() {
-                    return Err(status_err(status::FAILURE, "rename failed".into()));
+            ) {
+                Err(e) if Self::marks_absent(Ext::PosixRename, &e) => {
+                    self.caps.refused(Ext::PosixRename, &e)
                 }
-                let mut aside = to.to_vec();
-                aside.extend_from_slice(format!(".coupafs-old-{}", std::process::id()).as_bytes());
-                self.rename_v3(to, &aside)?;
-                match self.rename_v3(from, to) {
-                    Ok(()) => {
-                        let _ = self.remove(&aside);
-                        Ok(())
-                    }
-                    Err(e) => {
-                        let _ = self.rename_v3(&aside, to);
-                        Err(e)
-                    }
-                }
+                other => return other,
             }
-            other => other,
         }
+        self.rename_replacing(from, to)
     }
 
     fn rename_noreplace(&self, from: &[u8], to: &[u8]) -> RResult<()> {
         match self.rename_v3(from, to) {
             // v3 RENAME refuses an existing target (filexfer-02 6.5), and
             // OpenSSH says so only as FAILURE: taken as the name existing.
+            // (ProFTPD's FILE_ALREADY_EXISTS already is AlreadyExists.)
             Err(RemoteError::Failure(m)) => Err(RemoteError::AlreadyExists(m)),
             other => other,
         }
@@ -683,24 +759,32 @@ impl Remote for SftpRemote {
     }
 
     fn hardlink(&self, from: &[u8], to: &[u8]) -> RResult<()> {
-        if !self.caps.hardlink {
+        self.ensure_caps()?;
+        if !self.caps.has(Ext::Hardlink) {
             return Err(RemoteError::Unsupported(ext::HARDLINK.into()));
         }
-        self.extended_ok(
+        match self.extended_ok(
             &Request::Hardlink {
                 from: from.to_vec(),
                 to: to.to_vec(),
             },
             false,
             "hardlink",
-        )
+        ) {
+            Err(e) if Self::marks_absent(Ext::Hardlink, &e) => {
+                self.caps.refused(Ext::Hardlink, &e);
+                Err(RemoteError::Unsupported(ext::HARDLINK.into()))
+            }
+            other => other,
+        }
     }
 
     fn statvfs(&self, path: &[u8]) -> RResult<SpaceStats> {
-        if !self.caps.statvfs {
+        self.ensure_caps()?;
+        if !self.caps.has(Ext::Statvfs) {
             return Err(RemoteError::Unsupported(ext::STATVFS.into()));
         }
-        match self.call(
+        let r = match self.call(
             &Request::Statvfs {
                 path: path.to_vec(),
             },
@@ -711,7 +795,42 @@ impl Remote for SftpRemote {
                 .map_err(|e| RemoteError::Protocol(e.to_string())),
             Response::Status { code, message } => Err(status_err(code, message)),
             other => Err(unexpected("statvfs", &other)),
+        };
+        match r {
+            Err(e) if Self::marks_absent(Ext::Statvfs, &e) => {
+                self.caps.refused(Ext::Statvfs, &e);
+                Err(RemoteError::Unsupported(ext::STATVFS.into()))
+            }
+            other => other,
         }
+    }
+
+    fn replace_mode(&self) -> ReplaceMode {
+        // Unknown until a connection was up: the open() that asks will
+        // find out at its commit (a replace is never refused up front on
+        // a guess).
+        let _ = self.ensure_caps();
+        if self.caps.has(Ext::PosixRename) {
+            ReplaceMode::Atomic
+        } else if self.caps.replace_refused.load(Ordering::Relaxed) {
+            ReplaceMode::Refuse
+        } else {
+            ReplaceMode::HiddenAside
+        }
+    }
+
+    fn capabilities(&self) -> ServerCaps {
+        ServerCaps {
+            extensions: self.extensions.get().cloned().unwrap_or_default(),
+            replace: self.replace_mode(),
+            fsync: self.caps.has(Ext::Fsync),
+            statvfs: self.caps.has(Ext::Statvfs),
+            hardlink: self.caps.has(Ext::Hardlink),
+        }
+    }
+
+    fn replace_in_progress(&self, aside: &[u8]) -> bool {
+        lock(&self.asides).iter().any(|a| a == aside)
     }
 
     fn realpath(&self, path: &[u8]) -> RResult<Vec<u8>> {

@@ -23,6 +23,102 @@ use super::params::{ConnectError, ConnectParams};
 use super::session::{self, ConnInfo};
 use crate::sftp::{self, Request, Response};
 
+/// `-o sftp_debug`: log every SFTP exchange (see `Connection::traced`).
+static SFTP_DEBUG: AtomicBool = AtomicBool::new(false);
+
+/// Turns the per-request SFTP log on or off (process-wide: every
+/// connection of the pool).
+pub fn set_sftp_debug(on: bool) {
+    SFTP_DEBUG.store(on, Ordering::Relaxed);
+}
+
+fn show_path(p: &[u8]) -> String {
+    format!("{:?}", String::from_utf8_lossy(p))
+}
+
+/// A handle as short hex (handles are opaque server tokens, not secrets).
+fn show_handle(h: &[u8]) -> String {
+    let hex: String = h.iter().take(8).map(|b| format!("{b:02x}")).collect();
+    format!("handle={hex}")
+}
+
+fn describe_request(req: &Request) -> String {
+    match req {
+        Request::Open { path, pflags, .. } => {
+            let mut f = Vec::new();
+            for (bit, name) in [
+                (sftp::pflags::READ, "READ"),
+                (sftp::pflags::WRITE, "WRITE"),
+                (sftp::pflags::APPEND, "APPEND"),
+                (sftp::pflags::CREAT, "CREAT"),
+                (sftp::pflags::TRUNC, "TRUNC"),
+                (sftp::pflags::EXCL, "EXCL"),
+            ] {
+                if pflags & bit != 0 {
+                    f.push(name);
+                }
+            }
+            format!("OPEN {} flags={}", show_path(path), f.join("|"))
+        }
+        Request::Close { handle } => format!("CLOSE {}", show_handle(handle)),
+        Request::Read {
+            handle,
+            offset,
+            len,
+        } => format!("READ {} offset={offset} len={len}", show_handle(handle)),
+        Request::Write {
+            handle,
+            offset,
+            data,
+        } => format!(
+            "WRITE {} offset={offset} len={}",
+            show_handle(handle),
+            data.len()
+        ),
+        Request::Lstat { path } => format!("LSTAT {}", show_path(path)),
+        Request::Fstat { handle } => format!("FSTAT {}", show_handle(handle)),
+        Request::Setstat { path, .. } => format!("SETSTAT {}", show_path(path)),
+        Request::Fsetstat { handle, .. } => format!("FSETSTAT {}", show_handle(handle)),
+        Request::Opendir { path } => format!("OPENDIR {}", show_path(path)),
+        Request::Readdir { handle } => format!("READDIR {}", show_handle(handle)),
+        Request::Remove { path } => format!("REMOVE {}", show_path(path)),
+        Request::Mkdir { path, .. } => format!("MKDIR {}", show_path(path)),
+        Request::Rmdir { path } => format!("RMDIR {}", show_path(path)),
+        Request::Realpath { path } => format!("REALPATH {}", show_path(path)),
+        Request::Stat { path } => format!("STAT {}", show_path(path)),
+        Request::Rename { from, to } => {
+            format!("RENAME {} -> {}", show_path(from), show_path(to))
+        }
+        Request::Readlink { path } => format!("READLINK {}", show_path(path)),
+        Request::Symlink { link_path, target } => {
+            format!("SYMLINK {} -> {}", show_path(link_path), show_path(target))
+        }
+        Request::PosixRename { from, to } => {
+            format!("posix-rename {} -> {}", show_path(from), show_path(to))
+        }
+        Request::Statvfs { path } => format!("statvfs {}", show_path(path)),
+        Request::Fsync { handle } => format!("fsync {}", show_handle(handle)),
+        Request::Hardlink { from, to } => {
+            format!("hardlink {} -> {}", show_path(from), show_path(to))
+        }
+    }
+}
+
+fn describe_reply(r: &Result<Response, ConnError>) -> String {
+    match r {
+        Ok(Response::Status { code, message }) => format!("STATUS {code} {message:?}"),
+        Ok(Response::Handle(h)) => format!("HANDLE {}", show_handle(h)),
+        Ok(Response::Data(d)) => format!("DATA len={}", d.len()),
+        Ok(Response::Name(n)) => format!("NAME entries={}", n.len()),
+        Ok(Response::Attrs(a)) => match a.size {
+            Some(size) => format!("ATTRS size={size}"),
+            None => "ATTRS".into(),
+        },
+        Ok(Response::ExtendedReply(d)) => format!("EXTENDED_REPLY len={}", d.len()),
+        Err(e) => format!("no reply: {e}"),
+    }
+}
+
 /// The transport under the I/O thread: a non-blocking byte pipe.
 ///
 /// `read` and `write` return `Err(WouldBlock)` (or `Ok(0)`) when they cannot
@@ -169,6 +265,34 @@ pub struct Connection {
 
 static GENERATION: AtomicU64 = AtomicU64::new(1);
 
+/// `Connection` objects alive in this process, and I/O threads still
+/// running: each holds a libssh2 session, buffers and a request table, so
+/// both must come back down after a reconnect (memory bounded by
+/// `max_conns`, not by the number of reconnects).
+static LIVE_CONNECTIONS: AtomicUsize = AtomicUsize::new(0);
+static LIVE_IO_THREADS: AtomicUsize = AtomicUsize::new(0);
+
+/// Returns the heap pages a finished connection freed to the system.
+/// glibc keeps freed memory in per-thread arenas; each new I/O thread may
+/// be served from another arena, so without this the resident size ratchets
+/// up with every reconnect under load (the peak of each arena stays
+/// resident) instead of staying at the peak of one connection set.
+fn give_back_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only releases free heap pages; it is thread-safe.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
+/// (connections alive, I/O threads running) in this process.
+pub(crate) fn live_counts() -> (usize, usize) {
+    (
+        LIVE_CONNECTIONS.load(Ordering::Relaxed),
+        LIVE_IO_THREADS.load(Ordering::Relaxed),
+    )
+}
+
 /// How the I/O thread watches the link.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Liveness {
@@ -229,10 +353,19 @@ impl Connection {
             last_write_progressed: false,
             bulk_waiting: false,
         };
+        LIVE_IO_THREADS.fetch_add(1, Ordering::Relaxed);
         let thread = std::thread::Builder::new()
             .name(format!("sftp-io-{generation}"))
-            .spawn(move || io.run())
-            .map_err(|e| io::Error::new(e.kind(), format!("spawning I/O thread: {e}")))?;
+            .spawn(move || {
+                io.run();
+                LIVE_IO_THREADS.fetch_sub(1, Ordering::Relaxed);
+                give_back_freed_memory();
+            })
+            .map_err(|e| {
+                LIVE_IO_THREADS.fetch_sub(1, Ordering::Relaxed);
+                io::Error::new(e.kind(), format!("spawning I/O thread: {e}"))
+            })?;
+        LIVE_CONNECTIONS.fetch_add(1, Ordering::Relaxed);
         Ok(Connection {
             shared,
             thread: Some(thread),
@@ -259,6 +392,7 @@ impl Connection {
     /// Queues `req`; `done` runs on the I/O thread with the reply.
     pub(crate) fn submit(&self, req: &Request, done: Completion) {
         let id = self.shared.next_id.fetch_add(1, Ordering::Relaxed);
+        let done = self.traced(id, || describe_request(req), done);
         let mut bytes = Vec::new();
         sftp::encode_request(id, req, &mut bytes);
         let bulk = matches!(req, Request::Write { .. });
@@ -276,6 +410,11 @@ impl Connection {
         done: Completion,
     ) -> io::Result<()> {
         let id = self.shared.next_id.fetch_add(1, Ordering::Relaxed);
+        let done = self.traced(
+            id,
+            || format!("WRITE {} offset={offset} len={len}", show_handle(handle)),
+            done,
+        );
         let mut bytes = Vec::with_capacity(4 + 1 + 4 + 4 + handle.len() + 8 + 4 + len);
         sftp::encode_write_header(id, handle, offset, len, &mut bytes);
         let start = bytes.len();
@@ -283,6 +422,27 @@ impl Connection {
         fill(&mut bytes[start..])?;
         self.enqueue(Outgoing { id, bytes, done }, true);
         Ok(())
+    }
+
+    /// With `-o sftp_debug`: wraps `done` so the exchange is logged as one
+    /// line when its reply (or failure) arrives: connection, request id,
+    /// type, path or handle, reply status and round-trip time. Never file
+    /// contents (WRITE and DATA show lengths only).
+    fn traced(&self, id: u32, what: impl FnOnce() -> String, done: Completion) -> Completion {
+        if !SFTP_DEBUG.load(Ordering::Relaxed) {
+            return done;
+        }
+        let what = what();
+        let generation = self.generation;
+        let sent = Instant::now();
+        Box::new(move |r| {
+            log::info!(
+                "sftp[{generation}] #{id} {what} -> {} ({:.2} ms)",
+                describe_reply(&r),
+                sent.elapsed().as_secs_f64() * 1000.0
+            );
+            done(r)
+        })
     }
 
     fn enqueue(&self, item: Outgoing, bulk: bool) {
@@ -370,6 +530,7 @@ impl Drop for Connection {
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
+        LIVE_CONNECTIONS.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -413,22 +574,24 @@ impl<P: Pipe> IoThread<P> {
             items.extend(q.bulk.drain(..));
             items
         };
-        // A clean end is no news for the admin: only a lost link warns.
+        // A clean end is no news for the admin: only a lost link warns
+        // (the mount logs its one `unmounted` line itself).
         if !reason.is_clean() {
             log::warn!("SFTP connection lost: {reason}");
-        } else if reason == CloseReason::Unmount {
-            log::info!("SFTP connection closed: {reason}");
         } else {
             log::debug!("SFTP connection closed: {reason}");
         }
         let text = reason.to_string();
+        // The count drops before the callers hear, as on the reply path:
+        // a caller woken by its completion must never see its own request
+        // still counted.
+        self.shared.in_flight.store(0, Ordering::Relaxed);
         for item in queued {
             (item.done)(Err(ConnError::NotSent(text.clone())));
         }
         for (_, done) in self.pending.drain() {
             done(Err(ConnError::Disconnected(text.clone())));
         }
-        self.shared.in_flight.store(0, Ordering::Relaxed);
         self.pipe.shutdown();
     }
 

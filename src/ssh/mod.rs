@@ -33,7 +33,7 @@ mod proxy;
 mod session;
 
 pub(crate) use engine::ConnError;
-pub use engine::{CloseReason, Connection};
+pub use engine::{set_sftp_debug, CloseReason, Connection};
 pub use params::{
     default_identity_files, AddressFamily, Algorithms, AuthPolicy, ConnectError, ConnectParams,
     HostKeyPolicy, ProxyServer, Reach, Route, Secret, GLOBAL_KNOWN_HOSTS,

@@ -5,18 +5,55 @@
 
 use std::fmt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
-/// A secret (password, passphrase) that never prints.
+/// A secret (password, passphrase) that never prints and is wiped from
+/// memory when the last holder drops it. Clones share one buffer (a
+/// connection per reconnect clones the parameters, not the bytes).
 #[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
+pub struct Secret(Arc<Wiped>);
+
+/// The bytes of a secret, zeroed on drop.
+#[derive(PartialEq, Eq)]
+struct Wiped(String);
+
+impl Drop for Wiped {
+    fn drop(&mut self) {
+        // SAFETY: the bytes are zeroed and the string emptied before
+        // anyone could see it as (invalid) UTF-8.
+        zeroize(unsafe { self.0.as_mut_vec() });
+    }
+}
+
+/// Zeroes all of `buf`'s capacity, with volatile writes the optimiser may
+/// not drop as dead stores, then empties it.
+fn zeroize(buf: &mut Vec<u8>) {
+    buf.clear();
+    for b in buf.spare_capacity_mut() {
+        // SAFETY: a valid, aligned pointer into the vector's allocation.
+        unsafe { std::ptr::write_volatile(b, std::mem::MaybeUninit::new(0)) };
+    }
+    std::sync::atomic::compiler_fence(std::sync::atomic::Ordering::SeqCst);
+}
 
 impl Secret {
     pub fn new(value: String) -> Self {
-        Self(value)
+        Self(Arc::new(Wiped(value)))
+    }
+    /// The secret in `bytes` (its buffer is kept, not copied); None, with
+    /// the bytes wiped, if they are not UTF-8.
+    pub fn from_utf8(bytes: Vec<u8>) -> Option<Self> {
+        match String::from_utf8(bytes) {
+            Ok(s) => Some(Self::new(s)),
+            Err(e) => {
+                zeroize(&mut e.into_bytes());
+                None
+            }
+        }
     }
     pub fn expose(&self) -> &str {
-        &self.0
+        &self.0 .0
     }
 }
 
@@ -257,6 +294,27 @@ mod tests {
         assert_eq!(params(5, 3, 30).dead_after(), Duration::from_secs(15));
         assert_eq!(params(5, 0, 30).dead_after(), Duration::from_secs(5));
         assert_eq!(params(20, 3, 30).dead_after(), Duration::from_secs(30));
+    }
+
+    #[test]
+    fn zeroize_clears_the_whole_allocation() {
+        let mut v = b"hunter2-and-more".to_vec();
+        v.truncate(7);
+        let (ptr, cap) = (v.as_ptr(), v.capacity());
+        zeroize(&mut v);
+        assert!(v.is_empty());
+        assert_eq!((v.as_ptr(), v.capacity()), (ptr, cap), "same buffer");
+        // SAFETY: the allocation is live and `cap` bytes long, all written.
+        let bytes = unsafe { std::slice::from_raw_parts(ptr, cap) };
+        assert!(bytes.iter().all(|&b| b == 0), "{bytes:?}");
+    }
+
+    #[test]
+    fn clones_of_a_secret_share_one_buffer() {
+        let a = Secret::new("hunter2".into());
+        let b = a.clone();
+        assert_eq!(a.expose().as_ptr(), b.expose().as_ptr());
+        assert_eq!(a, b);
     }
 
     #[test]

@@ -99,6 +99,8 @@ pub struct Server {
     pub user: String,
     /// Client private key (unencrypted, OpenSSH format).
     pub identity_file: PathBuf,
+    /// The account's password, in a file (for `password_file=`).
+    pub password_file: PathBuf,
     /// known_hosts with the server's host keys for `[127.0.0.1]:port`.
     pub known_hosts: PathBuf,
     /// The served tree on this machine (to check files server-side).
@@ -218,8 +220,8 @@ fn stop_child(child: &mut Child) {
 }
 
 /// Runs `sandbox-server.sh prepare DIR`: account, client key, tree.
-/// Returns (user, root, key).
-fn prepare(dir: &Path) -> (String, PathBuf, PathBuf) {
+/// Returns (user, root, key, password file).
+fn prepare(dir: &Path) -> (String, PathBuf, PathBuf, PathBuf) {
     let mut cmd = Command::new("bash");
     cmd.arg(sandbox_script()).arg("prepare").arg(dir);
     let (status, out, err) = run_with_timeout(cmd, Duration::from_secs(600));
@@ -243,6 +245,7 @@ fn prepare(dir: &Path) -> (String, PathBuf, PathBuf) {
         get("USER"),
         PathBuf::from(get("ROOT")),
         PathBuf::from(get("KEY")),
+        PathBuf::from(get("PASSWORD_FILE")),
     )
 }
 
@@ -329,7 +332,7 @@ fn spawn_on_free_port(
 fn start_proftpd(kind: ServerKind) -> Server {
     let dir = traversable_tempdir("coupafs-proftpd-");
     let d = dir.path().to_path_buf();
-    let (user, root, key) = prepare(&d);
+    let (user, root, key, password_file) = prepare(&d);
     let host_pub = pem_host_key(&d.join("host_rsa_key"));
     // mod_sftp reads authorized keys in RFC 4716 format, one file per user.
     let authorized = d.join("authorized");
@@ -418,6 +421,7 @@ LoadModule mod_sftp.c
         port,
         user,
         identity_file: key,
+        password_file,
         known_hosts,
         root,
         remote_root: "/".into(),
@@ -432,7 +436,7 @@ fn start_rclone() -> Server {
     let kind = ServerKind::Rclone;
     let dir = traversable_tempdir("coupafs-rclone-");
     let d = dir.path().to_path_buf();
-    let (user, root, key) = prepare(&d);
+    let (user, root, key, password_file) = prepare(&d);
     let host_pub = pem_host_key(&d.join("host_rsa_key"));
     let log_file = d.join("rclone.log");
     let (child, port) = spawn_on_free_port(kind, &log_file, |port| {
@@ -461,6 +465,7 @@ fn start_rclone() -> Server {
         port,
         user,
         identity_file: key,
+        password_file,
         known_hosts,
         root,
         // rclone serves the directory as the root of the SFTP namespace.
@@ -492,6 +497,7 @@ fn start_under_sshd(kind: ServerKind, command: impl FnOnce(&Path) -> String) -> 
         port: sb.port,
         user: sb.user.clone(),
         identity_file: sb.key.clone(),
+        password_file: sb.password_file.clone(),
         known_hosts: sb.known_hosts.clone(),
         root: sb.root.clone(),
         remote_root: sb.root.display().to_string(),
