@@ -441,3 +441,48 @@ fn keyboard_interactive_only_server_is_answered_from_the_password_file() {
         tail(&sb.log(), 20)
     );
 }
+
+/// `coupafs check` behind a ProxyCommand: the direct DNS/TCP probes are
+/// skipped (they would report a server that only the proxy can reach as
+/// down), and the SSH steps go through the command.
+#[test]
+fn check_goes_through_the_proxy_command() {
+    let sb = Sandbox::start();
+    let dir = traversable_tempdir("coupafs-proxycheck-");
+    let marker = dir.path().join("marker");
+    let script = dir.path().join("relay.sh");
+    fs::write(
+        &script,
+        format!(
+            "#!/bin/bash\necho \"$$\" >>{}\nexec 3<>/dev/tcp/$1/$2\ncat <&3 &\nexec cat >&3\n",
+            marker.display()
+        ),
+    )
+    .expect("write relay");
+    fs::set_permissions(&script, fs::Permissions::from_mode(0o755)).expect("chmod relay");
+    let opts = format!(
+        "IdentityFile={},UserKnownHostsFile={},ProxyCommand={} %h %p",
+        sb.key.display(),
+        sb.known_hosts.display(),
+        script.display()
+    );
+    let port = sb.port.to_string();
+    let out = run_coupafs(&["check", "-p", &port, &sb.target(), "-o", &opts], &[]);
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        text.contains("route") && text.contains("through ProxyCommand"),
+        "{}",
+        show(&out)
+    );
+    assert!(!text.contains("OK tcp"), "direct probe ran:\n{text}");
+    assert!(
+        fs::read_to_string(&marker).is_ok_and(|m| !m.is_empty()),
+        "the proxy command did not carry the check:\n{}",
+        show(&out)
+    );
+    assert!(
+        !text.lines().next().unwrap_or("").contains("CRITICAL"),
+        "{}",
+        show(&out)
+    );
+}
