@@ -5,7 +5,19 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use super::compat::{self, Arg, Support};
-use super::{err, HostKeyPolicy, MountOptions, NoOpOption, UsageError, MAX_CONNS, MAX_THREADS};
+use super::{
+    err, AddressFamily, HostKeyPolicy, MountOptions, NoOpOption, ProxySetting, UsageError,
+    MAX_CONNS, MAX_THREADS,
+};
+
+/// `no_proxy`'s comma (or space) separated list.
+pub(crate) fn split_no_proxy(v: &str) -> Vec<String> {
+    v.split([',', ' '])
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+        .collect()
+}
 
 /// State that spans several `-o` options and is resolved at the end.
 #[derive(Default)]
@@ -160,6 +172,16 @@ pub(super) fn apply_option(
         }
         "spool_dir" => o.spool_dir = Some(parse_path(key, value()?)?),
         "ssh_config" => o.ssh_config = Some(parse_path(key, value()?)?),
+        // The URL may hold a password: errors show it masked.
+        "proxy" => {
+            let v = value()?;
+            o.reach.proxy = Some(match v {
+                "none" => ProxySetting::None,
+                "env" => ProxySetting::Env,
+                url => ProxySetting::Url(crate::ssh::parse_proxy_url(url).map_err(UsageError)?),
+            });
+        }
+        "no_proxy" => o.reach.no_proxy = Some(split_no_proxy(value()?)),
         "spool_max" => {
             let v = value()?;
             o.spool_max_bytes = parse_num(v)
@@ -227,7 +249,12 @@ pub(super) fn apply_option(
             flag()?;
             o.auto_unmount = true;
         }
-        "delay_connect" | "nodiratime" => {
+        "delay_connect" => {
+            flag()?;
+            o.delay_connect = true;
+        }
+        "log_file" => o.log_file = Some(parse_path(key, value()?)?),
+        "nodiratime" => {
             flag()?;
             ignore(o);
         }
@@ -335,10 +362,39 @@ fn apply_ssh_option(
                 })?;
         }
         "connecttimeout" => o.connect_timeout = parse_secs(key, value()?)?,
-        "proxycommand" | "proxyjump" => {
-            return err(format!(
-                "option '{key}' is not supported: coupafs connects to HOST directly"
-            ))
+        // ssh's `none` disables (and keeps the ssh config file's away).
+        "proxycommand" => {
+            let v = value()?;
+            if v.trim().is_empty() {
+                return err(format!(
+                    "invalid value '' for {key}: expected a command or none"
+                ));
+            }
+            o.reach.proxy_command = Some(v.to_string());
+        }
+        "proxyjump" => {
+            let v = value()?;
+            if !v.eq_ignore_ascii_case("none") {
+                crate::ssh::parse_jump(v)
+                    .map_err(|e| UsageError(format!("{e} (expected [USER@]HOST[:PORT])")))?;
+            }
+            o.reach.proxy_jump = Some(v.to_string());
+        }
+        "addressfamily" => {
+            let v = value()?;
+            o.reach.address_family = Some(match v.to_ascii_lowercase().as_str() {
+                "any" => AddressFamily::Any,
+                "inet" => AddressFamily::Inet,
+                "inet6" => AddressFamily::Inet6,
+                _ => {
+                    return err(format!(
+                        "invalid value '{v}' for {key}: expected inet, inet6 or any"
+                    ))
+                }
+            });
+        }
+        "kbdinteractiveauthentication" | "challengeresponseauthentication" => {
+            o.ssh_auth.kbd_interactive = Some(parse_ssh_flag(key, value()?)?)
         }
         // Only `none` reaches here (compat.rs settles the other values):
         // no agent keys, which is what IdentitiesOnly=yes means to coupafs.

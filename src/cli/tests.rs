@@ -380,12 +380,15 @@ fn help_text_reads_like_a_man_page() {
     }
     for needle in [
         "coupafs [OPTIONS] [USER@]HOST:[REMOTE_DIR] MOUNTPOINT [-o OPT[,OPT...]]",
-        "coupafs check [USER@]HOST:[REMOTE_DIR] [-p PORT] [-o OPT[,OPT...]]",
+        "coupafs check [--json] [USER@]HOST:[REMOTE_DIR] [-p PORT] [-o OPT[,OPT...]]",
+        "coupafs status [MOUNTPOINT]",
+        "log_file=PATH",
         "atomic",
         "renamed",
         "COUPAFS_PASSWORD",
         "SSH_AUTH_SOCK",
-        "user@host:/ /mnt/coupa fuse.coupafs _netdev,IdentityFile=/etc/coupafs/id_rsa,\
+        "user@host:/ /mnt/coupa fuse.coupafs _netdev,nofail,delay_connect,\
+         IdentityFile=/etc/coupafs/id_rsa,\
          UserKnownHostsFile=/etc/coupafs/known_hosts 0 0",
         "coupafs check ",
         "-p PORT",
@@ -947,6 +950,7 @@ fn security_ssh_options_are_honoured_not_ignored() {
                 pubkey_authentication: Some(true),
                 password_authentication: Some(false),
                 batch_mode: Some(true),
+                kbd_interactive: None,
             },
             global_known_hosts_files: Some(vec![PathBuf::from("/etc/a"), PathBuf::from("/etc/b")]),
             ..base()
@@ -959,7 +963,8 @@ fn security_ssh_options_are_honoured_not_ignored() {
             identities_only: true,
             pubkey: true,
             password: false,
-            batch_mode: true
+            batch_mode: true,
+            kbd_interactive: true,
         }
     );
     assert_eq!(base().ssh_auth.resolve(), AuthPolicy::default());
@@ -996,14 +1001,54 @@ fn bad_security_ssh_option_values_are_refused() {
 }
 
 #[test]
-fn proxy_options_are_refused() {
+fn proxy_options_are_parsed_and_checked() {
+    // Until issue 13 ProxyCommand and ProxyJump were refused.
+    let o = with_opts("ProxyCommand=ssh -W %h:%p bastion");
     assert_eq!(
-        opt_error("ProxyCommand=ssh -W %h:%p bastion"),
-        "option 'ProxyCommand' is not supported: coupafs connects to HOST directly"
+        o.reach.proxy_command.as_deref(),
+        Some("ssh -W %h:%p bastion")
+    );
+    let o = with_opts("proxyjump=bob@bastion:2200,AddressFamily=INET6");
+    assert_eq!(o.reach.proxy_jump.as_deref(), Some("bob@bastion:2200"));
+    assert_eq!(
+        o.reach.address_family,
+        Some(crate::cli::AddressFamily::Inet6)
     );
     assert_eq!(
-        opt_error("proxyjump=bastion"),
-        "option 'proxyjump' is not supported: coupafs connects to HOST directly"
+        with_opts("ProxyJump=none").reach.proxy_jump.as_deref(),
+        Some("none")
+    );
+    assert!(opt_error("ProxyJump=-oProxyCommand=x").contains("may not start with '-'"));
+    assert_eq!(
+        opt_error("AddressFamily=ipv4"),
+        "invalid value 'ipv4' for AddressFamily: expected inet, inet6 or any"
+    );
+    let o = with_opts("proxy=http://u:pw@proxy:3128,no_proxy=.corp\\,localhost");
+    match o.reach.proxy {
+        Some(crate::cli::ProxySetting::Url(crate::ssh::Route::HttpConnect(p))) => {
+            assert_eq!((p.host.as_str(), p.port), ("proxy", 3128));
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(o.reach.no_proxy, Some(strings(&[".corp", "localhost"])));
+    assert_eq!(
+        with_opts("proxy=env").reach.proxy,
+        Some(crate::cli::ProxySetting::Env)
+    );
+    assert_eq!(
+        with_opts("proxy=none").reach.proxy,
+        Some(crate::cli::ProxySetting::None)
+    );
+    let e = opt_error("proxy=ftp://u:hunter2@p:1");
+    assert!(
+        e.contains("the scheme must be http or socks5") && !e.contains("hunter2"),
+        "{e}"
+    );
+    assert_eq!(
+        with_opts("KbdInteractiveAuthentication=no")
+            .ssh_auth
+            .kbd_interactive,
+        Some(false)
     );
 }
 
@@ -1317,10 +1362,15 @@ fn fsname() {
 
 #[test]
 fn ignored_sshfs_and_fuse_options() {
-    let opts = "reconnect,delay_connect,kernel_cache,auto_cache,big_writes,nodiratime,\
+    let opts = "reconnect,kernel_cache,auto_cache,big_writes,nodiratime,\
                 nonempty,subtype=coupafs,workaround=rename,max_read=65536,idmap=user,\
-                idmap=none";
+                idmap=none,delay_connect";
     let o = with_opts(opts);
+    // delay_connect is honoured (see the test below), not ignored.
+    let mut o = o;
+    assert!(o.delay_connect);
+    o.delay_connect = false;
+    let opts = opts.trim_end_matches(",delay_connect");
     assert_eq!(
         o,
         MountOptions {
@@ -1329,8 +1379,8 @@ fn ignored_sshfs_and_fuse_options() {
             ..base()
         }
     );
-    assert_eq!(o.ignored.len(), 12);
-    // All but delay_connect and nodiratime come from the sshfs table.
+    assert_eq!(o.ignored.len(), 11);
+    // All but nodiratime come from the sshfs table.
     assert_eq!(o.no_ops.len(), 10);
     // dir_cache is sshfs's name for cache=.
     assert_eq!(with_opts("dir_cache=no").cache_timeout, Duration::ZERO);
@@ -1726,14 +1776,7 @@ fn never_panics_on_odd_input() {
 /// Rows marked honoured whose parsing lands with another branch (proxies:
 /// h12; delay_connect: h13). Until then they must still be without
 /// effect here; once they take effect this test fails: empty the list.
-const HONOURED_ELSEWHERE: &[&str] = &[
-    "delay_connect",
-    "AddressFamily",
-    "ChallengeResponseAuthentication",
-    "KbdInteractiveAuthentication",
-    "ProxyCommand",
-    "ProxyJump",
-];
+const HONOURED_ELSEWHERE: &[&str] = &[];
 
 /// `coupafs -o LIST host:/dir /mnt` (no user, so `User=` shows).
 fn compat_parse(list: &str) -> Result<MountOptions, UsageError> {
@@ -1909,4 +1952,37 @@ fn the_typical_sshfs_fstab_line_parses() {
             "Compression"
         ]
     );
+}
+
+#[test]
+fn delay_connect_log_file_json_and_status() {
+    let o = with_opts("delay_connect,log_file=/var/log/coupafs.log");
+    assert!(o.delay_connect);
+    assert_eq!(
+        o.log_file.as_deref(),
+        Some(std::path::Path::new("/var/log/coupafs.log"))
+    );
+    assert_eq!(
+        opt_error("delay_connect=1"),
+        "option 'delay_connect' does not take a value"
+    );
+    assert_eq!(opt_error("log_file"), "option 'log_file' requires a value");
+    let args = |a: &[&str]| -> Vec<String> {
+        std::iter::once("coupafs")
+            .chain(a.iter().copied())
+            .map(String::from)
+            .collect()
+    };
+    match parse(&args(&["check", "--json", "h:"])) {
+        Ok(Invocation::Check(o)) => assert!(o.json),
+        other => panic!("{other:?}"),
+    }
+    assert!(parse(&args(&["--json", "h:", "/mnt"])).is_err());
+    assert_eq!(parse(&args(&["status"])), Ok(Invocation::Status(None)));
+    assert_eq!(
+        parse(&args(&["status", "/mnt/c"])),
+        Ok(Invocation::Status(Some("/mnt/c".into())))
+    );
+    assert!(parse(&args(&["status", "/a", "/b"])).is_err());
+    assert!(parse(&args(&["status", "-x"])).is_err());
 }
