@@ -15,16 +15,22 @@ upload_dir temp_prefix spool_dir spool_max spare_temps uid gid umask subtype idm
 workaround max_read dir_cache comment Compression Ciphers Cipher BatchMode
 PasswordAuthentication PreferredAuthentications PubkeyAuthentication
 IdentitiesOnly LogLevel TCPKeepAlive ControlMaster ControlPath ControlPersist
-GlobalKnownHostsFile KexAlgorithms HostKeyAlgorithms MACs"
+GlobalKnownHostsFile KexAlgorithms HostKeyAlgorithms MACs IdentityAgent CheckHostIP
+max_write negative_timeout dcache_max_size dcache_stat_timeout dcache_link_timeout
+dcache_dir_timeout dcache_clean_interval dcache_min_clean_interval ac_attr_timeout
+writeback_cache ssh_protocol ProxyCommand ProxyJump proxy no_proxy AddressFamily
+KbdInteractiveAuthentication log_file"
 
 # Options without a value.
 _coupafs_flag_opts="debug sshfs_debug sftp_debug reconnect ro rw allow_other allow_root
 default_permissions no_default_permissions follow_symlinks contain_symlinks nocontain_symlinks
 strict_setstat kernel_cache auto_cache big_writes delay_connect nonempty atime
 noatime relatime nodiratime defaults auto noauto _netdev nofail user nouser
-users owner dev nodev suid nosuid exec noexec sync async"
+users owner dev nodev suid nosuid exec noexec sync async auto_unmount
+no_contain_symlinks transform_symlinks sshfs_verbose direct_io no_check_root
+sshfs_sync no_readahead sync_readdir disable_hardlink noauto_cache no_rofd_flush"
 
-_coupafs_flags="-h --help -V --version -f -d --debug -s -o -p -F -C"
+_coupafs_flags="-h --help -V --version -f -d --debug -s -o -p -F -C -v --json"
 
 # Completions for one -o item; $1 is the item typed so far. Prints full
 # items, one per line.
@@ -37,10 +43,16 @@ _coupafs_opt_item() {
             stricthostkeychecking)
                 compgen -P "$name=" -W "yes accept-new no" -- "$value" ;;
             cache | dir_cache | identitiesonly | pubkeyauthentication | \
-            passwordauthentication | batchmode)
+            passwordauthentication | batchmode | compression | checkhostip | kbdinteractiveauthentication)
                 compgen -P "$name=" -W "yes no" -- "$value" ;;
             idmap)
                 compgen -P "$name=" -W "user none" -- "$value" ;;
+            identityagent)
+                compgen -P "$name=" -W "none SSH_AUTH_SOCK" -- "$value" ;;
+            addressfamily)
+                compgen -P "$name=" -W "any inet inet6" -- "$value" ;;
+            proxy)
+                compgen -P "$name=" -W "env none http:// socks5://" -- "$value" ;;
             identityfile | passphrase_file | password_file | userknownhostsfile | \
             globalknownhostsfile)
                 compgen -P "$name=" -f -- "$value" ;;
@@ -49,6 +61,8 @@ _coupafs_opt_item() {
                 compgen -P "$name=" -W "none" -- "$value" ;;
             spool_dir)
                 compgen -P "$name=" -d -- "$value" ;;
+            log_file)
+                compgen -P "$name=" -f -- "$value" ;;
         esac
         return
     fi
@@ -88,6 +102,9 @@ _coupafs() {
         return
     elif [[ $raw == -* ]]; then
         mapfile -t cands < <(compgen -W "$_coupafs_flags" -- "$raw")
+    elif [[ ${words[1]:-} == status ]]; then
+        # `coupafs status [MOUNTPOINT]`
+        ((${#words[@]} == 2)) && mapfile -t cands < <(compgen -d -- "$raw")
     else
         # Positionals so far: words that are not options or their values.
         local n=0 i skip=0
@@ -101,7 +118,7 @@ _coupafs() {
             esac
         done
         if ((n == 0)); then
-            local extra=check
+            local extra="check status"
             [[ ${words[1]:-} == check ]] && extra=
             mapfile -t cands < <(compgen -W "$(_coupafs_hosts) $extra" -- "$raw")
         else

@@ -7,7 +7,8 @@
 #   scripts/build-deb.sh --install  # also dpkg -i it (root)
 #
 # Contents (see [package.metadata.deb] in Cargo.toml): /usr/bin/coupafs,
-# /usr/sbin/mount.coupafs -> ../bin/coupafs, the man page, bash completion,
+# /usr/sbin/mount.coupafs and /usr/sbin/mount.fuse.coupafs -> ../bin/coupafs
+# (mount(8) runs them for types coupafs and fuse.coupafs), the man page, bash completion,
 # the coupafs@.service template, OPERATIONS.md and examples (fstab line,
 # systemd .mount/.automount units, coupafs.conf) in
 # /usr/share/doc/coupafs/examples/. Depends on fuse3 (mount.fuse3,
@@ -38,6 +39,12 @@ deb=$(cargo deb 2>&1 | tee /dev/stderr | tail -n 1)
 echo "==> $deb" >&2
 dpkg-deb --info "$deb" >&2
 dpkg-deb --contents "$deb"
+# Both mount helpers must be there: without mount.fuse.coupafs, fstab's
+# fuse.coupafs depends on mount.fuse3 finding coupafs in /bin/sh's PATH.
+for helper in ./usr/sbin/mount.coupafs ./usr/sbin/mount.fuse.coupafs; do
+  dpkg-deb --contents "$deb" | grep -q " $helper -> ../bin/coupafs\$" ||
+    { echo "build-deb.sh: $helper missing from $deb" >&2; exit 1; }
+done
 if [[ ${1:-} == --install ]]; then
   dpkg -i "$deb"
 fi

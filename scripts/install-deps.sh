@@ -5,7 +5,9 @@
 #
 #   fuse3            fusermount3 (FUSE mounts; fuser needs no libfuse)
 #   openssh-server   sshd for the local sandbox server (scripts/sandbox-server.sh)
-#   openssh-client   sftp/ssh-keygen (sandbox keys, smoke tests)
+#   openssh-client   sftp/ssh-keygen (sandbox keys, smoke tests); ssh for the
+#                    ProxyJump tests (tests/reach.rs)
+#   libpam-modules   pam_unix for the keyboard-interactive sandbox (UsePAM yes)
 #   pkg-config, libssl-dev   the ssh2 crate builds libssh2 from source against
 #                    OpenSSL (openssl-sys is not vendored)
 #   gcc, libc6-dev   C compiler for libssh2-sys / openssl-sys / libz-sys
@@ -34,7 +36,9 @@ fi
 missing=()
 command -v fusermount3 >/dev/null || missing+=(fuse3)
 [[ -x /usr/sbin/sshd ]] || missing+=(openssh-server)
-{ command -v sftp && command -v ssh-keygen; } >/dev/null || missing+=(openssh-client)
+{ command -v sftp && command -v ssh-keygen && command -v ssh; } >/dev/null || missing+=(openssh-client)
+[[ -e /etc/pam.d/sshd ]] || missing+=(openssh-server)
+dpkg -s libpam-modules >/dev/null 2>&1 || missing+=(libpam-modules)
 command -v pkg-config >/dev/null || missing+=(pkg-config)
 dpkg -s libssl-dev >/dev/null 2>&1 || missing+=(libssl-dev)
 dpkg -s zlib1g-dev >/dev/null 2>&1 || missing+=(zlib1g-dev)

@@ -10,6 +10,14 @@
 //!   `COUPAFS_SYSLOG_SOCKET=PATH` names another datagram socket instead
 //!   (tests bind one; it is also handy without a syslog daemon).
 //!
+//! * `-o log_file=PATH` ([`to_file`]): every record is appended to PATH
+//!   instead (in either mode), with a timestamp and the level. The file is
+//!   opened before the fork (so a refusal reaches the terminal), created
+//!   0600, never through a symlink (O_NOFOLLOW); the daemon's stderr is
+//!   pointed at it too, so a panic or a library's message is kept.
+//!   A daemon without log_file and without a syslog socket says so on the
+//!   terminal before it detaches (its records would be lost).
+//!
 //! Verbosity is the same everywhere: info by default, debug with `-d` /
 //! `-o debug`, or any env_logger filter in `COUPAFS_LOG` (e.g. `debug`,
 //! `coupafs=debug`), which also works for a daemon.
@@ -23,7 +31,7 @@
 use std::borrow::Cow;
 use std::fmt::Write as _;
 use std::io::Write;
-use std::os::unix::fs::MetadataExt;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, OnceLock};
@@ -47,6 +55,9 @@ struct Syslog {
 struct Switch {
     /// Writes to stderr; also decides which records pass (levels, modules).
     stderr: env_logger::Logger,
+    debug: bool,
+    /// `log_file=`: when set, every record goes there and nowhere else.
+    file: OnceLock<(env_logger::Logger, std::fs::File)>,
     use_syslog: AtomicBool,
     syslog: Mutex<Option<Syslog>>,
 }
@@ -89,17 +100,58 @@ impl Log for Switch {
     }
 
     fn log(&self, record: &Record) {
+        if is_interrupted_reply(record) {
+            // Re-levelled to debug: the same record, so filters still apply.
+            let args = *record.args();
+            let demoted = Record::builder()
+                .args(args)
+                .level(Level::Debug)
+                .target(record.target())
+                .module_path(record.module_path())
+                .file(record.file())
+                .line(record.line())
+                .build();
+            return self.log_passed(&demoted);
+        }
+        self.log_passed(record)
+    }
+
+    fn flush(&self) {
+        if let Some((file, _)) = self.file.get() {
+            file.flush();
+        }
+        self.stderr.flush();
+    }
+}
+
+/// fuser's "Failed to send FUSE reply: ... (os error 2)": the kernel
+/// answers a reply with ENOENT when it no longer waits for it (the request
+/// was interrupted, or the mount is going away at unmount). libfuse
+/// ignores that case (fuse_lowlevel.c, fuse_send_msg: "ENOENT means the
+/// operation was interrupted"); it is no error for an admin.
+fn is_interrupted_reply(record: &Record) -> bool {
+    record.level() == Level::Error
+        && record.target().starts_with("fuser")
+        && record.args().as_str().is_none()
+        && {
+            let msg = record.args().to_string();
+            msg.starts_with("Failed to send FUSE reply") && msg.ends_with("(os error 2)")
+        }
+}
+
+impl Switch {
+    fn log_passed(&self, record: &Record) {
         if !self.stderr.matches(record) {
+            return;
+        }
+        if let Some((file, _)) = self.file.get() {
+            file.log(record);
             return;
         }
         if self.use_syslog.load(Ordering::Relaxed) && self.send_syslog(record) {
             return;
         }
         self.stderr.log(record);
-    }
-
-    fn flush(&self) {
-        self.stderr.flush();
     }
 }
 
@@ -133,6 +185,24 @@ pub fn init(debug: bool) {
     if LOGGER.get().is_some() {
         return;
     }
+    let stderr = builder(debug, stderr_is_journal()).build();
+    let max = stderr.filter();
+    let switch: &'static Switch = Box::leak(Box::new(Switch {
+        stderr,
+        debug,
+        file: OnceLock::new(),
+        use_syslog: AtomicBool::new(false),
+        syslog: Mutex::new(None),
+    }));
+    if LOGGER.set(switch).is_ok() && log::set_logger(switch).is_ok() {
+        log::set_max_level(max);
+    }
+}
+
+/// The env_logger set-up: level, module filters, `COUPAFS_LOG`, and the
+/// one-line layout (`<prio>message` for the journal, else
+/// `[time LEVEL] message`).
+fn builder(debug: bool, journal: bool) -> env_logger::Builder {
     let level = if debug {
         log::LevelFilter::Debug
     } else {
@@ -144,7 +214,7 @@ pub fn init(debug: bool) {
         .filter_module("fuser", log::LevelFilter::Warn)
         .format_target(false)
         .parse_env("COUPAFS_LOG");
-    if stderr_is_journal() {
+    if journal {
         builder.format(|buf, record| {
             let prio = match record.level() {
                 Level::Error => 3,
@@ -172,16 +242,58 @@ pub fn init(debug: bool) {
             )
         });
     }
-    let stderr = builder.build();
-    let max = stderr.filter();
-    let switch: &'static Switch = Box::leak(Box::new(Switch {
-        stderr,
-        use_syslog: AtomicBool::new(false),
-        syslog: Mutex::new(None),
-    }));
-    if LOGGER.set(switch).is_ok() && log::set_logger(switch).is_ok() {
-        log::set_max_level(max);
+    builder
+}
+
+/// Sends every later record to `path` (appended; created 0600; a symlink
+/// at `path` is refused, not followed). Call before the fork: the error is
+/// for the user's terminal.
+pub(crate) fn to_file(path: &std::path::Path) -> Result<(), String> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let Some(switch) = LOGGER.get() else {
+        return Err("logging is not initialised".into());
+    };
+    let shown = path.display();
+    let file = std::fs::OpenOptions::new()
+        .append(true)
+        .create(true)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC | libc::O_NOCTTY)
+        .open(path)
+        .map_err(|e| match e.raw_os_error() {
+            Some(libc::ELOOP) => format!("log_file {shown}: is a symlink (refused)"),
+            _ => format!("log_file {shown}: {e}"),
+        })?;
+    let meta = file
+        .metadata()
+        .map_err(|e| format!("log_file {shown}: {e}"))?;
+    if !meta.is_file() {
+        return Err(format!("log_file {shown}: not a regular file"));
     }
+    // An existing file others can read would show them server names and
+    // paths: narrow it if it is ours.
+    // SAFETY: geteuid cannot fail.
+    if meta.mode() & 0o077 != 0 && meta.uid() == unsafe { libc::geteuid() } {
+        let _ = file.set_permissions(std::fs::Permissions::from_mode(0o600));
+    }
+    let writer = file
+        .try_clone()
+        .map_err(|e| format!("log_file {shown}: {e}"))?;
+    let logger = builder(switch.debug, false)
+        .write_style(env_logger::WriteStyle::Never)
+        .target(env_logger::Target::Pipe(Box::new(writer)))
+        .build();
+    switch
+        .file
+        .set((logger, file))
+        .map_err(|_| "log_file is already set".to_string())
+}
+
+/// The log file's descriptor, if `log_file=` is set (the daemon points its
+/// stderr at it).
+pub(crate) fn file_fd() -> Option<std::os::fd::RawFd> {
+    use std::os::fd::AsRawFd;
+    LOGGER.get()?.file.get().map(|(_, f)| f.as_raw_fd())
 }
 
 /// Sends every later record to syslog instead of stderr (for the daemon,
@@ -319,5 +431,64 @@ mod tests {
             escape_controls("mounted a:\\x on /mnt"),
             Cow::Borrowed("mounted a:\\x on /mnt")
         ));
+    }
+}
+
+#[cfg(test)]
+mod file_tests {
+    use super::*;
+
+    #[test]
+    fn an_interrupted_fuse_reply_is_no_error() {
+        let enoent = std::io::Error::from_raw_os_error(libc::ENOENT);
+        let eio = std::io::Error::from_raw_os_error(libc::EIO);
+        let check = |target: &str, e: &std::io::Error| {
+            is_interrupted_reply(
+                &Record::builder()
+                    .args(format_args!("Failed to send FUSE reply: {e}"))
+                    .level(Level::Error)
+                    .target(target)
+                    .build(),
+            )
+        };
+        assert!(check("fuser::reply", &enoent));
+        assert!(!check("fuser::reply", &eio));
+        assert!(!check("coupafs::fs", &enoent));
+    }
+
+    #[test]
+    fn log_file_is_appended_private_and_never_through_a_symlink() {
+        init(false);
+        let dir = tempfile::tempdir().expect("tempdir");
+        let victim = dir.path().join("victim");
+        std::fs::write(&victim, b"keep").expect("write");
+        let link = dir.path().join("link.log");
+        std::os::unix::fs::symlink(&victim, &link).expect("symlink");
+        let e = to_file(&link).expect_err("a symlink is refused");
+        assert!(e.contains("is a symlink"), "{e}");
+        assert_eq!(std::fs::read(&victim).expect("victim"), b"keep");
+        let e = to_file(dir.path()).expect_err("a directory is refused");
+        assert!(e.contains("log_file"), "{e}");
+
+        let path = dir.path().join("coupafs.log");
+        std::fs::write(&path, b"earlier line\n").expect("write");
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+        to_file(&path).expect("log file");
+        assert!(file_fd().is_some());
+        log::info!("first record\nforged second");
+        log::logger().flush();
+        let text = std::fs::read_to_string(&path).expect("read");
+        // Other tests of this binary may log meanwhile: look for ours.
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines[0], "earlier line");
+        assert!(
+            lines
+                .iter()
+                .any(|l| l.ends_with("INFO ] first record\\nforged second")),
+            "{text}"
+        );
+        assert!(!text.contains("\nforged second"), "{text}");
+        let mode = std::fs::metadata(&path).expect("meta").mode() & 0o777;
+        assert_eq!(mode, 0o600);
     }
 }

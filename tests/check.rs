@@ -1,6 +1,7 @@
 //! `coupafs check` against the sandbox SFTP server: each test breaks one
 //! thing server-side and asserts on the exact line and the exit status
-//! (0 OK, 1 WARNING, 2 CRITICAL).
+//! (0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN). The first line of the output
+//! is the overall state with the performance data, then one line per check.
 
 mod common;
 
@@ -36,6 +37,16 @@ impl CheckRun {
         assert!(
             !self.stdout.contains(needle),
             "output unexpectedly contains {needle:?}\n{self}"
+        );
+    }
+
+    /// Asserts the first line: `COUPAFS <state> - ` and a piece of the
+    /// summary.
+    fn assert_state(&self, state: &str, needle: &str) {
+        let first = self.stdout.lines().next().unwrap_or("");
+        assert!(
+            first.starts_with(&format!("COUPAFS {state} - ")) && first.contains(needle),
+            "first line is not COUPAFS {state} with {needle:?}\n{self}"
         );
     }
 
@@ -118,15 +129,26 @@ fn all_green_against_the_sandbox() {
     let run = check(&sb);
     run.assert_code(0);
     let lines = run.lines();
-    let (summary, checks) = lines.split_last().expect("some output");
+    let (summary, checks) = lines.split_first().expect("some output");
     for l in checks {
         assert!(l.starts_with("OK   "), "not OK: {l:?}\n{run}");
     }
-    assert!(
-        summary.starts_with("SUMMARY: OK - ") && summary.ends_with("(exit 0)"),
+    run.assert_state("OK", " 0 warn, 0 fail in ");
+    // Performance data after `|`, in Nagios form.
+    let perf = summary.split_once(" | ").map(|(_, p)| p).unwrap_or("");
+    let labels: Vec<&str> = perf
+        .split(' ')
+        .map(|d| {
+            assert!(d.ends_with(";;;;"), "perf datum {d:?}\n{run}");
+            d.split('=').next().unwrap_or("")
+        })
+        .collect();
+    assert_eq!(
+        labels,
+        ["connect_time", "waiting_files", "oldest_waiting", "time"],
         "{run}"
     );
-    assert!(summary.contains(" 0 warn, 0 fail"), "{run}");
+    assert!(perf.contains("waiting_files=0;;;;"), "{run}");
 
     run.assert_has("OK   dns: 127.0.0.1 resolved to 127.0.0.1 in ");
     run.assert_has(&format!("OK   tcp: connected to 127.0.0.1:{} in ", sb.port));
@@ -224,7 +246,7 @@ fn missing_standard_folder_warns() {
     run.assert_code(1);
     run.assert_has("WARN folders: Outgoing: 1 of 7 standard folders missing: Suppliers");
     run.assert_has("OK   folders: Incoming: all 20 standard folders present");
-    run.assert_has("SUMMARY: WARNING - 15 ok, 1 warn, 0 fail");
+    run.assert_state("WARNING", "15 ok, 1 warn, 0 fail");
 }
 
 #[test]
@@ -246,7 +268,7 @@ fn read_only_incoming_folder_fails_the_write_check() {
     run.assert_has("FAIL write: Incoming/Invoices/.coupafs-check.coupafs-");
     run.assert_has("create failed: server: Permission denied (status 3)");
     run.assert_has("OK   write: 19 of 20 Incoming folders writable");
-    run.assert_has("SUMMARY: CRITICAL - ");
+    run.assert_state("CRITICAL", "");
     run.assert_has("1 fail");
     // Only the one folder failed.
     assert_eq!(run.stdout.matches("FAIL write:").count(), 1, "{run}");
@@ -275,7 +297,7 @@ fn stale_waiting_file_warns() {
         "OK   archive: newest Archive/Incoming/Invoices/inv_old.csv, 2h01m old (1 file archived)",
     );
     run.assert_has("OK   rules: 2 waiting files checked (2 CSV, ");
-    run.assert_has("SUMMARY: WARNING - ");
+    run.assert_state("WARNING", "");
     run.assert_has(" 1 warn, 0 fail");
 }
 
@@ -335,7 +357,7 @@ fn csv_rule_violations_warn() {
     );
     run.assert_lacks("ok_5000.csv:");
     assert_eq!(run.stdout.matches("WARN rules:").count(), 4, "{run}");
-    run.assert_has("SUMMARY: WARNING - ");
+    run.assert_state("WARNING", "");
     run.assert_has(" 4 warn, 0 fail");
 }
 
@@ -417,7 +439,8 @@ fn wrong_host_key_fails_with_both_fingerprints() {
     );
     // Nothing after the failed step.
     run.assert_lacks("auth:");
-    run.assert_has("SUMMARY: CRITICAL - 2 ok, 0 warn, 1 fail");
+    run.assert_state("CRITICAL", "host key: ");
+    run.assert_state("CRITICAL", "2 ok, 0 warn, 1 fail");
 }
 
 #[test]
@@ -476,17 +499,104 @@ fn missing_root_fails() {
 }
 
 #[test]
-fn unreadable_password_file_is_critical() {
+fn unreadable_password_file_is_unknown() {
     let sb = Sandbox::start();
     let run = check_with(
         &sb,
         &sb.target(),
         &["password_file=/nonexistent/password".to_string()],
     );
-    run.assert_code(2);
+    // The check could not run: UNKNOWN, with the reason on the state line.
+    run.assert_code(3);
+    run.assert_state("UNKNOWN", "cannot read password file /nonexistent/password");
     assert!(
         run.stderr
             .contains("coupafs: cannot read password file /nonexistent/password"),
         "{run}"
     );
+}
+
+#[test]
+fn usage_errors_are_unknown() {
+    for args in [
+        &["check", "-o", "frobnicate", "h:"][..],
+        &["check"][..],
+        &["-o", "ro", "check", "a:", "b"][..],
+        &["status", "/a", "/b"][..],
+    ] {
+        let out = run_coupafs(args, &[]);
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(out.status.code(), Some(3), "{args:?}: {stdout}");
+        assert!(
+            stdout.starts_with("COUPAFS UNKNOWN - usage: "),
+            "{args:?}: {stdout}"
+        );
+    }
+    // A mount's usage error keeps exit 1.
+    let out = run_coupafs(&["-o", "frobnicate", "h:", "/mnt"], &[]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(out.stdout.is_empty());
+}
+
+#[test]
+fn json_is_one_object_for_scripts() {
+    let sb = Sandbox::start();
+    let mut opts = sandbox_opts(&sb);
+    opts.push("ro".into());
+    let port = sb.port.to_string();
+    let out = run_coupafs(
+        &[
+            "check",
+            "--json",
+            "-p",
+            &port,
+            &sb.target(),
+            "-o",
+            &opts.join(","),
+        ],
+        &[],
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}");
+    assert_eq!(stdout.lines().count(), 1, "{stdout}");
+    assert!(
+        stdout.starts_with("{\"state\":\"OK\",\"exit\":0,\"summary\":\""),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("{\"level\":\"OK\",\"check\":\"dns\",\"message\":\"127.0.0.1 resolved"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("\"connect_time\":{\"value\":"), "{stdout}");
+    assert!(stdout.trim_end().ends_with("}}"), "{stdout}");
+    // Balanced braces outside strings: one object.
+    let (mut depth, mut in_str, mut esc) = (0i32, false, false);
+    for c in stdout.trim_end().chars() {
+        match (in_str, esc, c) {
+            (true, true, _) => esc = false,
+            (true, false, '\\') => esc = true,
+            (true, false, '"') => in_str = false,
+            (false, _, '"') => in_str = true,
+            (false, _, '{') => depth += 1,
+            (false, _, '}') => {
+                depth -= 1;
+                assert!(depth >= 0, "{stdout}");
+            }
+            _ => {}
+        }
+    }
+    assert_eq!(depth, 0, "{stdout}");
+    // A usage error as JSON too.
+    let out = run_coupafs(
+        &[
+            "check",
+            "--json",
+            "-o",
+            "password_file=/nonexistent/pw",
+            "h:",
+        ],
+        &[],
+    );
+    assert_eq!(out.status.code(), Some(3));
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("{\"state\":\"UNKNOWN\",\"exit\":3,"));
 }

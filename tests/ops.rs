@@ -1251,7 +1251,10 @@ fn ssh_config_file_option_and_command_line_precedence() {
     );
     drop(m);
 
-    // ~/.ssh/config that proxies the host is refused, -F none ignores it.
+    // ~/.ssh/config that proxies the host: until issue 13 this was refused;
+    // now the jump host is used (bastion.example does not exist, so the
+    // mount fails saying so); -F none, -o ssh_config=none and
+    // -o ProxyJump=none ignore it.
     let ssh = home.path().join(".ssh");
     fs::create_dir(&ssh).unwrap();
     fs::write(
@@ -1261,8 +1264,19 @@ fn ssh_config_file_option_and_command_line_precedence() {
     .unwrap();
     let log = mount_with(&sb, &[key_opts(&sb)], &env)
         .err()
-        .expect("refused");
-    assert!(log.contains("sets ProxyJump for 127.0.0.1"), "{log}");
+        .expect("the jump host does not exist");
+    assert!(
+        log.contains("-W '[127.0.0.1]:") && log.contains("'bastion.example'"),
+        "ProxyJump from the file not used: {log}"
+    );
+    assert!(log.contains("ProxyCommand exited"), "{log}");
+    let m = Mount::spawn(
+        &["-p", &port, &sb.target()],
+        &["-o", &format!("ProxyJump=none,{}", key_opts(&sb))],
+        &env_refs(&env),
+    )
+    .unwrap_or_else(|l| panic!("{l}"));
+    drop(m);
     let m = Mount::spawn(
         &["-F", "none", "-p", &port, &sb.target()],
         &["-o", &key_opts(&sb)],

@@ -427,6 +427,7 @@ fn openssh_keeps_the_contract() {
         reply_timeout: Duration::from_secs(30),
         algorithms: Default::default(),
         auth: AuthPolicy::default(),
+        reach: Default::default(),
     };
     // As src/mount/mod.rs builds it.
     let pool = Pool::new(params, 2);

@@ -412,6 +412,7 @@ fn chacha20_poly1305_goes_through_the_override_and_only_it() {
             ..Algorithms::default()
         },
         auth: AuthPolicy::default(),
+        reach: Default::default(),
     };
     let before = crypto::calls();
     let pool = Pool::new(params("aes128-ctr"), 1);

@@ -1,16 +1,19 @@
 //! `coupafs check [USER@]HOST:[DIR] [-p PORT] [-o OPT,...]`: a health check of
 //! a Coupa SFTP exchange for people and for monitoring (Nagios, Icinga,
 //! Zabbix, cron). It connects with exactly the options a mount would use and
-//! prints one line per check on stdout, then a summary line:
+//! prints on stdout the overall state, then one line per check (the
+//! monitoring plugin conventions, see `report`):
 //!
 //! ```text
+//! COUPAFS WARNING - waiting: Incoming/Invoices: ...; 12 ok, 1 warn, 0 fail in 0.4 s | connect_time=0.012s;;;; waiting_files=1;;;; oldest_waiting=3600s;;;; time=0.4s;;;;
 //! OK   dns: 127.0.0.1 resolved to 127.0.0.1 in 0.1 ms
 //! OK   tcp: connected to 127.0.0.1:2222 in 0.2 ms; server banner SSH-2.0-OpenSSH_9.6p1
 //! OK   host key: known, SHA256:... (in /etc/coupafs/known_hosts)
 //! ...
 //! WARN waiting: Incoming/Invoices: 1 file waiting, oldest 1h00m (inv.csv); ...
-//! SUMMARY: WARNING - 12 ok, 1 warn, 0 fail (exit 1)
 //! ```
+//!
+//! `--json` prints the same as one JSON object.
 //!
 //! Each check line starts with `OK`, `WARN` or `FAIL` (padded to 4
 //! characters), then the check's name, a colon and a one-line message. The
@@ -32,22 +35,21 @@
 //!   refuse, no atomic rename);
 //! * 2 CRITICAL: at least one `FAIL` (the exchange does not work: server
 //!   unreachable, host key changed, login refused, root missing, Incoming not
-//!   writable), and when the options cannot be used (unreadable password
-//!   file: `coupafs: ...` on stderr).
-//!
-//! A command-line syntax error exits 1 before any check runs, as it does
-//! for a mount.
+//!   writable);
+//! * 3 UNKNOWN: the check could not run: a command-line syntax error, or
+//!   options that cannot be used (unreadable password file). The first
+//!   line says why (`COUPAFS UNKNOWN - ...`), `coupafs: ...` on stderr.
 //!
 //! Nothing is left behind: the write probe uses names the mount hides
 //! (`.coupafs-check.coupafs-XXXXXX`) and removes them; waiting files are only
 //! read.
 
-use std::io::{self, Read, Write};
-use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
+use std::io::{self, Write};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+mod reach;
 mod report;
 mod uploads;
 
@@ -55,9 +57,11 @@ use crate::cli::MountOptions;
 use crate::coupa::{self, CsvCheck, CsvProblem};
 use crate::remote::{DirEntry, Kind, Meta, Remote, RemoteError, SftpRemote};
 use crate::sftp::ext;
-use crate::ssh::{CloseReason, ConnectError, ConnectParams, HostKeyStatus, Pool};
+use crate::ssh::{CloseReason, ConnectParams, HostKeyStatus, Pool, Route};
 
+use reach::{check_reachable, report_connect_error};
 use report::Report;
+pub use report::{unknown, EXIT_UNKNOWN};
 
 /// Listings and probes run this many at once (all on the one connection,
 /// their requests pipelined).
@@ -75,10 +79,15 @@ const PROBE_DATA: &[u8] = b"coupafs check: this file is removed right away\n";
 /// Runs every check against the server in `params`, printing to stdout.
 /// Returns the exit status (0 OK, 1 WARNING, 2 CRITICAL).
 pub fn run_check(opts: &MountOptions, params: ConnectParams) -> i32 {
-    let mut report = Report::new(io::stdout().lock());
+    let format = if opts.json {
+        report::Format::Json
+    } else {
+        report::Format::Text
+    };
+    let mut report = Report::with_format(io::stdout().lock(), format);
     let started = Instant::now();
     run_checks(opts, params, &mut report);
-    report.summary(started.elapsed());
+    report.finish(started.elapsed());
     report.exit_code()
 }
 
@@ -88,12 +97,31 @@ pub(crate) fn run_checks<W: Write>(
     params: ConnectParams,
     rep: &mut Report<W>,
 ) {
-    if !check_reachable(&params, rep) {
+    // Behind a proxy the server may not be reachable (or even resolvable)
+    // from here directly: the SSH step below goes the configured way, so
+    // the direct probes would only report a false failure.
+    let route = match &params.reach.route {
+        Route::Direct => None,
+        Route::Command(_) => Some("ProxyCommand"),
+        Route::Jump { .. } => Some("ProxyJump"),
+        Route::HttpConnect(_) => Some("an HTTP CONNECT proxy"),
+        Route::Socks5(_) => Some("a SOCKS5 proxy"),
+    };
+    if let Some(via) = route {
+        rep.ok(
+            "route",
+            format!("through {via}: direct dns and tcp probes skipped"),
+        );
+    } else if !check_reachable(&params, rep) {
         return;
     }
     let pool = Pool::new(params, 1);
+    let t = Instant::now();
     let first = match pool.connect_first() {
-        Ok(c) => c,
+        Ok(c) => {
+            rep.perf("connect_time", t.elapsed().as_secs_f64(), "s");
+            c
+        }
         Err(e) => {
             report_connect_error(&e, rep);
             return;
@@ -163,116 +191,6 @@ pub(crate) fn run_checks<W: Write>(
         check_exchange(opts, &remote, &root, rep);
     }
     pool.close_all(CloseReason::Done);
-}
-
-/// `dns` and `tcp`: resolve and open a TCP connection, timed, and read the
-/// server's SSH banner. False when the server cannot be reached. This probe
-/// connection is closed before the SSH handshake (servers log it as a
-/// pre-auth disconnect); the SSH checks use a connection of their own.
-fn check_reachable<W: Write>(p: &ConnectParams, rep: &mut Report<W>) -> bool {
-    let t = Instant::now();
-    let addrs: Vec<SocketAddr> = match (p.host.as_str(), p.port).to_socket_addrs() {
-        Ok(a) => a.collect(),
-        Err(e) => {
-            rep.fail("dns", format!("cannot resolve {}: {e}", p.host));
-            return false;
-        }
-    };
-    let took = t.elapsed();
-    if addrs.is_empty() {
-        rep.fail("dns", format!("{} resolved to no address", p.host));
-        return false;
-    }
-    let mut ips: Vec<String> = Vec::new();
-    for a in &addrs {
-        let ip = a.ip().to_string();
-        if !ips.contains(&ip) {
-            ips.push(ip);
-        }
-    }
-    rep.ok(
-        "dns",
-        format!("{} resolved to {} in {}", p.host, ips.join(", "), ms(took)),
-    );
-
-    let mut errors = Vec::new();
-    for addr in &addrs {
-        let t = Instant::now();
-        match TcpStream::connect_timeout(addr, p.connect_timeout) {
-            Ok(stream) => {
-                let took = t.elapsed();
-                let banner = match read_banner(&stream, p.connect_timeout.min(BANNER_TIMEOUT)) {
-                    Some(b) => format!("server banner {b}"),
-                    None => "no SSH banner yet (the SSH check below decides)".to_string(),
-                };
-                rep.ok(
-                    "tcp",
-                    format!("connected to {addr} in {}; {banner}", ms(took)),
-                );
-                return true;
-            }
-            Err(e) => errors.push(format!("{addr}: {e}")),
-        }
-    }
-    rep.fail(
-        "tcp",
-        format!(
-            "cannot connect to port {} of {}: {}",
-            p.port,
-            p.host,
-            errors.join("; ")
-        ),
-    );
-    false
-}
-
-/// The server's identification line (`SSH-2.0-...`), which it sends first.
-/// Lines before it are allowed by RFC 4253 and skipped.
-fn read_banner(stream: &TcpStream, timeout: Duration) -> Option<String> {
-    stream.set_read_timeout(Some(timeout)).ok()?;
-    let deadline = Instant::now() + timeout;
-    let mut buf = Vec::new();
-    let mut chunk = [0u8; 256];
-    let mut s = stream;
-    while buf.len() < 4096 && Instant::now() < deadline {
-        let n = s.read(&mut chunk).ok()?;
-        if n == 0 {
-            break;
-        }
-        buf.extend_from_slice(&chunk[..n]);
-        // Only complete lines.
-        let Some(end) = buf.iter().rposition(|&b| b == b'\n') else {
-            continue;
-        };
-        if let Some(line) = buf[..end]
-            .split(|&b| b == b'\n')
-            .find(|l| l.starts_with(b"SSH-"))
-        {
-            let line = String::from_utf8_lossy(line);
-            return Some(line.trim_end_matches('\r').to_string());
-        }
-    }
-    None
-}
-
-/// Puts a failed SSH connection on the line of the step that failed.
-fn report_connect_error<W: Write>(e: &ConnectError, rep: &mut Report<W>) {
-    // Steps run in order handshake, host key, auth, sftp: the failing one
-    // tells which passed.
-    let accepted = "accepted (details not available: a later step failed)";
-    match e {
-        ConnectError::Unreachable(_) | ConnectError::Handshake(_) => rep.fail("ssh", e),
-        ConnectError::HostKey(m) => rep.fail("host key", format!("verification failed: {m}")),
-        ConnectError::Auth(m) => {
-            rep.ok("host key", accepted);
-            rep.fail("auth", format!("login refused {m}"));
-        }
-        ConnectError::Sftp(m) => {
-            rep.ok("host key", accepted);
-            rep.ok("auth", "accepted");
-            rep.fail("sftp", m);
-        }
-    }
 }
 
 /// `root`: the remote folder resolves and is a directory. Returns its
@@ -456,6 +374,9 @@ fn check_exchange<W: Write>(
     let upload_dir = check_write(opts, remote, root, &incoming, rep);
     uploads::check_uploads(remote, root, upload_dir.as_deref(), rep);
     let waiting = check_waiting(remote, root, &incoming, rep);
+    rep.perf("waiting_files", waiting.len() as f64, "");
+    let oldest = waiting.iter().filter_map(|w| w.age).max().unwrap_or(0);
+    rep.perf("oldest_waiting", oldest as f64, "s");
     check_archive(
         remote,
         root,
@@ -895,6 +816,7 @@ pub(crate) fn format_age(secs: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ssh::ConnectError;
 
     fn dir(name: &str) -> DirEntry {
         DirEntry {
@@ -918,43 +840,13 @@ mod tests {
         }
     }
 
-    fn output(rep: Report<Vec<u8>>) -> String {
-        String::from_utf8(rep.out).unwrap()
-    }
-
-    #[test]
-    fn report_levels_and_exit_codes() {
-        let mut r = Report::new(Vec::new());
-        r.ok("dns", "fine");
-        assert_eq!(r.exit_code(), 0);
-        r.warn("folders", "Outgoing: 1 missing");
-        assert_eq!(r.exit_code(), 1);
-        r.ok("x", "y");
-        assert_eq!(r.exit_code(), 1);
-        r.fail("write", "Incoming/Invoices: denied");
-        assert_eq!(r.exit_code(), 2);
-        r.summary(Duration::from_millis(1500));
-        let out = output(r);
-        let lines: Vec<&str> = out.lines().collect();
-        assert_eq!(lines[0], "OK   dns: fine");
-        assert_eq!(lines[1], "WARN folders: Outgoing: 1 missing");
-        assert_eq!(lines[3], "FAIL write: Incoming/Invoices: denied");
-        assert_eq!(
-            lines[4],
-            "SUMMARY: CRITICAL - 2 ok, 1 warn, 1 fail in 1.5 s (exit 2)"
-        );
-    }
-
-    #[test]
-    fn summary_states() {
-        let mut r = Report::new(Vec::new());
-        r.ok("a", "b");
-        r.summary(Duration::ZERO);
-        assert!(output(r).ends_with("SUMMARY: OK - 1 ok, 0 warn, 0 fail in 0.0 s (exit 0)\n"));
-        let mut r = Report::new(Vec::new());
-        r.warn("a", "b");
-        r.summary(Duration::ZERO);
-        assert!(output(r).contains("SUMMARY: WARNING - 0 ok, 1 warn, 0 fail"));
+    /// The check lines of a finished report (without the state line).
+    fn output(mut rep: Report<Vec<u8>>) -> String {
+        rep.finish(Duration::ZERO);
+        let all = String::from_utf8(rep.out).expect("utf-8");
+        all.split_once('\n')
+            .map(|(_, rest)| rest.to_string())
+            .unwrap_or_default()
     }
 
     #[test]

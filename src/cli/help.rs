@@ -10,16 +10,23 @@ const HELP: &str = r#"NAME
 
 SYNOPSIS
     coupafs [OPTIONS] [USER@]HOST:[REMOTE_DIR] MOUNTPOINT [-o OPT[,OPT...]]
-    coupafs check [USER@]HOST:[REMOTE_DIR] [-p PORT] [-o OPT[,OPT...]]
+    coupafs check [--json] [USER@]HOST:[REMOTE_DIR] [-p PORT] [-o OPT[,OPT...]]
+    coupafs status [MOUNTPOINT]
 
 DESCRIPTION
     Mounts the Coupa SFTP exchange HOST:REMOTE_DIR on MOUNTPOINT; the command
     line follows sshfs. Uploads are atomic: a file is written under a
     temporary name and renamed to its real name when it is closed, so Coupa
     never picks up a partial file. "coupafs check" logs in without mounting,
-    checks Coupa's folders, write access, waiting files and file rules, and
-    prints one OK/WARN/FAIL line per check; it exits 0 (all OK), 1 (warnings)
-    or 2 (failures), as monitoring plugins do.
+    checks Coupa's folders, write access, waiting files and file rules; it
+    prints the overall state first ("COUPAFS OK|WARNING|CRITICAL - ...",
+    with performance data after "|"), then one OK/WARN/FAIL line per check,
+    and exits 0 (all OK), 1 (warnings), 2 (failures) or 3 (UNKNOWN: usage
+    error, unusable options), as monitoring plugins do; --json prints one
+    JSON object instead. "coupafs status" prints the state of every mount
+    (or of MOUNTPOINT) from its status file, "stale" when its process is
+    gone; it exits 0 (all connected), 1 (not connected or stale) or 3 (no
+    such mount).
 
 OPTIONS
     Options may come before, between or after the arguments; -o may be
@@ -38,7 +45,10 @@ OPTIONS
     -s                         single-threaded, same as -o threads=1
     -o threads=N               FUSE request threads, 1-256 (default 16)
     -o fsname=NAME             source name shown by mount(8) and df
+    -o log_file=PATH           append the log to PATH (created 0600; a
+                               symlink is refused) instead of stderr/syslog
     -o reconnect               accepted; coupafs always reconnects
+    -v, -o sshfs_verbose       accepted (no ssh program); see sftp_debug
     --                         end of options
 
   SSH and login
@@ -81,8 +91,10 @@ OPTIONS
                                GlobalKnownHostsFile, StrictHostKeyChecking,
                                Ciphers, KexAlgorithms, HostKeyAlgorithms,
                                MACs, IdentitiesOnly, PubkeyAuthentication,
-                               PasswordAuthentication and BatchMode; the
-                               command line wins
+                               PasswordAuthentication, BatchMode,
+                               KbdInteractiveAuthentication, ProxyCommand,
+                               ProxyJump and AddressFamily; the command
+                               line wins
     -o ServerAliveInterval=SECS
                                keepalive interval, 0 disables (default 15)
     -o ServerAliveCountMax=N   unanswered keepalives before the connection
@@ -90,22 +102,61 @@ OPTIONS
     -o ConnectTimeout=SECS     connection timeout (default 15)
     -o max_conns=N             SFTP connections, 1-4 (default 2); Coupa
                                allows 5 connections per account
-    -C                         accepted and ignored (compression)
-    -o Compression, Cipher, PreferredAuthentications, LogLevel,
-       TCPKeepAlive, ControlMaster, ControlPath, ControlPersist
-                               ssh options accepted and ignored
-    ProxyCommand and ProxyJump are not supported (also when the ssh config
-    file sets them for the host). password= and password_stdin are refused:
-    use password_file= or COUPAFS_PASSWORD.
+    -o IdentityAgent=none      offer no ssh-agent keys (as IdentitiesOnly=yes)
+    -C                         same as -o Compression=yes: accepted; the
+                               stream is sent uncompressed
+    Every other sshfs 3.7 option and ssh option sshfs passes on (Cipher,
+    PreferredAuthentications, LogLevel, TCPKeepAlive, ControlMaster,
+    ControlPath, ControlPersist, CheckHostIP, ...) is accepted without
+    effect (one info line at mount says why) or refused with the reason
+    and what to use instead, e.g. HostKeyAlias, BindAddress,
+    CertificateFile, ssh_command, directport, idmap=file, -1. The table
+    is in doc/OPERATIONS.md, "Coming from sshfs".
+    password= and password_stdin are refused: use password_file= or
+    COUPAFS_PASSWORD.
+
+  Proxies and addresses
+    -o ProxyCommand=CMD        run CMD with /bin/sh and speak SSH over its
+                               stdin/stdout (%h host, %p port, %r user, %%
+                               a percent sign); "none" disables. A new CMD
+                               runs for every connection; its stderr goes
+                               to the log
+    -o ProxyJump=[USER@]HOST[:PORT][\,...]
+                               reach the server through an SSH jump host,
+                               using OpenSSH's "ssh -W" (its known_hosts,
+                               keys, agent; BatchMode); -F FILE is passed on
+    -o proxy=URL|env|none      HTTP CONNECT (http://[USER:PASS@]HOST:PORT)
+                               or SOCKS5 (socks5://[USER:PASS@]HOST:PORT)
+                               proxy; env: the URL in all_proxy, else
+                               https_proxy (read only when asked)
+    -o no_proxy=HOST\,.DOMAIN...
+                               reach these directly instead of through
+                               proxy= (default: the no_proxy variable)
+    -o AddressFamily=any|inet|inet6
+                               use IPv4 and IPv6 (any, default), IPv4 only
+                               (inet) or IPv6 only (inet6)
+    -o KbdInteractiveAuthentication=yes|no
+                               when the server offers no "password" method,
+                               answer keyboard-interactive password prompts
+                               from the password (default yes)
+    Only one of ProxyCommand, ProxyJump and proxy may be given; the ssh
+    config file may set ProxyCommand, ProxyJump and AddressFamily.
 
   Cache and timeouts
     -o cache_timeout=SECS      metadata cache lifetime (default 5); also
                                dcache_timeout=, entry_timeout=, attr_timeout=
-    -o cache=yes|no            no turns the metadata cache off
-    -o timeout=SECS            how long an operation waits for an
-                               unreachable server (default 30)
-    -o dir_cache=yes|no, kernel_cache, auto_cache
-                               accepted and ignored
+    -o cache=yes|no, dir_cache=yes|no
+                               no turns the metadata cache off
+    -o timeout=SECS            longest one system call (open, close,
+                               stat, ...) waits for an unreachable server,
+                               reconnects and retries included; then it
+                               fails with EIO (default 30)
+    -o delay_connect           mount at once and connect in the background
+                               (boot while the server is down); operations
+                               fail with EIO after timeout= until it answers
+    -o kernel_cache, auto_cache, negative_timeout=, dcache_max_size=,
+       dcache_{stat,link,dir}_timeout=
+                               accepted without effect
     SECS may have a fraction, e.g. 0.5.
 
   Uploads
@@ -135,25 +186,35 @@ OPTIONS
     -o umask=OCTAL             clear these mode bits, e.g. 022
     -o follow_symlinks         show what symlinks point to, not the links
     -o contain_symlinks        keep symlinks from leading out of REMOTE_DIR
-                               (default); nocontain_symlinks turns it off
+                               (default) and make absolute ones inside it
+                               relative; nocontain_symlinks (sshfs:
+                               no_contain_symlinks) turns it off
+    -o auto_unmount            unmount when coupafs dies, even by SIGKILL
+                               (fusermount3 stays behind to do it); implies
+                               allow_root unless allow_other is given
     -o subtype=, idmap=user|none, workaround=, big_writes, max_read=N,
-       delay_connect, nonempty, atime, noatime, relatime, nodiratime
-                               accepted and ignored
+       max_write=N, transform_symlinks, direct_io, nonempty, atime, noatime,
+       relatime, nodiratime
+                               accepted without effect
 
   mount(8) and fstab
     defaults, auto, noauto, _netdev, nofail, user, nouser, users, owner,
-    dev, nodev, suid, nosuid, exec, noexec, sync, async, x-*, comment=
+    dev, nodev, suid, nosuid, exec, noexec, sync, async, atime, noatime,
+    relatime, nodiratime, x-*, comment=
                                accepted and ignored
     Run as mount.coupafs or mount.fuse.coupafs, mount(8)'s flags -s -f -n
     -v are ignored. Without -f the command returns once the mount is live
     (exit 0) or has failed (exit 1, the reason on stderr); the daemon then
-    logs to syslog (/dev/log, else journald's syslog socket).
+    logs to log_file= if given, else to syslog (/dev/log, else journald's
+    syslog socket).
 
 ENVIRONMENT
     COUPAFS_PASSWORD           login password, instead of password_file=;
                                erased from the process environment at start
     SSH_AUTH_SOCK              ssh-agent socket; its keys are offered
     COUPAFS_LOG                log filter, e.g. debug or coupafs=debug
+    all_proxy, https_proxy     proxy URL, used only with -o proxy=env
+    no_proxy                   hosts reached directly despite -o proxy=
     NOTIFY_SOCKET              set by systemd (Type=notify): READY=1 is
                                sent once the mount is live
 
@@ -162,9 +223,12 @@ EXAMPLES
         coupafs -o IdentityFile=$HOME/.ssh/coupa user@host:/ /mnt/coupa
         fusermount3 -u /mnt/coupa
 
-    /etc/fstab line:
-        user@host:/ /mnt/coupa fuse.coupafs _netdev,IdentityFile=/etc/coupafs/id_rsa,UserKnownHostsFile=/etc/coupafs/known_hosts 0 0
+    /etc/fstab line (mounts at boot even while the server is down):
+        user@host:/ /mnt/coupa fuse.coupafs _netdev,nofail,delay_connect,IdentityFile=/etc/coupafs/id_rsa,UserKnownHostsFile=/etc/coupafs/known_hosts 0 0
 
     Check the connection and login without mounting:
         coupafs check -p 2222 -o IdentityFile=$HOME/.ssh/coupa user@host:/
+
+    Show the state of every mount:
+        coupafs status
 "#;

@@ -5,11 +5,13 @@
 //!   coupafs [OPTIONS] [USER@]HOST:[REMOTE_DIR] MOUNTPOINT [-o OPT[,OPT...]]
 //!   coupafs check [USER@]HOST:[REMOTE_DIR] [-p PORT] [-o OPT[,OPT...]]
 
+mod compat;
 mod help;
 mod options;
 pub(crate) mod sshconfig;
 
 pub(crate) use help::help_text;
+pub(crate) use options::split_no_proxy;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -26,12 +28,14 @@ pub enum Invocation {
     Help(String),
     /// `-V`/`--version`: print this text and exit 0.
     Version(String),
+    /// `coupafs status [MOUNTPOINT]`: print the mounts' status files.
+    Status(Option<PathBuf>),
 }
 
 /// `StrictHostKeyChecking=`; the transport owns the type.
 pub use crate::ssh::HostKeyPolicy;
 /// Algorithm lists and the resolved auth switches; the transport owns them.
-pub use crate::ssh::{Algorithms, AuthPolicy};
+pub use crate::ssh::{AddressFamily, Algorithms, AuthPolicy};
 
 /// Where the remote side is.
 #[derive(Clone, Debug, PartialEq, Eq, Default)]
@@ -53,6 +57,12 @@ pub struct MountOptions {
     pub debug: bool,
     /// `-o sftp_debug`: log every SFTP request and reply.
     pub sftp_debug: bool,
+    /// `check --json`: one JSON object instead of the plugin text.
+    pub json: bool,
+    /// `delay_connect`: mount at once, connect in the background.
+    pub delay_connect: bool,
+    /// `log_file=PATH`: append the log there (daemon and foreground).
+    pub log_file: Option<PathBuf>,
     pub identity_files: Vec<PathBuf>,
     pub password_file: Option<PathBuf>,
     pub passphrase_file: Option<PathBuf>,
@@ -105,6 +115,11 @@ pub struct MountOptions {
     pub fsname: Option<String>,
     /// `threads=N` FUSE request loops.
     pub threads: usize,
+    /// sshfs options accepted without effect, each once, with the reason
+    /// (logged at mount).
+    pub no_ops: Vec<NoOpOption>,
+    /// `auto_unmount`: fusermount3 unmounts when the daemon dies.
+    pub auto_unmount: bool,
     /// Options from mount(8)/fstab we accept and ignore (`_netdev`, `nofail`, ...),
     /// kept for the debug log.
     pub ignored: Vec<String>,
@@ -117,8 +132,47 @@ pub struct MountOptions {
     /// `Ciphers=`, `KexAlgorithms=`, `HostKeyAlgorithms=`, `MACs=`.
     pub algorithms: Algorithms,
     /// `IdentitiesOnly=`, `PubkeyAuthentication=`, `PasswordAuthentication=`,
-    /// `BatchMode=`.
+    /// `BatchMode=`, `KbdInteractiveAuthentication=`.
     pub ssh_auth: SshAuthOptions,
+    /// `ProxyCommand=`, `ProxyJump=`, `proxy=`, `no_proxy=`, `AddressFamily=`.
+    pub reach: ReachOptions,
+}
+
+/// How to reach the server, as given (`None`: not given, so the ssh config
+/// file, the environment or the default decides). Resolved into
+/// [`crate::ssh::Reach`] when the connection parameters are built.
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct ReachOptions {
+    /// `ProxyCommand=CMD`, as typed; `none` disables.
+    pub proxy_command: Option<String>,
+    /// `ProxyJump=[USER@]HOST[:PORT][,...]`, checked; `none` disables.
+    pub proxy_jump: Option<String>,
+    /// `proxy=URL|env|none`: an HTTP CONNECT or SOCKS5 proxy.
+    pub proxy: Option<ProxySetting>,
+    /// `no_proxy=LIST` (otherwise the `no_proxy` environment variable).
+    pub no_proxy: Option<Vec<String>>,
+    /// `AddressFamily=inet|inet6|any`.
+    pub address_family: Option<AddressFamily>,
+}
+
+/// `proxy=`'s value.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ProxySetting {
+    /// `none`: connect directly (also keeps the ssh config's proxies away).
+    None,
+    /// `env`: the URL in `all_proxy`, else `https_proxy` (either case).
+    Env,
+    /// `http://...` or `socks5://...`, parsed.
+    Url(crate::ssh::Route),
+}
+
+/// An sshfs option that coupafs accepts without effect.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct NoOpOption {
+    /// As in the compatibility table (e.g. `transform_symlinks`).
+    pub option: &'static str,
+    /// Why coupafs does not need it.
+    pub why: &'static str,
 }
 
 /// ssh's authentication switches as given (`None`: not given, so the ssh
@@ -129,6 +183,7 @@ pub struct SshAuthOptions {
     pub pubkey_authentication: Option<bool>,
     pub password_authentication: Option<bool>,
     pub batch_mode: Option<bool>,
+    pub kbd_interactive: Option<bool>,
 }
 
 impl SshAuthOptions {
@@ -140,6 +195,7 @@ impl SshAuthOptions {
             pubkey: self.pubkey_authentication.unwrap_or(d.pubkey),
             password: self.password_authentication.unwrap_or(d.password),
             batch_mode: self.batch_mode.unwrap_or(d.batch_mode),
+            kbd_interactive: self.kbd_interactive.unwrap_or(d.kbd_interactive),
         }
     }
 }
@@ -195,11 +251,17 @@ impl Default for MountOptions {
             contain_symlinks: true,
             fsname: None,
             threads: 16,
+            no_ops: Vec::new(),
+            auto_unmount: false,
             ignored: Vec::new(),
+            json: false,
+            delay_connect: false,
+            log_file: None,
             ssh_config: None,
             explicit: ExplicitSsh::default(),
             algorithms: Algorithms::default(),
             ssh_auth: SshAuthOptions::default(),
+            reach: ReachOptions::default(),
         }
     }
 }
@@ -236,7 +298,14 @@ pub fn parse(args: &[String]) -> Result<Invocation, UsageError> {
         return Ok(Invocation::Version(version_text()));
     }
 
-    let mut opts = MountOptions::default();
+    if !helper && rest.first().is_some_and(|a| a == "status") {
+        return parse_status(&rest[1..]);
+    }
+
+    let mut opts = MountOptions {
+        json: argv.json,
+        ..MountOptions::default()
+    };
     let mut st = OptState::default();
     for item in &argv.items {
         match item {
@@ -268,6 +337,10 @@ pub fn parse(args: &[String]) -> Result<Invocation, UsageError> {
     // the admin opted out by name.
     if opts.allow_other && !opts.no_default_permissions {
         opts.default_permissions = true;
+    }
+
+    if argv.json && !argv.check {
+        return err("--json is an option of 'coupafs check' (see coupafs -h)".to_string());
     }
 
     let mut pos = argv.positionals.iter();
@@ -313,6 +386,22 @@ pub fn parse(args: &[String]) -> Result<Invocation, UsageError> {
         }
         None => Invocation::Check(opts),
     })
+}
+
+/// `status [MOUNTPOINT]`: at most one mount point, no options.
+fn parse_status(rest: &[String]) -> Result<Invocation, UsageError> {
+    match rest {
+        [] => Ok(Invocation::Status(None)),
+        [m] if !m.starts_with('-') && !m.is_empty() => {
+            Ok(Invocation::Status(Some(PathBuf::from(m))))
+        }
+        [m] => err(format!(
+            "status: unexpected argument '{m}' (usage: coupafs status [MOUNTPOINT])"
+        )),
+        [_, extra, ..] => err(format!(
+            "status: unexpected argument '{extra}' (usage: coupafs status [MOUNTPOINT])"
+        )),
+    }
 }
 
 /// `coupafs X.Y.Z`, what `-V` prints.
@@ -427,6 +516,8 @@ struct Argv {
     check: bool,
     help: bool,
     version: bool,
+    /// `--json` (check only).
+    json: bool,
 }
 
 enum Item {
@@ -474,6 +565,7 @@ fn tokenize(rest: &[String], helper: bool) -> Argv {
                 "help" => a.help = true,
                 "version" => a.version = true,
                 "debug" => a.items.push(Item::Debug),
+                "json" => a.json = true,
                 _ => fail(&mut a, unknown(arg)),
             }
             continue;
@@ -508,12 +600,16 @@ fn tokenize(rest: &[String], helper: bool) -> Argv {
                 'h' => a.help = true,
                 'V' => a.version = true,
                 'd' => a.items.push(Item::Debug),
-                'C' => a.items.push(Item::Ignored("-C".to_string())),
+                // sshfs's short forms of -o options, spelled as sshfs
+                // expands them so the compatibility table answers them.
+                'C' => a.items.push(Item::Opts("Compression=yes".to_string())),
+                '1' => a.items.push(Item::Opts("ssh_protocol=1".to_string())),
                 // mount(8) helper flags: -s sloppy, -f fake, -n no mtab,
                 // -v verbose. None of them changes what we do.
                 's' | 'f' | 'n' | 'v' if helper => a.items.push(Item::Ignored(format!("-{c}"))),
                 'f' => a.items.push(Item::Foreground),
                 's' => a.items.push(Item::SingleThread),
+                'v' => a.items.push(Item::Opts("sshfs_verbose".to_string())),
                 _ => {
                     fail(&mut a, unknown(arg));
                     break;

@@ -4,7 +4,20 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use super::{err, HostKeyPolicy, MountOptions, UsageError, MAX_CONNS, MAX_THREADS};
+use super::compat::{self, Arg, Support};
+use super::{
+    err, AddressFamily, HostKeyPolicy, MountOptions, NoOpOption, ProxySetting, UsageError,
+    MAX_CONNS, MAX_THREADS,
+};
+
+/// `no_proxy`'s comma (or space) separated list.
+pub(crate) fn split_no_proxy(v: &str) -> Vec<String> {
+    v.split([',', ' '])
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+        .collect()
+}
 
 /// State that spans several `-o` options and is resolved at the end.
 #[derive(Default)]
@@ -41,6 +54,35 @@ pub(super) fn apply_option(
         val.ok_or_else(|| UsageError(format!("option '{key}' requires a value")))
     };
     let ignore = |o: &mut MountOptions| o.ignored.push(raw.to_string());
+
+    // sshfs's options: the compatibility table settles its no-ops and
+    // refusals here; what it marks honoured is parsed below.
+    if let Some(row) = compat::lookup(key, val).map_err(UsageError)? {
+        match row.support {
+            Support::Honoured => {}
+            Support::NoOp(why) => {
+                match row.arg {
+                    Arg::Flag => flag()?,
+                    Arg::Value => {
+                        value()?;
+                    }
+                }
+                ignore(o);
+                if !o.no_ops.iter().any(|n| n.option == row.name) {
+                    o.no_ops.push(NoOpOption {
+                        option: row.name,
+                        why,
+                    });
+                }
+                return Ok(());
+            }
+            Support::Refused { why, instead } => {
+                return err(format!(
+                    "option '{key}' is not supported: {why}; use {instead}"
+                ))
+            }
+        }
+    }
 
     // Secrets never belong on a command line (visible in ps, shell history,
     // /proc/mounts); refuse in any spelling.
@@ -91,7 +133,8 @@ pub(super) fn apply_option(
         "cache_timeout" | "dcache_timeout" | "entry_timeout" | "attr_timeout" => {
             o.cache_timeout = parse_secs(key, value()?)?;
         }
-        "cache" => st.cache_disabled = !parse_yes_no(key, value()?)?,
+        // sshfs's `dir_cache` is its name for the same metadata cache.
+        "cache" | "dir_cache" => st.cache_disabled = !parse_yes_no(key, value()?)?,
         "timeout" => o.op_timeout = parse_secs(key, value()?)?,
         "max_conns" => {
             let v = value()?;
@@ -129,6 +172,16 @@ pub(super) fn apply_option(
         }
         "spool_dir" => o.spool_dir = Some(parse_path(key, value()?)?),
         "ssh_config" => o.ssh_config = Some(parse_path(key, value()?)?),
+        // The URL may hold a password: errors show it masked.
+        "proxy" => {
+            let v = value()?;
+            o.reach.proxy = Some(match v {
+                "none" => ProxySetting::None,
+                "env" => ProxySetting::Env,
+                url => ProxySetting::Url(crate::ssh::parse_proxy_url(url).map_err(UsageError)?),
+            });
+        }
+        "no_proxy" => o.reach.no_proxy = Some(split_no_proxy(value()?)),
         "spool_max" => {
             let v = value()?;
             o.spool_max_bytes = parse_num(v)
@@ -159,7 +212,8 @@ pub(super) fn apply_option(
             flag()?;
             o.contain_symlinks = true;
         }
-        "nocontain_symlinks" => {
+        // `no_contain_symlinks` is sshfs's spelling.
+        "nocontain_symlinks" | "no_contain_symlinks" => {
             flag()?;
             o.contain_symlinks = false;
         }
@@ -190,29 +244,18 @@ pub(super) fn apply_option(
             o.sftp_debug = true;
         }
 
-        // sshfs/FUSE options accepted for compatibility, without effect.
-        // `reconnect`: reconnecting is always on. `nonempty`: a FUSE 2
-        // option common in old sshfs fstab lines; FUSE 3 always allows it.
-        "reconnect" | "delay_connect" | "kernel_cache" | "auto_cache" | "big_writes"
-        | "nodiratime" | "nonempty" => {
+        // fusermount3 stays behind and unmounts when the daemon dies.
+        "auto_unmount" => {
             flag()?;
-            ignore(o);
+            o.auto_unmount = true;
         }
-        "subtype" | "workaround" | "max_read" => {
-            value()?;
-            ignore(o);
+        "delay_connect" => {
+            flag()?;
+            o.delay_connect = true;
         }
-        "idmap" => {
-            let v = value()?;
-            if v != "user" && v != "none" {
-                return err(format!(
-                    "invalid value '{v}' for {key}: expected user or none"
-                ));
-            }
-            ignore(o);
-        }
-        "dir_cache" => {
-            parse_yes_no(key, value()?)?;
+        "log_file" => o.log_file = Some(parse_path(key, value()?)?),
+        "nodiratime" => {
+            flag()?;
             ignore(o);
         }
 
@@ -229,7 +272,7 @@ pub(super) fn apply_option(
         "user" if val.is_none() => ignore(o),
         _ if key.starts_with("x-") || key == "comment" => ignore(o),
 
-        _ => return apply_ssh_option(o, st, raw, key, val),
+        _ => return apply_ssh_option(o, st, key, val),
     }
     Ok(())
 }
@@ -238,7 +281,6 @@ pub(super) fn apply_option(
 fn apply_ssh_option(
     o: &mut MountOptions,
     st: &mut OptState,
-    raw: &str,
     key: &str,
     val: Option<&str>,
 ) -> Result<(), UsageError> {
@@ -320,21 +362,46 @@ fn apply_ssh_option(
                 })?;
         }
         "connecttimeout" => o.connect_timeout = parse_secs(key, value()?)?,
-        "proxycommand" | "proxyjump" => {
-            return err(format!(
-                "option '{key}' is not supported: coupafs connects to HOST directly"
-            ))
+        // ssh's `none` disables (and keeps the ssh config file's away).
+        "proxycommand" => {
+            let v = value()?;
+            if v.trim().is_empty() {
+                return err(format!(
+                    "invalid value '' for {key}: expected a command or none"
+                ));
+            }
+            o.reach.proxy_command = Some(v.to_string());
         }
-        // Options people pass to sshfs out of habit; harmless to ignore.
-        // `Cipher` is SSH protocol 1's option: no effect on protocol 2.
-        "compression"
-        | "cipher"
-        | "preferredauthentications"
-        | "loglevel"
-        | "tcpkeepalive"
-        | "controlmaster"
-        | "controlpath"
-        | "controlpersist" => o.ignored.push(raw.to_string()),
+        "proxyjump" => {
+            let v = value()?;
+            if !v.eq_ignore_ascii_case("none") {
+                crate::ssh::parse_jump(v)
+                    .map_err(|e| UsageError(format!("{e} (expected [USER@]HOST[:PORT])")))?;
+            }
+            o.reach.proxy_jump = Some(v.to_string());
+        }
+        "addressfamily" => {
+            let v = value()?;
+            o.reach.address_family = Some(match v.to_ascii_lowercase().as_str() {
+                "any" => AddressFamily::Any,
+                "inet" => AddressFamily::Inet,
+                "inet6" => AddressFamily::Inet6,
+                _ => {
+                    return err(format!(
+                        "invalid value '{v}' for {key}: expected inet, inet6 or any"
+                    ))
+                }
+            });
+        }
+        "kbdinteractiveauthentication" | "challengeresponseauthentication" => {
+            o.ssh_auth.kbd_interactive = Some(parse_ssh_flag(key, value()?)?)
+        }
+        // Only `none` reaches here (compat.rs settles the other values):
+        // no agent keys, which is what IdentitiesOnly=yes means to coupafs.
+        "identityagent" => {
+            value()?;
+            o.ssh_auth.identities_only = Some(true);
+        }
         _ => return err(format!("unknown option '{key}' (see coupafs -h)")),
     }
     Ok(())

@@ -4,9 +4,9 @@
 //! The target's host is matched against the `Host` blocks; the first value
 //! obtained for each setting wins (ssh's rule). Of the settings, coupafs uses
 //! HostName, Port, User, IdentityFile, UserKnownHostsFile and
-//! StrictHostKeyChecking; everything given on the command line wins over
-//! the file. A config that sends the host through ProxyCommand or ProxyJump
-//! is refused rather than silently bypassed.
+//! StrictHostKeyChecking, the algorithm and authentication switches,
+//! ProxyCommand, ProxyJump and AddressFamily; everything given on the
+//! command line wins over the file.
 
 use std::fs::File;
 use std::io::BufReader;
@@ -124,22 +124,39 @@ pub(crate) fn apply(
             .map(|s| s.to_string())
     };
 
-    if let Some(jump) = &p.proxy_jump {
-        if !jump.iter().all(|j| j.eq_ignore_ascii_case("none")) {
-            return Err(format!(
-                "ssh config file {} sets ProxyJump for {alias}; coupafs connects directly \
-                 and does not support it (use -F none to ignore the file)",
-                file.display()
-            ));
+    // ProxyCommand / ProxyJump: only when the command line chose no route
+    // (ProxyCommand=, ProxyJump= or proxy=, `none` included). The first of
+    // the two in the file wins, as in ssh; `none` means direct.
+    let reach = &mut opts.reach;
+    if reach.proxy_command.is_none() && reach.proxy_jump.is_none() && reach.proxy.is_none() {
+        if let Some(args) = p.unsupported_fields.get("proxycommand") {
+            let cmd = args.join(" ");
+            if !cmd.eq_ignore_ascii_case("none") {
+                reach.proxy_command = Some(cmd);
+            }
+        } else if let Some(jump) = &p.proxy_jump {
+            let hops = jump.join(",");
+            if !hops.eq_ignore_ascii_case("none") {
+                crate::ssh::parse_jump(&hops)
+                    .map_err(|e| format!("ssh config file {}: {e} for {alias}", file.display()))?;
+                reach.proxy_jump = Some(hops);
+            }
         }
     }
-    if let Some(cmd) = first("proxycommand") {
-        if !cmd.eq_ignore_ascii_case("none") {
-            return Err(format!(
-                "ssh config file {} sets ProxyCommand for {alias}; coupafs connects directly \
-                 and does not support it (use -F none to ignore the file)",
-                file.display()
-            ));
+    if reach.address_family.is_none() {
+        if let Some(v) = first("addressfamily") {
+            reach.address_family = Some(match v.to_ascii_lowercase().as_str() {
+                "any" => crate::cli::AddressFamily::Any,
+                "inet" => crate::cli::AddressFamily::Inet,
+                "inet6" => crate::cli::AddressFamily::Inet6,
+                _ => {
+                    return Err(format!(
+                        "ssh config file {}: invalid AddressFamily '{v}' for {alias}: \
+                         expected inet, inet6 or any",
+                        file.display()
+                    ))
+                }
+            });
         }
     }
 
@@ -224,6 +241,12 @@ pub(crate) fn apply(
     }
     if auth.batch_mode.is_none() {
         auth.batch_mode = flag("BatchMode", "batchmode")?;
+    }
+    if auth.kbd_interactive.is_none() {
+        auth.kbd_interactive = flag(
+            "KbdInteractiveAuthentication",
+            "kbdinteractiveauthentication",
+        )?;
     }
     if auth.pubkey_authentication.is_none() {
         auth.pubkey_authentication = p.pubkey_authentication;
@@ -373,19 +396,52 @@ Host *
     }
 
     #[test]
-    fn proxies_are_refused() {
-        let (r, _, _, _d) = with_config("Host coupa\n  ProxyJump bastion\n", &["coupa:/x", "/m"]);
-        assert!(r.unwrap_err().contains("sets ProxyJump for coupa"));
-        let (r, _, _, _d) = with_config(
-            "Host coupa\n  ProxyCommand ssh -W %h:%p bastion\n",
+    fn proxies_come_from_the_file_unless_the_command_line_chose() {
+        // Until issue 13 a ProxyCommand/ProxyJump in the file was refused;
+        // now it is used, and the command line (including `none`) wins.
+        let (r, o, _, _d) = with_config(
+            "Host coupa\n  ProxyJump bob@bastion:2200\n",
             &["coupa:/x", "/m"],
         );
-        assert!(r.unwrap_err().contains("sets ProxyCommand for coupa"));
-        let (r, _, _, _d) = with_config("Host coupa\n  ProxyCommand none\n", &["coupa:/x", "/m"]);
-        assert!(r.is_ok());
+        r.unwrap();
+        assert_eq!(o.reach.proxy_jump.as_deref(), Some("bob@bastion:2200"));
+        assert_eq!(o.reach.proxy_command, None);
+        let (r, o, _, _d) = with_config(
+            "Host coupa\n  ProxyCommand ssh -W %h:%p bastion\n  AddressFamily inet\n",
+            &["coupa:/x", "/m"],
+        );
+        r.unwrap();
+        assert_eq!(
+            o.reach.proxy_command.as_deref(),
+            Some("ssh -W %h:%p bastion")
+        );
+        assert_eq!(
+            o.reach.address_family,
+            Some(crate::cli::AddressFamily::Inet)
+        );
+        let (r, o, _, _d) = with_config("Host coupa\n  ProxyCommand none\n", &["coupa:/x", "/m"]);
+        r.unwrap();
+        assert_eq!(o.reach, crate::cli::ReachOptions::default());
         // Another host's proxy does not matter.
-        let (r, _, _, _d) = with_config("Host other\n  ProxyJump bastion\n", &["coupa:/x", "/m"]);
-        assert!(r.is_ok());
+        let (r, o, _, _d) = with_config("Host other\n  ProxyJump bastion\n", &["coupa:/x", "/m"]);
+        r.unwrap();
+        assert_eq!(o.reach.proxy_jump, None);
+        // The command line wins, `none` and proxy= included.
+        for arg in [
+            "ProxyCommand=none",
+            "ProxyJump=none",
+            "proxy=none",
+            "proxy=socks5://p:1",
+        ] {
+            let (r, o, _, _d) = with_config(
+                "Host coupa\n  ProxyJump bastion\n",
+                &["coupa:/x", "/m", "-o", arg],
+            );
+            r.unwrap();
+            assert_ne!(o.reach.proxy_jump.as_deref(), Some("bastion"), "{arg}");
+        }
+        let (r, _, _, _d) = with_config("Host coupa\n  AddressFamily inet5\n", &["coupa:/x", "/m"]);
+        assert!(r.unwrap_err().contains("invalid AddressFamily 'inet5'"));
     }
 
     #[test]
@@ -428,6 +484,7 @@ Host *
                 pubkey_authentication: Some(false),
                 password_authentication: Some(false),
                 batch_mode: Some(true),
+                kbd_interactive: None,
             }
         );
         assert_eq!(

@@ -1,6 +1,12 @@
-//! Stale temp files: upload temps that no upload of this mount owns and
-//! that have not changed for an hour are leftovers of a killed or cut-off
-//! mount, removed when their folder is listed and once at mount.
+//! Temp files left on the server. Our own: a temp this mount gave up on
+//! (an interrupted upload, a failed or refused publish, a spare on a dead
+//! connection) is removed at once, or, when the server cannot be reached,
+//! kept by name in a set and removed as soon as a connection is up again
+//! (after the next successful OPEN or commit, at each tick of the spare
+//! worker, and at unmount, where any still left is named in the log).
+//! Others': upload temps that no upload of this mount owns and that have
+//! not changed for an hour are leftovers of a killed or cut-off mount,
+//! removed when their folder is listed and once at mount.
 //!
 //! Aside copies (`remote::aside_path`: the old file of a replace on a server
 //! without atomic replace) are recovered whatever their age: renamed back
@@ -8,11 +14,112 @@
 //! RENAMEs), removed when it is there (a crash before the cleanup), so the
 //! final name always ends up with the old or the new content.
 
+use std::collections::BTreeSet;
+use std::sync::Mutex;
 use std::time::{Duration, SystemTime};
 
 use crate::fs::upload::is_temp_name;
 use crate::fs::{lock, to_secs, Fs};
+use crate::remote::deadline::CallScope;
 use crate::remote::{aside_target, DirEntry, Remote};
+
+/// Temps of ours whose removal failed for want of a connection, keyed by
+/// the remote they live on (one per mount; tests run several at once).
+static DEFERRED: Mutex<BTreeSet<(usize, Vec<u8>)>> = Mutex::new(BTreeSet::new());
+
+fn remote_id(remote: &dyn Remote) -> usize {
+    (remote as *const dyn Remote).cast::<()>() as usize
+}
+
+/// Removes a temp file of ours. Never waits for a reconnect: with no
+/// connection up, the name is kept and removed once one is
+/// (`remove_deferred`).
+pub(crate) fn remove_temp(remote: &dyn Remote, path: &[u8]) {
+    let _background = CallScope::background();
+    try_remove(remote, path);
+}
+
+/// Removes `path`, within the caller's time bound; keeps its name in
+/// `DEFERRED` when the server cannot be reached.
+fn try_remove(remote: &dyn Remote, path: &[u8]) {
+    match remote.remove(path) {
+        Err(e) if e.is_transport() => {
+            log::debug!(
+                "temp {} kept until the server is reachable: {e}",
+                String::from_utf8_lossy(path)
+            );
+            lock(&DEFERRED).insert((remote_id(remote), path.to_vec()));
+        }
+        Err(e) if !e.is_not_found() => log::warn!(
+            "cannot remove upload temp {}: {e}",
+            String::from_utf8_lossy(path)
+        ),
+        _ => {}
+    }
+}
+
+/// Removes the temps whose removal waited for a connection, if one is up
+/// (never waits for one). Returns how many are still left.
+pub(crate) fn remove_deferred(remote: &dyn Remote) -> usize {
+    let _background = CallScope::background();
+    remove_deferred_within(remote)
+}
+
+/// At unmount: removes the deferred temps, waiting for a connection within
+/// `timeout`, and names in the log those that stay on the server.
+pub(crate) fn remove_deferred_at_unmount(remote: &dyn Remote) {
+    let _call = CallScope::enter();
+    if remove_deferred_within(remote) == 0 {
+        return;
+    }
+    for p in deferred_temps(remote) {
+        log::error!(
+            "upload temp {} could not be removed (server unreachable); the next mount \
+             removes it once it is an hour old",
+            String::from_utf8_lossy(&p)
+        );
+    }
+}
+
+fn remove_deferred_within(remote: &dyn Remote) -> usize {
+    let id = remote_id(remote);
+    let mine: Vec<Vec<u8>> = {
+        let mut all = lock(&DEFERRED);
+        let mine: Vec<Vec<u8>> = all
+            .iter()
+            .filter(|(r, _)| *r == id)
+            .map(|(_, p)| p.clone())
+            .collect();
+        for p in &mine {
+            all.remove(&(id, p.clone()));
+        }
+        mine
+    };
+    if mine.is_empty() {
+        return 0;
+    }
+    for p in &mine {
+        try_remove(remote, p);
+    }
+    let left = deferred_temps(remote).len();
+    if left < mine.len() {
+        log::info!(
+            "removed {} upload temp(s) left by interrupted uploads",
+            mine.len() - left
+        );
+    }
+    left
+}
+
+/// Temps of ours still waiting for a connection to be removed.
+pub(crate) fn deferred_temps(remote: &dyn Remote) -> Vec<Vec<u8>> {
+    let id = remote_id(remote);
+    lock(&DEFERRED)
+        .iter()
+        .filter(|(r, _)| *r == id)
+        .map(|(_, p)| p.clone())
+        .collect()
+}
 
 /// Temp files unchanged this long belong to no live upload.
 const STALE_TEMP_AGE: Duration = Duration::from_secs(3600);

@@ -50,7 +50,18 @@ impl<R: Remote> Fs<R> {
             return Ok(self.upload_stat(ino, &up));
         }
         let path = self.path_of(Op::Getattr, ino)?;
-        let attrs = self.fetch_attrs(Op::Getattr, &path)?;
+        let attrs = match self.fetch_attrs(Op::Getattr, &path) {
+            // The root while the server is unreachable (delay_connect at
+            // boot, or a lost link): a plain directory, so that `stat`,
+            // `findmnt` and `mountpoint` see the mount; listing it and
+            // every other operation still fail with EIO.
+            Err(e) if ino == crate::fs::inode::ROOT_INO && e.errno == libc::EIO => Meta {
+                kind: Some(crate::remote::Kind::Dir),
+                permissions: Some(0o755),
+                ..Meta::default()
+            },
+            other => other?,
+        };
         Ok(self.stat_from(ino, &attrs))
     }
 

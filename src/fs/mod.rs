@@ -366,6 +366,8 @@ impl<R: Remote> Fs<R> {
 
     /// Attributes of `path` from the cache or the server.
     fn fetch_attrs(&self, op: Op, path: &[u8]) -> FsResult<Meta> {
+        // A relisting and the LSTAT share the caller's one `timeout`.
+        let _call = crate::remote::deadline::CallScope::enter();
         if let Some(a) = self.cache.attrs(path) {
             return Ok(a);
         }

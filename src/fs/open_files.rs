@@ -15,6 +15,7 @@ use crate::fs::readahead::ReadAhead;
 use crate::fs::spare;
 use crate::fs::upload::{is_temp_name, Upload};
 use crate::fs::{lock, show, Fs, Stat};
+use crate::remote::deadline::CallScope;
 use crate::remote::{Handle, Meta, Remote, ReplaceMode};
 
 /// What an open file handle reads from and writes to.
@@ -362,8 +363,15 @@ impl<R: Remote> Fs<R> {
                     (if *append { st.size } else { offset }, st.size)
                 };
                 let growth = (offset + data.len() as u64).saturating_sub(old_size);
+                // A failed write poisons the upload (see `UploadState::
+                // poisoned`): the file's next close reports this error and
+                // publishes nothing, since the spool misses these bytes.
+                // A full spool fails at once rather than waiting for space:
+                // spool space frees only when a file is closed, and the
+                // writers that fill it are usually the ones that would have
+                // to close, so waiting would mostly delay the same error.
                 if growth > 0 && self.spool_usage() + growth > self.cfg.spool_max {
-                    return Err(FsError::new(
+                    let err = FsError::new(
                         Op::Write,
                         format!("inode {ino}"),
                         libc::ENOSPC,
@@ -371,11 +379,18 @@ impl<R: Remote> Fs<R> {
                             "local spool full (spool_max {} MiB)",
                             self.cfg.spool_max >> 20
                         ),
-                    ));
+                    );
+                    upload.poison(err.clone());
+                    return Err(err);
                 }
-                let start_stream = upload
-                    .write_at(offset, data)
-                    .map_err(|e| FsError::local(Op::Write, format!("inode {ino}"), &e))?;
+                let start_stream = match upload.write_at(offset, data) {
+                    Ok(start) => start,
+                    Err(e) => {
+                        let err = FsError::local(Op::Write, format!("inode {ino}"), &e);
+                        upload.poison(err.clone());
+                        return Err(err);
+                    }
+                };
                 if start_stream {
                     self.queue_stream(ino, upload);
                 }
@@ -395,6 +410,9 @@ impl<R: Remote> Fs<R> {
     /// `caller`): a child closing an inherited copy returns at once, and a
     /// writer killed by a signal never publishes what it left behind.
     pub(crate) fn flush(&self, ino: u64, fh: u64, pid: u32) -> FsResult<()> {
+        // `timeout` bounds the whole close(): upload retries and reconnect
+        // waits share one deadline.
+        let _call = CallScope::enter();
         let entry = self.handle(Op::Flush, fh)?;
         let OpenFile::Upload {
             upload,
@@ -448,6 +466,11 @@ impl<R: Remote> Fs<R> {
             let st = upload.state();
             (st.dirty, st.unlinked || st.discarded)
         };
+        if !skip {
+            if let Some(err) = upload.poisoned() {
+                return Err(self.refuse_poisoned(ino, upload, err));
+            }
+        }
         if dirty && !skip {
             let path = self.path_of(Op::Flush, ino)?;
             return self.publish(Op::Flush, &path, upload);
@@ -456,6 +479,7 @@ impl<R: Remote> Fs<R> {
     }
 
     pub(crate) fn release(&self, ino: u64, fh: u64) -> FsResult<()> {
+        let _call = CallScope::enter();
         let entry = lock(&self.handles).remove(&fh);
         let Some(entry) = entry else {
             return Ok(());
@@ -486,7 +510,13 @@ impl<R: Remote> Fs<R> {
                     )
                 };
                 let mut result = Ok(());
-                if dirty && !skip && !failed_already {
+                let poisoned = upload.poisoned();
+                if let (Some(err), false) = (poisoned.as_ref(), skip || failed_already) {
+                    // Last handle of a file whose write failed and whose
+                    // close did not report it yet (inherited descriptor,
+                    // O_CLOEXEC close): still nothing is published.
+                    result = Err(self.refuse_poisoned(ino, upload, err.clone()));
+                } else if dirty && !skip && !failed_already && poisoned.is_none() {
                     // Closes flush never published (a child's inherited copy
                     // was the last, an O_CLOEXEC close in execve, mmap).
                     if let Ok(path) = self.path_of(Op::Flush, ino) {
@@ -517,6 +547,7 @@ impl<R: Remote> Fs<R> {
     /// fsync(2): bytes written so far are durable on the server (in the
     /// temp file; the final name changes only at close).
     pub(crate) fn fsync(&self, ino: u64, fh: u64) -> FsResult<()> {
+        let _call = CallScope::enter();
         let entry = self.handle(Op::Fsync, fh)?;
         if let OpenFile::Upload { upload, .. } = &entry.file {
             if upload.state().unlinked {
@@ -532,6 +563,24 @@ impl<R: Remote> Fs<R> {
                 .map_err(|e| FsError::remote(Op::Fsync, show(&path), &e))?;
         }
         Ok(())
+    }
+
+    /// close() of a file whose write failed: reports the write's error,
+    /// publishes nothing (the previous server version stays) and removes
+    /// the remote temp holding part of the content.
+    fn refuse_poisoned(&self, ino: u64, up: &Upload, err: FsError) -> FsError {
+        let path = self.path_of(Op::Flush, ino).unwrap_or_default();
+        log::error!(
+            "{} NOT published: an earlier write failed ({err}); the server keeps its \
+             previous version",
+            show(&path)
+        );
+        {
+            let mut st = up.state();
+            st.failed_generation = Some(st.generation);
+        }
+        up.drop_temp(self.remote.as_ref());
+        FsError::new(Op::Flush, show(&path), err.errno, err.detail)
     }
 
     pub(super) fn publish(&self, op: Op, path: &[u8], up: &Upload) -> FsResult<()> {
@@ -576,6 +625,15 @@ impl<R: Remote> Fs<R> {
     /// log. Closed files whose publish failed are tried once more. Returns
     /// how many files were left unpublished.
     pub fn shutdown_uploads(&self) -> usize {
+        let left = self.shutdown_pending_uploads();
+        // Spares first (idempotent; `shutdown` repeats it), so a spare whose
+        // removal waits for a connection gets the last pass below too.
+        self.spares.shutdown();
+        crate::fs::janitor::remove_deferred_at_unmount(self.remote.as_ref());
+        left
+    }
+
+    fn shutdown_pending_uploads(&self) -> usize {
         let pending: Vec<(u64, Arc<Upload>)> = lock(&self.uploads)
             .iter()
             .map(|(i, u)| (*i, u.clone()))
@@ -592,6 +650,15 @@ impl<R: Remote> Fs<R> {
             let Ok(path) = self.path_of(Op::Flush, ino) else {
                 continue;
             };
+            if let Some(err) = up.poisoned() {
+                log::error!(
+                    "{} NOT published at unmount: an earlier write failed ({err})",
+                    show(&path)
+                );
+                up.drop_temp(self.remote.as_ref());
+                left += 1;
+                continue;
+            }
             left += 1;
             let rp = self.remote_path(&path);
             if open {

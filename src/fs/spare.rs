@@ -21,8 +21,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::fs::inode::{join, split};
+use crate::fs::janitor;
 use crate::fs::upload::TempNaming;
-use crate::remote::{Handle, Remote};
+use crate::remote::{Handle, Remote, RemoteError};
 
 /// Permission bits spares are opened with: what `cp`, `cat >` and most
 /// jobs create. A create with other bits sets them at commit (FSETSTAT in
@@ -109,6 +110,7 @@ impl SparePool {
                         Err(RecvTimeoutError::Disconnected) => return,
                     }
                     pool.sweep_idle(false);
+                    janitor::remove_deferred(pool.remote.as_ref());
                 });
             *lock(&pool.worker) = worker.ok();
         }
@@ -212,6 +214,11 @@ impl SparePool {
         match self.remote.create_new(&path, Some(SPARE_MODE)) {
             Ok(handle) => Some(Spare { path, handle }),
             Err(e) => {
+                if matches!(e, RemoteError::Lost(_)) {
+                    // The OPEN may have created the file before the link
+                    // died.
+                    janitor::remove_temp(self.remote.as_ref(), &path);
+                }
                 // Not an error for anyone: the next create opens its own.
                 log::debug!(
                     "spare temp {} not opened: {e}",
@@ -225,7 +232,8 @@ impl SparePool {
     fn discard(&self, spares: Vec<Spare>) {
         for s in spares {
             let _ = self.remote.close(&s.handle);
-            let _ = self.remote.remove(&s.path);
+            // A spare of a killed connection waits for the next one.
+            janitor::remove_temp(self.remote.as_ref(), &s.path);
         }
     }
 

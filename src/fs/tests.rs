@@ -1217,3 +1217,150 @@ fn a_server_refusing_replace_fails_writes_over_existing_files_at_open() {
         Some(b"x\n".to_vec())
     );
 }
+
+/// Opens the existing `Incoming/Invoices/<name>` with O_TRUNC and writes
+/// 1 MiB chunks until the 64 MiB spool refuses one; returns inode, handle
+/// and the write error.
+fn overflow_existing(r: &Rig, name: &str) -> (u64, u64, FsError) {
+    let dir = r.dir("Incoming/Invoices");
+    let ino = r.fs.lookup(dir, OsStr::new(name)).expect("lookup").ino;
+    let (fh, _) =
+        r.fs.open(ino, libc::O_WRONLY | libc::O_TRUNC, me())
+            .expect("open");
+    let chunk = vec![7u8; 1 << 20];
+    for i in 0..80u64 {
+        if let Err(e) = r.fs.write(ino, fh, i << 20, &chunk) {
+            return (ino, fh, e);
+        }
+    }
+    panic!("spool_max is 64 MiB: a write must have failed");
+}
+
+fn temps_in(r: &Rig, dir: &str) -> Vec<String> {
+    r.remote
+        .names(dir)
+        .into_iter()
+        .filter(|n| n.contains(".coupafs-"))
+        .collect()
+}
+
+#[test]
+fn a_failed_write_makes_close_fail_and_publishes_nothing() {
+    let r = rig();
+    r.remote
+        .put_file("/root/Incoming/Invoices/old.csv", b"previous version\n");
+    let (ino, fh, err) = overflow_existing(&r, "old.csv");
+    assert_eq!(err.errno, libc::ENOSPC);
+    // A later write that fits succeeds, but does not make the file whole.
+    r.fs.write(ino, fh, 0, b"rewritten head")
+        .expect("small write");
+    let closed = r.close(ino, fh);
+    assert_eq!(
+        closed
+            .expect_err("close must report the failed write")
+            .errno,
+        libc::ENOSPC
+    );
+    assert_eq!(
+        r.remote.file("/root/Incoming/Invoices/old.csv").as_deref(),
+        Some(&b"previous version\n"[..]),
+        "the previous server version stays"
+    );
+    assert!(
+        r.remote
+            .appearances("/root/Incoming/Invoices/old.csv")
+            .is_empty(),
+        "nothing was published"
+    );
+    assert_eq!(
+        temps_in(&r, "/root/Incoming/Invoices"),
+        Vec::<String>::new()
+    );
+    // The next open starts clean, once the write-behind worker has let go
+    // of the failed upload (its spool counts until then).
+    let t = std::time::Instant::now();
+    while r.fs.spool_usage() > 0 && t.elapsed() < Duration::from_secs(5) {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let (fh, _) =
+        r.fs.open(ino, libc::O_WRONLY | libc::O_TRUNC, me())
+            .expect("reopen");
+    r.write_all(ino, fh, b"new\n");
+    r.close(ino, fh).expect("a whole file publishes");
+    assert_eq!(
+        r.remote.file("/root/Incoming/Invoices/old.csv").as_deref(),
+        Some(&b"new\n"[..])
+    );
+}
+
+#[test]
+fn a_failed_created_file_is_never_published() {
+    let r = rig();
+    let (ino, fh) = r
+        .create("Incoming/Invoices", "fresh.csv", 0)
+        .expect("create");
+    let chunk = vec![7u8; 1 << 20];
+    let failed = (0..80u64).find_map(|i| r.fs.write(ino, fh, i << 20, &chunk).err());
+    assert_eq!(failed.expect("spool full").errno, libc::ENOSPC);
+    assert_eq!(
+        r.close(ino, fh).expect_err("close reports it").errno,
+        libc::ENOSPC
+    );
+    assert_eq!(r.remote.file("/root/Incoming/Invoices/fresh.csv"), None);
+    assert_eq!(
+        temps_in(&r, "/root/Incoming/Invoices"),
+        Vec::<String>::new()
+    );
+}
+
+#[test]
+fn truncating_to_zero_clears_a_failed_write() {
+    let r = rig();
+    r.remote
+        .put_file("/root/Incoming/Invoices/again.csv", b"previous version\n");
+    let (ino, fh, err) = overflow_existing(&r, "again.csv");
+    assert_eq!(err.errno, libc::ENOSPC);
+    let zero = SetAttr {
+        size: Some(0),
+        ..SetAttr::default()
+    };
+    r.fs.setattr(ino, Some(fh), zero).expect("ftruncate(0)");
+    r.fs.write(ino, fh, 0, b"whole again\n").expect("write");
+    r.close(ino, fh).expect("the rewritten file publishes");
+    assert_eq!(
+        r.remote
+            .file("/root/Incoming/Invoices/again.csv")
+            .as_deref(),
+        Some(&b"whole again\n"[..])
+    );
+}
+
+#[test]
+fn the_temp_of_an_interrupted_upload_is_removed_once_a_connection_is_up() {
+    let r = rig();
+    let (ino, fh) = r
+        .create("Incoming/Invoices", "retry.csv", 0)
+        .expect("create");
+    r.write_all(ino, fh, b"first part\n");
+    r.fs.fsync(ino, fh).expect("fsync opens the temp");
+    assert_eq!(temps_in(&r, "/root/Incoming/Invoices").len(), 1);
+    r.fs.write(ino, fh, 11, b"second part\n").expect("write");
+    // The link drops mid-upload, and the server cannot be reached to
+    // remove the temp written so far; the retry reconnects.
+    r.remote
+        .fail("write", 0, RemoteError::Lost("link dropped".into()));
+    r.remote
+        .fail("remove", 0, RemoteError::Unreachable("server down".into()));
+    r.close(ino, fh).expect("the retry publishes");
+    assert_eq!(
+        r.remote
+            .file("/root/Incoming/Invoices/retry.csv")
+            .as_deref(),
+        Some(&b"first part\nsecond part\n"[..])
+    );
+    assert_eq!(
+        temps_in(&r, "/root/Incoming/Invoices"),
+        Vec::<String>::new(),
+        "the first attempt's temp is removed after the retry's OPEN"
+    );
+}

@@ -23,7 +23,9 @@ use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
+use crate::error::FsError;
 use crate::fs::inode::split;
+use crate::fs::janitor;
 use crate::remote::{Committed, Handle, Meta, RResult, Remote, RemoteError};
 
 /// Marker inside every temp name; listings hide names carrying it.
@@ -35,7 +37,9 @@ const UPLOAD_SLICE: usize = 4 << 20;
 /// Unsent bytes that start a background stream.
 const STREAM_AHEAD: u64 = 1 << 20;
 /// Publish attempts when the connection drops mid-upload (the spool still
-/// holds every byte, so a retry after reconnect loses nothing).
+/// holds every byte, so a retry after reconnect loses nothing). All of them
+/// wait for a reconnect within the close()'s one `timeout`
+/// (`remote::deadline`), not one `timeout` each.
 const PUBLISH_ATTEMPTS: usize = 3;
 
 /// True for temp names of any coupafs mount (`*.coupafs-XXXXXX`, X hex).
@@ -117,8 +121,10 @@ impl RemoteTemp {
         if let Some(h) = &self.twin {
             remote.close_quietly(h);
         }
+        // Closing a handle of a dead connection fails at once; the file
+        // itself may have to wait for the next connection.
         let _ = remote.close(&self.handle);
-        let _ = remote.remove(&self.path);
+        janitor::remove_temp(remote, &self.path);
     }
 }
 
@@ -142,6 +148,13 @@ pub(crate) struct UploadState {
     pub(crate) released: bool,
     /// The `generation` whose publish failed (close reported it already).
     pub(crate) failed_generation: Option<u64>,
+    /// A write() into this file failed (spool full, local I/O error): the
+    /// spool no longer holds what the writer meant, so no publish may
+    /// happen. Every close reports this error until the content is
+    /// truncated to 0 (O_TRUNC, ftruncate(0)); later successful writes do
+    /// not clear it, since the bytes of the failed write are missing.
+    /// (POSIX lets close() report an earlier write error.)
+    pub(crate) poisoned: Option<FsError>,
     /// Permission bits for the published file.
     pub(crate) mode: u32,
     /// `mode` was changed by chmod while the file was open.
@@ -218,6 +231,7 @@ impl Upload {
                 exclusive: false,
                 released: false,
                 failed_generation: None,
+                poisoned: None,
                 mode,
                 mode_changed: false,
                 times: None,
@@ -366,7 +380,8 @@ impl Upload {
                 // queued at create may run after close), released, or
                 // given up: a temp opened now would be left behind.
                 let st = self.state();
-                if st.unlinked || st.discarded || st.released || !st.dirty {
+                if st.unlinked || st.discarded || st.released || !st.dirty || st.poisoned.is_some()
+                {
                     break;
                 }
             }
@@ -409,6 +424,11 @@ impl Upload {
     pub(crate) fn truncate(&self, size: u64) -> io::Result<()> {
         self.spool.set_len(size)?;
         let mut st = self.state();
+        if size == 0 {
+            // Nothing of the failed write's content is left: what the
+            // writer writes from here on is the whole file again.
+            st.poisoned = None;
+        }
         self.set_size(&mut st, size);
         st.dirty = true;
         st.generation += 1;
@@ -485,9 +505,22 @@ impl Upload {
             }
             None => {
                 let p = naming.temp_path(final_path);
-                let h = remote.create_new(&p, Some(mode & 0o7777))?;
+                let h = match remote.create_new(&p, Some(mode & 0o7777)) {
+                    Ok(h) => h,
+                    Err(e) => {
+                        if matches!(e, RemoteError::Lost(_)) {
+                            // The OPEN left and the link died before its
+                            // reply: the server may have created the file.
+                            janitor::remove_temp(remote, &p);
+                        }
+                        return Err(e);
+                    }
+                };
                 let t = RemoteTemp::new(p.clone(), h.clone());
                 self.state().temp = Some(t.clone());
+                // A connection is up again: temps of interrupted attempts go
+                // now rather than at the next mount.
+                janitor::remove_deferred(remote);
                 // No spare was ready: a large first round stripes all the
                 // same, as it would have on a spare.
                 let twin = if size >= STRIPE_MIN {
@@ -629,7 +662,7 @@ impl Upload {
         final_path: &[u8],
     ) -> RResult<Committed> {
         self.state().stream_failed = false;
-        let (temp_path, handle, _size, generation) = self.sync_temp(remote, naming, final_path)?;
+        let (temp_path, handle, size, generation) = self.sync_temp(remote, naming, final_path)?;
         let (times, mode) = {
             let st = self.state();
             (st.times, st.mode_changed.then_some(st.mode & 0o7777))
@@ -645,8 +678,15 @@ impl Upload {
         if let Some(h) = twin {
             remote.close_quietly(&h);
         }
+        let committed = match committed {
+            Err(RemoteError::Lost(m)) => {
+                settle_lost_commit(remote, &temp_path, final_path, size).ok_or(RemoteError::Lost(m))
+            }
+            other => other,
+        };
         match committed {
             Ok(committed) => {
+                janitor::remove_deferred(remote);
                 let mut st = self.state();
                 st.clean_upto = 0;
                 st.remote_exists = true;
@@ -658,21 +698,70 @@ impl Upload {
             }
             Err(e) => {
                 self.state().clean_upto = 0;
-                let _ = remote.remove(&temp_path);
+                janitor::remove_temp(remote, &temp_path);
                 Err(e)
             }
         }
+    }
+
+    /// A write() failed: from now on no publish happens (see `poisoned`).
+    /// The first error is the one every close reports. (The remote temp is
+    /// removed by the close, not here: write() must not wait for a stream's
+    /// round trips.)
+    pub(crate) fn poison(&self, err: FsError) {
+        let mut st = self.state();
+        if st.poisoned.is_none() {
+            st.poisoned = Some(err);
+        }
+    }
+
+    /// The write error every publish reports, if a write failed.
+    pub(crate) fn poisoned(&self) -> Option<FsError> {
+        self.state().poisoned.clone()
+    }
+
+    /// Removes the remote temp (and abandoned ones) without publishing;
+    /// waits for a running stream so its temp goes too.
+    pub(crate) fn drop_temp(&self, remote: &dyn Remote) {
+        let _serial = lock(&self.publishing);
+        self.discard_abandoned(remote);
+        self.fail_temp(remote);
     }
 
     /// The last handle is gone without a publish (unlinked file, or a
     /// failed close): remove the remote temp file.
     pub(crate) fn abandon(&self, remote: &dyn Remote) {
         self.state().released = true;
-        // Wait for a running stream so its temp is removed here too.
-        let _serial = lock(&self.publishing);
-        self.discard_abandoned(remote);
-        self.fail_temp(remote);
+        self.drop_temp(remote);
     }
+}
+
+/// The link died with the commit batch (CLOSE, RENAME) in flight: the
+/// server may have run it before the reply was lost. Asked again on the
+/// next connection (within the close()'s deadline): the temp gone and the
+/// final name holding our size means the rename happened, and close() must
+/// say so rather than report a failure for a published file.
+fn settle_lost_commit(
+    remote: &dyn Remote,
+    temp_path: &[u8],
+    final_path: &[u8],
+    size: u64,
+) -> Option<Committed> {
+    match remote.lstat(temp_path) {
+        Err(e) if e.is_not_found() => {}
+        _ => return None,
+    }
+    let meta = remote.lstat(final_path).ok()?;
+    (meta.size == Some(size)).then(|| {
+        log::info!(
+            "{}: the link dropped during the commit, which the server had done",
+            String::from_utf8_lossy(final_path)
+        );
+        Committed {
+            setstat_error: None,
+            meta: Some(meta),
+        }
+    })
 }
 
 /// An anonymous file in `dir`: created and unlinked at once, so a crash

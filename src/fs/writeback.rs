@@ -6,6 +6,7 @@ use std::sync::{mpsc, Arc, Mutex, Weak};
 
 use crate::fs::upload::Upload;
 use crate::fs::{lock, Fs};
+use crate::remote::deadline::CallScope;
 use crate::remote::Remote;
 
 /// A write-behind job: the inode and its upload.
@@ -41,6 +42,10 @@ impl<R: Remote> Fs<R> {
     }
 
     pub(super) fn stream(&self, ino: u64, upload: &Upload) {
+        // Write-behind never waits for a reconnect: with no connection up
+        // it pauses, and close() retries within its own time bound (a
+        // stream waiting here would hold the publish lock close() needs).
+        let _background = CallScope::background();
         // Bound first: a guard in a `match` scrutinee would live through the
         // arms, holding the inode table across the upload's round trips.
         let path = lock(&self.inodes).path(ino).map(<[u8]>::to_vec);

@@ -13,7 +13,7 @@ use fuser::{
     Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation, INodeNo, InitFlags,
     KernelConfig, LockOwner, OpenFlags, RenameFlags, ReplyAttr, ReplyCreate, ReplyData,
     ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs, ReplyWrite,
-    Request, TimeOrNow, WriteFlags,
+    ReplyXattr, Request, TimeOrNow, WriteFlags,
 };
 
 use crate::error::FsError;
@@ -446,5 +446,50 @@ impl<R: Remote> Filesystem for FuseAdapter<R> {
             ),
             Err(e) => reply.error(errno(&e)),
         }
+    }
+
+    // Extended attributes: SFTP v3 has none, so every file has none. The
+    // answers are the ones xattr(7) gives for that case, sent quietly:
+    // `ls`, `cp -a` and SELinux/ACL-aware tools ask on every file, and
+    // fuser's default answer (ENOSYS) logs a multi-line warning each time.
+
+    fn getxattr(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        _name: &OsStr,
+        _size: u32,
+        reply: ReplyXattr,
+    ) {
+        // getxattr(2): ENODATA, the named attribute does not exist.
+        reply.error(Errno::ENODATA);
+    }
+
+    fn listxattr(&self, _req: &Request, _ino: INodeNo, size: u32, reply: ReplyXattr) {
+        // listxattr(2): an empty list; size 0 asks for the length.
+        if size == 0 {
+            reply.size(0);
+        } else {
+            reply.data(&[]);
+        }
+    }
+
+    fn setxattr(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        _name: &OsStr,
+        _value: &[u8],
+        _flags: i32,
+        _position: u32,
+        reply: ReplyEmpty,
+    ) {
+        // setxattr(2): ENOTSUP, extended attributes are not supported.
+        reply.error(Errno::ENOTSUP);
+    }
+
+    fn removexattr(&self, _req: &Request, _ino: INodeNo, _name: &OsStr, reply: ReplyEmpty) {
+        // removexattr(2): ENODATA, the named attribute does not exist.
+        reply.error(Errno::ENODATA);
     }
 }

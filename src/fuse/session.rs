@@ -43,6 +43,8 @@ pub(crate) struct SessionOptions {
     pub(crate) access: Access,
     /// Threads serving kernel requests (at least one).
     pub(crate) threads: usize,
+    /// `auto_unmount`: fusermount3 unmounts when this process dies.
+    pub(crate) auto_unmount: bool,
 }
 
 /// The fuser configuration for `o`.
@@ -69,6 +71,16 @@ fn config(o: &SessionOptions) -> fuser::Config {
         Access::RootAndOwner => fuser::SessionACL::RootAndOwner,
         Access::Owner => fuser::SessionACL::Owner,
     };
+    if o.auto_unmount {
+        // fusermount3 mounts and then waits on its socket to unmount when
+        // we die. fuser only asks it for that with allow_root or
+        // allow_other (it refuses Owner); allow_root adds nobody for a
+        // mount made by root, the fstab case.
+        config.mount_options.push(fuser::MountOption::AutoUnmount);
+        if config.acl == fuser::SessionACL::Owner {
+            config.acl = fuser::SessionACL::RootAndOwner;
+        }
+    }
     config.n_threads = Some(o.threads.max(1));
     config
 }
@@ -361,6 +373,7 @@ mod tests {
             default_permissions: false,
             access: Access::Owner,
             threads: 8,
+            auto_unmount: false,
         }
     }
 
@@ -454,5 +467,22 @@ mod tests {
     #[test]
     fn the_root_mount_of_this_process_is_visible() {
         assert!(mount_at(Path::new("/")).is_some());
+    }
+
+    #[test]
+    fn auto_unmount_asks_fusermount_and_lets_root_in() {
+        let c = config(&SessionOptions {
+            auto_unmount: true,
+            ..options()
+        });
+        assert!(c.mount_options.contains(&M::AutoUnmount));
+        assert_eq!(c.acl, fuser::SessionACL::RootAndOwner);
+        let c = config(&SessionOptions {
+            auto_unmount: true,
+            access: Access::All,
+            ..options()
+        });
+        assert_eq!(c.acl, fuser::SessionACL::All);
+        assert!(!config(&options()).mount_options.contains(&M::AutoUnmount));
     }
 }

@@ -9,8 +9,8 @@ use std::ffi::CStr;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
-use crate::cli::{sshconfig, MountOptions};
-use crate::ssh::{self, ConnectParams, Secret};
+use crate::cli::{sshconfig, MountOptions, ProxySetting};
+use crate::ssh::{self, ConnectParams, Reach, Route, Secret};
 
 /// The environment variable the password may come from.
 const PASSWORD_ENV: &str = "COUPAFS_PASSWORD";
@@ -261,16 +261,130 @@ pub fn connect_params(opts: &MountOptions) -> Result<ConnectParams, String> {
         reply_timeout: opts.op_timeout,
         algorithms: opts.algorithms.clone(),
         auth: opts.ssh_auth.resolve(),
+        reach: reach(opts, &|k| std::env::var(k).ok())?,
     };
     // Secrets print as <redacted>.
     log::debug!("connection settings: {params:?}");
     Ok(params)
 }
 
+/// The route to the server: at most one of ProxyCommand, ProxyJump and
+/// proxy= (after the ssh config file filled in what the command line left
+/// open). `proxy=env` reads `all_proxy`, then `https_proxy` (lowercase
+/// first, as curl); `no_proxy=` or else the `no_proxy` variable lists hosts
+/// that bypass an HTTP/SOCKS5 proxy.
+fn reach(opts: &MountOptions, env: &dyn Fn(&str) -> Option<String>) -> Result<Reach, String> {
+    let r = &opts.reach;
+    let enabled = |v: &Option<String>| {
+        v.as_deref()
+            .filter(|c| !c.eq_ignore_ascii_case("none"))
+            .map(str::to_string)
+    };
+    let command = enabled(&r.proxy_command);
+    let jump = enabled(&r.proxy_jump);
+    let var = |names: &[&str]| {
+        names
+            .iter()
+            .find_map(|n| env(n).filter(|v| !v.trim().is_empty()))
+    };
+    let server = match &r.proxy {
+        None | Some(ProxySetting::None) => None,
+        Some(ProxySetting::Url(route)) => Some(route.clone()),
+        Some(ProxySetting::Env) => {
+            match var(&["all_proxy", "ALL_PROXY", "https_proxy", "HTTPS_PROXY"]) {
+                Some(url) => {
+                    Some(ssh::parse_proxy_url(url.trim()).map_err(|e| format!("proxy=env: {e}"))?)
+                }
+                None => {
+                    log::info!(
+                        "proxy=env: neither all_proxy nor https_proxy is set; connecting directly"
+                    );
+                    None
+                }
+            }
+        }
+    };
+    let given = [command.is_some(), jump.is_some(), server.is_some()];
+    if given.iter().filter(|&&g| g).count() > 1 {
+        return Err(
+            "give only one of ProxyCommand=, ProxyJump= and proxy= (the ssh config file \
+             may set ProxyCommand or ProxyJump; -o ProxyCommand=none ignores them)"
+                .into(),
+        );
+    }
+    let route = if let Some(c) = command {
+        Route::Command(c)
+    } else if let Some(hosts) = jump {
+        Route::Jump {
+            hosts,
+            // The same ssh config for the jump host's ssh, when one was named.
+            ssh_config: opts
+                .ssh_config
+                .as_deref()
+                .filter(|p| p.as_os_str() != "none")
+                .map(absolute),
+        }
+    } else {
+        server.unwrap_or_default()
+    };
+    let no_proxy = match &r.no_proxy {
+        Some(list) => list.clone(),
+        None => var(&["no_proxy", "NO_PROXY"])
+            .map(|v| crate::cli::split_no_proxy(&v))
+            .unwrap_or_default(),
+    };
+    Ok(Reach {
+        route,
+        no_proxy,
+        address_family: r.address_family.unwrap_or_default(),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn reach_takes_one_route_and_reads_the_environment_only_when_asked() {
+        let env = |k: &str| match k {
+            "https_proxy" => Some("socks5://envproxy:1080".to_string()),
+            "NO_PROXY" => Some("a.example, .corp".to_string()),
+            _ => None,
+        };
+        let mut o = MountOptions::default();
+        let r = reach(&o, &env).unwrap();
+        assert_eq!(
+            r.route,
+            Route::Direct,
+            "the environment alone changes nothing"
+        );
+        assert_eq!(r.no_proxy, ["a.example", ".corp"]);
+        o.reach.proxy = Some(ProxySetting::Env);
+        match reach(&o, &env).unwrap().route {
+            Route::Socks5(p) => assert_eq!(p.host, "envproxy"),
+            other => panic!("{other:?}"),
+        }
+        o.reach.no_proxy = Some(vec!["x".into()]);
+        assert_eq!(reach(&o, &env).unwrap().no_proxy, ["x"]);
+        o.reach.proxy_command = Some("nc %h %p".into());
+        assert!(reach(&o, &env).unwrap_err().contains("only one of"));
+        o.reach.proxy = Some(ProxySetting::None);
+        assert_eq!(
+            reach(&o, &env).unwrap().route,
+            Route::Command("nc %h %p".into())
+        );
+        o.reach.proxy_command = Some("none".into());
+        o.reach.proxy_jump = Some("j:2".into());
+        o.ssh_config = Some(PathBuf::from("/etc/cfg"));
+        assert_eq!(
+            reach(&o, &env).unwrap().route,
+            Route::Jump {
+                hosts: "j:2".into(),
+                ssh_config: Some(PathBuf::from("/etc/cfg"))
+            }
+        );
+    }
 
     fn file_with(dir: &Path, name: &str, text: &str, mode: u32) -> PathBuf {
         let path = dir.join(name);

@@ -62,17 +62,22 @@ pub(crate) fn daemonize() -> Result<StartupPipe, String> {
                 libc::setsid();
                 libc::chdir(c"/".as_ptr());
             }
-            match logging::to_syslog() {
-                Ok(path) => log::debug!(
-                    "daemon (pid {}) logging to syslog through {}",
-                    std::process::id(),
-                    path.display()
-                ),
-                // Still the caller's stderr: say where the messages go.
-                Err(e) => eprintln!(
-                    "coupafs: warning: {e}; the daemon's log is lost once the mount is live \
-                     (run with -f under systemd, or set COUPAFS_SYSLOG_SOCKET)"
-                ),
+            if logging::file_fd().is_some() {
+                log::debug!("daemon (pid {}) logging to log_file", std::process::id());
+            } else {
+                match logging::to_syslog() {
+                    Ok(path) => log::debug!(
+                        "daemon (pid {}) logging to syslog through {}",
+                        std::process::id(),
+                        path.display()
+                    ),
+                    // Still the caller's stderr: say where the messages go.
+                    Err(e) => eprintln!(
+                        "coupafs: warning: {e}; the daemon's log is lost once the mount is live \
+                         (use -o log_file=PATH, run with -f under systemd, or set \
+                         COUPAFS_SYSLOG_SOCKET)"
+                    ),
+                }
             }
             Ok(StartupPipe {
                 write: Some(write_end),
@@ -95,16 +100,19 @@ pub(crate) fn daemonize() -> Result<StartupPipe, String> {
 }
 
 /// Once the mount is live and the parent has gone, stdio points at
-/// /dev/null, so a closed terminal cannot make a write fail (EPIPE/EIO).
+/// /dev/null, so a closed terminal cannot make a write fail (EPIPE/EIO);
+/// stderr points at the log file instead when `log_file=` is set, so a
+/// panic message is kept.
 pub(crate) fn redirect_stdio_to_null() {
     let null = c"/dev/null";
-    // SAFETY: open a constant path, dup2 onto the standard fds.
+    // SAFETY: open a constant path, dup2 onto the standard fds; the log
+    // file's fd stays open for the life of the process (the logger owns it).
     unsafe {
         let fd = libc::open(null.as_ptr(), libc::O_RDWR);
         if fd >= 0 {
             libc::dup2(fd, 0);
             libc::dup2(fd, 1);
-            libc::dup2(fd, 2);
+            libc::dup2(logging::file_fd().unwrap_or(fd), 2);
             if fd > 2 {
                 libc::close(fd);
             }

@@ -69,13 +69,24 @@ pub(crate) fn default_spool_dir() -> Result<PathBuf, String> {
 
 /// The directory of status files, created or verified.
 pub(crate) fn status_dir() -> Result<PathBuf, String> {
-    let (dir, access) = if euid() == 0 {
-        (PathBuf::from("/run/coupafs"), Access::Readable)
+    let dir = status_dir_path();
+    let access = if euid() == 0 {
+        Access::Readable
     } else {
-        (user_runtime_dir(), Access::Private)
+        Access::Private
     };
     ensure(&dir, access, false, "status dir")?;
     Ok(dir)
+}
+
+/// Where this user's mounts keep their status files (not created or
+/// verified: `coupafs status` only reads it).
+pub(crate) fn status_dir_path() -> PathBuf {
+    if euid() == 0 {
+        PathBuf::from("/run/coupafs")
+    } else {
+        user_runtime_dir()
+    }
 }
 
 /// `$XDG_RUNTIME_DIR/coupafs`, else `/tmp/coupafs-UID`; either is private

@@ -9,6 +9,7 @@
 mod credentials;
 mod daemon;
 mod dirs;
+mod show;
 mod status;
 
 use std::path::{Path, PathBuf};
@@ -22,6 +23,7 @@ use crate::remote::{Remote, SftpRemote};
 use crate::ssh::{CloseReason, ConnectParams, Pool};
 
 pub use credentials::{connect_params, harden_process, take_env_password};
+pub use show::show_status;
 
 use credentials::absolute;
 use daemon::{ShutdownSignals, StartupPipe};
@@ -38,11 +40,18 @@ pub fn run(mut opts: MountOptions) -> Result<(), String> {
     harden_process();
     crate::logging::init(opts.debug);
     crate::ssh::set_sftp_debug(opts.sftp_debug);
+    // Before the fork, so that a refused file is reported on the terminal.
+    if let Some(path) = &opts.log_file {
+        crate::logging::to_file(&absolute(path))?;
+    }
     // The daemon runs in "/": resolve relative local paths now.
     opts.spool_dir = opts.spool_dir.as_deref().map(absolute);
     log::debug!("{} starting", cli::version_text());
     if !opts.ignored.is_empty() {
         log::debug!("accepted and ignored: {}", opts.ignored.join(" "));
+    }
+    for n in &opts.no_ops {
+        log::info!("option {} has no effect: {}", n.option, n.why);
     }
     if opts.allow_other && opts.no_default_permissions {
         log::warn!(
@@ -139,19 +148,16 @@ fn mount_and_serve(
     let signals = ShutdownSignals::block();
 
     let pool = Pool::new(params, opts.max_conns);
-    let first = pool.connect_first().map_err(|e| e.to_string())?;
-    log::info!(
-        "connected to {}:{} as {} ({}, host key {} {})",
-        pool.params().host,
-        pool.params().port,
-        pool.params().user,
-        first.info.auth_method,
-        first.info.host_key_fingerprint,
-        first.info.host_key_status
-    );
-    let remote = Arc::new(SftpRemote::new(pool.clone(), &first, opts.op_timeout));
-    drop(first);
-    let remote_root = resolve_root(remote.as_ref(), &opts.target.remote_dir)?;
+    let (remote, remote_root) = if opts.delay_connect {
+        delayed_remote(opts, &pool)
+    } else {
+        let first = pool.connect_first().map_err(|e| e.to_string())?;
+        log_connected(&pool, &first);
+        let remote = Arc::new(SftpRemote::new(pool.clone(), &first, opts.op_timeout));
+        drop(first);
+        let remote_root = resolve_root(remote.as_ref(), &opts.target.remote_dir)?;
+        (remote, remote_root)
+    };
 
     let filesystem = Fs::new(
         remote,
@@ -194,6 +200,62 @@ fn mount_and_serve(
     let ending = serve(&running, &signals);
     stop(running, ending);
     Ok(())
+}
+
+/// The `connected to ...` line, at the first connection.
+fn log_connected(pool: &Pool, first: &crate::ssh::Connection) {
+    let p = pool.params();
+    log::info!(
+        "connected to {}:{} as {} ({}, host key {} {})",
+        p.host,
+        p.port,
+        p.user,
+        first.info.auth_method,
+        first.info.host_key_fingerprint,
+        first.info.host_key_status
+    );
+}
+
+/// `delay_connect`: the remote and its root without a connection. The
+/// pool connects in the background (with backoff) until the server
+/// answers; meanwhile each operation waits at most `timeout` and fails
+/// with EIO (`RemoteError::Unreachable`, see `error`). The root cannot be
+/// resolved (realpath) or checked without the server, so it is taken as
+/// given: an absolute folder as is, else relative to the login directory,
+/// as SFTP servers resolve relative paths (draft-ietf-secsh-filexfer-02
+/// section 6.2: relative to the user's default directory).
+fn delayed_remote(opts: &MountOptions, pool: &Arc<Pool>) -> (Arc<SftpRemote>, Vec<u8>) {
+    let remote = Arc::new(SftpRemote::new_delayed(pool.clone(), opts.op_timeout));
+    let dir = opts.target.remote_dir.trim_end_matches('/');
+    let root = match dir {
+        "" if opts.target.remote_dir.starts_with('/') => b"/".to_vec(),
+        "" => b".".to_vec(),
+        d => d.as_bytes().to_vec(),
+    };
+    let shown = String::from_utf8_lossy(&root).into_owned();
+    let p = pool.params();
+    log::info!(
+        "delay_connect: mounting before connecting to {}:{}; operations fail with EIO after \
+         {} s while the server is unreachable",
+        p.host,
+        p.port,
+        opts.op_timeout.as_secs()
+    );
+    {
+        let weak = Arc::downgrade(pool);
+        pool.connect_in_background_until_up(move |conn| {
+            if let Some(pool) = weak.upgrade() {
+                log_connected(&pool, conn);
+            }
+        });
+    }
+    if !root.starts_with(b"/") {
+        log::info!(
+            "delay_connect: remote folder '{shown}' is relative to the login directory; \
+             absolute symlink targets are shown blocked (give an absolute folder to keep them)"
+        );
+    }
+    (remote, root)
 }
 
 /// Waits for a shutdown signal or for the session to end (umount),
@@ -295,6 +357,7 @@ fn session_options(opts: &MountOptions) -> SessionOptions {
         default_permissions: opts.default_permissions,
         access,
         threads: opts.threads,
+        auto_unmount: opts.auto_unmount,
     }
 }
 

@@ -241,7 +241,7 @@ impl StatusFile {
 }
 
 /// The content of a small regular file, not following a symlink.
-fn read_nofollow(path: &Path) -> Option<String> {
+pub(super) fn read_nofollow(path: &Path) -> Option<String> {
     let mut f = std::fs::OpenOptions::new()
         .read(true)
         .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC | libc::O_NONBLOCK)
@@ -273,7 +273,7 @@ pub(crate) fn parse_writer(text: &str) -> Option<Writer> {
 
 /// `/mnt/coupa/prod` -> `mnt-coupa-prod.status` (slashes become dashes, as
 /// systemd names mount units); `/` -> `-.status`.
-fn file_name(mountpoint: &Path) -> String {
+pub(super) fn file_name(mountpoint: &Path) -> String {
     format!("{}.status", stem(mountpoint))
 }
 

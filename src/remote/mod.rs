@@ -13,6 +13,7 @@
 //! operation deadline; others are retried only when the request provably
 //! never left this process.
 
+pub(crate) mod deadline;
 #[cfg(any(test, feature = "test-support"))]
 pub mod mock;
 mod sftp;

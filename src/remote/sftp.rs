@@ -3,9 +3,10 @@
 //! `RemoteError`) meets SFTP's (`Attrs`, pflags, SSH_FX_* status codes).
 
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
+use crate::remote::deadline;
 use crate::remote::{
     Committed, DirEntry, Handle, Kind, Meta, RResult, Remote, RemoteError, ReplaceMode, ServerCaps,
     SpaceStats,
@@ -135,8 +136,9 @@ pub struct SftpRemote {
     pool: Arc<Pool>,
     op_timeout: Duration,
     caps: Capabilities,
-    /// Every extension the server advertised (for `coupafs check`).
-    extensions: Vec<String>,
+    /// Every extension the server advertised (for `coupafs check`); set
+    /// once the first connection is known.
+    extensions: OnceLock<Vec<String>>,
     /// Aside names of fallback replaces in progress (the janitor leaves
     /// them alone).
     asides: Mutex<Vec<Vec<u8>>>,
@@ -192,10 +194,46 @@ impl SftpRemote {
     /// Wraps a pool whose first connection is up (its extensions decide the
     /// capabilities).
     pub fn new(pool: Arc<Pool>, first: &Connection, op_timeout: Duration) -> Self {
-        let caps = Capabilities::default();
+        let remote = Self::new_delayed(pool, op_timeout);
+        remote.learn(first);
+        remote
+    }
+
+    /// Wraps a pool that may have no connection yet (`delay_connect`): the
+    /// capabilities are learnt from the first connection an operation gets.
+    pub fn new_delayed(pool: Arc<Pool>, op_timeout: Duration) -> Self {
+        Self {
+            pool,
+            op_timeout,
+            caps: Capabilities::default(),
+            extensions: OnceLock::new(),
+            asides: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Takes the server's capabilities from the extensions `conn`
+    /// advertised; only the first call counts (refusals learnt later must
+    /// not be undone by a reconnect).
+    fn learn(&self, conn: &Connection) {
+        let names: Vec<String> = conn
+            .info
+            .version
+            .extensions
+            .iter()
+            .map(|(n, _)| n.clone())
+            .collect();
+        if self.extensions.get().is_some() {
+            return;
+        }
+        let caps = &self.caps;
+        // Flags first, then the marker: whoever sees the marker set also
+        // sees the flags.
         for e in [Ext::PosixRename, Ext::Statvfs, Ext::Fsync, Ext::Hardlink] {
             caps.flag(e)
-                .store(first.has_extension(e.name()), Ordering::Relaxed);
+                .store(conn.has_extension(e.name()), Ordering::Release);
+        }
+        if self.extensions.set(names).is_err() {
+            return;
         }
         let has = |e: Ext| if caps.has(e) { "yes" } else { "no" };
         log::info!(
@@ -209,25 +247,22 @@ impl SftpRemote {
             has(Ext::Statvfs),
             has(Ext::Hardlink)
         );
-        Self {
-            pool,
-            op_timeout,
-            caps,
-            extensions: first
-                .info
-                .version
-                .extensions
-                .iter()
-                .map(|(n, _)| n.clone())
-                .collect(),
-            asides: Mutex::new(Vec::new()),
+    }
+
+    /// Makes sure the capabilities are known before a decision rests on
+    /// them (with `delay_connect` no connection may have been up yet).
+    fn ensure_caps(&self) -> RResult<()> {
+        if self.extensions.get().is_none() {
+            let conn = self.pool.get(deadline::deadline(self.op_timeout))?;
+            self.learn(&conn);
         }
+        Ok(())
     }
 
     /// One request on any live connection. `idempotent` requests are sent
     /// again after a reconnect; others only when they never left.
     fn call(&self, req: &Request, idempotent: bool) -> RResult<Response> {
-        let deadline = Instant::now() + self.op_timeout;
+        let deadline = deadline::deadline(self.op_timeout);
         loop {
             let conn = self.pool.get(deadline)?;
             match conn.call(req) {
@@ -252,7 +287,7 @@ impl SftpRemote {
     }
 
     fn open(&self, path: &[u8], flags: u32, attrs: Attrs) -> RResult<Handle> {
-        let deadline = Instant::now() + self.op_timeout;
+        let deadline = deadline::deadline(self.op_timeout);
         let req = Request::Open {
             path: path.to_vec(),
             pflags: flags,
@@ -322,7 +357,7 @@ impl Remote for SftpRemote {
     }
 
     fn read_dir(&self, path: &[u8]) -> RResult<Vec<DirEntry>> {
-        let deadline = Instant::now() + self.op_timeout;
+        let deadline = deadline::deadline(self.op_timeout);
         loop {
             let conn = self.pool.get(deadline)?;
             match read_dir_on(&conn, path) {
@@ -542,6 +577,7 @@ impl Remote for SftpRemote {
         reqs.push(Request::Close {
             handle: handle.raw.clone(),
         });
+        self.ensure_caps()?;
         let posix = replace && self.caps.has(Ext::PosixRename);
         // Without posix-rename, on a server known to refuse RENAME onto an
         // existing name, a replace goes straight to the fallback after the
@@ -613,6 +649,7 @@ impl Remote for SftpRemote {
     }
 
     fn fsync(&self, handle: &Handle) -> RResult<()> {
+        self.ensure_caps()?;
         if !self.caps.has(Ext::Fsync) {
             return Err(RemoteError::Unsupported(ext::FSYNC.into()));
         }
@@ -680,6 +717,7 @@ impl Remote for SftpRemote {
     }
 
     fn rename(&self, from: &[u8], to: &[u8]) -> RResult<()> {
+        self.ensure_caps()?;
         if self.caps.has(Ext::PosixRename) {
             match self.extended_ok(
                 &Request::PosixRename {
@@ -732,6 +770,7 @@ impl Remote for SftpRemote {
     }
 
     fn hardlink(&self, from: &[u8], to: &[u8]) -> RResult<()> {
+        self.ensure_caps()?;
         if !self.caps.has(Ext::Hardlink) {
             return Err(RemoteError::Unsupported(ext::HARDLINK.into()));
         }
@@ -752,6 +791,7 @@ impl Remote for SftpRemote {
     }
 
     fn statvfs(&self, path: &[u8]) -> RResult<SpaceStats> {
+        self.ensure_caps()?;
         if !self.caps.has(Ext::Statvfs) {
             return Err(RemoteError::Unsupported(ext::STATVFS.into()));
         }
@@ -777,6 +817,10 @@ impl Remote for SftpRemote {
     }
 
     fn replace_mode(&self) -> ReplaceMode {
+        // Unknown until a connection was up: the open() that asks will
+        // find out at its commit (a replace is never refused up front on
+        // a guess).
+        let _ = self.ensure_caps();
         if self.caps.has(Ext::PosixRename) {
             ReplaceMode::Atomic
         } else if self.caps.replace_refused.load(Ordering::Relaxed) {
@@ -788,7 +832,7 @@ impl Remote for SftpRemote {
 
     fn capabilities(&self) -> ServerCaps {
         ServerCaps {
-            extensions: self.extensions.clone(),
+            extensions: self.extensions.get().cloned().unwrap_or_default(),
             replace: self.replace_mode(),
             fsync: self.caps.has(Ext::Fsync),
             statvfs: self.caps.has(Ext::Statvfs),

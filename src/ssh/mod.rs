@@ -15,6 +15,9 @@
 //! - `pool`: `Pool` of connections, reconnect with backoff, `PoolStatus`.
 //! - `crypto`: faster ChaCha20-Poly1305 primitives linked into libssh2
 //!   (feature `openssl-chacha`).
+//! - `proxy`: the stream to the server when it is not a plain TCP
+//!   connection: ProxyCommand/ProxyJump children over a socketpair, HTTP
+//!   CONNECT and SOCKS5 handshakes; AddressFamily filtering.
 //! - `known_hosts`: reading known_hosts files (markers, hashed names) and
 //!   appending one line under a lock.
 //!
@@ -26,15 +29,17 @@ mod engine;
 mod known_hosts;
 mod params;
 mod pool;
+mod proxy;
 mod session;
 
 pub(crate) use engine::ConnError;
 pub use engine::{set_sftp_debug, CloseReason, Connection};
 pub use params::{
-    default_identity_files, Algorithms, AuthPolicy, ConnectError, ConnectParams, HostKeyPolicy,
-    Secret, GLOBAL_KNOWN_HOSTS,
+    default_identity_files, AddressFamily, Algorithms, AuthPolicy, ConnectError, ConnectParams,
+    HostKeyPolicy, ProxyServer, Reach, Route, Secret, GLOBAL_KNOWN_HOSTS,
 };
 pub use pool::{Pool, PoolStatus};
+pub(crate) use proxy::{parse_jump, parse_proxy_url};
 pub use session::{supported_methods, ConnInfo, HostKeyStatus, SupportedMethods};
 
 #[cfg(not(feature = "openssl-chacha"))]

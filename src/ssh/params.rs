@@ -101,6 +101,10 @@ pub struct AuthPolicy {
     pub password: bool,
     /// ssh's "never prompt": coupafs never prompts anyway; kept for the log.
     pub batch_mode: bool,
+    /// `KbdInteractiveAuthentication`: when the server does not offer
+    /// `password`, answer keyboard-interactive's echo-off prompts with the
+    /// password.
+    pub kbd_interactive: bool,
 }
 
 impl Default for AuthPolicy {
@@ -110,8 +114,64 @@ impl Default for AuthPolicy {
             pubkey: true,
             password: true,
             batch_mode: false,
+            kbd_interactive: true,
         }
     }
+}
+
+/// `AddressFamily=`: which resolved addresses may be tried.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum AddressFamily {
+    /// `any` (default): IPv4 and IPv6, in the resolver's order.
+    #[default]
+    Any,
+    /// `inet`: IPv4 only.
+    Inet,
+    /// `inet6`: IPv6 only.
+    Inet6,
+}
+
+/// A proxy server given as a URL (`http://[USER:PASS@]HOST:PORT`,
+/// `socks5://...`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ProxyServer {
+    pub host: String,
+    pub port: u16,
+    /// User name and password (RFC 7617 Basic for HTTP, RFC 1929 for SOCKS5).
+    pub auth: Option<(String, Secret)>,
+}
+
+/// How the TCP stream to the server is made.
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub enum Route {
+    /// A TCP connection to HOST:PORT.
+    #[default]
+    Direct,
+    /// `ProxyCommand=`: the command as typed (`%h %p %r %%` expanded when
+    /// connecting); its stdin/stdout carry the session.
+    Command(String),
+    /// `ProxyJump=[USER@]HOST[:PORT][,...]`: carried by OpenSSH's
+    /// `ssh -W`, reading this ssh config file (`None`: ssh's default).
+    Jump {
+        hosts: String,
+        ssh_config: Option<PathBuf>,
+    },
+    /// An HTTP proxy's CONNECT method (RFC 9110 9.3.6).
+    HttpConnect(ProxyServer),
+    /// A SOCKS5 proxy (RFC 1928).
+    Socks5(ProxyServer),
+}
+
+/// How to reach the server: route, hosts that bypass a proxy server, and
+/// the address family.
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct Reach {
+    pub route: Route,
+    /// `no_proxy`: hosts, domains (`.example.com` or `example.com`, which
+    /// also match subdomains) or `*`, reached directly instead of through an
+    /// HTTP or SOCKS5 proxy.
+    pub no_proxy: Vec<String>,
+    pub address_family: AddressFamily,
 }
 
 /// The system-wide known_hosts file ssh reads besides the user's.
@@ -144,6 +204,8 @@ pub struct ConnectParams {
     pub reply_timeout: Duration,
     pub algorithms: Algorithms,
     pub auth: AuthPolicy,
+    /// Proxies and address family.
+    pub reach: Reach,
 }
 
 impl ConnectParams {
@@ -222,6 +284,7 @@ mod tests {
             reply_timeout: Duration::from_secs(reply),
             algorithms: Algorithms::default(),
             auth: AuthPolicy::default(),
+            reach: Reach::default(),
         }
     }
 

@@ -44,13 +44,36 @@ pub struct Pool {
 }
 
 const BACKOFF_MIN: Duration = Duration::from_millis(200);
-const BACKOFF_MAX: Duration = Duration::from_secs(10);
+/// Reconnect attempts are made only for callers waiting for a connection
+/// (an idle mount makes none), so the cap is short: a caller waits at most
+/// this long past the server's return, well inside its `timeout`.
+const BACKOFF_MAX: Duration = Duration::from_secs(2);
 /// A second connection is opened once the first has this many requests
 /// outstanding.
 const SPREAD_THRESHOLD: usize = 16;
 
+/// One malloc arena for the whole process. glibc gives threads their own
+/// arenas (up to 8 per core), and every reconnect starts a new I/O thread
+/// that may land in another one; each arena keeps the peak of what was
+/// allocated in it, so the resident size ratcheted up with reconnects under
+/// load. coupafs threads mostly wait on the network, so they do not contend
+/// for one arena. Must run before the process has more than 8 arenas
+/// (glibc fixes the limit then): the pool is made before the mount starts
+/// its threads.
+fn limit_malloc_arenas() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        static ONCE: std::sync::Once = std::sync::Once::new();
+        // SAFETY: mallopt only changes allocator tuning; it is thread-safe.
+        ONCE.call_once(|| unsafe {
+            libc::mallopt(libc::M_ARENA_MAX, 1);
+        });
+    }
+}
+
 impl Pool {
     pub fn new(params: ConnectParams, max_conns: usize) -> Arc<Pool> {
+        limit_malloc_arenas();
         let slots = (0..max_conns.clamp(1, 4))
             .map(|_| Slot {
                 state: Mutex::new(SlotState {
@@ -81,6 +104,29 @@ impl Pool {
         let mut st = lock(&self.slots[0].state);
         st.conn = Some(conn.clone());
         Ok(conn)
+    }
+
+    /// `delay_connect`: opens the first connection on a thread of its own,
+    /// retrying with the usual backoff until it is up (or the pool is
+    /// dropped), so the link comes up by itself when the server appears
+    /// even if no operation asks for it. `on_up` runs once with it.
+    pub fn connect_in_background_until_up(
+        self: &Arc<Self>,
+        on_up: impl FnOnce(&Connection) + Send + 'static,
+    ) {
+        let weak = Arc::downgrade(self);
+        let _ = std::thread::Builder::new()
+            .name("sftp-connect".into())
+            .spawn(move || loop {
+                let Some(pool) = weak.upgrade() else {
+                    return;
+                };
+                let deadline = Instant::now() + pool.params.connect_timeout;
+                if let Ok(conn) = pool.ensure(0, deadline) {
+                    on_up(&conn);
+                    return;
+                }
+            });
     }
 
     /// A live connection: the least loaded one, opening or re-opening
@@ -214,8 +260,10 @@ impl Pool {
                 Ok(c) => {
                     if st.lost {
                         self.reconnects.fetch_add(1, Ordering::Relaxed);
+                        let (alive, io_threads) = super::engine::live_counts();
                         log::info!(
-                            "reconnected to {}:{} (connection {})",
+                            "reconnected to {}:{} (connection {}; {alive} connection objects \
+                             and {io_threads} I/O threads alive)",
                             self.params.host,
                             self.params.port,
                             index + 1

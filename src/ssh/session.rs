@@ -1,4 +1,4 @@
-//! One SSH session up to a running SFTP channel: TCP connect, handshake,
+//! One SSH session up to a running SFTP channel: the stream (`proxy`), handshake,
 //! host-key verification, authentication, SFTP INIT/VERSION.
 //!
 //! With `crypto.rs` this is the only place that names ssh2 (libssh2). What
@@ -7,8 +7,7 @@
 
 use std::fmt;
 use std::io::{self, Read, Write};
-use std::net::{TcpStream, ToSocketAddrs};
-use std::os::fd::{AsRawFd, RawFd};
+use std::os::fd::RawFd;
 use std::time::{Duration, Instant};
 
 use base64::Engine;
@@ -18,6 +17,7 @@ use ssh2::{BlockDirections, CheckResult, KnownHostFileKind, MethodType, Session}
 use super::engine::Pipe;
 use super::known_hosts::{self, Line};
 use super::params::{ConnectError, ConnectParams, HostKeyPolicy};
+use super::proxy;
 use crate::sftp::{self, Version};
 
 /// How the server's host key was accepted.
@@ -72,6 +72,9 @@ pub(crate) struct SshPipe {
     session: Session,
     channel: ssh2::Channel,
     socket_fd: RawFd,
+    /// The ProxyCommand child, killed and reaped when the pipe is dropped
+    /// (after the session, so libssh2 never writes to a dead peer first).
+    _proxy: Option<proxy::ProxyChild>,
 }
 
 impl Pipe for SshPipe {
@@ -105,17 +108,33 @@ impl Pipe for SshPipe {
 
 /// Connects, verifies the host key, authenticates and starts SFTP.
 pub(crate) fn establish(params: &ConnectParams) -> Result<Established, ConnectError> {
-    let tcp = connect_tcp(params)?;
-    let socket_fd = tcp.as_raw_fd();
+    let stream = proxy::open(params)?;
+    let socket_fd = stream.raw_fd();
     let mut session = Session::new().map_err(|e| ConnectError::Handshake(e.to_string()))?;
-    session.set_tcp_stream(tcp);
+    // libssh2 needs a socket (send/recv): a TCP stream, or our end of the
+    // ProxyCommand's socketpair.
+    let mut proxy_child = match stream {
+        proxy::Stream::Tcp(tcp) => {
+            session.set_tcp_stream(tcp);
+            None
+        }
+        proxy::Stream::Command(sock, child) => {
+            session.set_tcp_stream(sock);
+            Some(child)
+        }
+    };
     let timeout_ms = u32::try_from(params.connect_timeout.as_millis()).unwrap_or(u32::MAX);
     session.set_timeout(timeout_ms);
     // Method preferences only take effect before the key exchange.
     set_method_prefs(&session, params)?;
-    session
-        .handshake()
-        .map_err(|e| ConnectError::Handshake(e.to_string()))?;
+    session.handshake().map_err(|e| {
+        // Through a ProxyCommand, the command's own words say why (e.g.
+        // ssh -W: "open failed: administratively prohibited").
+        ConnectError::Handshake(match proxy_child.as_mut() {
+            Some(child) => format!("{e} ({})", child.failure_note()),
+            None => e.to_string(),
+        })
+    })?;
     let method = |t| session.methods(t).unwrap_or("?").to_string();
     let cipher = method(MethodType::CryptCs);
     log::debug!(
@@ -169,6 +188,7 @@ pub(crate) fn establish(params: &ConnectParams) -> Result<Established, ConnectEr
             session,
             channel,
             socket_fd,
+            _proxy: proxy_child,
         },
         framer,
         info: ConnInfo {
@@ -334,48 +354,6 @@ pub(crate) fn resolve_methods(
     Ok(list.join(","))
 }
 
-fn connect_tcp(params: &ConnectParams) -> Result<TcpStream, ConnectError> {
-    let addrs: Vec<_> = (params.host.as_str(), params.port)
-        .to_socket_addrs()
-        .map_err(|e| {
-            ConnectError::Unreachable(format!(
-                "cannot resolve {}:{}: {e}",
-                params.host, params.port
-            ))
-        })?
-        .collect();
-    let mut last = None;
-    for addr in &addrs {
-        match TcpStream::connect_timeout(addr, params.connect_timeout) {
-            Ok(s) => {
-                let _ = s.set_nodelay(true);
-                set_tcp_user_timeout(&s, params.dead_after());
-                return Ok(s);
-            }
-            Err(e) => last = Some(format!("{addr}: {e}")),
-        }
-    }
-    Err(ConnectError::Unreachable(last.unwrap_or_else(|| {
-        format!("{}:{} resolved to no address", params.host, params.port)
-    })))
-}
-
-/// TCP_USER_TIMEOUT makes the kernel give up on unacknowledged data, so a
-/// black-holed link surfaces as a socket error instead of a silent stall.
-fn set_tcp_user_timeout(s: &TcpStream, timeout: Duration) {
-    let ms: libc::c_uint = u32::try_from(timeout.as_millis()).unwrap_or(u32::MAX);
-    // SAFETY: setsockopt with a valid fd and a c_uint option value.
-    unsafe {
-        libc::setsockopt(
-            s.as_raw_fd(),
-            libc::IPPROTO_TCP,
-            libc::TCP_USER_TIMEOUT,
-            (&ms as *const libc::c_uint).cast(),
-            std::mem::size_of::<libc::c_uint>() as libc::socklen_t,
-        );
-    }
-}
-
 /// SHA256 fingerprint as OpenSSH prints it (`SHA256:` + unpadded base64).
 fn fingerprint(key: &[u8]) -> String {
     let digest = sha2::Sha256::digest(key);
@@ -525,7 +503,9 @@ fn verify_host_key(
 /// Tries ssh-agent, then each identity file, then the password, each only
 /// when `params.auth` allows it (`IdentitiesOnly=yes`: no agent;
 /// `PubkeyAuthentication=no`: no keys; `PasswordAuthentication=no`: no
-/// password). Never prompts (`BatchMode` changes nothing). Returns the name
+/// password). The password goes by the `password` method, or by
+/// `keyboard-interactive` when the server offers only that
+/// (`KbdInteractiveAuthentication=no`: never). Never prompts (`BatchMode` changes nothing). Returns the name
 /// of the method that worked.
 fn authenticate(session: &Session, params: &ConnectParams) -> Result<String, ConnectError> {
     let user = params.user.as_str();
@@ -561,12 +541,60 @@ fn authenticate(session: &Session, params: &ConnectParams) -> Result<String, Con
             Err(e) => tried.push(format!("{}: {}", key.display(), e.message())),
         }
     }
-    if let Some(password) = params.password.as_ref().filter(|_| auth.password) {
-        match session.userauth_password(user, password.expose()) {
-            Ok(()) if session.authenticated() => return Ok("password".into()),
-            Ok(()) => tried.push("password: rejected".into()),
-            // libssh2's message never contains the password itself.
-            Err(e) => tried.push(format!("password: {}", e.message())),
+    if let Some(password) = params.password.as_ref() {
+        // Which methods the server still offers (a "none" request, RFC 4252
+        // 5.2). Unknown: try the password method as before.
+        let offered = session.auth_methods(user).map(str::to_string).ok();
+        let offers = |m: &str| {
+            offered
+                .as_deref()
+                .is_none_or(|list| list.split(',').any(|x| x == m))
+        };
+        // Keyboard-interactive sends the password too, so
+        // PasswordAuthentication=no keeps it off as well.
+        let use_password = auth.password && offers("password");
+        let kbd_first = auth.password
+            && auth.kbd_interactive
+            && !use_password
+            && offers("keyboard-interactive");
+        if auth.password && !use_password && !kbd_first {
+            let offers_list = offered.as_deref().unwrap_or("?");
+            tried.push(if auth.kbd_interactive {
+                format!(
+                    "password: the server offers neither password nor keyboard-interactive \
+                     authentication (it offers {offers_list})"
+                )
+            } else {
+                format!(
+                    "password: the server does not offer password authentication (it offers \
+                     {offers_list}; KbdInteractiveAuthentication=no)"
+                )
+            });
+        }
+        if use_password {
+            match session.userauth_password(user, password.expose()) {
+                Ok(()) if session.authenticated() => return Ok("password".into()),
+                Ok(()) => tried.push("password: rejected".into()),
+                // libssh2's message never contains the password itself.
+                Err(e) => tried.push(format!("password: {}", e.message())),
+            }
+        }
+        if kbd_first {
+            let mut prompter = PasswordPrompter::new(password.expose());
+            match session.userauth_keyboard_interactive(user, &mut prompter) {
+                Ok(()) if session.authenticated() => {
+                    return Ok("keyboard-interactive (password)".into())
+                }
+                Ok(()) => tried.push("keyboard-interactive: rejected".into()),
+                Err(e) => tried.push(format!("keyboard-interactive: {}", e.message())),
+            }
+            if prompter.refused_echo {
+                tried.push(
+                    "keyboard-interactive: the server asked a question that is not a \
+                     password (echoed prompt); coupafs answers only password prompts"
+                        .into(),
+                );
+            }
         }
     }
     if tried.is_empty() {
@@ -593,9 +621,102 @@ fn authenticate(session: &Session, params: &ConnectParams) -> Result<String, Con
     )))
 }
 
+/// Answers keyboard-interactive (RFC 4256) from the password file: every
+/// echo-off prompt of the first round that has any gets the password; echoed
+/// prompts (questions, not secrets) and later rounds (e.g. "new password")
+/// get empty answers, so the password is sent at most once.
+struct PasswordPrompter<'p> {
+    password: &'p str,
+    answered: bool,
+    /// An echoed prompt was left unanswered (for the error message).
+    refused_echo: bool,
+}
+
+impl<'p> PasswordPrompter<'p> {
+    fn new(password: &'p str) -> Self {
+        Self {
+            password,
+            answered: false,
+            refused_echo: false,
+        }
+    }
+}
+
+impl ssh2::KeyboardInteractivePrompt for PasswordPrompter<'_> {
+    fn prompt<'a>(
+        &mut self,
+        _username: &str,
+        _instructions: &str,
+        prompts: &[ssh2::Prompt<'a>],
+    ) -> Vec<String> {
+        let answer_now = !self.answered;
+        let answers = prompts
+            .iter()
+            .map(|p| {
+                if p.echo {
+                    self.refused_echo = true;
+                    String::new()
+                } else if answer_now {
+                    self.answered = true;
+                    self.password.to_string()
+                } else {
+                    String::new()
+                }
+            })
+            .collect();
+        log::debug!(
+            "keyboard-interactive round: {} prompt(s): {}",
+            prompts.len(),
+            prompts
+                .iter()
+                .map(|p| format!("{:?}{}", p.text.trim(), if p.echo { " (echo)" } else { "" }))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        answers
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use ssh2::KeyboardInteractivePrompt;
+
+    fn prompt(text: &'static str, echo: bool) -> ssh2::Prompt<'static> {
+        ssh2::Prompt {
+            text: text.into(),
+            echo,
+        }
+    }
+
+    #[test]
+    fn prompter_answers_echo_off_prompts_with_the_password_once() {
+        let mut p = PasswordPrompter::new("pw");
+        // A round with no prompts (an info message) does not use it up.
+        assert!(p.prompt("u", "hello", &[]).is_empty());
+        assert_eq!(
+            p.prompt(
+                "u",
+                "",
+                &[prompt("Password: ", false), prompt("Your name: ", true)]
+            ),
+            ["pw", ""]
+        );
+        assert!(p.refused_echo);
+        // A second round (e.g. "New password:") never gets the password.
+        assert_eq!(p.prompt("u", "", &[prompt("New password: ", false)]), [""]);
+        let mut p = PasswordPrompter::new("pw");
+        assert_eq!(p.prompt("u", "", &[prompt("Token: ", true)]), [""]);
+        // Only echoed prompts so far: the password is still available.
+        assert_eq!(
+            p.prompt(
+                "u",
+                "",
+                &[prompt("Password: ", false), prompt("Again: ", false)]
+            ),
+            ["pw", "pw"]
+        );
+    }
 
     #[test]
     fn fingerprint_is_openssh_sha256_unpadded() {
