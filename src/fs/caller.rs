@@ -8,7 +8,11 @@
 //! opened the file, and never when that process is dying from a signal.
 
 /// How long a /proc read may take before the answer counts as unknown.
-const PROC_READ_LIMIT: std::time::Duration = std::time::Duration::from_millis(200);
+///
+/// Long enough that a loaded machine never hits it for a live closer (then
+/// close() would return before the publish): only a task stuck in execve
+/// waits this long, once per close-on-exec descriptor it drops.
+const PROC_READ_LIMIT: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Runs a /proc read on its own thread, bounded by `PROC_READ_LIMIT`.
 ///

@@ -12,6 +12,7 @@ use crate::error::{FsError, FsResult, Op};
 use crate::fs::inode::{check_name, join, split, BadName, ROOT_INO};
 use crate::fs::upload::{is_temp_name, Upload};
 use crate::fs::{lock, show, Fs, Kind, Stat};
+use crate::remote::deadline::CallScope;
 use crate::remote::{DirEntry, Meta, Remote};
 
 /// Subfolders of one listing fetched ahead (`prefetch_subfolders`).
@@ -201,6 +202,8 @@ impl<R: Remote> Fs<R> {
 
     /// Lists a directory once per opendir; readdir serves slices of it.
     pub(crate) fn opendir(&self, ino: u64) -> FsResult<u64> {
+        // One deadline for the whole system call (`remote::deadline`).
+        let _call = CallScope::enter();
         let path = self.path_of(Op::Readdir, ino)?;
         // One listing of a folder at a time: one being made (fetched ahead,
         // or another opendir's) is waited for, not repeated.

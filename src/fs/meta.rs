@@ -13,10 +13,13 @@ use crate::fs::inode::split;
 use crate::fs::symlink::{contain_symlink, Contained};
 use crate::fs::upload::is_temp_name;
 use crate::fs::{lock, show, to_secs, Fs, FsStats, KernelEntry, Kind, SetAttr, Stat};
+use crate::remote::deadline::CallScope;
 use crate::remote::{Meta, Remote, RemoteError};
 
 impl<R: Remote> Fs<R> {
     pub(crate) fn lookup(&self, parent: u64, name: &OsStr) -> FsResult<Stat> {
+        // One deadline for the whole system call (`remote::deadline`).
+        let _call = CallScope::enter();
         let path = self.child_path(Op::Lookup, parent, name)?;
         if is_temp_name(name.as_bytes()) {
             return Err(FsError::new(
@@ -46,6 +49,8 @@ impl<R: Remote> Fs<R> {
     }
 
     pub(crate) fn getattr(&self, ino: u64) -> FsResult<Stat> {
+        // One deadline for the whole system call (`remote::deadline`).
+        let _call = CallScope::enter();
         if let Some(up) = self.upload_of(ino) {
             return Ok(self.upload_stat(ino, &up));
         }
@@ -66,6 +71,8 @@ impl<R: Remote> Fs<R> {
     }
 
     pub(crate) fn setattr(&self, ino: u64, fh: Option<u64>, set: SetAttr) -> FsResult<Stat> {
+        // One deadline for the whole system call (`remote::deadline`).
+        let _call = CallScope::enter();
         let path = self.path_of(Op::Setattr, ino)?;
         if set.uid.is_some() || set.gid.is_some() {
             // Ownership belongs to the server account: accept and ignore so
@@ -184,6 +191,8 @@ impl<R: Remote> Fs<R> {
     }
 
     pub(crate) fn readlink(&self, ino: u64) -> FsResult<Vec<u8>> {
+        // One deadline for the whole system call (`remote::deadline`).
+        let _call = CallScope::enter();
         let path = self.path_of(Op::Readlink, ino)?;
         let target = self
             .remote
@@ -227,6 +236,8 @@ impl<R: Remote> Fs<R> {
     }
 
     pub(crate) fn mkdir(&self, parent: u64, name: &OsStr, mode: u32) -> FsResult<Stat> {
+        // One deadline for the whole system call (`remote::deadline`).
+        let _call = CallScope::enter();
         let path = self.child_path(Op::Mkdir, parent, name)?;
         self.deny_read_only(Op::Mkdir, &path)?;
         self.cache.invalidate(&path);
@@ -242,6 +253,8 @@ impl<R: Remote> Fs<R> {
     }
 
     pub(crate) fn symlink(&self, parent: u64, name: &OsStr, target: &[u8]) -> FsResult<Stat> {
+        // One deadline for the whole system call (`remote::deadline`).
+        let _call = CallScope::enter();
         let path = self.child_path(Op::Symlink, parent, name)?;
         self.deny_read_only(Op::Symlink, &path)?;
         self.cache.invalidate(&path);
@@ -254,6 +267,8 @@ impl<R: Remote> Fs<R> {
     }
 
     pub(crate) fn unlink(&self, parent: u64, name: &OsStr) -> FsResult<()> {
+        // One deadline for the whole system call (`remote::deadline`).
+        let _call = CallScope::enter();
         let path = self.child_path(Op::Unlink, parent, name)?;
         self.deny_read_only(Op::Unlink, &path)?;
         let ino = lock(&self.inodes).ino_of(&path);
@@ -285,6 +300,8 @@ impl<R: Remote> Fs<R> {
     }
 
     pub(crate) fn rmdir(&self, parent: u64, name: &OsStr) -> FsResult<()> {
+        // One deadline for the whole system call (`remote::deadline`).
+        let _call = CallScope::enter();
         let path = self.child_path(Op::Rmdir, parent, name)?;
         self.deny_read_only(Op::Rmdir, &path)?;
         self.cache.invalidate_tree(&path);
@@ -305,6 +322,8 @@ impl<R: Remote> Fs<R> {
         new_name: &OsStr,
         noreplace: bool,
     ) -> FsResult<()> {
+        // One deadline for the whole system call (`remote::deadline`).
+        let _call = CallScope::enter();
         let from = self.child_path(Op::Rename, parent, name)?;
         let to = self.child_path(Op::Rename, new_parent, new_name)?;
         self.deny_read_only(Op::Rename, &from)?;
@@ -395,6 +414,8 @@ impl<R: Remote> Fs<R> {
 
     /// link(2): `hardlink@openssh.com` when the server offers it, else EPERM.
     pub(crate) fn link(&self, ino: u64, new_parent: u64, new_name: &OsStr) -> FsResult<Stat> {
+        // One deadline for the whole system call (`remote::deadline`).
+        let _call = CallScope::enter();
         let path = self.child_path(Op::Link, new_parent, new_name)?;
         self.deny_read_only(Op::Link, &path)?;
         let from = self.path_of(Op::Link, ino)?;
@@ -417,6 +438,8 @@ impl<R: Remote> Fs<R> {
     }
 
     pub(crate) fn statfs(&self) -> FsResult<FsStats> {
+        // One deadline for the whole system call (`remote::deadline`).
+        let _call = CallScope::enter();
         match self.remote.statvfs(&self.cfg.remote_root) {
             Ok(v) => Ok(FsStats {
                 blocks: v.blocks,

@@ -84,6 +84,8 @@ impl<R: Remote> Fs<R> {
     /// open(2). Returns the file handle and whether the kernel may keep
     /// its page cache.
     pub(crate) fn open(&self, ino: u64, flags: i32, pid: u32) -> FsResult<(u64, bool)> {
+        // One deadline for the whole system call (`remote::deadline`).
+        let _call = CallScope::enter();
         let path = self.path_of(Op::Open, ino)?;
         let acc = flags & libc::O_ACCMODE;
         let writing = acc == libc::O_WRONLY || acc == libc::O_RDWR || flags & libc::O_TRUNC != 0;
@@ -195,6 +197,8 @@ impl<R: Remote> Fs<R> {
         flags: i32,
         pid: u32,
     ) -> FsResult<(Stat, u64)> {
+        // One deadline for the whole system call (`remote::deadline`).
+        let _call = CallScope::enter();
         let path = self.child_path(Op::Create, parent, name)?;
         self.deny_read_only(Op::Create, &path)?;
         if is_temp_name(name.as_bytes()) {
@@ -290,6 +294,8 @@ impl<R: Remote> Fs<R> {
     }
 
     pub(crate) fn read(&self, ino: u64, fh: u64, offset: u64, size: u32) -> FsResult<Vec<u8>> {
+        // One deadline for the whole system call (`remote::deadline`).
+        let _call = CallScope::enter();
         let entry = self.handle(Op::Read, fh)?;
         match &entry.file {
             OpenFile::Upload { upload, .. } => upload
@@ -457,7 +463,7 @@ impl<R: Remote> Fs<R> {
             // O_CLOEXEC close. Publishing waits for the release, which
             // follows at once when this was the last descriptor.
             Closer::Unknown => {
-                log::debug!("closer {pid} not readable in /proc: publish at release");
+                log::info!("closer {pid} not readable in /proc (mid-execve?): publish at release");
                 return Ok(());
             }
             Closer::Gone => {}

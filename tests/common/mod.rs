@@ -445,7 +445,8 @@ pub struct Mount {
     /// The mountpoint.
     pub path: PathBuf,
     child: Child,
-    log_path: PathBuf,
+    /// Where coupafs's stdout and stderr go.
+    pub log_path: PathBuf,
     /// Holds the mountpoint and log; removed after unmount.
     dir: TempDir,
     finished: bool,
