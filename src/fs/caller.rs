@@ -191,18 +191,67 @@ pub fn mount_id(mountpoint: &std::path::Path) -> Option<u64> {
     })
 }
 
-/// The process id for `pid` (a thread id is mapped to its process), or
-/// `pid` itself when /proc has no answer (in time).
-pub(crate) fn tgid(pid: u32) -> u32 {
+/// Who opened a handle, as far as /proc could tell at open.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Opener {
+    /// The opening process (thread group).
+    Process(u32),
+    /// /proc did not answer in time: only the opening thread's id is known.
+    Thread(u32),
+}
+
+/// The opener of a handle opened by the thread `pid`.
+pub(crate) fn opener(pid: u32) -> Opener {
     match lookup_bounded(pid) {
-        Closer::Known(c) => c.tgid,
-        _ => pid,
+        Closer::Known(c) => Opener::Process(c.tgid),
+        _ => Opener::Thread(pid),
+    }
+}
+
+impl Opener {
+    /// Whether the process `tgid` is the opener. With only a thread id
+    /// known (a loaded machine at open), the thread belongs to `tgid` when
+    /// /proc/TGID/task/TID exists: a multi-threaded job's close must still
+    /// publish before close() returns.
+    pub(crate) fn is(self, tgid: u32) -> bool {
+        match self {
+            Opener::Process(p) => p == tgid,
+            Opener::Thread(tid) if tid == tgid => true,
+            Opener::Thread(tid) => {
+                bounded(move || std::path::Path::new(&format!("/proc/{tgid}/task/{tid}")).exists())
+                    .unwrap_or(false)
+            }
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A handle opened while /proc was too slow to name the process keeps
+    /// the thread id; that thread's own process is still its opener (else
+    /// a threaded job's close() would return before the publish).
+    #[test]
+    fn an_opener_known_only_by_thread_is_its_process() {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
+        let t = std::thread::spawn(move || {
+            // SAFETY: gettid has no preconditions.
+            let tid = unsafe { libc::syscall(libc::SYS_gettid) } as u32;
+            let _ = tx.send(tid);
+            let _ = done_rx.recv();
+        });
+        let tid = rx.recv().expect("thread id");
+        let me = std::process::id();
+        assert_ne!(tid, me);
+        assert!(Opener::Thread(tid).is(me));
+        assert!(!Opener::Thread(tid).is(1));
+        assert!(Opener::Process(me).is(me));
+        assert!(!Opener::Process(me).is(tid));
+        let _ = done_tx.send(());
+        t.join().expect("join");
+    }
 
     fn stat_line(comm: &str, flags: u64, exit_code: i64) -> String {
         // Fields 3..=52 after the comm; fill the rest with zeros.

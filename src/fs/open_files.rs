@@ -38,8 +38,9 @@ enum OpenFile {
 
 pub(super) struct HandleEntry {
     file: OpenFile,
-    /// Process that opened the handle: only its close publishes.
-    opener: u32,
+    /// Process that opened the handle: only its close publishes. When /proc
+    /// did not answer in time at open, this is the opening thread's id.
+    opener: caller::Opener,
 }
 
 /// Coupa's rules for a file just committed into `Incoming/<Object>/`: over
@@ -136,7 +137,7 @@ impl<R: Remote> Fs<R> {
             }
         };
         let fh = self.new_fh();
-        let opener = caller::tgid(pid);
+        let opener = caller::opener(pid);
         lock(&self.handles).insert(fh, Arc::new(HandleEntry { file, opener }));
         Ok((fh, keep_cache))
     }
@@ -257,7 +258,7 @@ impl<R: Remote> Fs<R> {
                     append: flags & libc::O_APPEND != 0,
                     writable: true,
                 },
-                opener: caller::tgid(pid),
+                opener: caller::opener(pid),
             }),
         );
         // Open the remote temp file now, in the background, so close()
@@ -433,7 +434,7 @@ impl<R: Remote> Fs<R> {
         match caller::lookup_bounded(pid) {
             Closer::Known(c) => {
                 if let Some(Exit::Signal(sig)) = c.exiting {
-                    if c.tgid == entry.opener {
+                    if entry.opener.is(c.tgid) {
                         let path = self.path_of(Op::Flush, ino).unwrap_or_default();
                         log::warn!(
                             "writer {} of {} killed by signal {sig}: its upload is discarded, \
@@ -445,9 +446,10 @@ impl<R: Remote> Fs<R> {
                     }
                     return Ok(());
                 }
-                if c.tgid != entry.opener {
+                if !entry.opener.is(c.tgid) {
                     log::debug!(
-                        "close by process {} of a descriptor opened by {}: publish waits for the opener",
+                        "close by process {} of a descriptor opened by {:?}: publish waits for \
+                         the opener",
                         c.tgid,
                         entry.opener
                     );
@@ -455,7 +457,10 @@ impl<R: Remote> Fs<R> {
                 }
                 let mnt = self.mount_id.get().copied();
                 if caller::still_open_bounded(c.tgid, ino, mnt) != Some(false) {
-                    log::debug!("close of one of several descriptors: publish waits for the last");
+                    log::debug!(
+                        "close of one of several descriptors of inode {ino}: publish waits for \
+                         the last"
+                    );
                     return Ok(());
                 }
             }
