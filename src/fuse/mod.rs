@@ -448,10 +448,12 @@ impl<R: Remote> Filesystem for FuseAdapter<R> {
         }
     }
 
-    // Extended attributes: SFTP v3 has none, so every file has none. The
-    // answers are the ones xattr(7) gives for that case, sent quietly:
-    // `ls`, `cp -a` and SELinux/ACL-aware tools ask on every file, and
-    // fuser's default answer (ENOSYS) logs a multi-line warning each time.
+    // Extended attributes: SFTP v3 has none. ENOSYS, answered quietly,
+    // tells the kernel once for the whole mount (FUSE then sets no_getxattr
+    // and friends and answers EOPNOTSUPP itself), so `ls -l`, which asks
+    // for ACLs and SELinux labels on every entry, costs no request per
+    // entry; fuser's default answer is the same errno but logs a warning
+    // each time.
 
     fn getxattr(
         &self,
@@ -461,17 +463,11 @@ impl<R: Remote> Filesystem for FuseAdapter<R> {
         _size: u32,
         reply: ReplyXattr,
     ) {
-        // getxattr(2): ENODATA, the named attribute does not exist.
-        reply.error(Errno::ENODATA);
+        reply.error(Errno::ENOSYS);
     }
 
-    fn listxattr(&self, _req: &Request, _ino: INodeNo, size: u32, reply: ReplyXattr) {
-        // listxattr(2): an empty list; size 0 asks for the length.
-        if size == 0 {
-            reply.size(0);
-        } else {
-            reply.data(&[]);
-        }
+    fn listxattr(&self, _req: &Request, _ino: INodeNo, _size: u32, reply: ReplyXattr) {
+        reply.error(Errno::ENOSYS);
     }
 
     fn setxattr(
@@ -484,12 +480,10 @@ impl<R: Remote> Filesystem for FuseAdapter<R> {
         _position: u32,
         reply: ReplyEmpty,
     ) {
-        // setxattr(2): ENOTSUP, extended attributes are not supported.
-        reply.error(Errno::ENOTSUP);
+        reply.error(Errno::ENOSYS);
     }
 
     fn removexattr(&self, _req: &Request, _ino: INodeNo, _name: &OsStr, reply: ReplyEmpty) {
-        // removexattr(2): ENODATA, the named attribute does not exist.
-        reply.error(Errno::ENODATA);
+        reply.error(Errno::ENOSYS);
     }
 }
