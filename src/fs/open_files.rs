@@ -448,8 +448,8 @@ impl<R: Remote> Fs<R> {
                 }
                 if !entry.opener.is(c.tgid) {
                     log::debug!(
-                        "close by process {} of a descriptor opened by {:?}: publish waits for \
-                         the opener",
+                        "close of inode {ino} by process {} of a descriptor opened by {:?}: \
+                         publish waits for the opener",
                         c.tgid,
                         entry.opener
                     );
