@@ -41,6 +41,9 @@ pub(super) struct HandleEntry {
     /// Process that opened the handle: only its close publishes. When /proc
     /// did not answer in time at open, this is the opening thread's id.
     opener: caller::Opener,
+    /// The thread that opened it: the same thread closing is the opener
+    /// without asking /proc (which a busy process can make slow).
+    opener_tid: u32,
 }
 
 /// Coupa's rules for a file just committed into `Incoming/<Object>/`: over
@@ -138,7 +141,14 @@ impl<R: Remote> Fs<R> {
         };
         let fh = self.new_fh();
         let opener = caller::opener(pid);
-        lock(&self.handles).insert(fh, Arc::new(HandleEntry { file, opener }));
+        lock(&self.handles).insert(
+            fh,
+            Arc::new(HandleEntry {
+                file,
+                opener,
+                opener_tid: pid,
+            }),
+        );
         Ok((fh, keep_cache))
     }
 
@@ -259,6 +269,7 @@ impl<R: Remote> Fs<R> {
                     writable: true,
                 },
                 opener: caller::opener(pid),
+                opener_tid: pid,
             }),
         );
         // Open the remote temp file now, in the background, so close()
@@ -467,6 +478,20 @@ impl<R: Remote> Fs<R> {
             // The closer is mid-execve (its /proc entry is locked): an
             // O_CLOEXEC close. Publishing waits for the release, which
             // follows at once when this was the last descriptor.
+            //
+            // /proc of a live, busy process can be slow too (its threads
+            // queue on its memory-map lock while it forks): the thread that
+            // opened the file closing it is the opener all the same, and
+            // must not see close() return before the publish.
+            Closer::Unknown if pid == entry.opener_tid => {
+                // Its descriptor table (/proc/TID/fd) needs no such lock.
+                let mnt = self.mount_id.get().copied();
+                if caller::still_open_bounded(pid, ino, mnt) != Some(false) {
+                    log::debug!("close of one of several descriptors: publish waits for the last");
+                    return Ok(());
+                }
+                log::debug!("closer {pid} (the opening thread) slow in /proc: publishing");
+            }
             Closer::Unknown => {
                 log::info!("closer {pid} not readable in /proc (mid-execve?): publish at release");
                 return Ok(());
