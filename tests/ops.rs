@@ -942,38 +942,6 @@ fn ed25519_and_ecdsa_identity_files_log_in() {
     }
 }
 
-/// An ssh-agent this test started; killed by PID on drop.
-struct Agent {
-    child: Child,
-    sock: PathBuf,
-}
-
-impl Drop for Agent {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start_agent(dir: &Path) -> Agent {
-    let sock = dir.join("agent.sock");
-    let child = Command::new("ssh-agent")
-        .arg("-D")
-        .arg("-a")
-        .arg(&sock)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start ssh-agent");
-    let agent = Agent { child, sock };
-    assert!(
-        wait_until(Duration::from_secs(10), || agent.sock.exists()),
-        "ssh-agent socket did not appear"
-    );
-    agent
-}
-
 #[test]
 fn ssh_agent_keys_log_in_without_identity_file() {
     let sb = Sandbox::start();

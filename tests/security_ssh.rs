@@ -7,8 +7,8 @@
 mod common;
 
 use std::fs;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
+use std::process::Command;
 use std::time::Duration;
 
 use common::*;
@@ -243,38 +243,6 @@ fn ciphers_option_sets_the_negotiated_cipher_or_fails_clearly() {
         .err()
         .expect("an unknown MAC refuses");
     assert!(log.contains("MACs: not supported"), "{log}");
-}
-
-/// An ssh-agent this test started; killed by PID on drop.
-struct Agent {
-    child: Child,
-    sock: PathBuf,
-}
-
-impl Drop for Agent {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start_agent(dir: &Path) -> Agent {
-    let sock = dir.join("agent.sock");
-    let child = Command::new("ssh-agent")
-        .arg("-D")
-        .arg("-a")
-        .arg(&sock)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start ssh-agent");
-    let agent = Agent { child, sock };
-    assert!(
-        wait_until(Duration::from_secs(10), || agent.sock.exists()),
-        "ssh-agent socket did not appear"
-    );
-    agent
 }
 
 #[test]

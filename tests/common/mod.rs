@@ -1009,3 +1009,36 @@ pub fn host_key_fingerprints(sb: &Sandbox) -> Vec<String> {
         })
         .collect()
 }
+
+/// An ssh-agent a test started; killed by PID on drop.
+pub struct Agent {
+    child: Child,
+    pub sock: PathBuf,
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts `ssh-agent -D` with its socket in `dir`; waits for the socket.
+pub fn start_agent(dir: &Path) -> Agent {
+    let sock = dir.join("agent.sock");
+    let child = Command::new("ssh-agent")
+        .arg("-D")
+        .arg("-a")
+        .arg(&sock)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start ssh-agent");
+    let agent = Agent { child, sock };
+    assert!(
+        wait_until(Duration::from_secs(10), || agent.sock.exists()),
+        "ssh-agent socket did not appear"
+    );
+    agent
+}
