@@ -1660,6 +1660,10 @@ fn under_systemd_stderr_lines_carry_their_priority() {
         "{}",
         fs::read_to_string(&log_path).unwrap()
     );
+    // The "mounted" line follows mountinfo by a moment: wait for it.
+    wait_until(Duration::from_secs(10), || {
+        fs::read_to_string(&log_path).is_ok_and(|t| t.contains("<6>mounted "))
+    });
     let text = fs::read_to_string(&log_path).unwrap();
     assert!(
         text.lines()
