@@ -14,56 +14,104 @@
 /// waits this long, once per close-on-exec descriptor it drops.
 const PROC_READ_LIMIT: std::time::Duration = std::time::Duration::from_secs(1);
 
-/// Runs a /proc read on its own thread, bounded by `PROC_READ_LIMIT`.
+/// Runs a /proc read on a reader thread, bounded by `PROC_READ_LIMIT`.
 ///
 /// A task in the middle of execve() closes its O_CLOEXEC descriptors (and
 /// so sends FLUSH) while holding locks that /proc readers of that task wait
 /// for: reading its /proc entry from the FLUSH handler would deadlock the
 /// exec and the handler forever. The reader thread may stay blocked until
 /// the handler has answered; the caller gets `None` and moves on.
+///
+/// Every read starts at once on a reader of its own: a read never queues
+/// behind one that is blocked. (With a fixed set of readers, a job that
+/// spawns programs while others hold files open blocked all of them, one
+/// execve per inherited descriptor, and the writer's own close then timed
+/// out in the queue and returned before its publish.)
 fn bounded<T: Send + 'static>(read: impl FnOnce() -> T + Send + 'static) -> Option<T> {
     let (tx, rx) = std::sync::mpsc::sync_channel(1);
     let job: Job = Box::new(move || {
         let _ = tx.send(read());
     });
-    readers()
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .send(job)
-        .ok()?;
+    readers().run(job).ok()?;
     rx.recv_timeout(PROC_READ_LIMIT).ok()
 }
 
 type Job = Box<dyn FnOnce() + Send>;
 
 /// Reader threads kept for the life of the process (a thread per read
-/// cost more than the read). A reader blocked on a task in execve resumes
-/// once that task's FLUSH was answered.
-fn readers() -> &'static std::sync::Mutex<std::sync::mpsc::Sender<Job>> {
-    static READERS: std::sync::OnceLock<std::sync::Mutex<std::sync::mpsc::Sender<Job>>> =
-        std::sync::OnceLock::new();
+/// cost more than the read), grown whenever none is free. A reader blocked
+/// on a task in execve resumes once that task's FLUSH was answered, and
+/// then serves again.
+struct Readers {
+    jobs: std::sync::Mutex<std::sync::mpsc::Sender<Job>>,
+    queue: std::sync::Arc<std::sync::Mutex<std::sync::mpsc::Receiver<Job>>>,
+    /// Readers waiting for a job and not yet promised one. A sender claims
+    /// one before sending, so each job in the channel has a reader waiting.
+    idle: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    started: std::sync::atomic::AtomicUsize,
+}
+
+impl Readers {
+    fn run(&self, job: Job) -> Result<(), ()> {
+        use std::sync::atomic::Ordering;
+        let claimed = self
+            .idle
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok();
+        if !claimed && self.started.load(Ordering::SeqCst) < MAX_PROC_READERS {
+            // No reader is free: this job gets a new one, which joins the
+            // others afterwards.
+            let n = self.started.fetch_add(1, Ordering::SeqCst);
+            let (queue, idle) = (self.queue.clone(), self.idle.clone());
+            return std::thread::Builder::new()
+                .name(format!("proc-read-{n}"))
+                .spawn(move || {
+                    job();
+                    serve(&queue, &idle);
+                })
+                .map(drop)
+                .map_err(drop);
+        }
+        // Past the cap the job waits for the next free reader (bounded
+        // still gives up after `PROC_READ_LIMIT`).
+        self.jobs
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .send(job)
+            .map_err(drop)
+    }
+}
+
+fn serve(
+    queue: &std::sync::Mutex<std::sync::mpsc::Receiver<Job>>,
+    idle: &std::sync::atomic::AtomicUsize,
+) {
+    loop {
+        idle.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let job = queue.lock().unwrap_or_else(|e| e.into_inner()).recv();
+        match job {
+            Ok(job) => job(),
+            Err(_) => return,
+        }
+    }
+}
+
+fn readers() -> &'static Readers {
+    static READERS: std::sync::OnceLock<Readers> = std::sync::OnceLock::new();
     READERS.get_or_init(|| {
         let (tx, rx) = std::sync::mpsc::channel::<Job>();
-        let rx = std::sync::Arc::new(std::sync::Mutex::new(rx));
-        for i in 0..PROC_READERS {
-            let rx = rx.clone();
-            let _ = std::thread::Builder::new()
-                .name(format!("proc-read-{i}"))
-                .spawn(move || loop {
-                    let job = rx.lock().unwrap_or_else(|e| e.into_inner()).recv();
-                    match job {
-                        Ok(job) => job(),
-                        Err(_) => return,
-                    }
-                });
+        Readers {
+            jobs: std::sync::Mutex::new(tx),
+            queue: std::sync::Arc::new(std::sync::Mutex::new(rx)),
+            idle: std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0)),
+            started: std::sync::atomic::AtomicUsize::new(0),
         }
-        std::sync::Mutex::new(tx)
     })
 }
 
-/// Reader threads: more than one, so one blocked reader does not stall
-/// every other close.
-const PROC_READERS: usize = 3;
+/// At most this many reader threads: one per task stuck in execve at the
+/// same moment, which is at most a few per spawning job.
+const MAX_PROC_READERS: usize = 64;
 
 /// What is known about the process behind a FLUSH.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -323,6 +371,19 @@ mod tests {
         assert_eq!(r, None);
         assert!(started.elapsed() < std::time::Duration::from_secs(2));
         assert_eq!(bounded(|| 7), Some(7));
+        // Several blocked readers at once (a job spawning programs while
+        // other files are open): a new read still gets an answer.
+        let blocked: Vec<Option<()>> = std::thread::scope(|s| {
+            let hs: Vec<_> = (0..6)
+                .map(|_| {
+                    s.spawn(|| bounded(|| std::thread::sleep(std::time::Duration::from_secs(3))))
+                })
+                .collect();
+            std::thread::sleep(std::time::Duration::from_millis(100));
+            assert_eq!(bounded(|| 8), Some(8), "a read queued behind blocked ones");
+            hs.into_iter().map(|h| h.join().expect("join")).collect()
+        });
+        assert!(blocked.iter().all(Option::is_none));
         assert!(matches!(
             lookup_bounded(std::process::id()),
             Closer::Known(_)
