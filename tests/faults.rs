@@ -561,6 +561,13 @@ fn write_like_cp(path: &Path, data: &[u8]) -> io::Result<()> {
     first.and(closed)
 }
 
+/// Everything at once, as an operator's storm test: six writers (1 KiB to
+/// 4 MiB, a fifth replacing an existing file) while the server's sessions
+/// are killed every 2 s, one outage longer than `timeout`, a spool too
+/// small for them all (ENOSPC), and SIGTERM while they still write. Every
+/// file is checked on the server right after its close(): whole when close()
+/// returned 0, else the previous version. No call over the bound, nothing of
+/// ours left on the server after the exit, RSS bounded.
 #[test]
 #[ignore = "issue 10: on a loaded machine about one close() in 700 returns 0 before its \
             file is published (flush took the publish-at-release path); run with --ignored"]
@@ -662,6 +669,11 @@ fn soak_writers_through_kills_an_outage_and_a_small_spool() {
         }
         peak_rss = peak_rss.max(vm_rss_kib(pid));
     }
+    // SIGTERM under load: the writers go on for a while; coupafs waits for
+    // the files open at the signal, publishes what was closed, unmounts.
+    signal_pid(pid, libc::SIGTERM);
+    let signalled = Instant::now();
+    thread::sleep(Duration::from_secs(2));
     stop.store(true, Ordering::SeqCst);
     let mut published = 0;
     let mut failed = 0;
@@ -682,9 +694,16 @@ fn soak_writers_through_kills_an_outage_and_a_small_spool() {
             longest = longest.max(f.took);
         }
     }
-    let temps = wait_until(Duration::from_secs(10), || temps_in(&sdir).is_empty());
+    let mut mnt = mnt;
+    let mut status = None;
+    wait_until(Duration::from_secs(30), || {
+        status = mnt.try_wait();
+        status.is_some()
+    });
+    let stopped_in = signalled.elapsed();
     let log = mnt.log();
-    let status = mnt.unmount();
+    let status =
+        status.unwrap_or_else(|| panic!("coupafs did not exit after SIGTERM\n{}", tail(&log, 40)));
     let left: Vec<String> = all_names_in(&sdir)
         .into_iter()
         .filter(|n| is_coupafs_temp(n))
@@ -692,7 +711,7 @@ fn soak_writers_through_kills_an_outage_and_a_small_spool() {
     eprintln!(
         "soak {:.0?}: {kills} session kills, one 7 s outage, spool_max=12: {published} files \
          published and verified, {failed} failed cleanly {errors:?}; longest write+close \
-         {longest:.1?}; peak VmRSS {peak_rss} KiB; unmount {status:?}, left {left:?}",
+         {longest:.1?}; peak VmRSS {peak_rss} KiB; SIGTERM to exit {stopped_in:.1?} ({status:?}), left {left:?}",
         SOAK
     );
     assert!(published > 50, "too little got through");
@@ -703,15 +722,24 @@ fn soak_writers_through_kills_an_outage_and_a_small_spool() {
         "a write+close took {longest:?}"
     );
     assert!(
-        temps,
-        "temps left: {:?}\n{}",
-        temps_in(&sdir),
+        status.success(),
+        "exit after SIGTERM: {status}\n{}",
         tail(&log, 40)
     );
+    // The signal's grace period is `timeout`; unmounting follows it.
+    assert!(
+        stopped_in < TIMEOUT + SLACK + Duration::from_secs(4),
+        "SIGTERM to exit took {stopped_in:?}"
+    );
+    assert!(!mnt.is_mounted(), "still mounted after exit");
+    assert!(!status_file_of(&mnt.path).exists(), "status file left");
+    // Nothing of ours survives the unmount: temps of interrupted uploads
+    // were removed once a link was up, and the rest at unmount.
     assert!(
         left.is_empty(),
         "left after unmount: {left:?}\n{}",
         tail(&log, 40)
     );
-    assert!(peak_rss < 200 * 1024, "peak VmRSS {peak_rss} KiB");
+    // Measured peaks stay near 35 MiB; growth per reconnect would pass this.
+    assert!(peak_rss < 100 * 1024, "peak VmRSS {peak_rss} KiB");
 }
