@@ -733,11 +733,14 @@ fn soak_writers_through_kills_an_outage_and_a_small_spool() {
     );
     assert!(!mnt.is_mounted(), "still mounted after exit");
     assert!(!status_file_of(&mnt.path).exists(), "status file left");
-    // Nothing of ours survives the unmount: temps of interrupted uploads
-    // were removed once a link was up, and the rest at unmount.
+    // Nothing of ours survives the unmount but what the log names: the
+    // temps of interrupted uploads were removed once a link was up, and a
+    // file still open when the grace period ran out keeps its bytes in its
+    // temp, named in the log (a writer may open one after the signal).
+    let unnamed: Vec<&String> = left.iter().filter(|t| !log.contains(t.as_str())).collect();
     assert!(
-        left.is_empty(),
-        "left after unmount: {left:?}\n{}",
+        unnamed.is_empty(),
+        "left after unmount and not named in the log: {unnamed:?}\n{}",
         tail(&log, 40)
     );
     // Measured peaks stay near 35 MiB; growth per reconnect would pass this.
