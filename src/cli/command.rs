@@ -86,7 +86,9 @@ impl TypedValueParser for MountOptionList {
                     return None;
                 }
                 seen.push(word.clone());
-                Some(PossibleValue::new(word).help(d.help))
+                // clap_complete's fish script breaks on a double quote in
+                // a value's help (it quotes the list with them).
+                Some(PossibleValue::new(word).help(d.help.replace('"', "")))
             });
         Some(Box::new(values))
     }
@@ -201,6 +203,7 @@ fn option_args() -> Vec<Arg> {
         Arg::new(id)
             .short(short)
             .value_name(name)
+            .value_hint(ValueHint::Other)
             .action(ArgAction::Append)
             // getopt takes the next argument whatever it looks like.
             .allow_hyphen_values(true)
