@@ -43,16 +43,19 @@ deb=$(cargo deb 2>&1 | tee /dev/stderr | tail -n 1)
 [[ -f $deb ]] || { echo "build-deb.sh: cargo deb did not report a .deb" >&2; exit 1; }
 echo "==> $deb" >&2
 dpkg-deb --info "$deb" >&2
-dpkg-deb --contents "$deb"
+listing=$(dpkg-deb --contents "$deb")
+printf '%s\n' "$listing"
 # Both mount helpers must be there: without mount.fuse.coupafs, fstab's
 # fuse.coupafs depends on mount.fuse3 finding coupafs in /bin/sh's PATH.
+# (grep reads the saved listing: `dpkg-deb | grep -q` fails under pipefail
+# when grep stops reading early.)
 for helper in ./usr/sbin/mount.coupafs ./usr/sbin/mount.fuse.coupafs; do
-  dpkg-deb --contents "$deb" | grep -q " $helper -> ../bin/coupafs\$" ||
+  grep -q " $helper -> ../bin/coupafs\$" <<<"$listing" ||
     { echo "build-deb.sh: $helper missing from $deb" >&2; exit 1; }
 done
 for f in ./usr/share/man/man1/coupafs.1.gz ./usr/share/bash-completion/completions/coupafs \
   ./usr/share/zsh/vendor-completions/_coupafs ./usr/share/fish/vendor_completions.d/coupafs.fish; do
-  dpkg-deb --contents "$deb" | grep -q " $f\$" ||
+  grep -q " $f\$" <<<"$listing" ||
     { echo "build-deb.sh: $f missing from $deb" >&2; exit 1; }
 done
 if [[ ${1:-} == --install ]]; then

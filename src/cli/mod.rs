@@ -1,9 +1,13 @@
 //! Command line and `-o` mount options, sshfs-compatible. Pure parsing: turns
 //! argv into a validated `Invocation`; reads no files and touches no network.
+//! The command line is defined once, with clap (command.rs); the man page and
+//! shell completions are generated from that definition
+//! (examples/gen-docs.rs).
 //!
 //! Syntax (as sshfs, and as mount.fuse3 / mount(8) call helpers):
 //!   coupafs [OPTIONS] [USER@]HOST:[REMOTE_DIR] MOUNTPOINT [-o OPT[,OPT...]]
-//!   coupafs check [USER@]HOST:[REMOTE_DIR] [-p PORT] [-o OPT[,OPT...]]
+//!   coupafs check [--json] [USER@]HOST:[REMOTE_DIR] [-p PORT] [-o OPT[,OPT...]]
+//!   coupafs status [MOUNTPOINT]
 
 mod command;
 mod compat;
