@@ -8,7 +8,8 @@
 #
 # Contents (see [package.metadata.deb] in Cargo.toml): /usr/bin/coupafs,
 # /usr/sbin/mount.coupafs and /usr/sbin/mount.fuse.coupafs -> ../bin/coupafs
-# (mount(8) runs them for types coupafs and fuse.coupafs), the man page, bash completion,
+# (mount(8) runs them for types coupafs and fuse.coupafs), the man page,
+# bash, zsh and fish completions,
 # the coupafs@.service template, OPERATIONS.md and examples (fstab line,
 # systemd .mount/.automount units, coupafs.conf) in
 # /usr/share/doc/coupafs/examples/. Depends on fuse3 (mount.fuse3,
@@ -27,23 +28,35 @@ if ! command -v dpkg-shlibdeps >/dev/null && [[ $(id -u) -eq 0 ]] && command -v 
   DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends dpkg-dev >&2 || true
 fi
 
-# The man page is committed; warn if the help text has options it lacks.
-for name in $(cargo run --quiet --bin coupafs -- --help |
-  sed -n 's/^ *\(-p PORT, \)\{0,1\}-o \([A-Za-z_]*\).*/\2/p' | sort -u); do
-  grep -q -- "$name" doc/coupafs.1 ||
-    echo "build-deb.sh: warning: doc/coupafs.1 lacks $name; run scripts/gen-man.sh" >&2
+# The man page and completions are committed; warn if they are older than
+# the command line's definition.
+gen=$(mktemp -d)
+trap 'rm -rf "$gen"' EXIT
+scripts/gen-man.sh "$gen" 2>/dev/null
+for f in doc/coupafs.1 contrib/completions/coupafs.bash contrib/completions/_coupafs \
+  contrib/completions/coupafs.fish; do
+  cmp -s "$f" "$gen/$f" ||
+    echo "build-deb.sh: warning: $f is out of date; run scripts/gen-man.sh" >&2
 done
 
 deb=$(cargo deb 2>&1 | tee /dev/stderr | tail -n 1)
 [[ -f $deb ]] || { echo "build-deb.sh: cargo deb did not report a .deb" >&2; exit 1; }
 echo "==> $deb" >&2
 dpkg-deb --info "$deb" >&2
-dpkg-deb --contents "$deb"
+listing=$(dpkg-deb --contents "$deb")
+printf '%s\n' "$listing"
 # Both mount helpers must be there: without mount.fuse.coupafs, fstab's
 # fuse.coupafs depends on mount.fuse3 finding coupafs in /bin/sh's PATH.
+# (grep reads the saved listing: `dpkg-deb | grep -q` fails under pipefail
+# when grep stops reading early.)
 for helper in ./usr/sbin/mount.coupafs ./usr/sbin/mount.fuse.coupafs; do
-  dpkg-deb --contents "$deb" | grep -q " $helper -> ../bin/coupafs\$" ||
+  grep -q " $helper -> ../bin/coupafs\$" <<<"$listing" ||
     { echo "build-deb.sh: $helper missing from $deb" >&2; exit 1; }
+done
+for f in ./usr/share/man/man1/coupafs.1.gz ./usr/share/bash-completion/completions/coupafs \
+  ./usr/share/zsh/vendor-completions/_coupafs ./usr/share/fish/vendor_completions.d/coupafs.fish; do
+  grep -q " $f\$" <<<"$listing" ||
+    { echo "build-deb.sh: $f missing from $deb" >&2; exit 1; }
 done
 if [[ ${1:-} == --install ]]; then
   dpkg -i "$deb"

@@ -12,6 +12,8 @@
 #                    OpenSSL (openssl-sys is not vendored)
 #   gcc, libc6-dev   C compiler for libssh2-sys / openssl-sys / libz-sys
 #   zlib1g-dev       system zlib for libz-sys (else it builds its bundled copy)
+#   zsh, fish, groff-base   tests/cli_docs.rs loads the generated zsh and fish
+#                    completions in their shells and renders the man page
 #   sshfs            optional, only for the benchmark; a failure is not fatal
 #   proftpd-core, proftpd-mod-crypto   ProFTPD with mod_sftp, gesftpserver,
 #   rclone           other SFTP servers the tests run coupafs against
@@ -49,6 +51,9 @@ command -v ss >/dev/null || missing+=(iproute2)
 [[ -e /usr/lib/proftpd/mod_sftp.so ]] || missing+=(proftpd-core proftpd-mod-crypto)
 dpkg -s gesftpserver >/dev/null 2>&1 || missing+=(gesftpserver)
 command -v rclone >/dev/null || missing+=(rclone)
+command -v zsh >/dev/null || missing+=(zsh)
+command -v fish >/dev/null || missing+=(fish)
+command -v groff >/dev/null || missing+=(groff-base)
 want_sshfs=0
 command -v sshfs >/dev/null || want_sshfs=1
 

@@ -1,234 +1,230 @@
-//! The `-h` text: a short man page (doc/coupafs.1 is the long one).
+//! The `-h` text, a short man page made from the clap definition
+//! (command.rs) and the `-o` list (optdoc.rs); and the sections both the
+//! help and the man page (examples/gen-docs.rs) show: ENVIRONMENT,
+//! EXAMPLES, and for the man page EXIT STATUS, FILES and SEE ALSO.
+
+use super::command::{self, ABOUT, DESCRIPTION, USAGE};
+use super::optdoc::{self, Group};
+
+/// An environment variable coupafs reads.
+#[derive(Clone, Copy, Debug)]
+pub struct EnvVar {
+    pub name: &'static str,
+    pub help: &'static str,
+}
+
+/// A captioned command line.
+#[derive(Clone, Copy, Debug)]
+pub struct Example {
+    pub caption: &'static str,
+    /// One or more command lines, one per line.
+    pub command: &'static str,
+}
+
+pub const ENVIRONMENT: &[EnvVar] = &[
+    EnvVar {
+        name: "COUPAFS_PASSWORD",
+        help: "login password, instead of password_file=; erased from the process \
+               environment at start",
+    },
+    EnvVar {
+        name: "SSH_AUTH_SOCK",
+        help: "ssh-agent socket; its keys are offered",
+    },
+    EnvVar {
+        name: "COUPAFS_LOG",
+        help: "log filter, e.g. debug or coupafs=debug",
+    },
+    EnvVar {
+        name: "all_proxy, https_proxy",
+        help: "proxy URL, used only with -o proxy=env",
+    },
+    EnvVar {
+        name: "no_proxy",
+        help: "hosts reached directly despite -o proxy=",
+    },
+    EnvVar {
+        name: "NOTIFY_SOCKET",
+        help: "set by systemd (Type=notify): READY=1 is sent once the mount is live",
+    },
+];
+
+pub const EXAMPLES: &[Example] = &[
+    Example {
+        caption: "Mount with a key, then unmount:",
+        command: "coupafs -o IdentityFile=$HOME/.ssh/coupa user@host:/ /mnt/coupa\n\
+                  fusermount3 -u /mnt/coupa",
+    },
+    Example {
+        caption: "/etc/fstab line (mounts at boot even while the server is down):",
+        command: "user@host:/ /mnt/coupa fuse.coupafs _netdev,nofail,delay_connect,\
+                  IdentityFile=/etc/coupafs/id_rsa,UserKnownHostsFile=/etc/coupafs/known_hosts 0 0",
+    },
+    Example {
+        caption: "Check the connection and login without mounting:",
+        command: "coupafs check -p 2222 -o IdentityFile=$HOME/.ssh/coupa user@host:/",
+    },
+    Example {
+        caption: "Show the state of every mount:",
+        command: "coupafs status",
+    },
+];
+
+/// The man page's EXIT STATUS.
+pub const EXIT_STATUS: &str = "\
+A mount exits 0 once the mount is live (without -f) or after a clean unmount \
+(with -f), and 1 when it cannot mount: bad usage, an unreadable or \
+group/other-readable secret file, a missing mountpoint, an unreachable \
+server, a refused login or host key. The reason is printed on stderr. \
+\"coupafs check\" exits 0, 1, 2 or 3 (OK, warnings, failures, UNKNOWN: a \
+usage error or options it cannot use); its first line is the overall state. \
+\"coupafs status\" exits 0 when every mount shown is connected, 1 when one is \
+not or its status file is stale, 3 when there is no such mount.";
+
+/// The man page's FILES: path, what it is.
+pub const FILES: &[(&str, &str)] = &[
+    (
+        "~/.ssh/config",
+        "ssh client configuration, read unless -F names another (or none).",
+    ),
+    (
+        "~/.ssh/known_hosts",
+        "host keys, unless -o UserKnownHostsFile= names another file.",
+    ),
+    (
+        "/run/coupafs/",
+        "status files of running mounts (root); $XDG_RUNTIME_DIR/coupafs/, else \
+         /tmp/coupafs-UID/, for other users. Each names its mount's PID; one whose \
+         process is gone is stale and replaced by the next mount.",
+    ),
+];
+
+/// The man page's SEE ALSO: (page, section).
+pub const SEE_ALSO: &[(&str, &str)] = &[
+    ("sshfs", "1"),
+    ("ssh_config", "5"),
+    ("fstab", "5"),
+    ("mount", "8"),
+    ("mount.fuse3", "8"),
+    ("fusermount3", "1"),
+    ("systemd.mount", "5"),
+];
+
+const WIDTH: usize = 80;
+/// Where the help column of the `-o` list starts.
+const COLUMN: usize = 31;
 
 /// The `-h` text, a short man page.
 pub(crate) fn help_text() -> String {
-    HELP.to_string()
+    let mut h = format!("NAME\n    coupafs - {ABOUT}\n\nSYNOPSIS\n");
+    for u in USAGE {
+        h.push_str(&format!("    {u}\n"));
+    }
+    h.push_str("\nDESCRIPTION\n");
+    for para in DESCRIPTION.split("\n\n") {
+        h.push_str(&wrap(para, 4, 4));
+        h.push('\n');
+    }
+    h.push_str("OPTIONS\n");
+    // clap renders the flags from the definition; its template is only
+    // the option list.
+    let flags = command::command()
+        .help_template("{options}")
+        .render_help()
+        .to_string();
+    for line in flags.lines() {
+        h.push_str(format!("  {line}").trim_end());
+        h.push('\n');
+    }
+    h.push_str("\nMOUNT OPTIONS (-o)\n");
+    h.push_str(&mount_options_text());
+    h.push_str("\nENVIRONMENT\n");
+    for e in ENVIRONMENT {
+        h.push_str(&entry(e.name, e.help));
+    }
+    h.push_str("\nEXAMPLES\n");
+    for (i, e) in EXAMPLES.iter().enumerate() {
+        if i > 0 {
+            h.push('\n');
+        }
+        h.push_str(&format!("    {}\n", e.caption));
+        for line in e.command.lines() {
+            h.push_str(&format!("        {line}\n"));
+        }
+    }
+    h
 }
 
-const HELP: &str = r#"NAME
-    coupafs - mount a Coupa SFTP exchange as a local filesystem
+/// The `-o` list by group: an aligned entry per option, or for groups
+/// whose options all mean the same, a wrapped list of names.
+fn mount_options_text() -> String {
+    let docs = optdoc::all();
+    let mut s = String::new();
+    for group in Group::ALL {
+        let in_group: Vec<_> = docs.iter().filter(|d| d.group == group).collect();
+        s.push_str(&format!("  {}\n", group.title()));
+        if group.names_only() {
+            let mut names: Vec<String> = Vec::new();
+            for d in &in_group {
+                // `name=` says a value follows.
+                let n = match d.value {
+                    Some(_) if d.fixed => d.usage(),
+                    Some(_) => format!("{}=", d.name),
+                    None => d.name.to_string(),
+                };
+                if !names.contains(&n) {
+                    names.push(n);
+                }
+            }
+            s.push_str(&wrap(&names.join(", "), 4, 4));
+        } else {
+            for d in in_group {
+                s.push_str(&entry(&format!("-o {}", d.usage()), d.help));
+            }
+        }
+    }
+    s.push_str(&wrap(
+        "Each accepted sshfs option logs one info line at mount saying why \
+         coupafs does not need it; a refused one fails with the reason and \
+         what to use instead (doc/OPERATIONS.md, \"Coming from sshfs\").",
+        4,
+        4,
+    ));
+    s
+}
 
-SYNOPSIS
-    coupafs [OPTIONS] [USER@]HOST:[REMOTE_DIR] MOUNTPOINT [-o OPT[,OPT...]]
-    coupafs check [--json] [USER@]HOST:[REMOTE_DIR] [-p PORT] [-o OPT[,OPT...]]
-    coupafs status [MOUNTPOINT]
+/// `    NAME                   help...`, the help wrapped at `COLUMN`;
+/// on the next line when NAME is too long.
+fn entry(name: &str, help: &str) -> String {
+    let head = format!("    {name}");
+    let body = wrap(help, COLUMN, COLUMN);
+    if head.len() + 1 < COLUMN {
+        format!("{head}{}", &body[head.len()..])
+    } else {
+        format!("{head}\n{body}")
+    }
+}
 
-DESCRIPTION
-    Mounts the Coupa SFTP exchange HOST:REMOTE_DIR on MOUNTPOINT; the command
-    line follows sshfs. Uploads are atomic: a file is written under a
-    temporary name and renamed to its real name when it is closed, so Coupa
-    never picks up a partial file. "coupafs check" logs in without mounting,
-    checks Coupa's folders, write access, waiting files and file rules; it
-    prints the overall state first ("COUPAFS OK|WARNING|CRITICAL - ...",
-    with performance data after "|"), then one OK/WARN/FAIL line per check,
-    and exits 0 (all OK), 1 (warnings), 2 (failures) or 3 (UNKNOWN: usage
-    error, unusable options), as monitoring plugins do; --json prints one
-    JSON object instead. "coupafs status" prints the state of every mount
-    (or of MOUNTPOINT) from its status file, "stale" when its process is
-    gone; it exits 0 (all connected), 1 (not connected or stale) or 3 (no
-    such mount).
-
-OPTIONS
-    Options may come before, between or after the arguments; -o may be
-    repeated or glued (-oPort=22); write a comma inside a value as \,.
-    ssh's own option names (Port, User, IdentityFile, ...) are
-    case-insensitive, as in ssh; all other option names are lowercase.
-
-  General
-    -h, --help                 print this help and exit
-    -V, --version              print the version and exit
-    -f                         stay in the foreground
-    -d, --debug, -o debug      print debug messages; implies -f
-    -o sshfs_debug             same as -o debug
-    -o sftp_debug              log each SFTP request and reply (type, id,
-                               path, status, time; never file contents)
-    -s                         single-threaded, same as -o threads=1
-    -o threads=N               FUSE request threads, 1-256 (default 16)
-    -o fsname=NAME             source name shown by mount(8) and df
-    -o log_file=PATH           append the log to PATH (created 0600; a
-                               symlink is refused) instead of stderr/syslog
-    -o reconnect               accepted; coupafs always reconnects
-    -v, -o sshfs_verbose       accepted (no ssh program); see sftp_debug
-    --                         end of options
-
-  SSH and login
-    -p PORT, -o Port=PORT      server port (default 22)
-    -o User=NAME               login name, when the target has no USER@
-    -o IdentityFile=PATH       private key; repeat to offer several keys
-    -o passphrase_file=PATH    file holding the private key's passphrase
-    -o password_file=PATH      file holding the login password
-    -o UserKnownHostsFile=PATH known_hosts file for the host key check
-    -o StrictHostKeyChecking=yes|accept-new|no
-                               unknown host key: refuse (yes, the default),
-                               add to known_hosts (accept-new), accept (no);
-                               a key that differs from the one in
-                               known_hosts is always refused, even with no
-    -o HostKeyFingerprint=SHA256:BASE64
-                               accept only this host key (ssh-keygen -l)
-    -o GlobalKnownHostsFile=PATH
-                               system known_hosts, read only (default
-                               /etc/ssh/ssh_known_hosts; "none" reads none).
-                               Lines marked @revoked refuse that key;
-                               @cert-authority lines are ignored
-    -o Ciphers=LIST, -o KexAlgorithms=LIST, -o HostKeyAlgorithms=LIST,
-       -o MACs=LIST            allowed algorithms, as in ssh_config(5):
-                               NAME\,NAME..., or +LIST, -LIST, ^LIST to
-                               add, remove or put first (write the comma
-                               as \, in -o); a name libssh2 lacks is an
-                               error when connecting
-    -o IdentitiesOnly=yes|no   yes: offer only the IdentityFile keys, no
-                               ssh-agent keys (default no)
-    -o PubkeyAuthentication=yes|no
-                               no: offer no keys at all (default yes)
-    -o PasswordAuthentication=yes|no
-                               no: never send the password (default yes)
-    -o BatchMode=yes|no        accepted; coupafs never prompts
-    -F FILE, -o ssh_config=FILE
-                               ssh client configuration to read instead of
-                               ~/.ssh/config; "none" reads none. Its Host
-                               blocks may set HostName, Port, User,
-                               IdentityFile, UserKnownHostsFile,
-                               GlobalKnownHostsFile, StrictHostKeyChecking,
-                               Ciphers, KexAlgorithms, HostKeyAlgorithms,
-                               MACs, IdentitiesOnly, PubkeyAuthentication,
-                               PasswordAuthentication, BatchMode,
-                               KbdInteractiveAuthentication, ProxyCommand,
-                               ProxyJump and AddressFamily; the command
-                               line wins
-    -o ServerAliveInterval=SECS
-                               keepalive interval, 0 disables (default 15)
-    -o ServerAliveCountMax=N   unanswered keepalives before the connection
-                               counts as lost (default 3)
-    -o ConnectTimeout=SECS     connection timeout (default 15)
-    -o max_conns=N             SFTP connections, 1-4 (default 2); Coupa
-                               allows 5 connections per account
-    -o IdentityAgent=none      offer no ssh-agent keys (as IdentitiesOnly=yes)
-    -C                         same as -o Compression=yes: accepted; the
-                               stream is sent uncompressed
-    Every other sshfs 3.7 option and ssh option sshfs passes on (Cipher,
-    PreferredAuthentications, LogLevel, TCPKeepAlive, ControlMaster,
-    ControlPath, ControlPersist, CheckHostIP, ...) is accepted without
-    effect (one info line at mount says why) or refused with the reason
-    and what to use instead, e.g. HostKeyAlias, BindAddress,
-    CertificateFile, ssh_command, directport, idmap=file, -1. The table
-    is in doc/OPERATIONS.md, "Coming from sshfs".
-    password= and password_stdin are refused: use password_file= or
-    COUPAFS_PASSWORD.
-
-  Proxies and addresses
-    -o ProxyCommand=CMD        run CMD with /bin/sh and speak SSH over its
-                               stdin/stdout (%h host, %p port, %r user, %%
-                               a percent sign); "none" disables. A new CMD
-                               runs for every connection; its stderr goes
-                               to the log
-    -o ProxyJump=[USER@]HOST[:PORT][\,...]
-                               reach the server through an SSH jump host,
-                               using OpenSSH's "ssh -W" (its known_hosts,
-                               keys, agent; BatchMode); -F FILE is passed on
-    -o proxy=URL|env|none      HTTP CONNECT (http://[USER:PASS@]HOST:PORT)
-                               or SOCKS5 (socks5://[USER:PASS@]HOST:PORT)
-                               proxy; env: the URL in all_proxy, else
-                               https_proxy (read only when asked)
-    -o no_proxy=HOST\,.DOMAIN...
-                               reach these directly instead of through
-                               proxy= (default: the no_proxy variable)
-    -o AddressFamily=any|inet|inet6
-                               use IPv4 and IPv6 (any, default), IPv4 only
-                               (inet) or IPv6 only (inet6)
-    -o KbdInteractiveAuthentication=yes|no
-                               when the server offers no "password" method,
-                               answer keyboard-interactive password prompts
-                               from the password (default yes)
-    Only one of ProxyCommand, ProxyJump and proxy may be given; the ssh
-    config file may set ProxyCommand, ProxyJump and AddressFamily.
-
-  Cache and timeouts
-    -o cache_timeout=SECS      metadata cache lifetime (default 5); also
-                               dcache_timeout=, entry_timeout=, attr_timeout=
-    -o cache=yes|no, dir_cache=yes|no
-                               no turns the metadata cache off
-    -o timeout=SECS            longest one system call (open, close,
-                               stat, ...) waits for an unreachable server,
-                               reconnects and retries included; then it
-                               fails with EIO (default 30)
-    -o delay_connect           mount at once and connect in the background
-                               (boot while the server is down); operations
-                               fail with EIO after timeout= until it answers
-    -o kernel_cache, auto_cache, negative_timeout=, dcache_max_size=,
-       dcache_{stat,link,dir}_timeout=
-                               accepted without effect
-    SECS may have a fraction, e.g. 0.5.
-
-  Uploads
-    -o upload_dir=DIR          write temporary files in remote DIR, then
-                               rename them into place
-    -o temp_prefix=STR         temporary names are STR + NAME +
-                               .coupafs-XXXXXX (default ".")
-    -o spool_dir=PATH          local directory for the write-behind spool
-    -o spool_max=MiB           spool size limit in MiB (default 4096)
-    -o spare_temps=N           keep up to N empty temp files open per folder
-                               where files are being created, so close()
-                               skips the OPEN round trip (default 8; 0: off)
-    -o strict_setstat          report chmod/utime the server refuses as
-                               errors (default: ignore them)
-
-  FUSE and permissions
-    -o ro, -o rw               read-only, read-write (default rw)
-    -o allow_other             let all users access the mount (needs
-                               user_allow_other in /etc/fuse.conf); implies
-                               default_permissions
-    -o allow_root              let root access the mount too
-    -o default_permissions     let the kernel check file modes
-    -o no_default_permissions  with allow_other: do not check modes, so
-                               every local user acts with the SFTP
-                               account's rights (unsafe; logs a warning)
-    -o uid=N, -o gid=N         show every file as owned by user/group N
-    -o umask=OCTAL             clear these mode bits, e.g. 022
-    -o follow_symlinks         show what symlinks point to, not the links
-    -o contain_symlinks        keep symlinks from leading out of REMOTE_DIR
-                               (default) and make absolute ones inside it
-                               relative; nocontain_symlinks (sshfs:
-                               no_contain_symlinks) turns it off
-    -o auto_unmount            unmount when coupafs dies, even by SIGKILL
-                               (fusermount3 stays behind to do it); implies
-                               allow_root unless allow_other is given
-    -o subtype=, idmap=user|none, workaround=, big_writes, max_read=N,
-       max_write=N, transform_symlinks, direct_io, nonempty, atime, noatime,
-       relatime, nodiratime
-                               accepted without effect
-
-  mount(8) and fstab
-    defaults, auto, noauto, _netdev, nofail, user, nouser, users, owner,
-    dev, nodev, suid, nosuid, exec, noexec, sync, async, atime, noatime,
-    relatime, nodiratime, x-*, comment=
-                               accepted and ignored
-    Run as mount.coupafs or mount.fuse.coupafs, mount(8)'s flags -s -f -n
-    -v are ignored. Without -f the command returns once the mount is live
-    (exit 0) or has failed (exit 1, the reason on stderr); the daemon then
-    logs to log_file= if given, else to syslog (/dev/log, else journald's
-    syslog socket).
-
-ENVIRONMENT
-    COUPAFS_PASSWORD           login password, instead of password_file=;
-                               erased from the process environment at start
-    SSH_AUTH_SOCK              ssh-agent socket; its keys are offered
-    COUPAFS_LOG                log filter, e.g. debug or coupafs=debug
-    all_proxy, https_proxy     proxy URL, used only with -o proxy=env
-    no_proxy                   hosts reached directly despite -o proxy=
-    NOTIFY_SOCKET              set by systemd (Type=notify): READY=1 is
-                               sent once the mount is live
-
-EXAMPLES
-    Mount with a key, then unmount:
-        coupafs -o IdentityFile=$HOME/.ssh/coupa user@host:/ /mnt/coupa
-        fusermount3 -u /mnt/coupa
-
-    /etc/fstab line (mounts at boot even while the server is down):
-        user@host:/ /mnt/coupa fuse.coupafs _netdev,nofail,delay_connect,IdentityFile=/etc/coupafs/id_rsa,UserKnownHostsFile=/etc/coupafs/known_hosts 0 0
-
-    Check the connection and login without mounting:
-        coupafs check -p 2222 -o IdentityFile=$HOME/.ssh/coupa user@host:/
-
-    Show the state of every mount:
-        coupafs status
-"#;
+/// `text` wrapped at WIDTH, the first line indented `first`, the others
+/// `rest` spaces; ends with a newline.
+fn wrap(text: &str, first: usize, rest: usize) -> String {
+    let mut out = String::new();
+    let mut line = " ".repeat(first);
+    let mut empty = true;
+    for word in text.split_whitespace() {
+        if !empty && line.chars().count() + 1 + word.chars().count() > WIDTH {
+            out.push_str(&line);
+            out.push('\n');
+            line = " ".repeat(rest);
+            empty = true;
+        }
+        if !empty {
+            line.push(' ');
+        }
+        line.push_str(word);
+        empty = false;
+    }
+    out.push_str(&line);
+    out.push('\n');
+    out
+}

@@ -1,14 +1,24 @@
 //! Command line and `-o` mount options, sshfs-compatible. Pure parsing: turns
 //! argv into a validated `Invocation`; reads no files and touches no network.
+//! The command line is defined once, with clap (command.rs); the man page and
+//! shell completions are generated from that definition
+//! (examples/gen-docs.rs).
 //!
 //! Syntax (as sshfs, and as mount.fuse3 / mount(8) call helpers):
 //!   coupafs [OPTIONS] [USER@]HOST:[REMOTE_DIR] MOUNTPOINT [-o OPT[,OPT...]]
-//!   coupafs check [USER@]HOST:[REMOTE_DIR] [-p PORT] [-o OPT[,OPT...]]
+//!   coupafs check [--json] [USER@]HOST:[REMOTE_DIR] [-p PORT] [-o OPT[,OPT...]]
+//!   coupafs status [MOUNTPOINT]
 
+mod command;
 mod compat;
 mod help;
+mod optdoc;
 mod options;
 pub(crate) mod sshconfig;
+
+pub use command::{command, ABOUT, DESCRIPTION, USAGE};
+pub use help::{EnvVar, Example, ENVIRONMENT, EXAMPLES, EXIT_STATUS, FILES, SEE_ALSO};
+pub use optdoc::{all as option_docs, Group as OptionGroup, OptionDoc};
 
 pub(crate) use help::help_text;
 pub(crate) use options::split_no_proxy;
@@ -280,27 +290,50 @@ impl std::fmt::Display for UsageError {
 impl std::error::Error for UsageError {}
 
 /// Parses argv (including argv[0]; when argv[0]'s file name is
-/// `mount.coupafs` the mount(8) helper conventions apply).
+/// `mount.coupafs` or `mount.fuse.coupafs` the mount(8) helper conventions
+/// apply) with the clap definition in command.rs.
 ///
 /// `-h`/`--help` and `-V`/`--version` win over every other error, so
 /// `coupafs -o frobnicate -h` still prints the help. Otherwise options are
-/// checked left to right and the first problem is reported, then the
-/// positional arguments.
+/// applied left to right and the first problem is reported, then the
+/// positional arguments are checked.
 pub fn parse(args: &[String]) -> Result<Invocation, UsageError> {
     let helper = args.first().is_some_and(|a| is_mount_helper(a));
     let rest = args.get(1..).unwrap_or(&[]);
-    let argv = tokenize(rest, helper);
-
-    if argv.help {
+    let scan = command::scan(&command::build(helper), rest);
+    if scan.help {
         return Ok(Invocation::Help(help_text()));
     }
-    if argv.version {
+    if scan.version {
         return Ok(Invocation::Version(version_text()));
     }
+    let first = scan.first_word.as_deref();
+    let subcommand = !helper && matches!(first, Some("check" | "status"));
+    let status = subcommand && first == Some("status");
+    let cmd = command::define(helper, subcommand);
 
-    if !helper && rest.first().is_some_and(|a| a == "status") {
-        return parse_status(&rest[1..]);
+    // clap parses what precedes the first unknown option; that option is
+    // reported after the ones before it were applied.
+    let known = scan.unknown.as_ref().map_or(rest.len(), |(at, _)| *at);
+    let argv = std::iter::once("coupafs").chain(rest[..known].iter().map(String::as_str));
+    let matches = match cmd.try_get_matches_from(argv) {
+        Ok(m) => m,
+        Err(e) if status => return status_error(&clap_culprit(&e)),
+        Err(e) => return Err(clap_error(&e)),
+    };
+    let sub = matches.subcommand();
+    if let Some(("status", m)) = sub {
+        if let Some((_, arg)) = &scan.unknown {
+            return status_error(arg);
+        }
+        return parse_status(m);
     }
+    let check = matches!(sub, Some(("check", _)));
+    let mut levels = vec![&matches];
+    if let Some((_, m)) = sub {
+        levels.push(m);
+    }
+    let argv = collect(&levels, helper);
 
     let mut opts = MountOptions {
         json: argv.json,
@@ -318,13 +351,15 @@ pub fn parse(args: &[String]) -> Result<Invocation, UsageError> {
                 opts.explicit.port = true;
             }
             Item::SshConfig(v) => opts.ssh_config = Some(parse_path("-F", v)?),
-            Item::Error(e) => return Err(e.clone()),
             Item::Opts(list) => {
                 for opt in split_opt_list(list) {
                     apply_option(&mut opts, &mut st, &opt)?;
                 }
             }
         }
+    }
+    if let Some((_, arg)) = scan.unknown {
+        return err(unknown_option(&arg));
     }
     if st.cache_disabled {
         opts.cache_timeout = Duration::ZERO;
@@ -339,12 +374,12 @@ pub fn parse(args: &[String]) -> Result<Invocation, UsageError> {
         opts.default_permissions = true;
     }
 
-    if argv.json && !argv.check {
-        return err("--json is an option of 'coupafs check' (see coupafs -h)".to_string());
+    if argv.json && !check {
+        return err(JSON_IS_FOR_CHECK.to_string());
     }
 
     let mut pos = argv.positionals.iter();
-    let (source, mountpoint) = if argv.check {
+    let (source, mountpoint) = if check {
         let source = pos
             .next()
             .ok_or_else(|| UsageError(format!("check: missing {TARGET_FORM} (see coupafs -h)")))?;
@@ -388,20 +423,57 @@ pub fn parse(args: &[String]) -> Result<Invocation, UsageError> {
     })
 }
 
-/// `status [MOUNTPOINT]`: at most one mount point, no options.
-fn parse_status(rest: &[String]) -> Result<Invocation, UsageError> {
-    match rest {
-        [] => Ok(Invocation::Status(None)),
-        [m] if !m.starts_with('-') && !m.is_empty() => {
-            Ok(Invocation::Status(Some(PathBuf::from(m))))
+const JSON_IS_FOR_CHECK: &str = "--json is an option of 'coupafs check' (see coupafs -h)";
+
+fn unknown_option(arg: &str) -> String {
+    format!("unknown option '{arg}' (see coupafs -h)")
+}
+
+/// The argument a clap error is about, as clap names it (`-p <PORT>`,
+/// `--json`, a surplus value).
+fn clap_culprit(e: &clap::Error) -> String {
+    use clap::error::{ContextKind, ContextValue};
+    for kind in [ContextKind::InvalidArg, ContextKind::InvalidValue] {
+        if let Some(ContextValue::String(s)) = e.get(kind) {
+            return s.clone();
         }
-        [m] => err(format!(
-            "status: unexpected argument '{m}' (usage: coupafs status [MOUNTPOINT])"
-        )),
-        [_, extra, ..] => err(format!(
-            "status: unexpected argument '{extra}' (usage: coupafs status [MOUNTPOINT])"
-        )),
     }
+    String::new()
+}
+
+/// clap's errors in this parser's words. `scan` has already reported
+/// unknown options, so what is left is a missing value or a flag given a
+/// value (`--debug=x`).
+fn clap_error(e: &clap::Error) -> UsageError {
+    use clap::error::ErrorKind;
+    let culprit = clap_culprit(e);
+    let name = culprit.split(' ').next().unwrap_or_default();
+    UsageError(match e.kind() {
+        ErrorKind::InvalidValue if culprit.contains('<') => {
+            format!("option '{name}' requires an argument")
+        }
+        _ if name == "--json" => JSON_IS_FOR_CHECK.to_string(),
+        _ => unknown_option(name),
+    })
+}
+
+/// `status [MOUNTPOINT]`: at most one mount point, no options.
+fn parse_status(m: &clap::ArgMatches) -> Result<Invocation, UsageError> {
+    let word = |id: &str| m.get_many::<String>(id).into_iter().flatten().next();
+    if let Some(extra) = word("extra") {
+        return status_error(extra);
+    }
+    match word("mountpoint") {
+        None => Ok(Invocation::Status(None)),
+        Some(m) if m.is_empty() => status_error(m),
+        Some(m) => Ok(Invocation::Status(Some(PathBuf::from(m)))),
+    }
+}
+
+fn status_error<T>(arg: &str) -> Result<T, UsageError> {
+    err(format!(
+        "status: unexpected argument '{arg}' (usage: coupafs status [MOUNTPOINT])"
+    ))
 }
 
 /// `coupafs X.Y.Z`, what `-V` prints.
@@ -508,14 +580,11 @@ fn err<T>(msg: String) -> Result<T, UsageError> {
     Err(UsageError(msg))
 }
 
-/// argv split into its parts, before any value is interpreted.
+/// The parsed arguments in argv order, before any value is interpreted.
 #[derive(Default)]
 struct Argv {
     items: Vec<Item>,
     positionals: Vec<String>,
-    check: bool,
-    help: bool,
-    version: bool,
     /// `--json` (check only).
     json: bool,
 }
@@ -532,91 +601,85 @@ enum Item {
     Opts(String),
     /// A flag accepted and ignored, as typed.
     Ignored(String),
-    /// A malformed argument, reported in its place unless -h/-V is present.
-    Error(UsageError),
 }
 
-fn tokenize(rest: &[String], helper: bool) -> Argv {
+/// The options of `levels` (the top command, then the subcommand, which
+/// clap fills separately) by their position in argv, and the positionals.
+fn collect(levels: &[&clap::ArgMatches], helper: bool) -> Argv {
+    let mut items: Vec<(usize, Item)> = Vec::new();
     let mut a = Argv::default();
-    let fail = |a: &mut Argv, msg: String| a.items.push(Item::Error(UsageError(msg)));
-    let unknown = |arg: &str| format!("unknown option '{arg}' (see coupafs -h)");
-
-    let mut i = 0;
-    let mut end_of_options = false;
-    while let Some(arg) = rest.get(i) {
-        i += 1;
-        if end_of_options || arg == "-" || !arg.starts_with('-') {
-            // `coupafs check ...`: only as the first positional, and not for
-            // the mount(8) helper, whose first positional is always a source.
-            if !end_of_options && !helper && !a.check && a.positionals.is_empty() && arg == "check"
-            {
-                a.check = true;
-            } else {
-                a.positionals.push(arg.clone());
+    for m in levels {
+        let values = |id: &str| -> Vec<(usize, String)> {
+            // try_ first: ids the other level lacks are not an error.
+            match m.try_get_many::<String>(id) {
+                Ok(Some(v)) => m
+                    .indices_of(id)
+                    .into_iter()
+                    .flatten()
+                    .zip(v.cloned())
+                    .collect(),
+                _ => Vec::new(),
             }
-            continue;
-        }
-        if arg == "--" {
-            end_of_options = true;
-            continue;
-        }
-        if let Some(long) = arg.strip_prefix("--") {
-            match long {
-                "help" => a.help = true,
-                "version" => a.version = true,
-                "debug" => a.items.push(Item::Debug),
-                "json" => a.json = true,
-                _ => fail(&mut a, unknown(arg)),
-            }
-            continue;
-        }
-
-        // A cluster of short flags, getopt style: `-fd`, `-oPort=22`,
-        // `-p2222`, `-fo ro`. `-o`/`-p` take the rest of the argument or the
-        // next one.
-        let body = &arg[1..];
-        for (pos, c) in body.char_indices() {
-            match c {
-                'o' | 'p' | 'F' | 't' if c != 't' || helper => {
-                    let glued = &body[pos + c.len_utf8()..];
-                    let value = if !glued.is_empty() {
-                        glued.to_string()
-                    } else if let Some(next) = rest.get(i) {
-                        i += 1;
-                        next.clone()
-                    } else {
-                        fail(&mut a, format!("option '-{c}' requires an argument"));
-                        break;
-                    };
-                    a.items.push(match c {
-                        'o' => Item::Opts(value),
-                        'p' => Item::Port(value),
-                        'F' => Item::SshConfig(value),
-                        // mount(8) may pass `-t TYPE`; the type is us.
-                        _ => Item::Ignored(format!("-t {value}")),
-                    });
-                    break;
+        };
+        let flags = |id: &str| -> Vec<usize> {
+            match m.try_get_one::<u8>(id) {
+                Ok(Some(n)) if *n > 0 => {
+                    m.indices_of(id).map(Iterator::collect).unwrap_or_default()
                 }
-                'h' => a.help = true,
-                'V' => a.version = true,
-                'd' => a.items.push(Item::Debug),
-                // sshfs's short forms of -o options, spelled as sshfs
-                // expands them so the compatibility table answers them.
-                'C' => a.items.push(Item::Opts("Compression=yes".to_string())),
-                '1' => a.items.push(Item::Opts("ssh_protocol=1".to_string())),
-                // mount(8) helper flags: -s sloppy, -f fake, -n no mtab,
-                // -v verbose. None of them changes what we do.
-                's' | 'f' | 'n' | 'v' if helper => a.items.push(Item::Ignored(format!("-{c}"))),
-                'f' => a.items.push(Item::Foreground),
-                's' => a.items.push(Item::SingleThread),
-                'v' => a.items.push(Item::Opts("sshfs_verbose".to_string())),
-                _ => {
-                    fail(&mut a, unknown(arg));
-                    break;
-                }
+                _ => Vec::new(),
             }
+        };
+        for (i, v) in values("opts") {
+            items.push((i, Item::Opts(v)));
+        }
+        for (i, v) in values("port") {
+            items.push((i, Item::Port(v)));
+        }
+        for (i, v) in values("ssh_config") {
+            items.push((i, Item::SshConfig(v)));
+        }
+        for (i, v) in values("type") {
+            items.push((i, Item::Ignored(format!("-t {v}"))));
+        }
+        // mount(8)'s -s sloppy, -f fake, -n no mtab, -v verbose change
+        // nothing we do; for coupafs itself they are sshfs's.
+        let sshfs = |id: &str, c: char, item: fn() -> Item| -> Vec<(usize, Item)> {
+            flags(id)
+                .into_iter()
+                .map(|i| {
+                    (
+                        i,
+                        if helper {
+                            Item::Ignored(format!("-{c}"))
+                        } else {
+                            item()
+                        },
+                    )
+                })
+                .collect()
+        };
+        items.extend(sshfs("foreground", 'f', || Item::Foreground));
+        items.extend(sshfs("single", 's', || Item::SingleThread));
+        items.extend(sshfs("verbose", 'v', || Item::Opts("sshfs_verbose".into())));
+        items.extend(sshfs("nomtab", 'n', || Item::Ignored("-n".into())));
+        for i in flags("debug") {
+            items.push((i, Item::Debug));
+        }
+        // sshfs's short forms of -o options, spelled as sshfs expands them
+        // so the compatibility table answers them.
+        for i in flags("compression") {
+            items.push((i, Item::Opts("Compression=yes".into())));
+        }
+        for i in flags("ssh1") {
+            items.push((i, Item::Opts("ssh_protocol=1".into())));
+        }
+        a.json |= !flags("json").is_empty();
+        for id in ["target", "mountpoint", "extra"] {
+            a.positionals.extend(values(id).into_iter().map(|(_, v)| v));
         }
     }
+    items.sort_by_key(|(i, _)| *i);
+    a.items = items.into_iter().map(|(_, item)| item).collect();
     a
 }
 
