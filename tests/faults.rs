@@ -537,6 +537,46 @@ fn memory_stays_bounded_across_many_reconnects() {
 // Soak: everything at once
 // ---------------------------------------------------------------------------
 
+/// Every thread's stack of process `pid` (gdb when installed, else each
+/// thread's name, state and kernel wait channel), for a hang's report.
+fn thread_dump(pid: u32) -> String {
+    let gdb = Command::new("gdb")
+        .args([
+            "-batch",
+            "-nx",
+            "-p",
+            &pid.to_string(),
+            "-ex",
+            "thread apply all bt 30",
+        ])
+        .stdin(Stdio::null())
+        .output();
+    if let Ok(out) = gdb {
+        if out.status.success() {
+            return String::from_utf8_lossy(&out.stdout).into_owned();
+        }
+    }
+    let mut lines = Vec::new();
+    if let Ok(tasks) = fs::read_dir(format!("/proc/{pid}/task")) {
+        for t in tasks.flatten() {
+            let read = |f: &str| {
+                fs::read_to_string(t.path().join(f))
+                    .unwrap_or_default()
+                    .trim()
+                    .to_string()
+            };
+            lines.push(format!(
+                "{:?} {} wchan={} {}",
+                t.file_name(),
+                read("comm"),
+                read("wchan"),
+                read("stat")
+            ));
+        }
+    }
+    lines.join("\n")
+}
+
 /// How long the soak's writers run.
 const SOAK: Duration = Duration::from_secs(75);
 
@@ -702,8 +742,13 @@ fn soak_writers_through_kills_an_outage_and_a_small_spool() {
     });
     let stopped_in = signalled.elapsed();
     let log = mnt.log();
-    let status =
-        status.unwrap_or_else(|| panic!("coupafs did not exit after SIGTERM\n{}", tail(&log, 40)));
+    let status = status.unwrap_or_else(|| {
+        panic!(
+            "coupafs did not exit after SIGTERM\n{}\nits threads:\n{}",
+            tail(&log, 40),
+            thread_dump(pid)
+        )
+    });
     let left: Vec<String> = all_names_in(&sdir)
         .into_iter()
         .filter(|n| is_coupafs_temp(n))
@@ -740,7 +785,20 @@ fn soak_writers_through_kills_an_outage_and_a_small_spool() {
     let unnamed: Vec<&String> = left.iter().filter(|t| !log.contains(t.as_str())).collect();
     assert!(
         unnamed.is_empty(),
-        "left after unmount and not named in the log: {unnamed:?}\n{}",
+        "left after unmount and not named in the log: {unnamed:?}\nthe log about them:\n{}\n\
+         its end:\n{}",
+        log.lines()
+            .filter(|l| unnamed.iter().any(|t| {
+                // `.NAME.coupafs-XXXXXX`: lines naming NAME or the temp.
+                let name = t
+                    .trim_start_matches('.')
+                    .split(".coupafs-")
+                    .next()
+                    .unwrap_or(t);
+                l.contains(name) || l.contains(t.as_str())
+            }))
+            .collect::<Vec<_>>()
+            .join("\n"),
         tail(&log, 40)
     );
     // Measured peaks stay near 35 MiB; growth per reconnect would pass this.
