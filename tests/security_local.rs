@@ -323,12 +323,13 @@ fn a_killed_mounts_status_file_is_stale_and_replaced() {
 
     let mut second = Fg::start(&sb, &mp.path(), &mp.log("second.log"));
     second.wait_mounted();
-    let log = second.log();
+    // The status file is written (and the stale one named) by the serving
+    // loop, just after the "mounted" line.
+    let stale = format!("is stale (pid {dead} is not running); replacing it");
     assert!(
-        log.contains(&format!(
-            "is stale (pid {dead} is not running); replacing it"
-        )),
-        "{log}"
+        wait_until(Duration::from_secs(10), || second.log().contains(&stale)),
+        "{}",
+        second.log()
     );
     assert!(
         wait_until(Duration::from_secs(10), || status_pid(&mp.path())
