@@ -6,15 +6,15 @@
 mod common;
 
 use std::fs::{self, File};
-use std::io::{self, Read, Write};
-use std::net::{Shutdown, TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
+use std::io::{self, Write};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
-use std::thread::{self, JoinHandle};
+use std::sync::Arc;
+use std::thread;
 use std::time::{Duration, Instant};
 
+use common::forwarder::{mount_through, Forwarder};
 use common::*;
 
 const MIB: usize = 1 << 20;
@@ -104,124 +104,6 @@ fn cp_into_a_full_spool_fails_and_the_server_keeps_the_old_file() {
 // ---------------------------------------------------------------------------
 // `timeout` bounds each system call
 // ---------------------------------------------------------------------------
-
-/// A TCP forwarder between coupafs and sshd that can cut the link: every
-/// forwarded connection is reset and new ones are closed at once (the
-/// server is gone), until `restore`.
-struct Forwarder {
-    port: u16,
-    cut: Arc<AtomicBool>,
-    stop: Arc<AtomicBool>,
-    sockets: Arc<Mutex<Vec<TcpStream>>>,
-    acceptor: Option<JoinHandle<()>>,
-}
-
-impl Forwarder {
-    fn start(target_port: u16) -> Forwarder {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind forwarder");
-        let port = listener.local_addr().expect("local addr").port();
-        let cut = Arc::new(AtomicBool::new(false));
-        let stop = Arc::new(AtomicBool::new(false));
-        let sockets = Arc::new(Mutex::new(Vec::<TcpStream>::new()));
-        let acceptor = {
-            let (cut, stop, sockets) = (cut.clone(), stop.clone(), sockets.clone());
-            thread::spawn(move || {
-                for client in listener.incoming() {
-                    if stop.load(Ordering::SeqCst) {
-                        return;
-                    }
-                    let Ok(client) = client else { continue };
-                    if cut.load(Ordering::SeqCst) {
-                        let _ = client.shutdown(Shutdown::Both);
-                        continue;
-                    }
-                    let Ok(server) = TcpStream::connect(("127.0.0.1", target_port)) else {
-                        continue;
-                    };
-                    for s in [&client, &server] {
-                        if let Ok(c) = s.try_clone() {
-                            sockets.lock().unwrap().push(c);
-                        }
-                    }
-                    for (from, to) in [(&client, &server), (&server, &client)] {
-                        let (from, to) = (from.try_clone().unwrap(), to.try_clone().unwrap());
-                        thread::spawn(move || pump(from, to));
-                    }
-                }
-            })
-        };
-        Forwarder {
-            port,
-            cut,
-            stop,
-            sockets,
-            acceptor: Some(acceptor),
-        }
-    }
-
-    /// The server goes away: live links are reset, new ones refused.
-    fn cut(&self) {
-        self.cut.store(true, Ordering::SeqCst);
-        for s in self.sockets.lock().unwrap().drain(..) {
-            let _ = s.shutdown(Shutdown::Both);
-        }
-    }
-
-    fn restore(&self) {
-        self.cut.store(false, Ordering::SeqCst);
-    }
-}
-
-fn pump(mut from: TcpStream, mut to: TcpStream) {
-    let mut buf = vec![0u8; 64 * 1024];
-    loop {
-        match from.read(&mut buf) {
-            Ok(0) | Err(_) => {
-                let _ = to.shutdown(Shutdown::Both);
-                return;
-            }
-            Ok(n) => {
-                if to.write_all(&buf[..n]).is_err() {
-                    let _ = from.shutdown(Shutdown::Both);
-                    return;
-                }
-            }
-        }
-    }
-}
-
-impl Drop for Forwarder {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-        let _ = TcpStream::connect(("127.0.0.1", self.port)); // wake accept()
-        for s in self.sockets.lock().unwrap().drain(..) {
-            let _ = s.shutdown(Shutdown::Both);
-        }
-        if let Some(t) = self.acceptor.take() {
-            let _ = t.join();
-        }
-    }
-}
-
-/// Mounts the sandbox through `fwd` (a known_hosts entry for its port is
-/// written in `work`) with `extra` -o options.
-fn mount_through(sb: &Sandbox, fwd: &Forwarder, work: &Path, extra: &str) -> Mount {
-    let text = fs::read_to_string(&sb.known_hosts).expect("known_hosts");
-    let text = text.replace(&format!("]:{} ", sb.port), &format!("]:{} ", fwd.port));
-    let kh: PathBuf = work.join("known_hosts");
-    fs::write(&kh, text).expect("write known_hosts");
-    let opts = format!(
-        "IdentityFile={},UserKnownHostsFile={},{extra}",
-        sb.key.display(),
-        kh.display()
-    );
-    Mount::spawn(
-        &["-p", &fwd.port.to_string(), &sb.target()],
-        &["-o", &opts],
-        &[],
-    )
-    .unwrap_or_else(|log| panic!("mount through the forwarder failed:\n{log}"))
-}
 
 const TIMEOUT: Duration = Duration::from_secs(5);
 /// What a system call may take past `timeout`: the last connect attempt
