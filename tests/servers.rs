@@ -10,17 +10,16 @@
 
 mod common;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
-use std::thread::{self, JoinHandle};
+use std::thread;
 use std::time::Duration;
 
 use common::servers::{Server, ServerKind, ServerOptions};
+use common::watcher::Watcher;
 use common::*;
 
 const INVOICES: &str = "Incoming/Invoices";
@@ -272,57 +271,6 @@ fn excl_create_existing(kind: ServerKind) {
         "existing file after the refused exclusive create\n{}",
         rig.logs()
     );
-}
-
-/// Lists a server-side directory from the side, as a collector would: every
-/// visible (non-dot) name with every size it was seen at.
-struct Watcher {
-    stop: Arc<AtomicBool>,
-    thread: Option<JoinHandle<BTreeMap<String, BTreeSet<u64>>>>,
-}
-
-impl Watcher {
-    fn start(dir: PathBuf) -> Watcher {
-        let stop = Arc::new(AtomicBool::new(false));
-        let stop2 = stop.clone();
-        let thread = thread::spawn(move || {
-            let mut seen: BTreeMap<String, BTreeSet<u64>> = BTreeMap::new();
-            while !stop2.load(Ordering::SeqCst) {
-                for name in all_names_in(&dir) {
-                    if name.starts_with('.') {
-                        continue;
-                    }
-                    if let Ok(md) = fs::metadata(dir.join(&name)) {
-                        seen.entry(name).or_default().insert(md.len());
-                    }
-                }
-                thread::sleep(Duration::from_millis(1));
-            }
-            seen
-        });
-        Watcher {
-            stop,
-            thread: Some(thread),
-        }
-    }
-
-    fn finish(mut self) -> BTreeMap<String, BTreeSet<u64>> {
-        self.stop.store(true, Ordering::SeqCst);
-        self.thread
-            .take()
-            .expect("watcher thread")
-            .join()
-            .expect("watcher thread panicked")
-    }
-}
-
-impl Drop for Watcher {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
 }
 
 /// Writes `data` to `path` in 256 KiB writes with a pause between them (so

@@ -12,6 +12,7 @@
 
 pub mod forwarder;
 pub mod servers;
+pub mod watcher;
 
 use std::collections::HashMap;
 use std::fs;
