@@ -283,6 +283,33 @@ impl Sandbox {
         format!("{}@127.0.0.1:{}", self.user, self.root.display())
     }
 
+    /// What the library needs to open SSH connections to this sandbox
+    /// in-process (tests that drive `coupafs::ssh::Pool` without a mount):
+    /// the sandbox key only, its known_hosts checked strictly, no agent, no
+    /// keepalives, default algorithms.
+    pub fn connect_params(&self) -> coupafs::ssh::ConnectParams {
+        coupafs::ssh::ConnectParams {
+            host: "127.0.0.1".into(),
+            port: self.port,
+            user: self.user.clone(),
+            identity_files: vec![self.key.clone()],
+            password: None,
+            passphrase: None,
+            use_agent: false,
+            known_hosts: self.known_hosts.clone(),
+            global_known_hosts: Vec::new(),
+            host_key_policy: coupafs::ssh::HostKeyPolicy::Strict,
+            host_key_fingerprint: None,
+            connect_timeout: Duration::from_secs(15),
+            keepalive_interval: Duration::ZERO,
+            keepalive_count_max: 3,
+            reply_timeout: Duration::from_secs(30),
+            algorithms: Default::default(),
+            auth: coupafs::ssh::AuthPolicy::default(),
+            reach: Default::default(),
+        }
+    }
+
     /// PID of the sshd listener.
     pub fn pid(&self) -> u32 {
         self.pid.load(Ordering::SeqCst)
