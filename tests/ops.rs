@@ -281,6 +281,30 @@ impl DaemonMount {
     fn gone(&self) -> bool {
         wait_until(Duration::from_secs(15), || self.pids().is_empty())
     }
+
+    /// Runs `coupafs -p PORT TARGET MOUNTPOINT -o opts` for the sandbox on
+    /// this mountpoint (daemon mode, see [`start_daemon_on`]).
+    fn start(&self, sb: &Sandbox, opts: &str, env: &[(String, String)], clear_env: bool) -> Output {
+        start_daemon_on(sb, &self.path, opts, env, clear_env)
+    }
+}
+
+/// Runs `coupafs -p PORT TARGET mountpoint -o opts` for the sandbox in
+/// daemon mode (no `-f`): it returns once the mount is live or has failed.
+fn start_daemon_on(
+    sb: &Sandbox,
+    mountpoint: &Path,
+    opts: &str,
+    env: &[(String, String)],
+    clear_env: bool,
+) -> Output {
+    let port = sb.port.to_string();
+    let mp = mountpoint.display().to_string();
+    run_daemon(
+        &["-p", &port, &sb.target(), &mp, "-o", opts],
+        env,
+        clear_env,
+    )
 }
 
 impl Drop for DaemonMount {
@@ -407,6 +431,35 @@ const PO_FILE: &str = "Outgoing/PurchaseOrders/PurchaseOrders_20240101_000001.cs
 // fstab and mount(8)
 // ---------------------------------------------------------------------------
 
+/// Writes an fstab (a comment, then one line: the sandbox on `m`'s
+/// mountpoint, type `fstype`, options `Port=`, the key options and `opts`)
+/// and runs `mount -T` on it, as an administrator would; mount(8) must
+/// succeed.
+fn mount_from_fstab(sb: &Sandbox, m: &DaemonMount, fstype: &str, opts: &str) {
+    let fstab = m.dir.path().join("fstab");
+    fs::write(
+        &fstab,
+        format!(
+            "# test fstab\n{}@127.0.0.1:{} {} {fstype} Port={},{},{opts} 0 0\n",
+            sb.user,
+            sb.root.display(),
+            m.path.display(),
+            sb.port,
+            key_opts(sb)
+        ),
+    )
+    .unwrap();
+    let mut cmd = Command::new("mount");
+    cmd.arg("-T").arg(&fstab).arg(&m.path);
+    let out = run_timeout(cmd, Duration::from_secs(60));
+    assert!(
+        out.status.success(),
+        "mount -T fstab failed ({}):\n{}",
+        out.status,
+        text(&out.stderr)
+    );
+}
+
 #[test]
 fn fstab_fuse_coupafs_mounts_through_mount_fuse3() {
     let sb = Sandbox::start();
@@ -419,29 +472,7 @@ fn fstab_fuse_coupafs_mounts_through_mount_fuse3() {
         ("/sbin/mount.fuse.coupafs", None),
     ]);
     let m = DaemonMount::new();
-    let fstab = m.dir.path().join("fstab");
-    fs::write(
-        &fstab,
-        format!(
-            "# test fstab\n{}@127.0.0.1:{} {} fuse.coupafs Port={},{},_netdev,allow_other 0 0\n",
-            sb.user,
-            sb.root.display(),
-            m.path.display(),
-            sb.port,
-            key_opts(&sb)
-        ),
-    )
-    .unwrap();
-
-    let mut cmd = Command::new("mount");
-    cmd.arg("-T").arg(&fstab).arg(&m.path);
-    let out = run_timeout(cmd, Duration::from_secs(60));
-    assert!(
-        out.status.success(),
-        "mount -T fstab failed ({}):\n{}",
-        out.status,
-        text(&out.stderr)
-    );
+    mount_from_fstab(&sb, &m, "fuse.coupafs", "_netdev,allow_other");
     // mount(8) returned: the mount must already be live.
     let e = mount_entry(&m.path).expect("mounted right after mount(8) returned");
     assert_eq!(e.fstype, "fuse.coupafs");
@@ -481,28 +512,12 @@ fn fstab_type_coupafs_uses_mount_helper_and_lazy_umount() {
     // mount(8) looks for helpers in /sbin only (/sbin/mount.TYPE).
     let _installed = install(&[("/sbin/mount.coupafs", Some(&bin))]);
     let m = DaemonMount::new();
-    let fstab = m.dir.path().join("fstab");
-    fs::write(
-        &fstab,
-        format!(
-            "{}@127.0.0.1:{} {} coupafs Port={},{},_netdev,nofail,noauto,\
-             x-systemd.automount,x-systemd.mount-timeout=30,x-systemd.requires=network-online.target 0 0\n",
-            sb.user,
-            sb.root.display(),
-            m.path.display(),
-            sb.port,
-            key_opts(&sb)
-        ),
-    )
-    .unwrap();
-    let mut cmd = Command::new("mount");
-    cmd.arg("-T").arg(&fstab).arg(&m.path);
-    let out = run_timeout(cmd, Duration::from_secs(60));
-    assert!(
-        out.status.success(),
-        "mount -T fstab failed ({}):\n{}",
-        out.status,
-        text(&out.stderr)
+    mount_from_fstab(
+        &sb,
+        &m,
+        "coupafs",
+        "_netdev,nofail,noauto,x-systemd.automount,x-systemd.mount-timeout=30,\
+         x-systemd.requires=network-online.target",
     );
     let e = mount_entry(&m.path).expect("mounted right after mount(8) returned");
     assert_eq!(e.fstype, "fuse.coupafs");
@@ -542,11 +557,8 @@ fn fstab_type_coupafs_uses_mount_helper_and_lazy_umount() {
 fn daemon_returns_once_live_and_needs_no_home() {
     let sb = Sandbox::start();
     let m = DaemonMount::new();
-    let port = sb.port.to_string();
-    let opts = key_opts(&sb);
-    let mp = m.path.display().to_string();
     // No environment at all: no HOME, USER, PATH or SSH_AUTH_SOCK.
-    let out = run_daemon(&["-p", &port, &sb.target(), &mp, "-o", &opts], &[], true);
+    let out = m.start(&sb, &key_opts(&sb), &[], true);
     assert!(
         out.status.success(),
         "daemon start failed ({}): {}",
@@ -601,13 +613,7 @@ fn daemon_fails_with_the_reason_when_login_is_refused() {
         stranger.display(),
         sb.known_hosts.display()
     );
-    let port = sb.port.to_string();
-    let mp = m.path.display().to_string();
-    let out = run_daemon(
-        &["-p", &port, &sb.target(), &mp, "-o", &opts],
-        &isolated_env(home.path()),
-        false,
-    );
+    let out = m.start(&sb, &opts, &isolated_env(home.path()), false);
     assert_daemon_failure(&out, &m, "authentication failed: as coupasftp");
     assert!(text(&out.stderr).contains(&stranger.display().to_string()));
 }
@@ -639,9 +645,7 @@ fn daemon_fails_with_the_reason_when_the_host_key_changed() {
         sb.key.display(),
         kh.display()
     );
-    let port = sb.port.to_string();
-    let mp = m.path.display().to_string();
-    let out = run_daemon(&["-p", &port, &sb.target(), &mp, "-o", &opts], &[], false);
+    let out = m.start(&sb, &opts, &[], false);
     assert_daemon_failure(&out, &m, "host key verification failed: HOST KEY CHANGED");
     assert_eq!(
         fs::read_to_string(&kh).unwrap(),
@@ -655,23 +659,14 @@ fn daemon_fails_with_the_reason_when_the_mountpoint_is_missing() {
     let sb = Sandbox::start();
     let m = DaemonMount::new();
     let missing = m.dir.path().join("missing");
-    let port = sb.port.to_string();
     let opts = key_opts(&sb);
-    let out = run_daemon(
-        &[
-            "-p",
-            &port,
-            &sb.target(),
-            &missing.display().to_string(),
-            "-o",
-            &opts,
-        ],
-        &[],
-        false,
-    );
-    assert_daemon_failure(
-        &out,
-        &m,
+    // The daemon started on `mountpoint` fails, saying `why`.
+    let fails_on = |mountpoint: &Path, why: &str| {
+        let out = start_daemon_on(&sb, mountpoint, &opts, &[], false);
+        assert_daemon_failure(&out, &m, why);
+    };
+    fails_on(
+        &missing,
         &format!(
             "mountpoint {}: No such file or directory",
             missing.display()
@@ -679,21 +674,8 @@ fn daemon_fails_with_the_reason_when_the_mountpoint_is_missing() {
     );
     let file = m.dir.path().join("file");
     fs::write(&file, "x").unwrap();
-    let out = run_daemon(
-        &[
-            "-p",
-            &port,
-            &sb.target(),
-            &file.display().to_string(),
-            "-o",
-            &opts,
-        ],
-        &[],
-        false,
-    );
-    assert_daemon_failure(
-        &out,
-        &m,
+    fails_on(
+        &file,
         &format!("mountpoint {} is not a directory", file.display()),
     );
 }
@@ -804,10 +786,8 @@ fn password_stays_hidden_in_daemon_mode_and_with_password_file() {
     let m = DaemonMount::new();
     let mut env = isolated_env(home.path());
     env.push(("COUPAFS_PASSWORD".into(), password.clone()));
-    let port = sb.port.to_string();
     let opts = format!("UserKnownHostsFile={}", sb.known_hosts.display());
-    let mp = m.path.display().to_string();
-    let out = run_daemon(&["-p", &port, &sb.target(), &mp, "-o", &opts], &env, false);
+    let out = m.start(&sb, &opts, &env, false);
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert_password_hidden(m.daemon(), &password, &text(&out.stderr));
 
@@ -1456,10 +1436,7 @@ fn daemon_logs_to_syslog() {
         ),
         ("COUPAFS_LOG".to_string(), "debug".to_string()),
     ];
-    let port = sb.port.to_string();
-    let opts = key_opts(&sb);
-    let mp = m.path.display().to_string();
-    let out = run_daemon(&["-p", &port, &sb.target(), &mp, "-o", &opts], &env, false);
+    let out = m.start(&sb, &key_opts(&sb), &env, false);
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert!(
         !text(&out.stderr).contains("warning"),
@@ -1517,10 +1494,7 @@ fn daemon_without_a_syslog_socket_warns_and_still_mounts() {
         "COUPAFS_SYSLOG_SOCKET".to_string(),
         missing.display().to_string(),
     )];
-    let port = sb.port.to_string();
-    let opts = key_opts(&sb);
-    let mp = m.path.display().to_string();
-    let out = run_daemon(&["-p", &port, &sb.target(), &mp, "-o", &opts], &env, false);
+    let out = m.start(&sb, &key_opts(&sb), &env, false);
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert!(
         text(&out.stderr).contains(&format!(
