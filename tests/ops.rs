@@ -19,10 +19,11 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use common::daemon::{cmdline, install, lazy_umount, DaemonMount};
 use common::*;
 use tempfile::TempDir;
 
@@ -195,48 +196,6 @@ fn has_opt(list: &str, opt: &str) -> bool {
     list.split(',').any(|o| o == opt)
 }
 
-/// The argv of a process.
-fn cmdline(pid: u32) -> Vec<String> {
-    fs::read(format!("/proc/{pid}/cmdline"))
-        .map(|b| {
-            b.split(|&c| c == 0)
-                .filter(|s| !s.is_empty())
-                .map(|s| String::from_utf8_lossy(s).into_owned())
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
-/// Live coupafs processes whose command line names `mountpoint`. Only
-/// processes named coupafs (or mount.coupafs, mount.fuse.coup...) are looked
-/// at closer: reading another process's cmdline or stat can block for as
-/// long as that process is stuck in a page fault (on some other FUSE mount).
-fn daemon_pids(mountpoint: &Path) -> Vec<u32> {
-    let want = mountpoint.display().to_string();
-    let bin = fs::canonicalize(coupafs_bin()).unwrap();
-    let mut out = Vec::new();
-    for entry in fs::read_dir("/proc").unwrap().flatten() {
-        let Some(pid) = entry.file_name().to_str().and_then(|s| s.parse().ok()) else {
-            continue;
-        };
-        let comm = fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
-        if !matches!(
-            comm.trim_end(),
-            "coupafs" | "mount.coupafs" | "mount.fuse.coup"
-        ) {
-            continue;
-        }
-        let exe = fs::read_link(format!("/proc/{pid}/exe")).ok();
-        if exe.as_deref() != Some(bin.as_path()) || !pid_alive(pid) {
-            continue;
-        }
-        if cmdline(pid).contains(&want) {
-            out.push(pid);
-        }
-    }
-    out
-}
-
 fn kill(pid: u32, sig: libc::c_int) {
     // SAFETY: kill(2) on a PID this test started (directly or as a daemon).
     unsafe {
@@ -244,44 +203,9 @@ fn kill(pid: u32, sig: libc::c_int) {
     }
 }
 
-fn lazy_umount(path: &Path) {
-    let _ = Command::new("umount")
-        .arg("-l")
-        .arg(path)
-        .stderr(Stdio::null())
-        .status();
-}
-
-/// A mountpoint for daemon-mode mounts (coupafs without -f, mount(8)).
-/// Dropping it unmounts lazily and ends any coupafs still serving it.
-struct DaemonMount {
-    dir: TempDir,
-    path: PathBuf,
-}
-
+/// ops.rs's own addition to the shared [`DaemonMount`]: it starts the
+/// daemon with this file's `run_timeout`.
 impl DaemonMount {
-    fn new() -> DaemonMount {
-        let dir = traversable_tempdir("coupafs-ops-mnt-");
-        let path = dir.path().join("mnt");
-        fs::create_dir(&path).unwrap();
-        DaemonMount { dir, path }
-    }
-
-    fn pids(&self) -> Vec<u32> {
-        daemon_pids(&self.path)
-    }
-
-    /// The single daemon serving the mount.
-    fn daemon(&self) -> u32 {
-        let pids = self.pids();
-        assert_eq!(pids.len(), 1, "expected one coupafs daemon, found {pids:?}");
-        pids[0]
-    }
-
-    fn gone(&self) -> bool {
-        wait_until(Duration::from_secs(15), || self.pids().is_empty())
-    }
-
     /// Runs `coupafs -p PORT TARGET MOUNTPOINT -o opts` for the sandbox on
     /// this mountpoint (daemon mode, see [`start_daemon_on`]).
     fn start(&self, sb: &Sandbox, opts: &str, env: &[(String, String)], clear_env: bool) -> Output {
@@ -307,25 +231,6 @@ fn start_daemon_on(
     )
 }
 
-impl Drop for DaemonMount {
-    fn drop(&mut self) {
-        if is_fuse_mounted(&self.path) {
-            lazy_umount(&self.path);
-        }
-        for pid in self.pids() {
-            kill(pid, libc::SIGTERM);
-        }
-        if !wait_until(Duration::from_secs(5), || self.pids().is_empty()) {
-            for pid in self.pids() {
-                kill(pid, libc::SIGKILL);
-            }
-        }
-        if is_fuse_mounted(&self.path) {
-            lazy_umount(&self.path);
-        }
-    }
-}
-
 /// `coupafs` (daemon mode, no -f) with `args`, as the mount command would.
 fn run_daemon(args: &[&str], env: &[(String, String)], clear_env: bool) -> Output {
     let mut cmd = Command::new(coupafs_bin());
@@ -337,61 +242,6 @@ fn run_daemon(args: &[&str], env: &[(String, String)], clear_env: bool) -> Outpu
         cmd.env(k, v);
     }
     run_timeout(cmd, Duration::from_secs(60))
-}
-
-static SYSTEM_PATHS: Mutex<()> = Mutex::new(());
-
-/// Symlinks installed where mount(8) and mount.fuse3 look for helpers;
-/// whatever was there is moved aside and put back on drop. One at a time.
-struct Installed {
-    entries: Vec<(PathBuf, Option<PathBuf>)>,
-    _lock: MutexGuard<'static, ()>,
-}
-
-fn backup_of(path: &Path) -> PathBuf {
-    PathBuf::from(format!("{}.coupafs-ops-backup", path.display()))
-}
-
-/// `links`: (path, Some(target)) installs a symlink, (path, None) makes
-/// sure nothing is there.
-fn install(links: &[(&str, Option<&Path>)]) -> Installed {
-    let lock = SYSTEM_PATHS.lock().unwrap_or_else(|e| e.into_inner());
-    let mut entries = Vec::new();
-    for (path, target) in links {
-        let path = PathBuf::from(path);
-        let backup = backup_of(&path);
-        if fs::symlink_metadata(&path).is_ok() {
-            if fs::symlink_metadata(&backup).is_ok() {
-                // Left over by an interrupted run: the backup is the original.
-                fs::remove_file(&path).unwrap();
-            } else {
-                fs::rename(&path, &backup).unwrap();
-            }
-        }
-        if let Some(t) = target {
-            std::os::unix::fs::symlink(t, &path)
-                .unwrap_or_else(|e| panic!("symlink {}: {e}", path.display()));
-        }
-        entries.push((path, target.map(Path::to_path_buf)));
-    }
-    Installed {
-        entries,
-        _lock: lock,
-    }
-}
-
-impl Drop for Installed {
-    fn drop(&mut self) {
-        for (path, target) in &self.entries {
-            if target.is_some() {
-                let _ = fs::remove_file(path);
-            }
-            let backup = backup_of(path);
-            if fs::symlink_metadata(&backup).is_ok() {
-                let _ = fs::rename(&backup, path);
-            }
-        }
-    }
 }
 
 /// Runs `cmd` as the unprivileged user nobody (uid/gid 65534).

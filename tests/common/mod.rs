@@ -10,6 +10,7 @@
 //! independent and can run in parallel.
 #![allow(dead_code)]
 
+pub mod daemon;
 pub mod forwarder;
 pub mod servers;
 pub mod watcher;
