@@ -20,14 +20,6 @@ use common::*;
 const MIB: usize = 1 << 20;
 const INVOICES: &str = "Incoming/Invoices";
 
-/// Writes `data` to `path` through the mount; Ok only if every write and
-/// close() did.
-fn write_file(path: &Path, data: &[u8]) -> io::Result<()> {
-    let mut f = File::create(path)?;
-    f.write_all(data)?;
-    close_file(f)
-}
-
 // ---------------------------------------------------------------------------
 // A failed write never publishes
 // ---------------------------------------------------------------------------
@@ -110,6 +102,26 @@ const TIMEOUT: Duration = Duration::from_secs(5);
 /// and a loaded machine.
 const SLACK: Duration = Duration::from_secs(3);
 
+/// Runs `call`, a system call during an outage: notes in `took` how long
+/// it took and asserts that was within `timeout` plus slack.
+fn bounded<T>(
+    what: &str,
+    mnt: &Mount,
+    took: &mut Vec<String>,
+    call: impl FnOnce() -> io::Result<T>,
+) -> io::Result<T> {
+    let t = Instant::now();
+    let result = call();
+    let elapsed = t.elapsed();
+    took.push(format!("{what} {elapsed:.1?}"));
+    assert!(
+        elapsed < TIMEOUT + SLACK,
+        "{what} took {elapsed:?}:\n{}",
+        tail(&mnt.log(), 30)
+    );
+    result
+}
+
 #[test]
 fn an_outage_longer_than_timeout_fails_each_call_within_it_and_recovers_fast() {
     let sb = Sandbox::start();
@@ -135,55 +147,29 @@ fn an_outage_longer_than_timeout_fails_each_call_within_it_and_recovers_fast() {
     fwd.cut();
     let outage = Instant::now();
     let mut took = Vec::new();
-    let t = Instant::now();
-    let closed = close_file(f);
-    let close_time = t.elapsed();
-    took.push(format!("close {close_time:.1?}"));
+    let closed = bounded("close", &mnt, &mut took, || close_file(f));
     assert!(closed.is_err(), "close() during the outage must fail");
-    assert!(
-        close_time < TIMEOUT + SLACK,
-        "close() took {close_time:?}:\n{}",
-        tail(&mnt.log(), 30)
-    );
-    let t = Instant::now();
-    let closed = close_file(g);
-    let replace_time = t.elapsed();
-    took.push(format!("close (replace) {replace_time:.1?}"));
+    let closed = bounded("close (replace)", &mnt, &mut took, || close_file(g));
     assert!(closed.is_err(), "close() during the outage must fail");
-    assert!(
-        replace_time < TIMEOUT + SLACK,
-        "close() took {replace_time:?}"
-    );
-    let t = Instant::now();
-    let looked = fs::metadata(dir.join("absent.csv"));
-    let lookup_time = t.elapsed();
-    took.push(format!("lookup {lookup_time:.1?}"));
+    let looked = bounded("lookup", &mnt, &mut took, || {
+        fs::metadata(dir.join("absent.csv"))
+    });
     assert!(
         looked.as_ref().is_err_and(|e| errno(e) == libc::EIO),
         "{looked:?}"
     );
-    assert!(lookup_time < TIMEOUT + SLACK, "lookup took {lookup_time:?}");
-    let t = Instant::now();
-    let opened = File::open(dir.join("kept.csv"));
-    let open_time = t.elapsed();
-    took.push(format!("open {open_time:.1?}"));
+    let opened = bounded("open", &mnt, &mut took, || File::open(dir.join("kept.csv")));
     assert!(opened.is_err(), "open during the outage must fail");
-    assert!(open_time < TIMEOUT + SLACK, "open took {open_time:?}");
     // Open for append loads the file first (attributes, OPEN, READs): one
     // bound for all of it.
-    let t = Instant::now();
-    let appending = fs::OpenOptions::new()
-        .append(true)
-        .open(dir.join("kept.csv"));
-    let append_time = t.elapsed();
-    took.push(format!("open for append {append_time:.1?}"));
+    let appending = bounded("open for append", &mnt, &mut took, || {
+        fs::OpenOptions::new()
+            .append(true)
+            .open(dir.join("kept.csv"))
+    });
     assert!(
         appending.is_err(),
         "open for append during the outage must fail"
-    );
-    assert!(
-        append_time < TIMEOUT + SLACK,
-        "open for append took {append_time:?}"
     );
 
     // The outage lasts longer than `timeout`.

@@ -8,7 +8,7 @@ mod common;
 use std::fs::{self, File};
 use std::io::{self, Read, Write};
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread;
@@ -19,13 +19,6 @@ use common::*;
 
 const MIB: usize = 1 << 20;
 const INVOICES: &str = "Incoming/Invoices";
-
-/// Writes a file through the mount; Ok only if every write and close() did.
-fn write_file(path: &Path, data: &[u8]) -> io::Result<()> {
-    let mut f = File::create(path)?;
-    f.write_all(data)?;
-    close_file(f)
-}
 
 /// Entries of a directory through the mount (a full opendir/readdir).
 fn list(dir: &Path) -> io::Result<Vec<String>> {
@@ -39,6 +32,31 @@ fn list(dir: &Path) -> io::Result<Vec<String>> {
 
 fn status_text(mnt: &Mount) -> String {
     fs::read_to_string(status_file_of(&mnt.path)).unwrap_or_default()
+}
+
+/// `cp src dst` running in the background, its stderr kept for messages.
+fn spawn_cp(src: &Path, dst: &Path) -> Child {
+    Command::new("cp")
+        .arg(src)
+        .arg(dst)
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("cp")
+}
+
+/// Kills the sandbox's sessions under `cp`, which must still be running
+/// (the kill has to land mid-upload), and waits for it: its exit status
+/// and stderr.
+fn kill_sessions_under(sb: &Sandbox, cp: &mut Child) -> (ExitStatus, String) {
+    assert!(
+        cp.try_wait().unwrap().is_none(),
+        "cp finished before the kill"
+    );
+    sb.kill_sessions();
+    let status = cp.wait().expect("wait cp");
+    let mut err = String::new();
+    let _ = cp.stderr.take().unwrap().read_to_string(&mut err);
+    (status, err)
 }
 
 // ---------------------------------------------------------------------------
@@ -203,12 +221,7 @@ fn large_write_survives_a_killed_session() {
     let sha = make_source(&src, 100 * MIB);
     let dst = mnt.path.join(INVOICES).join("big.bin");
     let t = Instant::now();
-    let mut cp = Command::new("cp")
-        .arg(&src)
-        .arg(&dst)
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("cp");
+    let mut cp = spawn_cp(&src, &dst);
     // Kill once the upload is under way: its temp on the server has
     // grown past 5 MiB (not a fixed delay: machines differ in speed).
     let sdir = sb.root.join(INVOICES);
@@ -223,14 +236,7 @@ fn large_write_survives_a_killed_session() {
         "the upload never started:\n{}",
         tail(&mnt.log(), 20)
     );
-    assert!(
-        cp.try_wait().unwrap().is_none(),
-        "cp finished before the kill"
-    );
-    sb.kill_sessions();
-    let status = cp.wait().expect("wait cp");
-    let mut err = String::new();
-    let _ = cp.stderr.take().unwrap().read_to_string(&mut err);
+    let (status, err) = kill_sessions_under(&sb, &mut cp);
     eprintln!(
         "large write: cp {status} in {:.1?} with a session kill mid-upload {}",
         t.elapsed(),
@@ -718,24 +724,12 @@ fn striped_upload_survives_killed_sessions() {
     let src = work.path().join("striped.bin");
     let sha = make_source(&src, 60 * MIB);
     let dst = mnt.path.join(INVOICES).join("striped.bin");
-    let mut cp = Command::new("cp")
-        .arg(&src)
-        .arg(&dst)
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("cp");
+    let mut cp = spawn_cp(&src, &dst);
     let striped = wait_until(Duration::from_secs(60), || {
         mnt.log().contains("striping over a second connection")
     });
     assert!(striped, "never striped:\n{}", tail(&mnt.log(), 30));
-    assert!(
-        cp.try_wait().unwrap().is_none(),
-        "cp finished before the kill"
-    );
-    sb.kill_sessions();
-    let status = cp.wait().expect("wait cp");
-    let mut err = String::new();
-    let _ = cp.stderr.take().unwrap().read_to_string(&mut err);
+    let (status, err) = kill_sessions_under(&sb, &mut cp);
     assert!(
         status.success(),
         "cp failed: {err}\n{}",

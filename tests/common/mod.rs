@@ -899,6 +899,14 @@ pub fn close_file(file: fs::File) -> io::Result<()> {
     }
 }
 
+/// Writes `data` to `path` (through a mount) and closes it; Ok only if every
+/// write and close() did (close() is where an upload's outcome shows).
+pub fn write_file(path: &Path, data: &[u8]) -> io::Result<()> {
+    let mut f = fs::File::create(path)?;
+    f.write_all(data)?;
+    close_file(f)
+}
+
 /// Names in a local directory (server side), sorted; empty if it is missing.
 /// Sorted names in a server-side directory, without the spare temps that
 /// come and go with create activity (`all_names_in` keeps them; the spare
