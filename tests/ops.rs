@@ -55,20 +55,11 @@ fn run_timeout(mut cmd: Command, timeout: Duration) -> Output {
     };
     let (out, out_t) = collect(Box::new(child.stdout.take().unwrap()));
     let (err, err_t) = collect(Box::new(child.stderr.take().unwrap()));
-    let deadline = Instant::now() + timeout;
-    let status = loop {
-        if let Some(st) = child.try_wait().unwrap() {
-            break st;
-        }
-        if Instant::now() >= deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!(
-                "{cmd:?} did not exit within {timeout:?}\nstderr: {}",
-                String::from_utf8_lossy(&err.lock().unwrap())
-            );
-        }
-        thread::sleep(Duration::from_millis(20));
+    let Some(status) = wait_or_kill(&mut child, timeout) else {
+        panic!(
+            "{cmd:?} did not exit within {timeout:?}\nstderr: {}",
+            String::from_utf8_lossy(&err.lock().unwrap())
+        );
     };
     wait_until(Duration::from_secs(5), || {
         out_t.is_finished() && err_t.is_finished()

@@ -150,6 +150,23 @@ fn send_signal(pid: u32, sig: libc::c_int) {
     }
 }
 
+/// Waits up to `timeout` for `child` (ours) to exit; past it, kills it by
+/// its PID and returns None.
+pub fn wait_or_kill(child: &mut Child, timeout: Duration) -> Option<ExitStatus> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        match child.try_wait().expect("try_wait on child") {
+            Some(st) => return Some(st),
+            None if Instant::now() >= deadline => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return None;
+            }
+            None => thread::sleep(Duration::from_millis(20)),
+        }
+    }
+}
+
 /// Runs a command with a timeout, capturing stdout and stderr; kills it (by its
 /// PID) if it does not exit in time. `None` status means it was killed.
 fn run_with_timeout(mut cmd: Command, timeout: Duration) -> (Option<ExitStatus>, Vec<u8>, Vec<u8>) {
@@ -171,18 +188,7 @@ fn run_with_timeout(mut cmd: Command, timeout: Duration) -> (Option<ExitStatus>,
         let _ = err.read_to_end(&mut v);
         v
     });
-    let deadline = Instant::now() + timeout;
-    let status = loop {
-        match child.try_wait().expect("try_wait on child") {
-            Some(st) => break Some(st),
-            None if Instant::now() >= deadline => {
-                let _ = child.kill();
-                let _ = child.wait();
-                break None;
-            }
-            None => thread::sleep(Duration::from_millis(20)),
-        }
-    };
+    let status = wait_or_kill(&mut child, timeout);
     let stdout = out_t.join().expect("stdout reader thread");
     let stderr = err_t.join().expect("stderr reader thread");
     (status, stdout, stderr)
