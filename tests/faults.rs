@@ -6,27 +6,19 @@
 mod common;
 
 use std::fs::{self, File};
-use std::io::{self, Read, Write};
-use std::net::{Shutdown, TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
+use std::io::{self, Write};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
-use std::thread::{self, JoinHandle};
+use std::sync::Arc;
+use std::thread;
 use std::time::{Duration, Instant};
 
+use common::forwarder::{mount_through, Forwarder};
 use common::*;
 
 const MIB: usize = 1 << 20;
 const INVOICES: &str = "Incoming/Invoices";
-
-/// Writes `data` to `path` through the mount; Ok only if every write and
-/// close() did.
-fn write_file(path: &Path, data: &[u8]) -> io::Result<()> {
-    let mut f = File::create(path)?;
-    f.write_all(data)?;
-    close_file(f)
-}
 
 // ---------------------------------------------------------------------------
 // A failed write never publishes
@@ -105,128 +97,30 @@ fn cp_into_a_full_spool_fails_and_the_server_keeps_the_old_file() {
 // `timeout` bounds each system call
 // ---------------------------------------------------------------------------
 
-/// A TCP forwarder between coupafs and sshd that can cut the link: every
-/// forwarded connection is reset and new ones are closed at once (the
-/// server is gone), until `restore`.
-struct Forwarder {
-    port: u16,
-    cut: Arc<AtomicBool>,
-    stop: Arc<AtomicBool>,
-    sockets: Arc<Mutex<Vec<TcpStream>>>,
-    acceptor: Option<JoinHandle<()>>,
-}
-
-impl Forwarder {
-    fn start(target_port: u16) -> Forwarder {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind forwarder");
-        let port = listener.local_addr().expect("local addr").port();
-        let cut = Arc::new(AtomicBool::new(false));
-        let stop = Arc::new(AtomicBool::new(false));
-        let sockets = Arc::new(Mutex::new(Vec::<TcpStream>::new()));
-        let acceptor = {
-            let (cut, stop, sockets) = (cut.clone(), stop.clone(), sockets.clone());
-            thread::spawn(move || {
-                for client in listener.incoming() {
-                    if stop.load(Ordering::SeqCst) {
-                        return;
-                    }
-                    let Ok(client) = client else { continue };
-                    if cut.load(Ordering::SeqCst) {
-                        let _ = client.shutdown(Shutdown::Both);
-                        continue;
-                    }
-                    let Ok(server) = TcpStream::connect(("127.0.0.1", target_port)) else {
-                        continue;
-                    };
-                    for s in [&client, &server] {
-                        if let Ok(c) = s.try_clone() {
-                            sockets.lock().unwrap().push(c);
-                        }
-                    }
-                    for (from, to) in [(&client, &server), (&server, &client)] {
-                        let (from, to) = (from.try_clone().unwrap(), to.try_clone().unwrap());
-                        thread::spawn(move || pump(from, to));
-                    }
-                }
-            })
-        };
-        Forwarder {
-            port,
-            cut,
-            stop,
-            sockets,
-            acceptor: Some(acceptor),
-        }
-    }
-
-    /// The server goes away: live links are reset, new ones refused.
-    fn cut(&self) {
-        self.cut.store(true, Ordering::SeqCst);
-        for s in self.sockets.lock().unwrap().drain(..) {
-            let _ = s.shutdown(Shutdown::Both);
-        }
-    }
-
-    fn restore(&self) {
-        self.cut.store(false, Ordering::SeqCst);
-    }
-}
-
-fn pump(mut from: TcpStream, mut to: TcpStream) {
-    let mut buf = vec![0u8; 64 * 1024];
-    loop {
-        match from.read(&mut buf) {
-            Ok(0) | Err(_) => {
-                let _ = to.shutdown(Shutdown::Both);
-                return;
-            }
-            Ok(n) => {
-                if to.write_all(&buf[..n]).is_err() {
-                    let _ = from.shutdown(Shutdown::Both);
-                    return;
-                }
-            }
-        }
-    }
-}
-
-impl Drop for Forwarder {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-        let _ = TcpStream::connect(("127.0.0.1", self.port)); // wake accept()
-        for s in self.sockets.lock().unwrap().drain(..) {
-            let _ = s.shutdown(Shutdown::Both);
-        }
-        if let Some(t) = self.acceptor.take() {
-            let _ = t.join();
-        }
-    }
-}
-
-/// Mounts the sandbox through `fwd` (a known_hosts entry for its port is
-/// written in `work`) with `extra` -o options.
-fn mount_through(sb: &Sandbox, fwd: &Forwarder, work: &Path, extra: &str) -> Mount {
-    let text = fs::read_to_string(&sb.known_hosts).expect("known_hosts");
-    let text = text.replace(&format!("]:{} ", sb.port), &format!("]:{} ", fwd.port));
-    let kh: PathBuf = work.join("known_hosts");
-    fs::write(&kh, text).expect("write known_hosts");
-    let opts = format!(
-        "IdentityFile={},UserKnownHostsFile={},{extra}",
-        sb.key.display(),
-        kh.display()
-    );
-    Mount::spawn(
-        &["-p", &fwd.port.to_string(), &sb.target()],
-        &["-o", &opts],
-        &[],
-    )
-    .unwrap_or_else(|log| panic!("mount through the forwarder failed:\n{log}"))
-}
-
 const TIMEOUT: Duration = Duration::from_secs(5);
 /// What a system call may take past `timeout`: the last connect attempt
 /// and a loaded machine.
 const SLACK: Duration = Duration::from_secs(3);
+
+/// Runs `call`, a system call during an outage: notes in `took` how long
+/// it took and asserts that was within `timeout` plus slack.
+fn bounded<T>(
+    what: &str,
+    mnt: &Mount,
+    took: &mut Vec<String>,
+    call: impl FnOnce() -> io::Result<T>,
+) -> io::Result<T> {
+    let t = Instant::now();
+    let result = call();
+    let elapsed = t.elapsed();
+    took.push(format!("{what} {elapsed:.1?}"));
+    assert!(
+        elapsed < TIMEOUT + SLACK,
+        "{what} took {elapsed:?}:\n{}",
+        tail(&mnt.log(), 30)
+    );
+    result
+}
 
 #[test]
 fn an_outage_longer_than_timeout_fails_each_call_within_it_and_recovers_fast() {
@@ -253,55 +147,29 @@ fn an_outage_longer_than_timeout_fails_each_call_within_it_and_recovers_fast() {
     fwd.cut();
     let outage = Instant::now();
     let mut took = Vec::new();
-    let t = Instant::now();
-    let closed = close_file(f);
-    let close_time = t.elapsed();
-    took.push(format!("close {close_time:.1?}"));
+    let closed = bounded("close", &mnt, &mut took, || close_file(f));
     assert!(closed.is_err(), "close() during the outage must fail");
-    assert!(
-        close_time < TIMEOUT + SLACK,
-        "close() took {close_time:?}:\n{}",
-        tail(&mnt.log(), 30)
-    );
-    let t = Instant::now();
-    let closed = close_file(g);
-    let replace_time = t.elapsed();
-    took.push(format!("close (replace) {replace_time:.1?}"));
+    let closed = bounded("close (replace)", &mnt, &mut took, || close_file(g));
     assert!(closed.is_err(), "close() during the outage must fail");
-    assert!(
-        replace_time < TIMEOUT + SLACK,
-        "close() took {replace_time:?}"
-    );
-    let t = Instant::now();
-    let looked = fs::metadata(dir.join("absent.csv"));
-    let lookup_time = t.elapsed();
-    took.push(format!("lookup {lookup_time:.1?}"));
+    let looked = bounded("lookup", &mnt, &mut took, || {
+        fs::metadata(dir.join("absent.csv"))
+    });
     assert!(
         looked.as_ref().is_err_and(|e| errno(e) == libc::EIO),
         "{looked:?}"
     );
-    assert!(lookup_time < TIMEOUT + SLACK, "lookup took {lookup_time:?}");
-    let t = Instant::now();
-    let opened = File::open(dir.join("kept.csv"));
-    let open_time = t.elapsed();
-    took.push(format!("open {open_time:.1?}"));
+    let opened = bounded("open", &mnt, &mut took, || File::open(dir.join("kept.csv")));
     assert!(opened.is_err(), "open during the outage must fail");
-    assert!(open_time < TIMEOUT + SLACK, "open took {open_time:?}");
     // Open for append loads the file first (attributes, OPEN, READs): one
     // bound for all of it.
-    let t = Instant::now();
-    let appending = fs::OpenOptions::new()
-        .append(true)
-        .open(dir.join("kept.csv"));
-    let append_time = t.elapsed();
-    took.push(format!("open for append {append_time:.1?}"));
+    let appending = bounded("open for append", &mnt, &mut took, || {
+        fs::OpenOptions::new()
+            .append(true)
+            .open(dir.join("kept.csv"))
+    });
     assert!(
         appending.is_err(),
         "open for append during the outage must fail"
-    );
-    assert!(
-        append_time < TIMEOUT + SLACK,
-        "open for append took {append_time:?}"
     );
 
     // The outage lasts longer than `timeout`.

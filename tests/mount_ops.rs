@@ -1510,27 +1510,41 @@ fn host_key_mismatch_refuses_to_mount() {
     let known_hosts = keys.path().join("known_hosts");
     fs::write(&known_hosts, &kh).unwrap();
 
-    let err = match mount_exact(
-        &sb,
+    let err = mount_refused_by_known_hosts(&sb, &known_hosts, "despite a changed host key");
+    assert!(err.contains("HOST KEY"), "no HOST KEY in:\n{err}");
+    assert_host_key_refusal(&sb, &err, &known_hosts, &kh);
+}
+
+/// Mounts with the sandbox key and `known_hosts` (which lacks the server's
+/// key), expecting a refusal; returns coupafs's output. `what` completes
+/// "mounted ..." in the message if it mounts.
+fn mount_refused_by_known_hosts(sb: &Sandbox, known_hosts: &Path, what: &str) -> String {
+    match mount_exact(
+        sb,
         &sb.target(),
         &[
-            key_opt(&sb),
+            key_opt(sb),
             format!("UserKnownHostsFile={}", known_hosts.display()),
         ],
         &[],
     ) {
-        Ok(m) => panic!("mounted despite a changed host key:\n{}", m.log()),
+        Ok(m) => panic!("mounted {what}:\n{}", m.log()),
         Err(log) => log,
-    };
-    assert!(err.contains("HOST KEY"), "no HOST KEY in:\n{err}");
-    let fps = host_key_fingerprints(&sb);
+    }
+}
+
+/// What every host key refusal must do: name one of the server's real
+/// fingerprints in its message, leave `known_hosts` as it was (`before`)
+/// and stop before authentication.
+fn assert_host_key_refusal(sb: &Sandbox, err: &str, known_hosts: &Path, before: &str) {
+    let fps = host_key_fingerprints(sb);
     assert!(
         fps.iter().any(|fp| err.contains(fp.as_str())),
         "message names none of the server's fingerprints {fps:?}:\n{err}"
     );
     assert_eq!(
-        fs::read_to_string(&known_hosts).unwrap(),
-        kh,
+        fs::read_to_string(known_hosts).unwrap(),
+        before,
         "known_hosts changed"
     );
     assert!(
@@ -1546,39 +1560,14 @@ fn unknown_host_is_refused_by_default() {
     let dir = traversable_tempdir("coupafs-kh-");
     let known_hosts = dir.path().join("known_hosts");
     fs::write(&known_hosts, "").unwrap();
-    let err = match mount_exact(
-        &sb,
-        &sb.target(),
-        &[
-            key_opt(&sb),
-            format!("UserKnownHostsFile={}", known_hosts.display()),
-        ],
-        &[],
-    ) {
-        Ok(m) => panic!("mounted an unknown host:\n{}", m.log()),
-        Err(log) => log,
-    };
+    let err = mount_refused_by_known_hosts(&sb, &known_hosts, "an unknown host");
     assert!(err.contains("host key verification failed"), "{err}");
     assert!(err.contains(&format!("[127.0.0.1]:{}", sb.port)), "{err}");
     assert!(
         err.contains(known_hosts.to_str().unwrap()),
         "message does not name the known_hosts file:\n{err}"
     );
-    let fps = host_key_fingerprints(&sb);
-    assert!(
-        fps.iter().any(|fp| err.contains(fp.as_str())),
-        "message names none of the server's fingerprints {fps:?}:\n{err}"
-    );
-    assert_eq!(
-        fs::read_to_string(&known_hosts).unwrap(),
-        "",
-        "known_hosts changed"
-    );
-    assert!(
-        !sb.log().contains("Accepted"),
-        "authenticated anyway:\n{}",
-        sb.log()
-    );
+    assert_host_key_refusal(&sb, &err, &known_hosts, "");
 }
 
 #[test]

@@ -7,25 +7,18 @@ mod common;
 
 use std::fs::{self, File};
 use std::io::{self, Read, Write};
-use std::net::{Shutdown, TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::path::Path;
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
-use std::thread::{self, JoinHandle};
+use std::sync::Arc;
+use std::thread;
 use std::time::{Duration, Instant};
 
+use common::forwarder::{mount_through, Forwarder};
 use common::*;
 
 const MIB: usize = 1 << 20;
 const INVOICES: &str = "Incoming/Invoices";
-
-/// Writes a file through the mount; Ok only if every write and close() did.
-fn write_file(path: &Path, data: &[u8]) -> io::Result<()> {
-    let mut f = File::create(path)?;
-    f.write_all(data)?;
-    close_file(f)
-}
 
 /// Entries of a directory through the mount (a full opendir/readdir).
 fn list(dir: &Path) -> io::Result<Vec<String>> {
@@ -39,6 +32,31 @@ fn list(dir: &Path) -> io::Result<Vec<String>> {
 
 fn status_text(mnt: &Mount) -> String {
     fs::read_to_string(status_file_of(&mnt.path)).unwrap_or_default()
+}
+
+/// `cp src dst` running in the background, its stderr kept for messages.
+fn spawn_cp(src: &Path, dst: &Path) -> Child {
+    Command::new("cp")
+        .arg(src)
+        .arg(dst)
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("cp")
+}
+
+/// Kills the sandbox's sessions under `cp`, which must still be running
+/// (the kill has to land mid-upload), and waits for it: its exit status
+/// and stderr.
+fn kill_sessions_under(sb: &Sandbox, cp: &mut Child) -> (ExitStatus, String) {
+    assert!(
+        cp.try_wait().unwrap().is_none(),
+        "cp finished before the kill"
+    );
+    sb.kill_sessions();
+    let status = cp.wait().expect("wait cp");
+    let mut err = String::new();
+    let _ = cp.stderr.take().unwrap().read_to_string(&mut err);
+    (status, err)
 }
 
 // ---------------------------------------------------------------------------
@@ -203,12 +221,7 @@ fn large_write_survives_a_killed_session() {
     let sha = make_source(&src, 100 * MIB);
     let dst = mnt.path.join(INVOICES).join("big.bin");
     let t = Instant::now();
-    let mut cp = Command::new("cp")
-        .arg(&src)
-        .arg(&dst)
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("cp");
+    let mut cp = spawn_cp(&src, &dst);
     // Kill once the upload is under way: its temp on the server has
     // grown past 5 MiB (not a fixed delay: machines differ in speed).
     let sdir = sb.root.join(INVOICES);
@@ -223,14 +236,7 @@ fn large_write_survives_a_killed_session() {
         "the upload never started:\n{}",
         tail(&mnt.log(), 20)
     );
-    assert!(
-        cp.try_wait().unwrap().is_none(),
-        "cp finished before the kill"
-    );
-    sb.kill_sessions();
-    let status = cp.wait().expect("wait cp");
-    let mut err = String::new();
-    let _ = cp.stderr.take().unwrap().read_to_string(&mut err);
+    let (status, err) = kill_sessions_under(&sb, &mut cp);
     eprintln!(
         "large write: cp {status} in {:.1?} with a session kill mid-upload {}",
         t.elapsed(),
@@ -390,155 +396,6 @@ fn server_down_fails_within_the_timeout_and_recovers_after_restart() {
 // Black-holed link
 // ---------------------------------------------------------------------------
 
-/// A TCP forwarder between coupafs and sshd that can silently drop all
-/// traffic (sockets stay open, nothing gets through: a black hole).
-struct Forwarder {
-    port: u16,
-    blackhole: Arc<AtomicBool>,
-    stop: Arc<AtomicBool>,
-    accepted: Arc<AtomicUsize>,
-    sockets: Arc<Mutex<Vec<TcpStream>>>,
-    acceptor: Option<JoinHandle<()>>,
-}
-
-impl Forwarder {
-    fn start(target_port: u16) -> Forwarder {
-        Self::start_with_delay(target_port, Duration::ZERO)
-    }
-
-    /// Each forwarded chunk waits `delay` (a slower, longer link: requests
-    /// pile up in flight the way they do over a WAN).
-    fn start_with_delay(target_port: u16, delay: Duration) -> Forwarder {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind forwarder");
-        let port = listener.local_addr().unwrap().port();
-        let blackhole = Arc::new(AtomicBool::new(false));
-        let stop = Arc::new(AtomicBool::new(false));
-        let accepted = Arc::new(AtomicUsize::new(0));
-        let sockets = Arc::new(Mutex::new(Vec::<TcpStream>::new()));
-        let acceptor = {
-            let (blackhole, stop, accepted, sockets) = (
-                blackhole.clone(),
-                stop.clone(),
-                accepted.clone(),
-                sockets.clone(),
-            );
-            thread::spawn(move || {
-                for client in listener.incoming() {
-                    if stop.load(Ordering::SeqCst) {
-                        return;
-                    }
-                    let Ok(client) = client else { continue };
-                    let Ok(server) = TcpStream::connect(("127.0.0.1", target_port)) else {
-                        continue;
-                    };
-                    accepted.fetch_add(1, Ordering::SeqCst);
-                    for s in [&client, &server] {
-                        if let Ok(c) = s.try_clone() {
-                            sockets.lock().unwrap().push(c);
-                        }
-                    }
-                    for (from, to) in [(&client, &server), (&server, &client)] {
-                        let (from, to) = (from.try_clone().unwrap(), to.try_clone().unwrap());
-                        let (blackhole, stop) = (blackhole.clone(), stop.clone());
-                        thread::spawn(move || pump(from, to, &blackhole, &stop, delay));
-                    }
-                }
-            })
-        };
-        Forwarder {
-            port,
-            blackhole,
-            stop,
-            accepted,
-            sockets,
-            acceptor: Some(acceptor),
-        }
-    }
-}
-
-/// Copies `from` to `to` until EOF or error; while `blackhole` is set, reads
-/// and discards (the sender's kernel sees its bytes acknowledged).
-fn pump(
-    mut from: TcpStream,
-    mut to: TcpStream,
-    blackhole: &AtomicBool,
-    stop: &AtomicBool,
-    delay: Duration,
-) {
-    let _ = from.set_read_timeout(Some(Duration::from_millis(200)));
-    let mut buf = vec![0u8; 64 * 1024];
-    loop {
-        match from.read(&mut buf) {
-            Ok(0) => {
-                let _ = to.shutdown(Shutdown::Write);
-                return;
-            }
-            Ok(n) => {
-                if !delay.is_zero() {
-                    thread::sleep(delay);
-                }
-                if !blackhole.load(Ordering::SeqCst) && to.write_all(&buf[..n]).is_err() {
-                    let _ = from.shutdown(Shutdown::Both);
-                    return;
-                }
-            }
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-                ) =>
-            {
-                if stop.load(Ordering::SeqCst) {
-                    return;
-                }
-            }
-            Err(_) => {
-                let _ = to.shutdown(Shutdown::Both);
-                return;
-            }
-        }
-    }
-}
-
-impl Drop for Forwarder {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-        let _ = TcpStream::connect(("127.0.0.1", self.port)); // wake accept()
-        for s in self.sockets.lock().unwrap().drain(..) {
-            let _ = s.shutdown(Shutdown::Both);
-        }
-        if let Some(t) = self.acceptor.take() {
-            let _ = t.join();
-        }
-    }
-}
-
-/// known_hosts for the sandbox's keys under another port.
-fn known_hosts_for_port(sb: &Sandbox, port: u16, dir: &Path) -> PathBuf {
-    let text = fs::read_to_string(&sb.known_hosts).unwrap();
-    let text = text.replace(&format!("]:{} ", sb.port), &format!("]:{port} "));
-    let path = dir.join("known_hosts");
-    fs::write(&path, text).unwrap();
-    path
-}
-
-/// Mounts the sandbox through `fwd` with the sandbox key, a known_hosts
-/// entry for the forwarder's port (written in `work`) and `extra` -o options.
-fn mount_through(sb: &Sandbox, fwd: &Forwarder, work: &Path, extra: &str) -> Mount {
-    let kh = known_hosts_for_port(sb, fwd.port, work);
-    let opts = format!(
-        "IdentityFile={},UserKnownHostsFile={},{extra}",
-        sb.key.display(),
-        kh.display()
-    );
-    Mount::spawn(
-        &["-p", &fwd.port.to_string(), &sb.target()],
-        &["-o", &opts],
-        &[],
-    )
-    .unwrap_or_else(|log| panic!("mount through the forwarder failed:\n{log}"))
-}
-
 #[test]
 fn black_holed_link_is_detected_by_keepalive_and_recovers() {
     let sb = Sandbox::start();
@@ -552,9 +409,9 @@ fn black_holed_link_is_detected_by_keepalive_and_recovers() {
          timeout=5,cache_timeout=0,debug",
     );
     assert_eq!(list(&mnt.path.join("Incoming")).unwrap().len(), 20);
-    assert_eq!(fwd.accepted.load(Ordering::SeqCst), 1);
+    assert_eq!(fwd.accepted(), 1);
 
-    fwd.blackhole.store(true, Ordering::SeqCst);
+    fwd.set_blackhole(true);
     let holed = Instant::now();
     let detected = wait_until(Duration::from_secs(15), || {
         mnt.log()
@@ -587,7 +444,7 @@ fn black_holed_link_is_detected_by_keepalive_and_recovers() {
     );
     let hole_status = status_text(&mnt);
 
-    fwd.blackhole.store(false, Ordering::SeqCst);
+    fwd.set_blackhole(false);
     let resumed = Instant::now();
     let recovered = wait_until(Duration::from_secs(30), || {
         list(&mnt.path.join("Incoming")).is_ok_and(|v| v.len() == 20)
@@ -598,7 +455,7 @@ fn black_holed_link_is_detected_by_keepalive_and_recovers() {
          ({}) after {blocked:.1?}; recovered {recovery:.1?} after forwarding resumed; \
          {} TCP connections through the forwarder\nstatus during the hole:\n{hole_status}",
         errno_name(errno(&e)),
-        fwd.accepted.load(Ordering::SeqCst)
+        fwd.accepted()
     );
     assert!(
         recovered,
@@ -612,10 +469,7 @@ fn black_holed_link_is_detected_by_keepalive_and_recovers() {
         fs::read(sb.root.join(INVOICES).join("after_hole.csv")).unwrap(),
         data
     );
-    assert!(
-        fwd.accepted.load(Ordering::SeqCst) >= 2,
-        "never reconnected"
-    );
+    assert!(fwd.accepted() >= 2, "never reconnected");
 }
 
 // ---------------------------------------------------------------------------
@@ -870,24 +724,12 @@ fn striped_upload_survives_killed_sessions() {
     let src = work.path().join("striped.bin");
     let sha = make_source(&src, 60 * MIB);
     let dst = mnt.path.join(INVOICES).join("striped.bin");
-    let mut cp = Command::new("cp")
-        .arg(&src)
-        .arg(&dst)
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("cp");
+    let mut cp = spawn_cp(&src, &dst);
     let striped = wait_until(Duration::from_secs(60), || {
         mnt.log().contains("striping over a second connection")
     });
     assert!(striped, "never striped:\n{}", tail(&mnt.log(), 30));
-    assert!(
-        cp.try_wait().unwrap().is_none(),
-        "cp finished before the kill"
-    );
-    sb.kill_sessions();
-    let status = cp.wait().expect("wait cp");
-    let mut err = String::new();
-    let _ = cp.stderr.take().unwrap().read_to_string(&mut err);
+    let (status, err) = kill_sessions_under(&sb, &mut cp);
     assert!(
         status.success(),
         "cp failed: {err}\n{}",

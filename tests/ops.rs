@@ -19,10 +19,11 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use common::daemon::{cmdline, install, lazy_umount, DaemonMount};
 use common::*;
 use tempfile::TempDir;
 
@@ -54,20 +55,11 @@ fn run_timeout(mut cmd: Command, timeout: Duration) -> Output {
     };
     let (out, out_t) = collect(Box::new(child.stdout.take().unwrap()));
     let (err, err_t) = collect(Box::new(child.stderr.take().unwrap()));
-    let deadline = Instant::now() + timeout;
-    let status = loop {
-        if let Some(st) = child.try_wait().unwrap() {
-            break st;
-        }
-        if Instant::now() >= deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!(
-                "{cmd:?} did not exit within {timeout:?}\nstderr: {}",
-                String::from_utf8_lossy(&err.lock().unwrap())
-            );
-        }
-        thread::sleep(Duration::from_millis(20));
+    let Some(status) = wait_or_kill(&mut child, timeout) else {
+        panic!(
+            "{cmd:?} did not exit within {timeout:?}\nstderr: {}",
+            String::from_utf8_lossy(&err.lock().unwrap())
+        );
     };
     wait_until(Duration::from_secs(5), || {
         out_t.is_finished() && err_t.is_finished()
@@ -195,48 +187,6 @@ fn has_opt(list: &str, opt: &str) -> bool {
     list.split(',').any(|o| o == opt)
 }
 
-/// The argv of a process.
-fn cmdline(pid: u32) -> Vec<String> {
-    fs::read(format!("/proc/{pid}/cmdline"))
-        .map(|b| {
-            b.split(|&c| c == 0)
-                .filter(|s| !s.is_empty())
-                .map(|s| String::from_utf8_lossy(s).into_owned())
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
-/// Live coupafs processes whose command line names `mountpoint`. Only
-/// processes named coupafs (or mount.coupafs, mount.fuse.coup...) are looked
-/// at closer: reading another process's cmdline or stat can block for as
-/// long as that process is stuck in a page fault (on some other FUSE mount).
-fn daemon_pids(mountpoint: &Path) -> Vec<u32> {
-    let want = mountpoint.display().to_string();
-    let bin = fs::canonicalize(coupafs_bin()).unwrap();
-    let mut out = Vec::new();
-    for entry in fs::read_dir("/proc").unwrap().flatten() {
-        let Some(pid) = entry.file_name().to_str().and_then(|s| s.parse().ok()) else {
-            continue;
-        };
-        let comm = fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
-        if !matches!(
-            comm.trim_end(),
-            "coupafs" | "mount.coupafs" | "mount.fuse.coup"
-        ) {
-            continue;
-        }
-        let exe = fs::read_link(format!("/proc/{pid}/exe")).ok();
-        if exe.as_deref() != Some(bin.as_path()) || !pid_alive(pid) {
-            continue;
-        }
-        if cmdline(pid).contains(&want) {
-            out.push(pid);
-        }
-    }
-    out
-}
-
 fn kill(pid: u32, sig: libc::c_int) {
     // SAFETY: kill(2) on a PID this test started (directly or as a daemon).
     unsafe {
@@ -244,62 +194,32 @@ fn kill(pid: u32, sig: libc::c_int) {
     }
 }
 
-fn lazy_umount(path: &Path) {
-    let _ = Command::new("umount")
-        .arg("-l")
-        .arg(path)
-        .stderr(Stdio::null())
-        .status();
-}
-
-/// A mountpoint for daemon-mode mounts (coupafs without -f, mount(8)).
-/// Dropping it unmounts lazily and ends any coupafs still serving it.
-struct DaemonMount {
-    dir: TempDir,
-    path: PathBuf,
-}
-
+/// ops.rs's own addition to the shared [`DaemonMount`]: it starts the
+/// daemon with this file's `run_timeout`.
 impl DaemonMount {
-    fn new() -> DaemonMount {
-        let dir = traversable_tempdir("coupafs-ops-mnt-");
-        let path = dir.path().join("mnt");
-        fs::create_dir(&path).unwrap();
-        DaemonMount { dir, path }
-    }
-
-    fn pids(&self) -> Vec<u32> {
-        daemon_pids(&self.path)
-    }
-
-    /// The single daemon serving the mount.
-    fn daemon(&self) -> u32 {
-        let pids = self.pids();
-        assert_eq!(pids.len(), 1, "expected one coupafs daemon, found {pids:?}");
-        pids[0]
-    }
-
-    fn gone(&self) -> bool {
-        wait_until(Duration::from_secs(15), || self.pids().is_empty())
+    /// Runs `coupafs -p PORT TARGET MOUNTPOINT -o opts` for the sandbox on
+    /// this mountpoint (daemon mode, see [`start_daemon_on`]).
+    fn start(&self, sb: &Sandbox, opts: &str, env: &[(String, String)], clear_env: bool) -> Output {
+        start_daemon_on(sb, &self.path, opts, env, clear_env)
     }
 }
 
-impl Drop for DaemonMount {
-    fn drop(&mut self) {
-        if is_fuse_mounted(&self.path) {
-            lazy_umount(&self.path);
-        }
-        for pid in self.pids() {
-            kill(pid, libc::SIGTERM);
-        }
-        if !wait_until(Duration::from_secs(5), || self.pids().is_empty()) {
-            for pid in self.pids() {
-                kill(pid, libc::SIGKILL);
-            }
-        }
-        if is_fuse_mounted(&self.path) {
-            lazy_umount(&self.path);
-        }
-    }
+/// Runs `coupafs -p PORT TARGET mountpoint -o opts` for the sandbox in
+/// daemon mode (no `-f`): it returns once the mount is live or has failed.
+fn start_daemon_on(
+    sb: &Sandbox,
+    mountpoint: &Path,
+    opts: &str,
+    env: &[(String, String)],
+    clear_env: bool,
+) -> Output {
+    let port = sb.port.to_string();
+    let mp = mountpoint.display().to_string();
+    run_daemon(
+        &["-p", &port, &sb.target(), &mp, "-o", opts],
+        env,
+        clear_env,
+    )
 }
 
 /// `coupafs` (daemon mode, no -f) with `args`, as the mount command would.
@@ -313,61 +233,6 @@ fn run_daemon(args: &[&str], env: &[(String, String)], clear_env: bool) -> Outpu
         cmd.env(k, v);
     }
     run_timeout(cmd, Duration::from_secs(60))
-}
-
-static SYSTEM_PATHS: Mutex<()> = Mutex::new(());
-
-/// Symlinks installed where mount(8) and mount.fuse3 look for helpers;
-/// whatever was there is moved aside and put back on drop. One at a time.
-struct Installed {
-    entries: Vec<(PathBuf, Option<PathBuf>)>,
-    _lock: MutexGuard<'static, ()>,
-}
-
-fn backup_of(path: &Path) -> PathBuf {
-    PathBuf::from(format!("{}.coupafs-ops-backup", path.display()))
-}
-
-/// `links`: (path, Some(target)) installs a symlink, (path, None) makes
-/// sure nothing is there.
-fn install(links: &[(&str, Option<&Path>)]) -> Installed {
-    let lock = SYSTEM_PATHS.lock().unwrap_or_else(|e| e.into_inner());
-    let mut entries = Vec::new();
-    for (path, target) in links {
-        let path = PathBuf::from(path);
-        let backup = backup_of(&path);
-        if fs::symlink_metadata(&path).is_ok() {
-            if fs::symlink_metadata(&backup).is_ok() {
-                // Left over by an interrupted run: the backup is the original.
-                fs::remove_file(&path).unwrap();
-            } else {
-                fs::rename(&path, &backup).unwrap();
-            }
-        }
-        if let Some(t) = target {
-            std::os::unix::fs::symlink(t, &path)
-                .unwrap_or_else(|e| panic!("symlink {}: {e}", path.display()));
-        }
-        entries.push((path, target.map(Path::to_path_buf)));
-    }
-    Installed {
-        entries,
-        _lock: lock,
-    }
-}
-
-impl Drop for Installed {
-    fn drop(&mut self) {
-        for (path, target) in &self.entries {
-            if target.is_some() {
-                let _ = fs::remove_file(path);
-            }
-            let backup = backup_of(path);
-            if fs::symlink_metadata(&backup).is_ok() {
-                let _ = fs::rename(&backup, path);
-            }
-        }
-    }
 }
 
 /// Runs `cmd` as the unprivileged user nobody (uid/gid 65534).
@@ -407,6 +272,35 @@ const PO_FILE: &str = "Outgoing/PurchaseOrders/PurchaseOrders_20240101_000001.cs
 // fstab and mount(8)
 // ---------------------------------------------------------------------------
 
+/// Writes an fstab (a comment, then one line: the sandbox on `m`'s
+/// mountpoint, type `fstype`, options `Port=`, the key options and `opts`)
+/// and runs `mount -T` on it, as an administrator would; mount(8) must
+/// succeed.
+fn mount_from_fstab(sb: &Sandbox, m: &DaemonMount, fstype: &str, opts: &str) {
+    let fstab = m.dir.path().join("fstab");
+    fs::write(
+        &fstab,
+        format!(
+            "# test fstab\n{}@127.0.0.1:{} {} {fstype} Port={},{},{opts} 0 0\n",
+            sb.user,
+            sb.root.display(),
+            m.path.display(),
+            sb.port,
+            key_opts(sb)
+        ),
+    )
+    .unwrap();
+    let mut cmd = Command::new("mount");
+    cmd.arg("-T").arg(&fstab).arg(&m.path);
+    let out = run_timeout(cmd, Duration::from_secs(60));
+    assert!(
+        out.status.success(),
+        "mount -T fstab failed ({}):\n{}",
+        out.status,
+        text(&out.stderr)
+    );
+}
+
 #[test]
 fn fstab_fuse_coupafs_mounts_through_mount_fuse3() {
     let sb = Sandbox::start();
@@ -419,29 +313,7 @@ fn fstab_fuse_coupafs_mounts_through_mount_fuse3() {
         ("/sbin/mount.fuse.coupafs", None),
     ]);
     let m = DaemonMount::new();
-    let fstab = m.dir.path().join("fstab");
-    fs::write(
-        &fstab,
-        format!(
-            "# test fstab\n{}@127.0.0.1:{} {} fuse.coupafs Port={},{},_netdev,allow_other 0 0\n",
-            sb.user,
-            sb.root.display(),
-            m.path.display(),
-            sb.port,
-            key_opts(&sb)
-        ),
-    )
-    .unwrap();
-
-    let mut cmd = Command::new("mount");
-    cmd.arg("-T").arg(&fstab).arg(&m.path);
-    let out = run_timeout(cmd, Duration::from_secs(60));
-    assert!(
-        out.status.success(),
-        "mount -T fstab failed ({}):\n{}",
-        out.status,
-        text(&out.stderr)
-    );
+    mount_from_fstab(&sb, &m, "fuse.coupafs", "_netdev,allow_other");
     // mount(8) returned: the mount must already be live.
     let e = mount_entry(&m.path).expect("mounted right after mount(8) returned");
     assert_eq!(e.fstype, "fuse.coupafs");
@@ -481,28 +353,12 @@ fn fstab_type_coupafs_uses_mount_helper_and_lazy_umount() {
     // mount(8) looks for helpers in /sbin only (/sbin/mount.TYPE).
     let _installed = install(&[("/sbin/mount.coupafs", Some(&bin))]);
     let m = DaemonMount::new();
-    let fstab = m.dir.path().join("fstab");
-    fs::write(
-        &fstab,
-        format!(
-            "{}@127.0.0.1:{} {} coupafs Port={},{},_netdev,nofail,noauto,\
-             x-systemd.automount,x-systemd.mount-timeout=30,x-systemd.requires=network-online.target 0 0\n",
-            sb.user,
-            sb.root.display(),
-            m.path.display(),
-            sb.port,
-            key_opts(&sb)
-        ),
-    )
-    .unwrap();
-    let mut cmd = Command::new("mount");
-    cmd.arg("-T").arg(&fstab).arg(&m.path);
-    let out = run_timeout(cmd, Duration::from_secs(60));
-    assert!(
-        out.status.success(),
-        "mount -T fstab failed ({}):\n{}",
-        out.status,
-        text(&out.stderr)
+    mount_from_fstab(
+        &sb,
+        &m,
+        "coupafs",
+        "_netdev,nofail,noauto,x-systemd.automount,x-systemd.mount-timeout=30,\
+         x-systemd.requires=network-online.target",
     );
     let e = mount_entry(&m.path).expect("mounted right after mount(8) returned");
     assert_eq!(e.fstype, "fuse.coupafs");
@@ -542,11 +398,8 @@ fn fstab_type_coupafs_uses_mount_helper_and_lazy_umount() {
 fn daemon_returns_once_live_and_needs_no_home() {
     let sb = Sandbox::start();
     let m = DaemonMount::new();
-    let port = sb.port.to_string();
-    let opts = key_opts(&sb);
-    let mp = m.path.display().to_string();
     // No environment at all: no HOME, USER, PATH or SSH_AUTH_SOCK.
-    let out = run_daemon(&["-p", &port, &sb.target(), &mp, "-o", &opts], &[], true);
+    let out = m.start(&sb, &key_opts(&sb), &[], true);
     assert!(
         out.status.success(),
         "daemon start failed ({}): {}",
@@ -601,13 +454,7 @@ fn daemon_fails_with_the_reason_when_login_is_refused() {
         stranger.display(),
         sb.known_hosts.display()
     );
-    let port = sb.port.to_string();
-    let mp = m.path.display().to_string();
-    let out = run_daemon(
-        &["-p", &port, &sb.target(), &mp, "-o", &opts],
-        &isolated_env(home.path()),
-        false,
-    );
+    let out = m.start(&sb, &opts, &isolated_env(home.path()), false);
     assert_daemon_failure(&out, &m, "authentication failed: as coupasftp");
     assert!(text(&out.stderr).contains(&stranger.display().to_string()));
 }
@@ -639,9 +486,7 @@ fn daemon_fails_with_the_reason_when_the_host_key_changed() {
         sb.key.display(),
         kh.display()
     );
-    let port = sb.port.to_string();
-    let mp = m.path.display().to_string();
-    let out = run_daemon(&["-p", &port, &sb.target(), &mp, "-o", &opts], &[], false);
+    let out = m.start(&sb, &opts, &[], false);
     assert_daemon_failure(&out, &m, "host key verification failed: HOST KEY CHANGED");
     assert_eq!(
         fs::read_to_string(&kh).unwrap(),
@@ -655,23 +500,14 @@ fn daemon_fails_with_the_reason_when_the_mountpoint_is_missing() {
     let sb = Sandbox::start();
     let m = DaemonMount::new();
     let missing = m.dir.path().join("missing");
-    let port = sb.port.to_string();
     let opts = key_opts(&sb);
-    let out = run_daemon(
-        &[
-            "-p",
-            &port,
-            &sb.target(),
-            &missing.display().to_string(),
-            "-o",
-            &opts,
-        ],
-        &[],
-        false,
-    );
-    assert_daemon_failure(
-        &out,
-        &m,
+    // The daemon started on `mountpoint` fails, saying `why`.
+    let fails_on = |mountpoint: &Path, why: &str| {
+        let out = start_daemon_on(&sb, mountpoint, &opts, &[], false);
+        assert_daemon_failure(&out, &m, why);
+    };
+    fails_on(
+        &missing,
         &format!(
             "mountpoint {}: No such file or directory",
             missing.display()
@@ -679,21 +515,8 @@ fn daemon_fails_with_the_reason_when_the_mountpoint_is_missing() {
     );
     let file = m.dir.path().join("file");
     fs::write(&file, "x").unwrap();
-    let out = run_daemon(
-        &[
-            "-p",
-            &port,
-            &sb.target(),
-            &file.display().to_string(),
-            "-o",
-            &opts,
-        ],
-        &[],
-        false,
-    );
-    assert_daemon_failure(
-        &out,
-        &m,
+    fails_on(
+        &file,
         &format!("mountpoint {} is not a directory", file.display()),
     );
 }
@@ -804,10 +627,8 @@ fn password_stays_hidden_in_daemon_mode_and_with_password_file() {
     let m = DaemonMount::new();
     let mut env = isolated_env(home.path());
     env.push(("COUPAFS_PASSWORD".into(), password.clone()));
-    let port = sb.port.to_string();
     let opts = format!("UserKnownHostsFile={}", sb.known_hosts.display());
-    let mp = m.path.display().to_string();
-    let out = run_daemon(&["-p", &port, &sb.target(), &mp, "-o", &opts], &env, false);
+    let out = m.start(&sb, &opts, &env, false);
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert_password_hidden(m.daemon(), &password, &text(&out.stderr));
 
@@ -1456,10 +1277,7 @@ fn daemon_logs_to_syslog() {
         ),
         ("COUPAFS_LOG".to_string(), "debug".to_string()),
     ];
-    let port = sb.port.to_string();
-    let opts = key_opts(&sb);
-    let mp = m.path.display().to_string();
-    let out = run_daemon(&["-p", &port, &sb.target(), &mp, "-o", &opts], &env, false);
+    let out = m.start(&sb, &key_opts(&sb), &env, false);
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert!(
         !text(&out.stderr).contains("warning"),
@@ -1517,10 +1335,7 @@ fn daemon_without_a_syslog_socket_warns_and_still_mounts() {
         "COUPAFS_SYSLOG_SOCKET".to_string(),
         missing.display().to_string(),
     )];
-    let port = sb.port.to_string();
-    let opts = key_opts(&sb);
-    let mp = m.path.display().to_string();
-    let out = run_daemon(&["-p", &port, &sb.target(), &mp, "-o", &opts], &env, false);
+    let out = m.start(&sb, &key_opts(&sb), &env, false);
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert!(
         text(&out.stderr).contains(&format!(

@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use coupafs::remote::mock::MockRemote;
 use coupafs::remote::{Kind, Meta, Remote, RemoteError, SftpRemote};
-use coupafs::ssh::{AuthPolicy, CloseReason, ConnectParams, HostKeyPolicy, Pool};
+use coupafs::ssh::{CloseReason, Pool};
 
 use common::Sandbox;
 
@@ -409,28 +409,8 @@ fn the_mock_keeps_the_contract() {
 #[test]
 fn openssh_keeps_the_contract() {
     let sb = Sandbox::start();
-    let params = ConnectParams {
-        host: "127.0.0.1".into(),
-        port: sb.port,
-        user: sb.user.clone(),
-        identity_files: vec![sb.key.clone()],
-        password: None,
-        passphrase: None,
-        use_agent: false,
-        known_hosts: sb.known_hosts.clone(),
-        global_known_hosts: Vec::new(),
-        host_key_policy: HostKeyPolicy::Strict,
-        host_key_fingerprint: None,
-        connect_timeout: Duration::from_secs(15),
-        keepalive_interval: Duration::ZERO,
-        keepalive_count_max: 3,
-        reply_timeout: Duration::from_secs(30),
-        algorithms: Default::default(),
-        auth: AuthPolicy::default(),
-        reach: Default::default(),
-    };
     // As src/mount/mod.rs builds it.
-    let pool = Pool::new(params, 2);
+    let pool = Pool::new(sb.connect_params(), 2);
     let first = pool.connect_first().unwrap_or_else(|e| panic!("{e}"));
     let remote = Arc::new(SftpRemote::new(
         pool.clone(),

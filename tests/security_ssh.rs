@@ -9,7 +9,6 @@ mod common;
 use std::fs;
 use std::path::Path;
 use std::process::Command;
-use std::time::Duration;
 
 use common::*;
 
@@ -351,36 +350,18 @@ fn identities_only_and_auth_switches_limit_what_is_offered() {
 #[cfg(feature = "openssl-chacha")]
 #[test]
 fn chacha20_poly1305_goes_through_the_override_and_only_it() {
-    use coupafs::ssh::{
-        crypto, Algorithms, AuthPolicy, CloseReason, ConnectParams, HostKeyPolicy, Pool,
-    };
+    use coupafs::ssh::{crypto, Algorithms, CloseReason, ConnectParams, Pool};
     // Make sure this test binary links the override before libssh2's archive,
     // as main does.
     std::hint::black_box(crypto::link());
     assert_eq!(crypto::self_test(), Ok(()));
     let sb = Sandbox::start();
     let params = |cipher: &str| ConnectParams {
-        host: "127.0.0.1".into(),
-        port: sb.port,
-        user: sb.user.clone(),
-        identity_files: vec![sb.key.clone()],
-        password: None,
-        passphrase: None,
-        use_agent: false,
-        known_hosts: sb.known_hosts.clone(),
-        global_known_hosts: Vec::new(),
-        host_key_policy: HostKeyPolicy::Strict,
-        host_key_fingerprint: None,
-        connect_timeout: Duration::from_secs(15),
-        keepalive_interval: Duration::ZERO,
-        keepalive_count_max: 3,
-        reply_timeout: Duration::from_secs(30),
         algorithms: Algorithms {
             ciphers: Some(cipher.into()),
             ..Algorithms::default()
         },
-        auth: AuthPolicy::default(),
-        reach: Default::default(),
+        ..sb.connect_params()
     };
     let before = crypto::calls();
     let pool = Pool::new(params("aes128-ctr"), 1);

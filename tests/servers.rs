@@ -10,17 +10,16 @@
 
 mod common;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
-use std::thread::{self, JoinHandle};
+use std::thread;
 use std::time::Duration;
 
 use common::servers::{Server, ServerKind, ServerOptions};
+use common::watcher::Watcher;
 use common::*;
 
 const INVOICES: &str = "Incoming/Invoices";
@@ -90,6 +89,32 @@ impl Rig {
         fs::read(self.s(rel)).ok()
     }
 
+    /// `what` (a command through the mount) exited 0.
+    fn assert_ok(&self, out: &Output, what: &str) {
+        assert!(
+            out.status.success(),
+            "{what}: {}\n{}",
+            show(out),
+            self.logs()
+        );
+    }
+
+    /// The server's invoice folder holds exactly `names` (nothing lost,
+    /// no extra visible or hidden name); `what` says when.
+    fn assert_invoices(&self, names: &[&str], what: &str) {
+        assert_eq!(names_in(self.s(INVOICES)), names, "{what}\n{}", self.logs());
+    }
+
+    /// `df` on the mount succeeds.
+    fn df(&self) {
+        let out = Command::new("df")
+            .arg(&self.mnt().path)
+            .stdin(Stdio::null())
+            .output()
+            .expect("run df");
+        self.assert_ok(&out, "df");
+    }
+
     /// Unmounts and returns coupafs's log.
     fn unmount(&mut self) -> String {
         let mnt = self.mnt.take().expect("mounted");
@@ -148,7 +173,7 @@ fn new_file_cp(kind: ServerKind) {
     let sha = make_source(&src, 3 * MIB + 17);
     let rel = format!("{INVOICES}/new.csv");
     let out = sh("cp \"$1\" \"$2\"", &[&src, &rig.m(&rel)]);
-    assert!(out.status.success(), "cp: {}\n{}", show(&out), rig.logs());
+    rig.assert_ok(&out, "cp");
     assert_eq!(
         sha256sum(rig.s(&rel)).as_deref(),
         Ok(sha.as_str()),
@@ -167,25 +192,14 @@ fn cp_over(kind: ServerKind) {
     let src = work.path().join("src.csv");
     fs::write(&src, b"new content, longer than the old one\n").expect("write source");
     let out = sh("cp \"$1\" \"$2\"", &[&src, &rig.m(&rel)]);
-    assert!(
-        out.status.success(),
-        "cp over: {}\n{}",
-        show(&out),
-        rig.logs()
-    );
+    rig.assert_ok(&out, "cp over");
     assert_eq!(
         rig.server_bytes(&rel).as_deref(),
         Some(&b"new content, longer than the old one\n"[..]),
         "server content after cp over\n{}",
         rig.logs()
     );
-    let names = names_in(rig.s(INVOICES));
-    assert_eq!(
-        names,
-        ["over.csv"],
-        "server dir after cp over\n{}",
-        rig.logs()
-    );
+    rig.assert_invoices(&["over.csv"], "server dir after cp over");
 }
 
 /// `mv` within the mount onto an existing name replaces it.
@@ -194,20 +208,14 @@ fn mv_over(kind: ServerKind) {
     let b = format!("{INVOICES}/b.csv");
     let rig = Rig::new(kind, &[(&a, b"content of a\n"), (&b, b"content of b\n")]);
     let out = sh("mv \"$1\" \"$2\"", &[&rig.m(&a), &rig.m(&b)]);
-    assert!(
-        out.status.success(),
-        "mv over: {}\n{}",
-        show(&out),
-        rig.logs()
-    );
+    rig.assert_ok(&out, "mv over");
     assert_eq!(
         rig.server_bytes(&b).as_deref(),
         Some(&b"content of a\n"[..]),
         "target after mv over\n{}",
         rig.logs()
     );
-    let names = names_in(rig.s(INVOICES));
-    assert_eq!(names, ["b.csv"], "server dir after mv over\n{}", rig.logs());
+    rig.assert_invoices(&["b.csv"], "server dir after mv over");
 }
 
 /// `printf >> file` either appends (exit 0) or fails with a non-zero exit
@@ -233,13 +241,7 @@ fn append(kind: ServerKind) {
             rig.logs()
         );
     }
-    let names = names_in(rig.s(INVOICES));
-    assert_eq!(
-        names,
-        ["log.csv"],
-        "server dir after append\n{}",
-        rig.logs()
-    );
+    rig.assert_invoices(&["log.csv"], "server dir after append");
 }
 
 /// O_CREAT|O_EXCL on an existing name fails with EEXIST and keeps the file.
@@ -272,57 +274,6 @@ fn excl_create_existing(kind: ServerKind) {
         "existing file after the refused exclusive create\n{}",
         rig.logs()
     );
-}
-
-/// Lists a server-side directory from the side, as a collector would: every
-/// visible (non-dot) name with every size it was seen at.
-struct Watcher {
-    stop: Arc<AtomicBool>,
-    thread: Option<JoinHandle<BTreeMap<String, BTreeSet<u64>>>>,
-}
-
-impl Watcher {
-    fn start(dir: PathBuf) -> Watcher {
-        let stop = Arc::new(AtomicBool::new(false));
-        let stop2 = stop.clone();
-        let thread = thread::spawn(move || {
-            let mut seen: BTreeMap<String, BTreeSet<u64>> = BTreeMap::new();
-            while !stop2.load(Ordering::SeqCst) {
-                for name in all_names_in(&dir) {
-                    if name.starts_with('.') {
-                        continue;
-                    }
-                    if let Ok(md) = fs::metadata(dir.join(&name)) {
-                        seen.entry(name).or_default().insert(md.len());
-                    }
-                }
-                thread::sleep(Duration::from_millis(1));
-            }
-            seen
-        });
-        Watcher {
-            stop,
-            thread: Some(thread),
-        }
-    }
-
-    fn finish(mut self) -> BTreeMap<String, BTreeSet<u64>> {
-        self.stop.store(true, Ordering::SeqCst);
-        self.thread
-            .take()
-            .expect("watcher thread")
-            .join()
-            .expect("watcher thread panicked")
-    }
-}
-
-impl Drop for Watcher {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
 }
 
 /// Writes `data` to `path` in 256 KiB writes with a pause between them (so
@@ -392,13 +343,7 @@ fn pickup_safety_replace(kind: ServerKind) {
 
 /// `df` on the mount succeeds.
 fn df(kind: ServerKind) {
-    let rig = Rig::new(kind, &[]);
-    let out = Command::new("df")
-        .arg(&rig.mnt().path)
-        .stdin(Stdio::null())
-        .output()
-        .expect("run df");
-    assert!(out.status.success(), "df: {}\n{}", show(&out), rig.logs());
+    Rig::new(kind, &[]).df();
 }
 
 /// After uploads, a replace and an unmount, no name coupafs made is left on
@@ -470,13 +415,7 @@ fn crash_between_replace_steps(kind: ServerKind) {
         "completed replace keeps the new content\n{}",
         rig.logs()
     );
-    let names = names_in(rig.s(INVOICES));
-    assert_eq!(
-        names,
-        ["done.csv", "gone.csv"],
-        "server dir\n{}",
-        rig.logs()
-    );
+    rig.assert_invoices(&["done.csv", "gone.csv"], "server dir");
     // Through the mount too: the restored name is visible, no aside name is.
     let listed = names_in(rig.m(INVOICES));
     assert_eq!(
@@ -492,12 +431,7 @@ fn crash_between_replace_steps(kind: ServerKind) {
 fn refused_extension_logged_once(kind: ServerKind) {
     let mut rig = Rig::new(kind, &[]);
     for _ in 0..3 {
-        let out = Command::new("df")
-            .arg(&rig.mnt().path)
-            .stdin(Stdio::null())
-            .output()
-            .expect("run df");
-        assert!(out.status.success(), "df: {}\n{}", show(&out), rig.logs());
+        rig.df();
     }
     let log = rig.unmount();
     let said = log.matches("treated as absent from now on").count();

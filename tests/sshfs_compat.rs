@@ -10,11 +10,10 @@ use std::collections::BTreeSet;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
-use std::sync::{Mutex, MutexGuard};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use common::daemon::{daemon_pids, install, DaemonMount};
 use common::*;
-use tempfile::TempDir;
 
 fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
@@ -233,46 +232,6 @@ fn auto_unmount_unmounts_when_coupafs_is_killed() {
     );
 }
 
-static SYSTEM_PATHS: Mutex<()> = Mutex::new(());
-
-/// A symlink at a system path for the test's duration; what was there is
-/// moved aside and put back on drop.
-struct Installed {
-    path: PathBuf,
-    backup: PathBuf,
-    _lock: MutexGuard<'static, ()>,
-}
-
-fn install(path: &str, target: &Path) -> Installed {
-    let lock = SYSTEM_PATHS.lock().unwrap_or_else(|e| e.into_inner());
-    let path = PathBuf::from(path);
-    let backup = PathBuf::from(format!("{}.coupafs-compat-backup", path.display()));
-    if fs::symlink_metadata(&path).is_ok() {
-        if fs::symlink_metadata(&backup).is_ok() {
-            // Left over by an interrupted run: the backup is the original.
-            fs::remove_file(&path).unwrap();
-        } else {
-            fs::rename(&path, &backup).unwrap();
-        }
-    }
-    std::os::unix::fs::symlink(target, &path)
-        .unwrap_or_else(|e| panic!("symlink {}: {e}", path.display()));
-    Installed {
-        path,
-        backup,
-        _lock: lock,
-    }
-}
-
-impl Drop for Installed {
-    fn drop(&mut self) {
-        let _ = fs::remove_file(&self.path);
-        if fs::symlink_metadata(&self.backup).is_ok() {
-            let _ = fs::rename(&self.backup, &self.path);
-        }
-    }
-}
-
 /// Runs `cmd` with stdin closed; the output once it exits. Panics after
 /// `timeout` (killing it by PID). Its daemon keeps no pipe of ours: the
 /// output goes to files.
@@ -283,69 +242,13 @@ fn run(mut cmd: Command, timeout: Duration, dir: &Path) -> Output {
         .stdout(fs::File::create(&out_path).unwrap())
         .stderr(fs::File::create(&err_path).unwrap());
     let mut child = cmd.spawn().unwrap_or_else(|e| panic!("spawn {cmd:?}: {e}"));
-    let deadline = Instant::now() + timeout;
-    let status = loop {
-        if let Some(st) = child.try_wait().unwrap() {
-            break st;
-        }
-        if Instant::now() >= deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("{cmd:?} did not exit within {timeout:?}");
-        }
-        std::thread::sleep(Duration::from_millis(20));
+    let Some(status) = wait_or_kill(&mut child, timeout) else {
+        panic!("{cmd:?} did not exit within {timeout:?}");
     };
     Output {
         status,
         stdout: fs::read(out_path).unwrap_or_default(),
         stderr: fs::read(err_path).unwrap_or_default(),
-    }
-}
-
-/// The PIDs of processes named like coupafs whose argv names `path`.
-fn daemons_of(path: &Path) -> Vec<u32> {
-    let want = path.display().to_string();
-    let mut out = Vec::new();
-    for entry in fs::read_dir("/proc").unwrap().flatten() {
-        let Some(pid) = entry.file_name().to_str().and_then(|s| s.parse().ok()) else {
-            continue;
-        };
-        let comm = fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
-        if !comm.starts_with("coupafs") && !comm.starts_with("mount.") {
-            continue;
-        }
-        let argv = fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-        let argv = text(&argv);
-        if argv.split('\0').any(|a| a == want) && pid_alive(pid) {
-            out.push(pid);
-        }
-    }
-    out
-}
-
-/// A mount point; dropping it unmounts lazily and ends a daemon left over.
-struct MountDir {
-    dir: TempDir,
-    path: PathBuf,
-}
-
-impl MountDir {
-    fn new() -> MountDir {
-        let dir = traversable_tempdir("coupafs-compat-mnt-");
-        let path = dir.path().join("mnt");
-        fs::create_dir(&path).unwrap();
-        MountDir { dir, path }
-    }
-}
-
-impl Drop for MountDir {
-    fn drop(&mut self) {
-        if is_fuse_mounted(&self.path) {
-            let _ = Command::new("umount").arg("-l").arg(&self.path).status();
-        }
-        for pid in daemons_of(&self.path) {
-            kill(pid, libc::SIGKILL);
-        }
     }
 }
 
@@ -361,8 +264,8 @@ fn the_typical_sshfs_fstab_line_mounts_through_mount_fuse_coupafs() {
     let sb = Sandbox::start();
     let bin = coupafs_bin();
     // What the Debian package installs; mount(8) runs it for fuse.coupafs.
-    let _helper = install("/sbin/mount.fuse.coupafs", &bin);
-    let m = MountDir::new();
+    let _helper = install(&[("/sbin/mount.fuse.coupafs", Some(&bin))]);
+    let m = DaemonMount::new();
     let fstab = m.dir.path().join("fstab");
     fs::write(
         &fstab,
@@ -406,7 +309,7 @@ fn the_typical_sshfs_fstab_line_mounts_through_mount_fuse_coupafs() {
         assert!(lines[0].contains(why), "{}", lines[0]);
         assert!(lines[0].contains("INFO"), "{}", lines[0]);
     }
-    let daemons = daemons_of(&m.path);
+    let daemons = daemon_pids(&m.path);
     assert_eq!(daemons.len(), 1, "{daemons:?}");
     let daemon = daemons[0];
     let argv0 = text(&fs::read(format!("/proc/{daemon}/cmdline")).unwrap());

@@ -18,6 +18,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use common::watcher::Watcher;
 use common::*;
 
 const MIB: usize = 1 << 20;
@@ -64,59 +65,6 @@ fn wait_status_settled(mnt: &Mount, since: SystemTime) -> bool {
             && text.contains("\nopen_writers=0\n")
             && text.contains("\npending_uploads=0\n")
     })
-}
-
-/// Watches a server-side directory from the side, as Coupa's poller would:
-/// every visible (non-dot) name with every size it was seen at.
-struct Watcher {
-    stop: Arc<AtomicBool>,
-    thread: Option<JoinHandle<BTreeMap<String, BTreeSet<u64>>>>,
-}
-
-impl Watcher {
-    fn start(dir: &Path) -> Watcher {
-        let dir = dir.to_path_buf();
-        let stop = Arc::new(AtomicBool::new(false));
-        let stop2 = stop.clone();
-        let thread = thread::spawn(move || {
-            let mut seen: BTreeMap<String, BTreeSet<u64>> = BTreeMap::new();
-            while !stop2.load(Ordering::SeqCst) {
-                for name in names_in(&dir) {
-                    if name.starts_with('.') {
-                        continue;
-                    }
-                    if let Ok(md) = fs::metadata(dir.join(&name)) {
-                        seen.entry(name).or_default().insert(md.len());
-                    }
-                }
-                thread::sleep(Duration::from_millis(2));
-            }
-            seen
-        });
-        Watcher {
-            stop,
-            thread: Some(thread),
-        }
-    }
-
-    /// Stops watching; every name seen with every size.
-    fn finish(mut self) -> BTreeMap<String, BTreeSet<u64>> {
-        self.stop.store(true, Ordering::SeqCst);
-        self.thread
-            .take()
-            .expect("watcher thread")
-            .join()
-            .expect("watcher thread panicked")
-    }
-}
-
-impl Drop for Watcher {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
 }
 
 // ---------------------------------------------------------------------------

@@ -10,7 +10,10 @@
 //! independent and can run in parallel.
 #![allow(dead_code)]
 
+pub mod daemon;
+pub mod forwarder;
 pub mod servers;
+pub mod watcher;
 
 use std::collections::HashMap;
 use std::fs;
@@ -147,6 +150,23 @@ fn send_signal(pid: u32, sig: libc::c_int) {
     }
 }
 
+/// Waits up to `timeout` for `child` (ours) to exit; past it, kills it by
+/// its PID and returns None.
+pub fn wait_or_kill(child: &mut Child, timeout: Duration) -> Option<ExitStatus> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        match child.try_wait().expect("try_wait on child") {
+            Some(st) => return Some(st),
+            None if Instant::now() >= deadline => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return None;
+            }
+            None => thread::sleep(Duration::from_millis(20)),
+        }
+    }
+}
+
 /// Runs a command with a timeout, capturing stdout and stderr; kills it (by its
 /// PID) if it does not exit in time. `None` status means it was killed.
 fn run_with_timeout(mut cmd: Command, timeout: Duration) -> (Option<ExitStatus>, Vec<u8>, Vec<u8>) {
@@ -168,18 +188,7 @@ fn run_with_timeout(mut cmd: Command, timeout: Duration) -> (Option<ExitStatus>,
         let _ = err.read_to_end(&mut v);
         v
     });
-    let deadline = Instant::now() + timeout;
-    let status = loop {
-        match child.try_wait().expect("try_wait on child") {
-            Some(st) => break Some(st),
-            None if Instant::now() >= deadline => {
-                let _ = child.kill();
-                let _ = child.wait();
-                break None;
-            }
-            None => thread::sleep(Duration::from_millis(20)),
-        }
-    };
+    let status = wait_or_kill(&mut child, timeout);
     let stdout = out_t.join().expect("stdout reader thread");
     let stderr = err_t.join().expect("stderr reader thread");
     (status, stdout, stderr)
@@ -279,6 +288,33 @@ impl Sandbox {
     /// port is passed separately, `-p PORT`).
     pub fn target(&self) -> String {
         format!("{}@127.0.0.1:{}", self.user, self.root.display())
+    }
+
+    /// What the library needs to open SSH connections to this sandbox
+    /// in-process (tests that drive `coupafs::ssh::Pool` without a mount):
+    /// the sandbox key only, its known_hosts checked strictly, no agent, no
+    /// keepalives, default algorithms.
+    pub fn connect_params(&self) -> coupafs::ssh::ConnectParams {
+        coupafs::ssh::ConnectParams {
+            host: "127.0.0.1".into(),
+            port: self.port,
+            user: self.user.clone(),
+            identity_files: vec![self.key.clone()],
+            password: None,
+            passphrase: None,
+            use_agent: false,
+            known_hosts: self.known_hosts.clone(),
+            global_known_hosts: Vec::new(),
+            host_key_policy: coupafs::ssh::HostKeyPolicy::Strict,
+            host_key_fingerprint: None,
+            connect_timeout: Duration::from_secs(15),
+            keepalive_interval: Duration::ZERO,
+            keepalive_count_max: 3,
+            reply_timeout: Duration::from_secs(30),
+            algorithms: Default::default(),
+            auth: coupafs::ssh::AuthPolicy::default(),
+            reach: Default::default(),
+        }
     }
 
     /// PID of the sshd listener.
@@ -867,6 +903,14 @@ pub fn close_file(file: fs::File) -> io::Result<()> {
     } else {
         Err(io::Error::last_os_error())
     }
+}
+
+/// Writes `data` to `path` (through a mount) and closes it; Ok only if every
+/// write and close() did (close() is where an upload's outcome shows).
+pub fn write_file(path: &Path, data: &[u8]) -> io::Result<()> {
+    let mut f = fs::File::create(path)?;
+    f.write_all(data)?;
+    close_file(f)
 }
 
 /// Names in a local directory (server side), sorted; empty if it is missing.

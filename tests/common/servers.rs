@@ -329,11 +329,64 @@ fn spawn_on_free_port(
     );
 }
 
+/// The files of a daemon this module spawns itself (ProFTPD, rclone): a
+/// fresh temp dir with the account, client key and tree (`prepare`) and a
+/// PEM RSA host key `host_rsa_key`, which both daemons read.
+struct DaemonDir {
+    dir: TempDir,
+    user: String,
+    root: PathBuf,
+    key: PathBuf,
+    password_file: PathBuf,
+    host_pub: String,
+}
+
+impl DaemonDir {
+    fn new(prefix: &str) -> DaemonDir {
+        let dir = traversable_tempdir(prefix);
+        let (user, root, key, password_file) = prepare(dir.path());
+        let host_pub = pem_host_key(&dir.path().join("host_rsa_key"));
+        DaemonDir {
+            dir,
+            user,
+            root,
+            key,
+            password_file,
+            host_pub,
+        }
+    }
+
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// The [`Server`] for `child` listening on `port` (known_hosts written
+    /// for the host key), with `log_file` as its log. Both daemons serve
+    /// the tree as the root of the SFTP namespace, `/`.
+    fn into_server(self, kind: ServerKind, child: Child, port: u16, log_file: PathBuf) -> Server {
+        let known_hosts = self.dir.path().join("known_hosts");
+        write_known_hosts(&known_hosts, port, &self.host_pub);
+        Server {
+            kind,
+            host: "127.0.0.1".into(),
+            port,
+            user: self.user,
+            identity_file: self.key,
+            password_file: self.password_file,
+            known_hosts,
+            root: self.root,
+            remote_root: "/".into(),
+            log_file,
+            daemon: Daemon::Child(child),
+            dir: Some(self.dir),
+        }
+    }
+}
+
 fn start_proftpd(kind: ServerKind) -> Server {
-    let dir = traversable_tempdir("coupafs-proftpd-");
-    let d = dir.path().to_path_buf();
-    let (user, root, key, password_file) = prepare(&d);
-    let host_pub = pem_host_key(&d.join("host_rsa_key"));
+    let daemon = DaemonDir::new("coupafs-proftpd-");
+    let d = daemon.path().to_path_buf();
+    let (user, root, key) = (&daemon.user, &daemon.root, &daemon.key);
     // mod_sftp reads authorized keys in RFC 4716 format, one file per user.
     let authorized = d.join("authorized");
     fs::create_dir(&authorized).expect("mkdir authorized");
@@ -343,7 +396,7 @@ fn start_proftpd(kind: ServerKind) -> Server {
             .arg("-f")
             .arg(key.with_extension("pub")),
     );
-    fs::write(authorized.join(&user), rfc4716).expect("write authorized key");
+    fs::write(authorized.join(user), rfc4716).expect("write authorized key");
     let log_file = d.join("proftpd.log");
     let sftp_log = d.join("sftp.log");
 
@@ -413,36 +466,20 @@ LoadModule mod_sftp.c
         cmd.arg("-n").arg("-c").arg(&conf);
         cmd
     });
-    let known_hosts = d.join("known_hosts");
-    write_known_hosts(&known_hosts, port, &host_pub);
-    Server {
-        kind,
-        host: "127.0.0.1".into(),
-        port,
-        user,
-        identity_file: key,
-        password_file,
-        known_hosts,
-        root,
-        remote_root: "/".into(),
-        // mod_sftp logs each SFTP request and its outcome here.
-        log_file: sftp_log,
-        daemon: Daemon::Child(child),
-        dir: Some(dir),
-    }
+    // mod_sftp logs each SFTP request and its outcome in `sftp_log`.
+    daemon.into_server(kind, child, port, sftp_log)
 }
 
 fn start_rclone() -> Server {
     let kind = ServerKind::Rclone;
-    let dir = traversable_tempdir("coupafs-rclone-");
-    let d = dir.path().to_path_buf();
-    let (user, root, key, password_file) = prepare(&d);
-    let host_pub = pem_host_key(&d.join("host_rsa_key"));
+    let daemon = DaemonDir::new("coupafs-rclone-");
+    let d = daemon.path().to_path_buf();
+    let root = &daemon.root;
     let log_file = d.join("rclone.log");
     let (child, port) = spawn_on_free_port(kind, &log_file, |port| {
         let mut cmd = Command::new("rclone");
         cmd.args(["serve", "sftp"])
-            .arg(&root)
+            .arg(root)
             .arg("--addr")
             .arg(format!("127.0.0.1:{port}"))
             .arg("--key")
@@ -457,23 +494,7 @@ fn start_rclone() -> Server {
             .arg("-v");
         cmd
     });
-    let known_hosts = d.join("known_hosts");
-    write_known_hosts(&known_hosts, port, &host_pub);
-    Server {
-        kind,
-        host: "127.0.0.1".into(),
-        port,
-        user,
-        identity_file: key,
-        password_file,
-        known_hosts,
-        root,
-        // rclone serves the directory as the root of the SFTP namespace.
-        remote_root: "/".into(),
-        log_file,
-        daemon: Daemon::Child(child),
-        dir: Some(dir),
-    }
+    daemon.into_server(kind, child, port, log_file)
 }
 
 /// gesftpserver's program (Debian installs it under /usr/libexec).
