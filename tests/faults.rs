@@ -642,7 +642,11 @@ fn soak_writers_through_kills_an_outage_and_a_small_spool() {
     // The signal's grace period is `timeout`; unmounting follows it.
     assert!(
         stopped_in < TIMEOUT + SLACK + Duration::from_secs(4),
-        "SIGTERM to exit took {stopped_in:?}"
+        "SIGTERM to exit took {stopped_in:?}; the log from the signal on:\n{}",
+        log.lines()
+            .skip_while(|l| !l.contains("signal 15"))
+            .collect::<Vec<_>>()
+            .join("\n")
     );
     assert!(!mnt.is_mounted(), "still mounted after exit");
     assert!(!status_file_of(&mnt.path).exists(), "status file left");
