@@ -319,13 +319,23 @@ fn stop(running: Running, ending: Ending) {
             std::thread::sleep(Duration::from_millis(100));
         }
     }
+    // Each step's duration at debug level: a slow shutdown says where.
+    let step = |what: &str, since: Instant| {
+        log::debug!("stop: {what} took {} ms", since.elapsed().as_millis());
+        Instant::now()
+    };
+    let t = Instant::now();
     let left = fs.shutdown_uploads();
     if left > 0 {
         log::error!("{left} file(s) could not be published before unmount");
     }
+    let t = step("publishing and removing temps", t);
     fs.shutdown();
+    let t = step("stopping the workers", t);
     session.unmount();
+    let t = step("unmounting", t);
     pool.close_all(CloseReason::Unmount);
+    step("closing the connections", t);
     status.remove();
     log::info!("unmounted {}", mountpoint.display());
 }
