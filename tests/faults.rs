@@ -604,8 +604,17 @@ fn soak_writers_through_kills_an_outage_and_a_small_spool() {
     }
     let mut mnt = mnt;
     let mut status = None;
+    // Still running well past the grace period: what its threads do, for
+    // the report below.
+    let mut slow_exit = None;
     wait_until(Duration::from_secs(30), || {
         status = mnt.try_wait();
+        if status.is_none()
+            && slow_exit.is_none()
+            && signalled.elapsed() > TIMEOUT + SLACK + Duration::from_secs(2)
+        {
+            slow_exit = Some(thread_dump(pid));
+        }
         status.is_some()
     });
     let stopped_in = signalled.elapsed();
@@ -642,11 +651,13 @@ fn soak_writers_through_kills_an_outage_and_a_small_spool() {
     // The signal's grace period is `timeout`; unmounting follows it.
     assert!(
         stopped_in < TIMEOUT + SLACK + Duration::from_secs(4),
-        "SIGTERM to exit took {stopped_in:?}; the log from the signal on:\n{}",
+        "SIGTERM to exit took {stopped_in:?}; the log from the signal on:\n{}\n\
+         its threads while it was slow:\n{}",
         log.lines()
             .skip_while(|l| !l.contains("signal 15"))
             .collect::<Vec<_>>()
-            .join("\n")
+            .join("\n"),
+        slow_exit.unwrap_or_default()
     );
     assert!(!mnt.is_mounted(), "still mounted after exit");
     assert!(!status_file_of(&mnt.path).exists(), "status file left");

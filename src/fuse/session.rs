@@ -266,7 +266,10 @@ impl MountedSession {
         };
         match (mine, ended) {
             (true, _) => match umount(&mountpoint, 0) {
-                Ok(()) => join(),
+                Ok(()) => {
+                    log::debug!("umount(2) of {} returned", mountpoint.display());
+                    join();
+                }
                 Err(e) => {
                     log::warn!("unmount: {e}; detaching lazily");
                     // Busy: the serving threads go when the last user
