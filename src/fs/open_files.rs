@@ -524,7 +524,10 @@ impl<R: Remote> Fs<R> {
             OpenFile::Remote { handle, .. } => {
                 let taken = lock(handle).take();
                 if let Some(h) = taken {
-                    let _ = self.remote.close(&h);
+                    // A read handle: nothing depends on the CLOSE reply
+                    // (the server frees the handle either way), so no FUSE
+                    // thread waits a round trip for it.
+                    self.remote.close_quietly(&h);
                 }
                 Ok(())
             }

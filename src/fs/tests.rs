@@ -1364,3 +1364,24 @@ fn the_temp_of_an_interrupted_upload_is_removed_once_a_connection_is_up() {
         "the first attempt's temp is removed after the retry's OPEN"
     );
 }
+
+/// Issue 14: a read handle is closed without waiting for the reply (the
+/// server frees it either way), so release holds no FUSE thread for a
+/// round trip.
+#[test]
+fn releasing_a_read_handle_does_not_wait_for_the_close_reply() {
+    let r = rig();
+    r.remote.put_file("/root/Incoming/Invoices/r.csv", b"a,b\n");
+    let dir = r.dir("Incoming/Invoices");
+    let ino = r.fs.lookup(dir, OsStr::new("r.csv")).expect("lookup").ino;
+    let (fh, _) = r.fs.open(ino, libc::O_RDONLY, me()).expect("open");
+    assert_eq!(r.fs.read(ino, fh, 0, 100).expect("read"), b"a,b\n");
+    r.fs.release(ino, fh).expect("release");
+    assert_eq!(
+        r.remote.calls("close"),
+        0,
+        "release waited for a CLOSE reply"
+    );
+    assert_eq!(r.remote.calls("close_quietly"), 1);
+    assert_eq!(r.remote.open_handles(), 0);
+}

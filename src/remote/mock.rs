@@ -502,6 +502,14 @@ impl Remote for MockRemote {
             .ok_or(RemoteError::StaleHandle)
     }
 
+    /// Counted apart from `close`, as the SFTP implementation sends it
+    /// without waiting for the reply.
+    fn close_quietly(&self, handle: &Handle) {
+        if let Ok(mut st) = self.enter("close_quietly") {
+            st.handles.remove(&handle.raw);
+        }
+    }
+
     fn commit(
         &self,
         handle: &Handle,
