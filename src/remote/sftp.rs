@@ -393,7 +393,10 @@ impl Remote for SftpRemote {
             // Lost on the way: the retrying path.
             Err(_) => self.open_read(path),
         };
-        let twin = match rx.recv() {
+        // Within the call's deadline: a second connection gone silent must
+        // not hold the open (it is declared dead soon, freeing the handle).
+        let left = deadline.saturating_duration_since(Instant::now());
+        let twin = match rx.recv_timeout(left) {
             Ok(Ok(r)) => expect_handle("OPEN", r, other.generation).ok(),
             _ => None,
         };
