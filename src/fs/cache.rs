@@ -130,6 +130,9 @@ pub(crate) struct MetaCache {
     /// opendir of one waits for that listing rather than making a second.
     fetching: Mutex<HashSet<Vec<u8>>>,
     fetched: Condvar,
+    /// Listings a user's opendir finished (`note_user_listing`): the
+    /// mount-time sweep waits for the first (`wait_user_listing`).
+    user_listings: AtomicU64,
 }
 
 /// Subfolder listings fetched ahead at once, per mount.
@@ -150,6 +153,52 @@ impl MetaCache {
             prefetching: AtomicUsize::new(0),
             fetching: Mutex::new(HashSet::new()),
             fetched: Condvar::new(),
+            user_listings: AtomicU64::new(0),
+        }
+    }
+
+    /// A user's opendir has its listing (or its error).
+    pub(crate) fn note_user_listing(&self) {
+        // Under the lock the waiters check under: no wake-up is lost.
+        let _set = lock(&self.fetching);
+        self.user_listings.fetch_add(1, Ordering::SeqCst);
+        self.fetched.notify_all();
+    }
+
+    /// Waits, at most `max`, until a user's opendir has finished a
+    /// listing; true when one has.
+    pub(crate) fn wait_user_listing(&self, max: Duration) -> bool {
+        let deadline = Instant::now() + max;
+        let mut set = lock(&self.fetching);
+        while self.user_listings.load(Ordering::SeqCst) == 0 {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return false;
+            }
+            set = self
+                .fetched
+                .wait_timeout(set, left)
+                .map(|(g, _)| g)
+                .unwrap_or_else(|e| e.into_inner().0);
+        }
+        true
+    }
+
+    /// Waits, at most `max`, until no folder is being listed (by an
+    /// opendir or fetched ahead): background work goes after them.
+    pub(crate) fn wait_no_listing(&self, max: Duration) {
+        let deadline = Instant::now() + max;
+        let mut set = lock(&self.fetching);
+        while !set.is_empty() {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return;
+            }
+            set = self
+                .fetched
+                .wait_timeout(set, left)
+                .map(|(g, _)| g)
+                .unwrap_or_else(|e| e.into_inner().0);
         }
     }
 

@@ -209,17 +209,20 @@ impl<R: Remote> Fs<R> {
         // or another opendir's) is waited for, not repeated.
         let entries = loop {
             if let Some(e) = self.cache.dir(&path) {
-                break e;
+                break Ok(e);
             }
             if self.cache.start_listing(&path) {
                 let listed = self.list_dir(&path);
                 self.cache.end_listing(&path);
-                break listed?;
+                break listed;
             }
             if !self.cache.wait_listing(&path, FETCH_AHEAD_WAIT) {
-                break self.list_dir(&path)?;
+                break self.list_dir(&path);
             }
         };
+        // The mount-time sweep waits for this (janitor.rs).
+        self.cache.note_user_listing();
+        let entries = entries?;
         // Also for a listing fetched ahead: a walk stays ahead at every level.
         self.prefetch_subfolders(&path, &entries);
         let parent_ino = {

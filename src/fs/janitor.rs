@@ -6,7 +6,9 @@
 //! worker, and at unmount, where any still left is named in the log).
 //! Others': upload temps that no upload of this mount owns and that have
 //! not changed for an hour are leftovers of a killed or cut-off mount,
-//! removed when their folder is listed and once at mount.
+//! removed when their folder is listed, and by one sweep of the upload
+//! folders after mount that yields to the user's listings
+//! (`sweep_stale_temps`).
 //!
 //! Aside copies (`remote::aside_path`: the old file of a replace on a server
 //! without atomic replace) are recovered whatever their age: renamed back
@@ -209,23 +211,41 @@ impl<R: Remote> Fs<R> {
         }
     }
 
-    /// At mount: looks for stale temp files in the root and two levels
-    /// below (Incoming/<Object>, Outgoing/<Object>), and in `upload_dir`.
-    pub fn sweep_stale_temps(&self) {
-        let mut dirs = vec![(self.cfg.remote_root.clone(), 0usize)];
+    /// After mount: looks for stale temp files in the folders jobs upload
+    /// to: the root and two levels below (Incoming/<Object>,
+    /// Outgoing/<Object>) except `Archive` folders, and `upload_dir`.
+    ///
+    /// It must not compete with the user's first operations: it starts
+    /// once a user's listing has finished, or `SWEEP_AFTER` after mount
+    /// when none comes, and lists one folder at a time, each only while
+    /// no other listing is in progress. Archive folders (Coupa moves
+    /// processed files there and grows them to tens of thousands of
+    /// entries; no upload is ever made there) are left to the reaping a
+    /// listing does anyway (`list_dir`). Returns how many folders it
+    /// listed.
+    pub fn sweep_stale_temps(&self) -> usize {
+        self.cache.wait_user_listing(SWEEP_AFTER);
+        let root = self.cfg.remote_root.clone();
+        let mut dirs = Vec::new();
+        if !is_archive(last_name(&root)) {
+            dirs.push((root, 0usize));
+        }
         if let Some(d) = &self.cfg.naming.upload_dir {
             dirs.push((d.clone(), 2));
         }
+        let mut listed = 0;
         while let Some((dir, depth)) = dirs.pop() {
+            self.cache.wait_no_listing(SWEEP_YIELD_MAX);
             let Ok(entries) = self.remote.read_dir(&dir) else {
                 continue;
             };
+            listed += 1;
             let (temps, rest): (Vec<DirEntry>, Vec<DirEntry>) =
                 entries.into_iter().partition(|e| is_temp_name(&e.name));
             self.reap_stale_temps(&dir, &temps);
             if depth < 2 {
                 for e in rest {
-                    if e.meta.is_dir() {
+                    if e.meta.is_dir() && !is_archive(&e.name) {
                         let mut p = dir.clone();
                         if !p.ends_with(b"/") {
                             p.push(b'/');
@@ -236,5 +256,104 @@ impl<R: Remote> Fs<R> {
                 }
             }
         }
+        listed
+    }
+}
+
+/// The sweep starts this long after mount when no listing comes first.
+const SWEEP_AFTER: Duration = Duration::from_secs(3);
+/// Longest the sweep waits for other listings before each of its own.
+const SWEEP_YIELD_MAX: Duration = Duration::from_secs(30);
+
+/// Coupa's archive folders (`Archive`, `Archive/Incoming/<Object>`...):
+/// never uploaded to, often huge.
+fn is_archive(name: &[u8]) -> bool {
+    name.eq_ignore_ascii_case(b"archive")
+}
+
+/// The last component of a remote path.
+fn last_name(path: &[u8]) -> &[u8] {
+    let trimmed = path.strip_suffix(b"/").unwrap_or(path);
+    trimmed.rsplit(|b| *b == b'/').next().unwrap_or(trimmed)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use crate::fs::inode::ROOT_INO;
+    use crate::fs::{Fs, FsConfig, TempNaming};
+    use crate::remote::mock::MockRemote;
+
+    fn mount(remote: Arc<MockRemote>) -> (Arc<Fs<MockRemote>>, tempfile::TempDir) {
+        let spool = tempfile::tempdir().expect("spool dir");
+        let fs = Fs::new(
+            remote,
+            FsConfig {
+                remote_root: b"/root".to_vec(),
+                uid: 0,
+                gid: 0,
+                umask: None,
+                read_only: false,
+                strict_setstat: false,
+                naming: TempNaming {
+                    prefix: b".".to_vec(),
+                    upload_dir: None,
+                },
+                spool_dir: spool.path().to_path_buf(),
+                cache_ttl: Duration::from_secs(60),
+                contain_symlinks: true,
+                spare_temps: 0,
+                spool_max: 64 << 20,
+            },
+        );
+        (fs, spool)
+    }
+
+    /// Issue 14: the mount-time sweep lists nothing before the user's first
+    /// listing has finished, then sweeps the folders jobs upload to (a
+    /// stale temp there goes) and leaves Archive folders to the reaping a
+    /// listing does anyway.
+    #[test]
+    fn the_sweep_waits_for_the_first_listing_and_skips_archive_folders() {
+        let remote = Arc::new(MockRemote::new());
+        for d in ["Incoming/Invoices", "Outgoing/Invoices", "Archive/Incoming"] {
+            remote.mkdir_p(&format!("/root/{d}"));
+        }
+        // The mock's files are years old: over the reap age.
+        let stale = "/root/Incoming/Invoices/.old.csv.coupafs-0a1b2c";
+        let archived = "/root/Archive/.old.csv.coupafs-3d4e5f";
+        remote.put_file(stale, b"left by a killed mount");
+        remote.put_file(archived, b"left by a killed mount");
+        remote.put_file("/root/Incoming/Invoices/kept.csv", b"a,b\n");
+        let (fs, _spool) = mount(remote.clone());
+        let sweep = std::thread::spawn({
+            let fs = fs.clone();
+            move || fs.sweep_stale_temps()
+        });
+        std::thread::sleep(Duration::from_millis(300));
+        assert_eq!(
+            remote.calls("read_dir"),
+            0,
+            "the sweep listed before the user's first listing"
+        );
+        assert!(remote.file(stale).is_some());
+        let dh = fs.opendir(ROOT_INO).expect("opendir");
+        fs.releasedir(dh);
+        let swept = sweep.join().expect("sweep thread");
+        // The root, Incoming, Outgoing and their Invoices; not Archive nor
+        // Archive/Incoming.
+        assert_eq!(swept, 5);
+        assert!(remote.file(stale).is_none(), "stale temp not removed");
+        assert!(remote.file(archived).is_some(), "Archive swept");
+        assert!(remote.file("/root/Incoming/Invoices/kept.csv").is_some());
+    }
+
+    #[test]
+    fn archive_folders_are_named_by_their_last_component() {
+        assert!(super::is_archive(super::last_name(b"/home/u/Archive/")));
+        assert!(super::is_archive(super::last_name(b"archive")));
+        assert!(!super::is_archive(super::last_name(b"/Archive/Incoming")));
     }
 }

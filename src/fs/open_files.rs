@@ -11,7 +11,7 @@ use crate::coupa;
 use crate::error::{FsError, FsResult, Op};
 use crate::fs::caller::{self, Closer, Exit};
 use crate::fs::inode::split;
-use crate::fs::readahead::ReadAhead;
+use crate::fs::readahead::{ReadAhead, BLOCK, WHOLE_FILE_MAX};
 use crate::fs::spare;
 use crate::fs::upload::{is_temp_name, Upload};
 use crate::fs::{lock, show, Fs, Stat};
@@ -123,11 +123,18 @@ impl<R: Remote> Fs<R> {
                 size_hint = size;
             }
             keep_cache = self.unchanged_since_last_open(ino, attrs.as_ref());
-            let handle = self
-                .remote
-                .open_read(&self.remote_path(&path))
-                .map_err(|e| FsError::remote(Op::Open, show(&path), &e))?;
-            let ahead = Mutex::new(ReadAhead::new(size_hint));
+            // A file fetched whole at open and of more than one block is
+            // also opened on a second connection (same round trip): its
+            // READs then share two connections' windows.
+            let pair = !keep_cache && size_hint > BLOCK && size_hint <= WHOLE_FILE_MAX;
+            let remote_path = self.remote_path(&path);
+            let (handle, twin) = if pair {
+                self.remote.open_read_pair(&remote_path)
+            } else {
+                self.remote.open_read(&remote_path).map(|h| (h, None))
+            }
+            .map_err(|e| FsError::remote(Op::Open, show(&path), &e))?;
+            let ahead = Mutex::new(ReadAhead::with_twin(size_hint, twin));
             if !keep_cache {
                 // A Coupa-sized file is requested whole now, before the
                 // kernel's first READ arrives: its data then costs one round
@@ -521,10 +528,17 @@ impl<R: Remote> Fs<R> {
             return Ok(());
         };
         match &entry.file {
-            OpenFile::Remote { handle, .. } => {
+            OpenFile::Remote { handle, ahead } => {
+                let twin = lock(ahead).take_twin();
+                if let Some(t) = twin {
+                    self.remote.close_quietly(&t);
+                }
                 let taken = lock(handle).take();
                 if let Some(h) = taken {
-                    let _ = self.remote.close(&h);
+                    // A read handle: nothing depends on the CLOSE reply
+                    // (the server frees the handle either way), so no FUSE
+                    // thread waits a round trip for it.
+                    self.remote.close_quietly(&h);
                 }
                 Ok(())
             }

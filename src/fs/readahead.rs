@@ -10,7 +10,9 @@
 //! A file whose size is known at open and at most `WHOLE_FILE_MAX` (Coupa
 //! caps a file at 8 MB) is requested whole right at open, all its READs in
 //! flight at once: the data then costs one round trip after the OPEN,
-//! instead of a window ramping up behind the kernel's own requests.
+//! instead of a window ramping up behind the kernel's own requests. With
+//! the file also open on a second connection (a twin handle), every other
+//! part of that fetch goes over it, so two connections share the transfer.
 
 use std::collections::BTreeMap;
 use std::sync::{mpsc, Arc, Condvar, Mutex};
@@ -141,14 +143,30 @@ pub(crate) struct ReadAhead {
     /// The whole file was requested at open: every read is served from
     /// the blocks, whatever its order.
     whole: bool,
+    /// The same file opened on a second connection (`open_read_pair`):
+    /// a whole-file fetch sends every other job over it.
+    twin: Option<Handle>,
 }
 
 impl ReadAhead {
+    #[cfg(test)]
     pub(crate) fn new(size_hint: u64) -> Self {
+        Self::with_twin(size_hint, None)
+    }
+
+    /// With a second handle on another connection for the whole-file fetch.
+    pub(crate) fn with_twin(size_hint: u64, twin: Option<Handle>) -> Self {
         Self {
             size_hint,
+            twin,
             ..Self::default()
         }
+    }
+
+    /// The second handle, for the caller to close (release, or a re-open
+    /// after a lost connection).
+    pub(crate) fn take_twin(&mut self) -> Option<Handle> {
+        self.twin.take()
     }
 
     /// Requests the whole file at once when its known size is at most
@@ -169,13 +187,21 @@ impl ReadAhead {
         // As few jobs as there are workers, so every READ leaves at once.
         let per_job = count.div_ceil(pool.workers as u64).max(1);
         let mut first = 0;
+        let mut on_twin = false;
         while first < count {
             let n = per_job.min(count - first);
             let blocks: Vec<Arc<Block>> = (0..n).map(|_| new_block()).collect();
             let len = (size - first * BLOCK).min(n * BLOCK) as u32;
+            // Every other job over the second connection: the reader's
+            // first blocks arrive over both at once.
+            let over = match (&st.twin, on_twin) {
+                (Some(t), true) => t.clone(),
+                _ => handle.clone(),
+            };
+            on_twin = !on_twin;
             let job = Job {
                 remote: remote.clone(),
-                handle: handle.clone(),
+                handle: over,
                 index: first,
                 len,
                 blocks: blocks.clone(),
@@ -497,6 +523,24 @@ mod tests {
             assert_eq!(mock.calls("read"), calls, "size {size}: reads sent");
             assert_eq!(mock.reads_past_eof(), 0, "size {size}");
         }
+    }
+
+    /// Issue 14: with the file also open on a second connection, a
+    /// whole-file fetch reads every other part through that handle: half
+    /// of a 4 MiB file goes over each connection, and the content is whole.
+    #[test]
+    fn a_whole_file_fetch_spreads_over_the_twin_handle() {
+        let size = 4 * BLOCK as usize;
+        let (remote, mock, handle, data) = setup(size);
+        let twin = mock.open_read(b"/root/f.bin").expect("open twin");
+        let pool = Pool::new(crate::fs::READ_AHEAD_WORKERS);
+        let state = Mutex::new(ReadAhead::with_twin(size as u64, Some(twin.clone())));
+        assert!(ReadAhead::fetch_whole(&state, &pool, &remote, &handle));
+        let got = read_all(&state, &pool, &remote, &handle, size);
+        assert!(got == data, "content differs");
+        assert_eq!(mock.read_through(&handle), size / 2);
+        assert_eq!(mock.read_through(&twin), size / 2);
+        assert_eq!(lock(&state).take_twin(), Some(twin), "kept for release");
     }
 
     #[test]

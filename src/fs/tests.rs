@@ -1364,3 +1364,58 @@ fn the_temp_of_an_interrupted_upload_is_removed_once_a_connection_is_up() {
         "the first attempt's temp is removed after the retry's OPEN"
     );
 }
+
+/// Issue 14: a read handle is closed without waiting for the reply (the
+/// server frees it either way), so release holds no FUSE thread for a
+/// round trip.
+#[test]
+fn releasing_a_read_handle_does_not_wait_for_the_close_reply() {
+    let r = rig();
+    r.remote.put_file("/root/Incoming/Invoices/r.csv", b"a,b\n");
+    let dir = r.dir("Incoming/Invoices");
+    let ino = r.fs.lookup(dir, OsStr::new("r.csv")).expect("lookup").ino;
+    let (fh, _) = r.fs.open(ino, libc::O_RDONLY, me()).expect("open");
+    assert_eq!(r.fs.read(ino, fh, 0, 100).expect("read"), b"a,b\n");
+    r.fs.release(ino, fh).expect("release");
+    assert_eq!(
+        r.remote.calls("close"),
+        0,
+        "release waited for a CLOSE reply"
+    );
+    assert_eq!(r.remote.calls("close_quietly"), 1);
+    assert_eq!(r.remote.open_handles(), 0);
+}
+
+/// Issue 14: a file fetched whole at open and bigger than one block is also
+/// opened on the second connection; both handles are closed at release,
+/// neither waiting for its reply. A 1 MiB file (one block) is not.
+#[test]
+fn a_coupa_sized_file_is_opened_on_both_connections_and_both_are_closed() {
+    let r = rig();
+    r.remote.set_twin_reads(true);
+    let big = content(4 << 20);
+    r.remote.put_file("/root/Incoming/Invoices/big.csv", &big);
+    r.remote
+        .put_file("/root/Incoming/Invoices/one.csv", &content(1 << 20));
+    let dir = r.dir("Incoming/Invoices");
+    let ino = r.fs.lookup(dir, OsStr::new("big.csv")).expect("lookup").ino;
+    let (fh, _) = r.fs.open(ino, libc::O_RDONLY, me()).expect("open");
+    assert_eq!(r.remote.calls("open_read_twin"), 1);
+    let mut got = Vec::new();
+    while got.len() < big.len() {
+        let part =
+            r.fs.read(ino, fh, got.len() as u64, 128 << 10)
+                .expect("read");
+        assert!(!part.is_empty());
+        got.extend_from_slice(&part);
+    }
+    assert!(got == big, "content differs");
+    r.fs.release(ino, fh).expect("release");
+    assert_eq!(r.remote.calls("close_quietly"), 2);
+    assert_eq!(r.remote.calls("close"), 0);
+    assert_eq!(r.remote.open_handles(), 0);
+    let ino = r.fs.lookup(dir, OsStr::new("one.csv")).expect("lookup").ino;
+    let (fh, _) = r.fs.open(ino, libc::O_RDONLY, me()).expect("open");
+    r.fs.release(ino, fh).expect("release");
+    assert_eq!(r.remote.calls("open_read_twin"), 1, "a one-block file");
+}

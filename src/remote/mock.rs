@@ -72,8 +72,12 @@ struct State {
     /// Reads that asked for bytes past the end of the file, in SFTP READ
     /// requests of `sftp::IO_CHUNK`-like 64 KiB (what a server would log).
     reads_past_eof: usize,
+    /// Bytes read through each handle (`read_through`).
+    read_bytes: HashMap<Vec<u8>, usize>,
     /// Capability switch: how this mock server says replaces will go.
     replace_mode: Option<crate::remote::ReplaceMode>,
+    /// `open_read_pair` opens a second handle (a second connection is up).
+    twin_reads: bool,
 }
 
 pub struct MockRemote {
@@ -407,6 +411,15 @@ impl Remote for MockRemote {
         self.open(path, OpenMode::Read, None)
     }
 
+    fn open_read_pair(&self, path: &[u8]) -> RResult<(Handle, Option<Handle>)> {
+        let main = self.open_read(path)?;
+        if !self.st().twin_reads {
+            return Ok((main, None));
+        }
+        drop(self.enter("open_read_twin")?);
+        Ok((main, Some(self.open(path, OpenMode::Read, None)?)))
+    }
+
     fn create_new(&self, path: &[u8], perm: Option<u32>) -> RResult<Handle> {
         self.open(path, OpenMode::CreateNew, perm)
     }
@@ -429,7 +442,9 @@ impl Remote for MockRemote {
                 let inside = size.saturating_sub(offset).div_ceil(READ_REQUEST);
                 let past = requests.saturating_sub(inside) as usize;
                 drop(st);
-                self.st().reads_past_eof += past;
+                let mut st = self.st();
+                st.reads_past_eof += past;
+                *st.read_bytes.entry(handle.raw.clone()).or_insert(0) += out.len();
                 Ok(out)
             }
             _ => Err(no_such_file()),
@@ -500,6 +515,14 @@ impl Remote for MockRemote {
             .remove(&handle.raw)
             .map(|_| ())
             .ok_or(RemoteError::StaleHandle)
+    }
+
+    /// Counted apart from `close`, as the SFTP implementation sends it
+    /// without waiting for the reply.
+    fn close_quietly(&self, handle: &Handle) {
+        if let Ok(mut st) = self.enter("close_quietly") {
+            st.handles.remove(&handle.raw);
+        }
     }
 
     fn commit(

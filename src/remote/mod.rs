@@ -263,6 +263,13 @@ pub trait Remote: Send + Sync + 'static {
     /// Opens an existing file for reading (idempotent: retried across a
     /// reconnect).
     fn open_read(&self, path: &[u8]) -> RResult<Handle>;
+    /// `path` opened for reading, and when another connection is up (and
+    /// the link's round trip makes it pay) opened there too, both OPENs in
+    /// flight at once: a whole-file fetch then spreads its READs over two
+    /// connections' windows. The second is None otherwise.
+    fn open_read_pair(&self, path: &[u8]) -> RResult<(Handle, Option<Handle>)> {
+        Ok((self.open_read(path)?, None))
+    }
     /// Creates `path`, which must not exist yet, empty and open for
     /// writing, with permission bits `perm` (the server's umask applies).
     fn create_new(&self, path: &[u8], perm: Option<u32>) -> RResult<Handle>;

@@ -362,6 +362,55 @@ impl Remote for SftpRemote {
         self.open(path, pflags::READ, Attrs::default())
     }
 
+    fn open_read_pair(&self, path: &[u8]) -> RResult<(Handle, Option<Handle>)> {
+        let deadline = deadline::deadline(self.op_timeout);
+        let first = self.pool.get(deadline)?;
+        let other = if striping_pays(first.info.init_rtt) {
+            // None starts a second connection for the next file.
+            self.pool.get_other(first.generation)
+        } else {
+            None
+        };
+        let Some(other) = other else {
+            return Ok((self.open_read(path)?, None));
+        };
+        let req = Request::Open {
+            path: path.to_vec(),
+            pflags: pflags::READ,
+            attrs: Attrs::default(),
+        };
+        // The twin's OPEN leaves first and is waited for second: both
+        // cost the one round trip.
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        other.submit(
+            &req,
+            Box::new(move |r| {
+                let _ = tx.send(r);
+            }),
+        );
+        let main = match first.call(&req) {
+            Ok(r) => expect_handle("OPEN", r, first.generation),
+            // Lost on the way: the retrying path.
+            Err(_) => self.open_read(path),
+        };
+        // Within the call's deadline: a second connection gone silent must
+        // not hold the open (it is declared dead soon, freeing the handle).
+        let left = deadline.saturating_duration_since(Instant::now());
+        let twin = match rx.recv_timeout(left) {
+            Ok(Ok(r)) => expect_handle("OPEN", r, other.generation).ok(),
+            _ => None,
+        };
+        match main {
+            Ok(h) => Ok((h, twin)),
+            Err(e) => {
+                if let Some(t) = twin {
+                    self.close_quietly(&t);
+                }
+                Err(e)
+            }
+        }
+    }
+
     fn create_new(&self, path: &[u8], perm: Option<u32>) -> RResult<Handle> {
         let attrs = Attrs {
             perm: perm.map(|p| p & 0o7777),

@@ -87,11 +87,21 @@ impl MockRemote {
         self.st().replace_mode = Some(mode);
     }
 
+    /// `open_read_pair` gives a second handle, as with two connections up.
+    pub fn set_twin_reads(&self, on: bool) {
+        self.st().twin_reads = on;
+    }
+
     /// READ requests (64 KiB each, as the SFTP implementation sends them)
     /// that started at or past end of file: what a server logs as
     /// "requested read offset greater than size".
     pub fn reads_past_eof(&self) -> usize {
         self.st().reads_past_eof
+    }
+
+    /// Bytes read through `handle` so far.
+    pub fn read_through(&self, handle: &crate::remote::Handle) -> usize {
+        self.st().read_bytes.get(&handle.raw).copied().unwrap_or(0)
     }
 
     pub fn calls(&self, op: &str) -> usize {
