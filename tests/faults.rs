@@ -534,6 +534,10 @@ fn soak_writers_through_kills_an_outage_and_a_small_spool() {
                     };
                     if !fine {
                         let log = fs::read_to_string(&log_path).unwrap_or_default();
+                        // The whole log, kept for the post-mortem.
+                        let kept = std::env::temp_dir().join(format!("coupafs-soak-{name}.log"));
+                        let _ = fs::write(&kept, &log);
+                        eprintln!("the mount's whole log: {}", kept.display());
                         let about: Vec<&str> = log
                             .lines()
                             .filter(|l| {
@@ -548,8 +552,11 @@ fn soak_writers_through_kills_an_outage_and_a_small_spool() {
                             about.join("\n")
                         );
                     }
-                    if replace && result.is_ok() {
-                        current = Some(sha.clone());
+                    // What the server holds is the base's version from now
+                    // on: after an error whose commit did land (the link
+                    // died before its reply), that is the new one.
+                    if replace {
+                        current = on_server.clone();
                     }
                     out.push(Written { result, took });
                     i += 1;
