@@ -594,6 +594,66 @@ impl SessionCounter {
 // Shutdown and status file
 // ---------------------------------------------------------------------------
 
+/// A copy of the mount in another mount namespace (made while it was
+/// mounted: a service with PrivateTmp, `ip netns exec`, `unshare -m`)
+/// keeps the FUSE superblock alive after our umount(2): SIGTERM must still
+/// end coupafs promptly, ending the connection for the copy too.
+#[test]
+fn sigterm_exits_while_another_namespace_holds_a_copy_of_the_mount() {
+    let sb = Sandbox::start();
+    let mut mnt = Mount::new(&sb, &["debug"]);
+    let mut copy = Command::new("unshare")
+        .args(["--mount", "--propagation", "private", "sleep", "60"])
+        .stdin(Stdio::null())
+        .spawn()
+        .expect("unshare");
+    // The copy exists once the child runs sleep in its own namespace.
+    let ns_of = |pid: u32| fs::read_link(format!("/proc/{pid}/ns/mnt")).ok();
+    let mine = ns_of(std::process::id());
+    assert!(
+        wait_until(Duration::from_secs(10), || {
+            let theirs = ns_of(copy.id());
+            theirs.is_some()
+                && theirs != mine
+                && fs::read_to_string(format!("/proc/{}/comm", copy.id()))
+                    .is_ok_and(|c| c.trim() == "sleep")
+        }),
+        "unshare did not start"
+    );
+    let mounts_of_copy =
+        fs::read_to_string(format!("/proc/{}/mounts", copy.id())).unwrap_or_default();
+    let shown = mnt.path.display().to_string();
+    assert!(
+        mounts_of_copy.contains(&shown),
+        "no copy of the mount in the new namespace"
+    );
+
+    signal_pid(mnt.pid(), libc::SIGTERM);
+    let signalled = Instant::now();
+    let mut exit = None;
+    wait_until(Duration::from_secs(20), || {
+        exit = mnt.try_wait();
+        exit.is_some()
+    });
+    let took = signalled.elapsed();
+    let log = mnt.log();
+    let _ = copy.kill();
+    let _ = copy.wait();
+    let exit = exit.unwrap_or_else(|| panic!("coupafs did not exit:\n{}", tail(&log, 30)));
+    assert!(exit.success(), "exit status {exit}:\n{}", tail(&log, 30));
+    // The grace period (no file open: none) plus two short waits.
+    assert!(
+        took < Duration::from_secs(12),
+        "SIGTERM to exit took {took:?}:\n{}",
+        tail(&log, 30)
+    );
+    assert!(
+        log.contains("still mounted in another mount namespace"),
+        "{}",
+        tail(&log, 30)
+    );
+}
+
 #[test]
 fn sigterm_publishes_closed_files_and_never_open_ones() {
     let sb = Sandbox::start();

@@ -259,16 +259,41 @@ impl MountedSession {
         // path, and the /dev/fuse handle) is leaked on purpose; the
         // process is shutting down.
         let guard = unsafe { std::ptr::read(&background.guard) };
-        let join = || {
+        let (done_tx, done) = std::sync::mpsc::channel();
+        let join = move || {
             if let Ok(Err(e)) = guard.join() {
                 log::debug!("FUSE session ended: {e}");
             }
+            let _ = done_tx.send(());
         };
         match (mine, ended) {
             (true, _) => match umount(&mountpoint, 0) {
                 Ok(()) => {
-                    log::debug!("umount(2) of {} returned", mountpoint.display());
-                    join();
+                    // The serving threads end when the kernel destroys the
+                    // superblock. A copy of the mount in another mount
+                    // namespace (one created while we were mounted, e.g.
+                    // a service with PrivateTmp or `ip netns exec`) keeps
+                    // it alive after our umount, and them reading forever:
+                    // then end the connection itself, as `fusermount -u`
+                    // would leave us waiting.
+                    let _ = std::thread::Builder::new()
+                        .name("fuse-join".into())
+                        .spawn(join);
+                    if done.recv_timeout(JOIN_WAIT).is_err() {
+                        log::info!(
+                            "{} is still mounted in another mount namespace: ending the FUSE \
+                             connection",
+                            mountpoint.display()
+                        );
+                        if let Some(id) = identity {
+                            abort_connection(id.minor);
+                        }
+                        if done.recv_timeout(JOIN_WAIT).is_err() {
+                            log::warn!(
+                                "the FUSE serving threads did not end; exiting without them"
+                            );
+                        }
+                    }
                 }
                 Err(e) => {
                     log::warn!("unmount: {e}; detaching lazily");
@@ -296,11 +321,24 @@ impl MountedSession {
                     mountpoint.display()
                 );
                 if let Some(id) = identity {
-                    let abort = format!("/sys/fs/fuse/connections/{}/abort", id.minor);
-                    let _ = std::fs::write(abort, b"1");
+                    abort_connection(id.minor);
                 }
             }
         }
+    }
+}
+
+/// How long unmounting waits for the serving threads before it ends the
+/// connection (and again after that).
+const JOIN_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Ends our FUSE connection through the kernel's per-connection control
+/// file (fusectl); its number is our device's minor, ours while the
+/// connection lives. Every copy of the mount then fails with ENOTCONN.
+fn abort_connection(minor: u32) {
+    let abort = format!("/sys/fs/fuse/connections/{minor}/abort");
+    if let Err(e) = std::fs::write(&abort, b"1") {
+        log::debug!("{abort}: {e}");
     }
 }
 
