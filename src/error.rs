@@ -175,6 +175,17 @@ impl FsError {
         )
     }
 
+    /// A file opened for writing while the mount is being unmounted: the
+    /// same error the caller gets a moment later from the unmounted path.
+    pub(crate) fn unmounting(op: Op, path: impl Into<String>) -> Self {
+        Self::new(
+            op,
+            path,
+            libc::ENOTCONN,
+            "the mount is being unmounted: nothing more can be published",
+        )
+    }
+
     /// Expected outcomes (a lookup that finds nothing) are not worth a
     /// warning in the journal; nor is a name over NAME_MAX, the caller's
     /// mistake refused before any round trip.

@@ -25,7 +25,7 @@ use std::collections::HashMap;
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{mpsc, Arc, Mutex, OnceLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -165,6 +165,10 @@ pub struct Fs<R: Remote> {
     opened_versions: Mutex<HashMap<u64, FileVersion>>,
     /// (parent inode, name) for the kernel to forget (FUSE_NOTIFY_INVAL_ENTRY).
     kernel_invalidations: Mutex<Option<mpsc::Sender<KernelEntry>>>,
+    /// Unmounting has begun publishing: no file may be opened for writing
+    /// any more (its upload would start after the last publish pass and
+    /// leave an unnamed temp). Set and read under the `uploads` lock.
+    closing: AtomicBool,
 }
 
 /// A directory entry the kernel caches: (parent inode, name).
@@ -209,6 +213,7 @@ impl<R: Remote> Fs<R> {
             ahead_pool: readahead::Pool::new(READ_AHEAD_WORKERS),
             opened_versions: Mutex::new(HashMap::new()),
             kernel_invalidations: Mutex::new(None),
+            closing: AtomicBool::new(false),
         });
         Self::start_write_behind(&fs, rx);
         fs

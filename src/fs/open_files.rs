@@ -199,6 +199,11 @@ impl<R: Remote> Fs<R> {
                 .map_err(|e| FsError::remote(Op::Open, show(path), &e))?;
         }
         let mut uploads = lock(&self.uploads);
+        if self.closing.load(Ordering::SeqCst) {
+            drop(uploads);
+            up.drop_temp(self.remote.as_ref());
+            return Err(FsError::unmounting(Op::Open, show(path)));
+        }
         // Another opener may have raced us: share theirs.
         let up = uploads.entry(ino).or_insert(up).clone();
         up.state().handles += 1;
@@ -263,8 +268,16 @@ impl<R: Remote> Fs<R> {
         up.state().handles = 1;
         self.cache.invalidate(&path);
         let ino = lock(&self.inodes).lookup(&path);
-        if let Some(old) = lock(&self.uploads).insert(ino, up.clone()) {
-            old.state().unlinked = true;
+        {
+            let mut uploads = lock(&self.uploads);
+            if self.closing.load(Ordering::SeqCst) {
+                drop(uploads);
+                up.drop_temp(self.remote.as_ref());
+                return Err(FsError::unmounting(Op::Create, show(&path)));
+            }
+            if let Some(old) = uploads.insert(ino, up.clone()) {
+                old.state().unlinked = true;
+            }
         }
         let fh = self.new_fh();
         lock(&self.handles).insert(
@@ -684,10 +697,13 @@ impl<R: Remote> Fs<R> {
     }
 
     fn shutdown_pending_uploads(&self) -> usize {
-        let pending: Vec<(u64, Arc<Upload>)> = lock(&self.uploads)
-            .iter()
-            .map(|(i, u)| (*i, u.clone()))
-            .collect();
+        // From here on no new upload starts (`create`/`open` refuse with
+        // ENOTCONN), so this pass sees every upload there will be.
+        let pending: Vec<(u64, Arc<Upload>)> = {
+            let uploads = lock(&self.uploads);
+            self.closing.store(true, Ordering::SeqCst);
+            uploads.iter().map(|(i, u)| (*i, u.clone())).collect()
+        };
         let mut left = 0;
         for (ino, up) in pending {
             let (dirty, skip, open) = {

@@ -1419,3 +1419,38 @@ fn a_coupa_sized_file_is_opened_on_both_connections_and_both_are_closed() {
     r.fs.release(ino, fh).expect("release");
     assert_eq!(r.remote.calls("open_read_twin"), 1, "a one-block file");
 }
+
+/// Issue 10: once unmounting has begun its publish pass, a file opened for
+/// writing would start an upload nobody publishes or names (its temp left
+/// on the server): create and open-for-write fail with ENOTCONN instead,
+/// and leave nothing on the server; files already open are unaffected.
+#[test]
+fn no_file_is_opened_for_writing_once_unmounting_publishes() {
+    let r = rig();
+    r.remote
+        .put_file("/root/Incoming/Invoices/old.csv", b"a,b\n");
+    let (ino, fh) = r
+        .create("Incoming/Invoices", "early.csv", 0)
+        .expect("create before the unmount");
+    r.write_all(ino, fh, b"x,y\n");
+    r.close(ino, fh).expect("published");
+    assert_eq!(r.fs.shutdown_uploads(), 0);
+    let e = r
+        .create("Incoming/Invoices", "late.csv", 0)
+        .expect_err("create while unmounting");
+    assert_eq!(e.errno, libc::ENOTCONN);
+    let dir = r.dir("Incoming/Invoices");
+    let old = r.fs.lookup(dir, OsStr::new("old.csv")).expect("lookup").ino;
+    let e =
+        r.fs.open(old, libc::O_WRONLY | libc::O_TRUNC, me())
+            .expect_err("open for writing while unmounting");
+    assert_eq!(e.errno, libc::ENOTCONN);
+    // Reading still works, and nothing of ours is on the server.
+    let (rfh, _) = r.fs.open(old, libc::O_RDONLY, me()).expect("open to read");
+    assert_eq!(r.fs.read(old, rfh, 0, 100).expect("read"), b"a,b\n");
+    assert_eq!(
+        temps_in(&r, "/root/Incoming/Invoices"),
+        Vec::<String>::new()
+    );
+    assert_eq!(r.remote.file("/root/Incoming/Invoices/late.csv"), None);
+}
