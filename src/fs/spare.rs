@@ -11,6 +11,12 @@
 //! doubles the folder's target (up to `max_per_dir`), so eight parallel
 //! writers get eight spares and one sequential job gets one or two.
 //!
+//! Across a WAN round trip a spare also comes open on a second connection
+//! (its "twin", `Remote::open_twin`): one SSH channel moves at most its
+//! flow-control window per round trip, so a Coupa-sized file (a few MiB)
+//! is striped over both connections' windows from its first byte, with no
+//! OPEN round trip at close() for the second handle either.
+//!
 //! Spares are empty files that no file depends on. They are closed and
 //! removed once their folder has seen no create for `idle` (a burst's end),
 //! at unmount, or (after a crash) by the next mount's stale-temp reaper.
@@ -44,6 +50,8 @@ const PAUSE_AFTER_FAILURE: Duration = Duration::from_secs(30);
 pub(crate) struct Spare {
     pub(crate) path: Vec<u8>,
     pub(crate) handle: Handle,
+    /// The same file open on another connection, when striping pays.
+    pub(crate) twin: Option<Handle>,
 }
 
 #[derive(Default)]
@@ -138,8 +146,16 @@ impl SparePool {
             let folder = folders.entry(dir.clone()).or_default();
             folder.last_take = Some(Instant::now());
             let mut found = None;
-            while let Some(s) = folder.ready.pop() {
+            while let Some(mut s) = folder.ready.pop() {
                 if self.remote.handle_alive(&s.handle) {
+                    if s.twin
+                        .as_ref()
+                        .is_some_and(|t| !self.remote.handle_alive(t))
+                    {
+                        // Its connection died: the upload goes on without
+                        // (or opens another twin when it is large).
+                        s.twin = None;
+                    }
                     found = Some(s);
                     break;
                 }
@@ -212,7 +228,21 @@ impl SparePool {
     fn open_one(&self, name_in_dir: &[u8]) -> Option<Spare> {
         let path = self.naming.temp_path(name_in_dir);
         match self.remote.create_new(&path, Some(SPARE_MODE)) {
-            Ok(handle) => Some(Spare { path, handle }),
+            Ok(handle) => {
+                // Here in the background, so no create waits for its round
+                // trip; None on a fast link or with one connection.
+                let twin = match self.remote.open_twin(&path, &handle) {
+                    Ok(twin) => twin,
+                    Err(e) => {
+                        log::debug!(
+                            "second handle on spare {} not opened: {e}",
+                            String::from_utf8_lossy(&path)
+                        );
+                        None
+                    }
+                };
+                Some(Spare { path, handle, twin })
+            }
             Err(e) => {
                 if matches!(e, RemoteError::Lost(_)) {
                     // The OPEN may have created the file before the link
@@ -231,6 +261,9 @@ impl SparePool {
 
     fn discard(&self, spares: Vec<Spare>) {
         for s in spares {
+            if let Some(t) = &s.twin {
+                self.remote.close_quietly(t);
+            }
             let _ = self.remote.close(&s.handle);
             // A spare of a killed connection waits for the next one.
             janitor::remove_temp(self.remote.as_ref(), &s.path);
@@ -324,6 +357,23 @@ mod tests {
         // Taken spares are the caller's; the pool refills behind it.
         wait_for("refill", || p.ready() == 1);
         assert_eq!(temps(&remote).len(), 2);
+    }
+
+    #[test]
+    fn a_spare_comes_open_on_a_second_connection_too() {
+        let remote = Arc::new(MockRemote::new());
+        let p = pool(&remote, 2, Duration::from_secs(60));
+        assert!(p.take(b"/root/In/a.csv").is_none());
+        wait_for("one spare", || p.ready() == 1);
+        let s = p.take(b"/root/In/b.csv").expect("a spare");
+        let twin = s.twin.expect("opened on a second connection ahead of use");
+        assert_ne!(twin.raw, s.handle.raw);
+        remote.close(&twin).expect("a live handle on the same file");
+        remote.close(&s.handle).expect("close");
+        // Spares dropped unused close their twin too.
+        wait_for("refill", || p.ready() == 1);
+        p.shutdown();
+        assert_eq!(remote.open_handles(), 0, "a handle leaked on the server");
     }
 
     #[test]
