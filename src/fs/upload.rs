@@ -515,10 +515,7 @@ impl Upload {
         };
         let (temp_path, handle, twin, from) = match temp {
             Some(t) => {
-                // A write-behind round keeps up with a fast writer, so
-                // little may be unsent at its start: it goes by the size.
-                let large = size - from >= STRIPE_MIN || (growing && size >= STRIPE_MIN);
-                let twin = if t.twin.is_none() && !t.twin_tried && large {
+                let twin = if t.twin.is_none() && !t.twin_tried && size - from >= STRIPE_MIN {
                     self.open_twin(remote, &t)
                 } else {
                     t.twin.clone()
@@ -553,15 +550,6 @@ impl Upload {
                 (p, h, twin, 0)
             }
         };
-        // A round without a second handle that was not refused one stops
-        // at `STRIPE_MIN`, so the next round asks for it (`open_twin`).
-        let settled = twin.is_some()
-            || self
-                .state()
-                .temp
-                .as_ref()
-                .is_some_and(|t| t.handle == handle && t.twin_tried);
-        let round_max = if settled { ROUND_MAX } else { STRIPE_MIN };
         let mut sent_to = size;
         if size > from || growing {
             let spool = &self.spool;
@@ -573,7 +561,7 @@ impl Upload {
             // generation it reports must be the one it sent).
             let mut end = || {
                 if growing {
-                    sent_to = self.grown_end(&handle, from + round_max, sent_to);
+                    sent_to = self.grown_end(&handle, from, sent_to);
                 }
                 sent_to
             };
@@ -599,19 +587,19 @@ impl Upload {
         Ok((temp_path, handle, sent_to, generation))
     }
 
-    /// How far a write-behind round that reached `end` may go now: up to
-    /// what the writer has spooled, at most to `limit` (so a publish
-    /// waiting for the round waits for a bounded send), never shrinking,
-    /// and not at all once the file is done with or its temp was retired
-    /// (a truncate below `end`). Raises `remote_high` before any byte past
-    /// it leaves.
-    fn grown_end(&self, handle: &Handle, limit: u64, end: u64) -> u64 {
+    /// How far a write-behind round that started at `from` and reached
+    /// `end` may go now: up to what the writer has spooled (at most
+    /// `ROUND_MAX` past `from`, so a publish waiting for the round waits
+    /// for a bounded send), never shrinking, and not at all once the file
+    /// is done with or its temp was retired (a truncate below `end`).
+    /// Raises `remote_high` before any byte past it leaves.
+    fn grown_end(&self, handle: &Handle, from: u64, end: u64) -> u64 {
         let mut st = self.state();
         let same_temp = st.temp.as_ref().is_some_and(|t| &t.handle == handle);
         if !same_temp || st.released || st.unlinked || st.discarded || st.poisoned.is_some() {
             return end;
         }
-        let grown = st.size.min(limit).max(end);
+        let grown = st.size.min(from + ROUND_MAX).max(end);
         st.remote_high = st.remote_high.max(grown);
         st.claimed = st.claimed.max(grown);
         grown
@@ -969,42 +957,6 @@ mod tests {
         up.publish(remote.as_ref(), &naming, b"/root/In/a.csv")
             .expect("publish");
         assert_eq!(remote.file("/root/In/a.csv"), Some(data));
-    }
-
-    /// A round that has no second handle (no spare with a twin) stops at
-    /// `STRIPE_MIN`, so a large file still gets one for the rest.
-    #[test]
-    fn a_growing_round_without_a_twin_leaves_the_rest_to_a_striped_one() {
-        use crate::remote::mock::MockRemote;
-        let remote = Arc::new(MockRemote::new());
-        remote.mkdir_p("/root/In");
-        let naming = TempNaming {
-            prefix: b".".to_vec(),
-            upload_dir: None,
-        };
-        let dir = tempfile::tempdir().expect("tempdir");
-        let up = Upload::new(dir.path(), 0o644, false).expect("spool");
-        let data: Vec<u8> = (0..10u32 << 20).map(|i| (i % 241) as u8).collect();
-        let first = STREAM_AHEAD as usize;
-        up.write_at(0, &data[..first]).expect("write");
-        remote.hold("write");
-        let streaming = {
-            let (up, remote, naming) = (up.clone(), remote.clone(), naming.clone());
-            std::thread::spawn(move || up.stream(remote.as_ref(), &naming, b"/root/In/b.csv"))
-        };
-        let until = std::time::Instant::now() + std::time::Duration::from_secs(10);
-        while remote.waiting() == 0 {
-            assert!(std::time::Instant::now() < until, "the round never sent");
-            std::thread::sleep(std::time::Duration::from_millis(2));
-        }
-        up.write_at(first as u64, &data[first..]).expect("write");
-        remote.release("write");
-        streaming.join().expect("stream");
-        assert_eq!(remote.calls("open_twin"), 1, "asked for a second handle");
-        assert!(remote.calls("write_striped") >= 1, "the rest went striped");
-        up.publish(remote.as_ref(), &naming, b"/root/In/b.csv")
-            .expect("publish");
-        assert_eq!(remote.file("/root/In/b.csv"), Some(data));
     }
 
     #[test]
