@@ -11,10 +11,8 @@
 //! `clean_upto` tracks the prefix of the spool already identical on the
 //! remote temp file, so fsync() and close() only send what changed since.
 //! A send runs while the writer goes on writing: `low_water` (the lowest
-//! offset written since the send's snapshot, below what the send has
-//! `claimed` from the spool so far) says how much of what was sent is still
-//! current; a write-behind round also takes bytes appended while it runs
-//! (`grown_end`). `remote_high` (how far the temp file may extend)
+//! offset written since the send's snapshot) says how much of what was sent
+//! is still current, and `remote_high` (how far the temp file may extend)
 //! makes a truncate below it start a fresh temp, so the server copy never
 //! keeps stale bytes past the end.
 
@@ -39,8 +37,6 @@ const TEMP_SUFFIX_LEN: usize = 6;
 const UPLOAD_SLICE: usize = 4 << 20;
 /// Unsent bytes that start a background stream.
 const STREAM_AHEAD: u64 = 1 << 20;
-/// Most a write-behind round follows the writer past where it started.
-const ROUND_MAX: u64 = 64 << 20;
 /// Publish attempts when the connection drops mid-upload (the spool still
 /// holds every byte, so a retry after reconnect loses nothing). All of them
 /// wait for a reconnect within the close()'s one `timeout`
@@ -172,12 +168,8 @@ pub(crate) struct UploadState {
     temp: Option<RemoteTemp>,
     /// Bytes [0, clean_upto) on the remote temp file equal the spool.
     clean_upto: u64,
-    /// Lowest offset written since the running send took its snapshot,
-    /// counting only writes below `claimed` (bytes above it were not read
-    /// for sending yet, so a write there leaves nothing stale).
+    /// Lowest offset written since the running send took its snapshot.
     low_water: u64,
-    /// How far the running send has taken bytes from the spool, or may.
-    claimed: u64,
     /// The remote temp file may hold bytes up to here (sent or in flight).
     remote_high: u64,
     /// Temp files given up on (after a truncate), removed at the next upload.
@@ -248,7 +240,6 @@ impl Upload {
                 temp: None,
                 clean_upto: 0,
                 low_water: u64::MAX,
-                claimed: 0,
                 remote_high: 0,
                 abandoned: Vec::new(),
                 stream_queued: false,
@@ -335,9 +326,7 @@ impl Upload {
         st.dirty = true;
         st.generation += 1;
         st.clean_upto = st.clean_upto.min(offset);
-        if offset < st.claimed {
-            st.low_water = st.low_water.min(offset);
-        }
+        st.low_water = st.low_water.min(offset);
         let start = !st.stream_queued
             && !st.stream_failed
             && st.size.saturating_sub(st.clean_upto) >= STREAM_AHEAD;
@@ -402,7 +391,7 @@ impl Upload {
                     break;
                 }
             }
-            if let Err(e) = self.sync_temp(remote, naming, final_path, true) {
+            if let Err(e) = self.sync_temp(remote, naming, final_path) {
                 log::debug!(
                     "write-behind of {} paused: {e}",
                     String::from_utf8_lossy(final_path)
@@ -471,7 +460,6 @@ impl Upload {
         remote: &dyn Remote,
         naming: &TempNaming,
         final_path: &[u8],
-        growing: bool,
     ) -> RResult<(Vec<u8>, Handle, u64, u64)> {
         self.discard_abandoned(remote);
         let stale = {
@@ -500,7 +488,6 @@ impl Upload {
         let (temp, from, size, generation, mode) = {
             let mut st = self.state();
             st.low_water = u64::MAX;
-            st.claimed = st.size;
             if st.temp.is_none() {
                 st.remote_high = 0;
             }
@@ -550,59 +537,27 @@ impl Upload {
                 (p, h, twin, 0)
             }
         };
-        let mut sent_to = size;
-        if size > from || growing {
+        if size > from {
             let spool = &self.spool;
             let mut handles = vec![handle.clone()];
             handles.extend(twin);
-            // Write-behind follows the writer within one round: bytes
-            // spooled while it runs go out as the window frees, not a round
-            // trip later. A publish or fsync sends its snapshot only (the
-            // generation it reports must be the one it sent).
-            let mut end = || {
-                if growing {
-                    sent_to = self.grown_end(&handle, from, sent_to);
-                }
-                sent_to
-            };
-            let sent = remote.write_growing(&handles, from, &mut end, &mut |at, buf| {
+            let sent = remote.write_from(&handles, from, size - from, &mut |at, buf| {
                 spool.read_exact_at(buf, at)
             });
-            match sent {
-                Ok(to) => sent_to = to.max(from),
-                Err(e) => {
-                    self.fail_temp(remote);
-                    return Err(e);
-                }
+            if let Err(e) = sent {
+                self.fail_temp(remote);
+                return Err(e);
             }
         }
         {
             let mut st = self.state();
-            // Sent [from, sent_to): current unless rewritten meanwhile (from
+            // Sent [from, size): current unless rewritten meanwhile (from
             // low_water on), and only if a truncate did not retire the temp.
             if st.temp.as_ref().is_some_and(|t| t.handle == handle) {
-                st.clean_upto = sent_to.min(st.low_water);
+                st.clean_upto = size.min(st.low_water);
             }
         }
-        Ok((temp_path, handle, sent_to, generation))
-    }
-
-    /// How far a write-behind round that started at `from` and reached
-    /// `end` may go now: up to what the writer has spooled (at most
-    /// `ROUND_MAX` past `from`, so a publish waiting for the round waits
-    /// for a bounded send), never shrinking, and not at all once the file
-    /// is done with or its temp was retired (a truncate below `end`).
-    /// Raises `remote_high` before any byte past it leaves.
-    fn grown_end(&self, handle: &Handle, from: u64, end: u64) -> u64 {
-        let mut st = self.state();
-        let same_temp = st.temp.as_ref().is_some_and(|t| &t.handle == handle);
-        if !same_temp || st.released || st.unlinked || st.discarded || st.poisoned.is_some() {
-            return end;
-        }
-        let grown = st.size.min(from + ROUND_MAX).max(end);
-        st.remote_high = st.remote_high.max(grown);
-        st.claimed = st.claimed.max(grown);
-        grown
+        Ok((temp_path, handle, size, generation))
     }
 
     /// The temp upload failed: drop it so the next attempt starts over.
@@ -674,7 +629,7 @@ impl Upload {
         final_path: &[u8],
     ) -> RResult<()> {
         let _serial = lock(&self.publishing);
-        let (_, handle, _, _) = self.sync_temp(remote, naming, final_path, false)?;
+        let (_, handle, _, _) = self.sync_temp(remote, naming, final_path)?;
         match remote.fsync(&handle) {
             Err(RemoteError::Unsupported(_)) => Ok(()),
             other => other,
@@ -713,8 +668,7 @@ impl Upload {
         final_path: &[u8],
     ) -> RResult<Committed> {
         self.state().stream_failed = false;
-        let (temp_path, handle, size, generation) =
-            self.sync_temp(remote, naming, final_path, false)?;
+        let (temp_path, handle, size, generation) = self.sync_temp(remote, naming, final_path)?;
         let (times, mode) = {
             let st = self.state();
             (st.times, st.mode_changed.then_some(st.mode & 0o7777))
@@ -920,43 +874,6 @@ mod tests {
             0,
             "the twin is closed with the commit"
         );
-    }
-
-    /// Issue 14: bytes spooled while a write-behind round is sending join
-    /// that round (no second round, a round trip later, for them).
-    #[test]
-    fn write_behind_follows_the_writer_within_one_round() {
-        use crate::remote::mock::MockRemote;
-        let remote = Arc::new(MockRemote::new());
-        remote.mkdir_p("/root/In");
-        let naming = TempNaming {
-            prefix: b".".to_vec(),
-            upload_dir: None,
-        };
-        let dir = tempfile::tempdir().expect("tempdir");
-        let up = Upload::new(dir.path(), 0o644, false).expect("spool");
-        let data: Vec<u8> = (0..4u32 << 20).map(|i| (i % 251) as u8).collect();
-        let first = STREAM_AHEAD as usize;
-        assert!(up.write_at(0, &data[..first]).expect("write"), "stream due");
-        remote.hold("write");
-        let streaming = {
-            let (up, remote, naming) = (up.clone(), remote.clone(), naming.clone());
-            std::thread::spawn(move || up.stream(remote.as_ref(), &naming, b"/root/In/a.csv"))
-        };
-        let until = std::time::Instant::now() + std::time::Duration::from_secs(10);
-        while remote.waiting() == 0 {
-            assert!(std::time::Instant::now() < until, "the round never sent");
-            std::thread::sleep(std::time::Duration::from_millis(2));
-        }
-        // The writer goes on while the first WRITE is unanswered.
-        up.write_at(first as u64, &data[first..]).expect("write");
-        remote.release("write");
-        streaming.join().expect("stream");
-        assert_eq!(remote.calls("write_growing"), 1, "one round for all of it");
-        assert_eq!(up.state().clean_upto, data.len() as u64);
-        up.publish(remote.as_ref(), &naming, b"/root/In/a.csv")
-            .expect("publish");
-        assert_eq!(remote.file("/root/In/a.csv"), Some(data));
     }
 
     #[test]

@@ -493,27 +493,6 @@ impl Remote for MockRemote {
         Ok(())
     }
 
-    /// Rounds of `write_from` until `end()` stops growing (the real one
-    /// asks whenever its window has room); each call counts "write_growing".
-    fn write_growing(
-        &self,
-        handles: &[Handle],
-        offset: u64,
-        end: &mut dyn FnMut() -> u64,
-        source: &mut dyn FnMut(u64, &mut [u8]) -> std::io::Result<()>,
-    ) -> RResult<u64> {
-        drop(self.enter("write_growing")?);
-        let mut done = offset;
-        loop {
-            let to = end().max(done);
-            if to == done {
-                return Ok(done);
-            }
-            self.write_from(handles, done, to - done, source)?;
-            done = to;
-        }
-    }
-
     /// The mock has "another connection" whenever asked.
     fn open_twin(&self, path: &[u8], _of: &Handle) -> RResult<Option<Handle>> {
         drop(self.enter("open_twin")?);

@@ -281,22 +281,6 @@ pub trait Remote: Send + Sync + 'static {
         len: u64,
         source: &mut dyn FnMut(u64, &mut [u8]) -> std::io::Result<()>,
     ) -> RResult<()>;
-    /// `write_from` up to an end that may grow while it runs: `end()` is
-    /// asked again whenever every byte up to its last answer is in flight
-    /// (a writer still spooling is followed with no pause between rounds).
-    /// Returns the end reached. The default sends once, up to the first
-    /// answer.
-    fn write_growing(
-        &self,
-        handles: &[Handle],
-        offset: u64,
-        end: &mut dyn FnMut() -> u64,
-        source: &mut dyn FnMut(u64, &mut [u8]) -> std::io::Result<()>,
-    ) -> RResult<u64> {
-        let to = end().max(offset);
-        self.write_from(handles, offset, to - offset, source)
-            .map(|()| to)
-    }
     fn close(&self, handle: &Handle) -> RResult<()>;
     /// Closes without waiting for the reply (a handle nothing depends on).
     fn close_quietly(&self, handle: &Handle) {

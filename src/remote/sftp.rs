@@ -110,9 +110,6 @@ fn space_of(v: Statvfs) -> SpaceStats {
 const IO_CHUNK: usize = 64 * 1024;
 /// Requests per pipelined batch.
 const MAX_IN_FLIGHT: usize = 64;
-/// How often a growing upload (`write_growing`) looks for newly spooled
-/// bytes while it waits for replies: short against a WAN round trip.
-const GROW_POLL: Duration = Duration::from_millis(2);
 
 /// Below this round trip one SSH channel's flow-control window (sshd's
 /// 2 MiB per round trip) is not what limits an upload; the CPU is, and a
@@ -470,19 +467,6 @@ impl Remote for SftpRemote {
         len: u64,
         source: &mut dyn FnMut(u64, &mut [u8]) -> std::io::Result<()>,
     ) -> RResult<()> {
-        let end = offset + len;
-        self.write_growing(handles, offset, &mut || end, source)
-            .map(|_| ())
-    }
-
-    fn write_growing(
-        &self,
-        handles: &[Handle],
-        offset: u64,
-        end: &mut dyn FnMut() -> u64,
-        source: &mut dyn FnMut(u64, &mut [u8]) -> std::io::Result<()>,
-    ) -> RResult<u64> {
-        let mut len = end().saturating_sub(offset);
         let conns = handles
             .iter()
             .map(|h| self.conn_for(h))
@@ -499,15 +483,7 @@ impl Remote for SftpRemote {
         let mut in_flight = vec![0usize; conns.len()];
         let mut first_error: Option<RemoteError> = None;
         loop {
-            while first_error.is_none() {
-                if sent >= len {
-                    // Everything asked for is in flight: more may have
-                    // been spooled meanwhile.
-                    len = len.max(end().saturating_sub(offset));
-                    if sent >= len {
-                        break;
-                    }
-                }
+            while first_error.is_none() && sent < len {
                 let Some((i, _)) = in_flight
                     .iter()
                     .enumerate()
@@ -539,26 +515,13 @@ impl Remote for SftpRemote {
                 break;
             }
             // Every submitted request completes exactly once (the I/O thread
-            // fails them all when the link dies), so this cannot hang. While
-            // the window has room, `end` is asked again every `GROW_POLL`:
-            // the writer may have spooled more long before the next reply.
-            let room = first_error.is_none() && in_flight.iter().any(|n| *n < MAX_IN_FLIGHT);
-            let (i, reply) = match room {
-                true => match rx.recv_timeout(GROW_POLL) {
-                    Ok(got) => got,
-                    Err(std::sync::mpsc::RecvTimeoutError::Timeout) => continue,
-                    Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => (
-                        usize::MAX,
-                        Err(ConnError::Disconnected("I/O thread gone".into())),
-                    ),
-                },
-                false => rx.recv().unwrap_or_else(|_| {
-                    (
-                        usize::MAX,
-                        Err(ConnError::Disconnected("I/O thread gone".into())),
-                    )
-                }),
-            };
+            // fails them all when the link dies), so this cannot hang.
+            let (i, reply) = rx.recv().unwrap_or_else(|_| {
+                (
+                    usize::MAX,
+                    Err(ConnError::Disconnected("I/O thread gone".into())),
+                )
+            });
             if i == usize::MAX {
                 first_error.get_or_insert(RemoteError::Lost("I/O thread gone".into()));
                 break;
@@ -571,7 +534,7 @@ impl Remote for SftpRemote {
                 first_error.get_or_insert(e);
             }
         }
-        first_error.map_or(Ok(offset + sent), Err)
+        first_error.map_or(Ok(()), Err)
     }
 
     fn close_quietly(&self, handle: &Handle) {
