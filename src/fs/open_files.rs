@@ -263,7 +263,7 @@ impl<R: Remote> Fs<R> {
         up.truncate(0)
             .map_err(|e| FsError::local(Op::Create, show(&path), &e))?;
         if let Some(spare) = self.spares.take(&self.remote_path(&path)) {
-            up.adopt_temp(spare.path, spare.handle, spare::SPARE_MODE);
+            up.adopt_temp(spare, spare::SPARE_MODE);
         }
         up.state().handles = 1;
         self.cache.invalidate(&path);

@@ -11,11 +11,18 @@
 //! doubles the folder's target (up to `max_per_dir`), so eight parallel
 //! writers get eight spares and one sequential job gets one or two.
 //!
+//! Across a WAN round trip a spare also comes open on a second connection
+//! (its "twin", `Remote::open_twin`): one SSH channel moves at most its
+//! flow-control window per round trip, so a Coupa-sized file (a few MiB)
+//! is striped over both connections' windows from its first byte, with no
+//! OPEN round trip at close() for the second handle either.
+//!
 //! Spares are empty files that no file depends on. They are closed and
 //! removed once their folder has seen no create for `idle` (a burst's end),
 //! at unmount, or (after a crash) by the next mount's stale-temp reaper.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError, Sender};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -44,6 +51,8 @@ const PAUSE_AFTER_FAILURE: Duration = Duration::from_secs(30);
 pub(crate) struct Spare {
     pub(crate) path: Vec<u8>,
     pub(crate) handle: Handle,
+    /// The same file open on another connection, when striping pays.
+    pub(crate) twin: Option<Handle>,
 }
 
 #[derive(Default)]
@@ -138,8 +147,16 @@ impl SparePool {
             let folder = folders.entry(dir.clone()).or_default();
             folder.last_take = Some(Instant::now());
             let mut found = None;
-            while let Some(s) = folder.ready.pop() {
+            while let Some(mut s) = folder.ready.pop() {
                 if self.remote.handle_alive(&s.handle) {
+                    if s.twin
+                        .as_ref()
+                        .is_some_and(|t| !self.remote.handle_alive(t))
+                    {
+                        // Its connection died: the upload goes on without
+                        // (or opens another twin when it is large).
+                        s.twin = None;
+                    }
                     found = Some(s);
                     break;
                 }
@@ -181,38 +198,92 @@ impl SparePool {
             return;
         }
         let name_in_dir = join(dir, SPARE_NAME);
-        let opened: Vec<Option<Spare>> = std::thread::scope(|scope| {
-            let workers: Vec<_> = (0..need)
-                .map(|_| scope.spawn(|| self.open_one(&name_in_dir)))
-                .collect();
-            workers
-                .into_iter()
-                .map(|w| w.join().ok().flatten())
-                .collect()
-        });
-        let mut unwanted = Vec::new();
-        {
-            let mut folders = lock(&self.folders);
-            match folders.get_mut(dir) {
-                Some(folder) => {
-                    folder.opening = folder.opening.saturating_sub(need);
-                    if opened.iter().any(Option::is_none) {
-                        folder.paused_until = Some(Instant::now() + PAUSE_AFTER_FAILURE);
-                        folder.target = 1;
+        let failed = AtomicBool::new(false);
+        std::thread::scope(|scope| {
+            for _ in 0..need {
+                scope.spawn(|| {
+                    let spare = self.open_one(&name_in_dir);
+                    if spare.is_none() {
+                        failed.store(true, Ordering::Relaxed);
                     }
-                    folder.ready.extend(opened.into_iter().flatten());
-                }
-                // Swept or shut down meanwhile.
-                None => unwanted.extend(opened.into_iter().flatten()),
+                    // Ready for a create as soon as it is open; its twin
+                    // (one more round trip) is attached when it comes.
+                    if let Some((path, handle)) = self.offer(dir, spare) {
+                        self.attach_twin(dir, &path, &handle);
+                    }
+                });
+            }
+        });
+        if failed.load(Ordering::Relaxed) {
+            if let Some(folder) = lock(&self.folders).get_mut(dir) {
+                folder.paused_until = Some(Instant::now() + PAUSE_AFTER_FAILURE);
+                folder.target = 1;
             }
         }
-        self.discard(unwanted);
+    }
+
+    /// Counts one OPEN of `dir` done and makes its spare ready; returns
+    /// its path and handle, or None when there is none (failed OPEN, or
+    /// the folder was swept or shut down meanwhile: the spare is removed).
+    fn offer(&self, dir: &[u8], spare: Option<Spare>) -> Option<(Vec<u8>, Handle)> {
+        let unwanted = {
+            let mut folders = lock(&self.folders);
+            match (folders.get_mut(dir), spare) {
+                (Some(folder), spare) => {
+                    folder.opening = folder.opening.saturating_sub(1);
+                    let spare = spare?;
+                    let ready = (spare.path.clone(), spare.handle.clone());
+                    folder.ready.push(spare);
+                    return Some(ready);
+                }
+                (None, spare) => spare?,
+            }
+        };
+        self.discard(vec![unwanted]);
+        None
+    }
+
+    /// Opens the spare `path` on a second connection too, when striping
+    /// pays, and attaches that handle to it if it is still ready (a create
+    /// that took it meanwhile goes on without; the handle is closed).
+    fn attach_twin(&self, dir: &[u8], path: &[u8], handle: &Handle) {
+        let twin = match self.remote.open_twin(path, handle) {
+            Ok(Some(twin)) => twin,
+            Ok(None) => return,
+            Err(e) => {
+                log::debug!(
+                    "second handle on spare {} not opened: {e}",
+                    String::from_utf8_lossy(path)
+                );
+                return;
+            }
+        };
+        let unused = {
+            let mut folders = lock(&self.folders);
+            let spare = folders
+                .get_mut(dir)
+                .and_then(|f| f.ready.iter_mut().find(|s| s.path == path));
+            match spare {
+                Some(s) if s.twin.is_none() => {
+                    s.twin = Some(twin);
+                    None
+                }
+                _ => Some(twin),
+            }
+        };
+        if let Some(twin) = unused {
+            self.remote.close_quietly(&twin);
+        }
     }
 
     fn open_one(&self, name_in_dir: &[u8]) -> Option<Spare> {
         let path = self.naming.temp_path(name_in_dir);
         match self.remote.create_new(&path, Some(SPARE_MODE)) {
-            Ok(handle) => Some(Spare { path, handle }),
+            Ok(handle) => Some(Spare {
+                path,
+                handle,
+                twin: None,
+            }),
             Err(e) => {
                 if matches!(e, RemoteError::Lost(_)) {
                     // The OPEN may have created the file before the link
@@ -231,6 +302,9 @@ impl SparePool {
 
     fn discard(&self, spares: Vec<Spare>) {
         for s in spares {
+            if let Some(t) = &s.twin {
+                self.remote.close_quietly(t);
+            }
             let _ = self.remote.close(&s.handle);
             // A spare of a killed connection waits for the next one.
             janitor::remove_temp(self.remote.as_ref(), &s.path);
@@ -255,6 +329,16 @@ impl SparePool {
                 .collect()
         };
         self.discard(dropped);
+    }
+
+    /// Ready spares that have their twin.
+    #[cfg(test)]
+    pub(crate) fn twinned(&self) -> usize {
+        lock(&self.folders)
+            .values()
+            .flat_map(|f| &f.ready)
+            .filter(|s| s.twin.is_some())
+            .count()
     }
 
     /// Spares currently open.
@@ -324,6 +408,43 @@ mod tests {
         // Taken spares are the caller's; the pool refills behind it.
         wait_for("refill", || p.ready() == 1);
         assert_eq!(temps(&remote).len(), 2);
+    }
+
+    #[test]
+    fn a_spare_comes_open_on_a_second_connection_too() {
+        let remote = Arc::new(MockRemote::new());
+        let p = pool(&remote, 2, Duration::from_secs(60));
+        assert!(p.take(b"/root/In/a.csv").is_none());
+        wait_for("one spare with its twin", || p.twinned() == 1);
+        let s = p.take(b"/root/In/b.csv").expect("a spare");
+        let twin = s.twin.expect("opened on a second connection ahead of use");
+        assert_ne!(twin.raw, s.handle.raw);
+        remote.close(&twin).expect("a live handle on the same file");
+        remote.close(&s.handle).expect("close");
+        // Spares dropped unused close their twin too.
+        wait_for("refill", || p.ready() == 1);
+        p.shutdown();
+        assert_eq!(remote.open_handles(), 0, "a handle leaked on the server");
+    }
+
+    /// The twin costs a second round trip: a create never waits for it.
+    #[test]
+    fn a_spare_is_ready_before_its_twin_and_a_late_twin_is_closed() {
+        let remote = Arc::new(MockRemote::new());
+        let p = pool(&remote, 2, Duration::from_secs(60));
+        remote.hold("open_twin");
+        assert!(p.take(b"/root/In/a.csv").is_none());
+        wait_for("one spare", || p.ready() == 1);
+        let s = p
+            .take(b"/root/In/b.csv")
+            .expect("ready while its twin opens");
+        assert!(s.twin.is_none());
+        remote.release("open_twin");
+        // The twin of the taken spare is closed; the refill gets its own.
+        wait_for("refill with a twin", || p.twinned() == 1);
+        remote.close(&s.handle).expect("close");
+        p.shutdown();
+        assert_eq!(remote.open_handles(), 0, "a handle leaked on the server");
     }
 
     #[test]

@@ -26,6 +26,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use crate::error::FsError;
 use crate::fs::inode::split;
 use crate::fs::janitor;
+use crate::fs::spare::Spare;
 use crate::remote::{Committed, Handle, Meta, RResult, Remote, RemoteError};
 
 /// Marker inside every temp name; listings hide names carrying it.
@@ -336,10 +337,15 @@ impl Upload {
     }
 
     /// Starts the upload on an already open, empty remote temp file (a
-    /// spare opened with `perm`), saving the OPEN round trip.
-    pub(crate) fn adopt_temp(&self, path: Vec<u8>, handle: Handle, perm: u32) {
+    /// spare opened with `perm`), saving the OPEN round trip; with the
+    /// spare's twin, the upload is striped from its first WRITE.
+    pub(crate) fn adopt_temp(&self, spare: Spare, perm: u32) {
         let mut st = self.state();
-        let temp = RemoteTemp::new(path, handle);
+        let mut temp = RemoteTemp::new(spare.path, spare.handle);
+        if let Some(twin) = spare.twin {
+            temp.twin = Some(twin);
+            temp.twin_tried = true;
+        }
         if st.temp.is_some() {
             // Not expected for a new upload; never leak it on the server.
             st.abandoned.push(temp);
@@ -835,6 +841,39 @@ mod tests {
         };
         let p = naming.temp_path(b"/root/Incoming/Invoices/a.csv");
         assert!(p.starts_with(b"/root/staging/a.csv.coupafs-"));
+    }
+
+    /// Issue 14: a Coupa-sized file adopted from a spare with a twin goes
+    /// over both connections from its first WRITE, with no OPEN at close.
+    #[test]
+    fn a_spare_with_a_twin_stripes_the_upload_from_the_first_write() {
+        use crate::remote::mock::MockRemote;
+        let remote = MockRemote::new();
+        remote.mkdir_p("/root/In");
+        let naming = TempNaming {
+            prefix: b".".to_vec(),
+            upload_dir: None,
+        };
+        let path = naming.temp_path(b"/root/In/spare");
+        let handle = remote.create_new(&path, Some(0o644)).expect("open");
+        let twin = remote.open_twin(&path, &handle).expect("twin");
+        let dir = tempfile::tempdir().expect("tempdir");
+        let up = Upload::new(dir.path(), 0o644, false).expect("spool");
+        up.adopt_temp(Spare { path, handle, twin }, 0o644);
+        // Below the size at which an upload opens a twin itself.
+        let data: Vec<u8> = (0..3u32 << 20).map(|i| (i % 251) as u8).collect();
+        up.write_at(0, &data).expect("write");
+        let twins_opened = remote.calls("open_twin");
+        up.publish(&remote, &naming, b"/root/In/a.csv")
+            .expect("publish");
+        assert_eq!(remote.calls("write_striped"), 1, "one round, both handles");
+        assert_eq!(remote.calls("open_twin"), twins_opened, "no OPEN at close");
+        assert_eq!(remote.file("/root/In/a.csv"), Some(data));
+        assert_eq!(
+            remote.open_handles(),
+            0,
+            "the twin is closed with the commit"
+        );
     }
 
     #[test]

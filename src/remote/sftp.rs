@@ -2,7 +2,7 @@
 //! place where the filesystem's vocabulary (`Meta`, intent-named opens,
 //! `RemoteError`) meets SFTP's (`Attrs`, pflags, SSH_FX_* status codes).
 
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -122,6 +122,15 @@ fn striping_pays(rtt: Duration) -> bool {
     rtt >= STRIPE_MIN_RTT
 }
 
+/// The link's round trip: the shortest single request seen (`seen_us`,
+/// u64::MAX for none yet), never more than the INIT exchange took.
+fn link_rtt(seen_us: u64, init_rtt: Duration) -> Duration {
+    match seen_us {
+        u64::MAX => init_rtt,
+        us => Duration::from_micros(us).min(init_rtt),
+    }
+}
+
 /// `Remote` over SFTP.
 pub struct SftpRemote {
     pool: Arc<Pool>,
@@ -133,6 +142,12 @@ pub struct SftpRemote {
     /// Aside names of fallback replaces in progress (the janitor leaves
     /// them alone).
     asides: Mutex<Vec<Vec<u8>>>,
+    /// Shortest round trip of a single small request seen, in µs: the
+    /// link's round trip as striping decides it (`init_rtt` alone also
+    /// counts the server starting its SFTP subsystem, milliseconds on a
+    /// busy machine, which made a loopback mount stripe and pay for a
+    /// second connection's handshake mid-upload).
+    min_rtt_us: AtomicU64,
 }
 
 fn unexpected(op: &str, r: &Response) -> RemoteError {
@@ -199,6 +214,7 @@ impl SftpRemote {
             caps: Capabilities::default(),
             extensions: OnceLock::new(),
             asides: Mutex::new(Vec::new()),
+            min_rtt_us: AtomicU64::new(u64::MAX),
         }
     }
 
@@ -256,8 +272,12 @@ impl SftpRemote {
         let deadline = deadline::deadline(self.op_timeout);
         loop {
             let conn = self.pool.get(deadline)?;
+            let sent = Instant::now();
             match conn.call(req) {
-                Ok(r) => return Ok(r),
+                Ok(r) => {
+                    self.saw_round_trip(sent.elapsed());
+                    return Ok(r);
+                }
                 Err(ConnError::NotSent(_)) if Instant::now() < deadline => continue,
                 Err(ConnError::Disconnected(_)) if idempotent && Instant::now() < deadline => {
                     continue
@@ -265,6 +285,15 @@ impl SftpRemote {
                 Err(e) => return Err(e.into()),
             }
         }
+    }
+
+    fn saw_round_trip(&self, rtt: Duration) {
+        let us = u64::try_from(rtt.as_micros()).unwrap_or(u64::MAX);
+        self.min_rtt_us.fetch_min(us, Ordering::Relaxed);
+    }
+
+    fn link_rtt(&self, conn: &Connection) -> Duration {
+        link_rtt(self.min_rtt_us.load(Ordering::Relaxed), conn.info.init_rtt)
     }
 
     fn conn_for(&self, handle: &Handle) -> RResult<Arc<Connection>> {
@@ -288,8 +317,12 @@ impl SftpRemote {
         let idempotent = flags & !pflags::READ == 0;
         loop {
             let conn = self.pool.get(deadline)?;
+            let sent = Instant::now();
             match conn.call(&req) {
-                Ok(r) => return expect_handle("OPEN", r, conn.generation),
+                Ok(r) => {
+                    self.saw_round_trip(sent.elapsed());
+                    return expect_handle("OPEN", r, conn.generation);
+                }
                 Err(ConnError::NotSent(_)) if Instant::now() < deadline => continue,
                 Err(ConnError::Disconnected(_)) if idempotent && Instant::now() < deadline => {
                     continue
@@ -565,7 +598,8 @@ impl Remote for SftpRemote {
     }
 
     fn open_twin(&self, path: &[u8], of: &Handle) -> RResult<Option<Handle>> {
-        if !striping_pays(self.conn_for(of)?.info.init_rtt) {
+        let conn = self.conn_for(of)?;
+        if !striping_pays(self.link_rtt(&conn)) {
             return Ok(None);
         }
         let Some(conn) = self.pool.get_other(of.generation) else {
@@ -933,6 +967,19 @@ mod tests {
         assert!(!striping_pays(Duration::from_millis(2)));
         assert!(striping_pays(STRIPE_MIN_RTT));
         assert!(striping_pays(Duration::from_millis(20)), "WAN");
+    }
+
+    /// A loaded machine's sshd can take milliseconds to start the SFTP
+    /// subsystem (the INIT exchange): a loopback mount must still not
+    /// stripe once a plain request came back in a fraction of that.
+    #[test]
+    fn the_link_round_trip_is_the_shortest_request_seen() {
+        let init = Duration::from_millis(6);
+        assert_eq!(link_rtt(u64::MAX, init), init, "nothing seen yet");
+        assert!(!striping_pays(link_rtt(150, init)), "loopback, busy sshd");
+        let wan = link_rtt(20_400, Duration::from_millis(21));
+        assert_eq!(wan, Duration::from_micros(20_400));
+        assert!(striping_pays(wan), "WAN");
     }
 
     #[test]
