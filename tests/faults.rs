@@ -477,8 +477,6 @@ fn write_like_cp(path: &Path, data: &[u8]) -> io::Result<()> {
 /// returned 0, else the previous version. No call over the bound, nothing of
 /// ours left on the server after the exit, RSS bounded.
 #[test]
-#[ignore = "issue 10: on a loaded machine about one close() in 700 returns 0 before its \
-            file is published (flush took the publish-at-release path); run with --ignored"]
 fn soak_writers_through_kills_an_outage_and_a_small_spool() {
     let sb = Sandbox::start();
     let fwd = Forwarder::start(sb.port);
