@@ -1,4 +1,4 @@
-//! Issue 13: mounting at boot while the server is down (`delay_connect`),
+//! Mounting at boot while the server is down (`delay_connect`),
 //! `coupafs status` (live and stale mounts), and logs an admin can read
 //! (`log_file=`, one line per event, quiet xattr answers, one line at a
 //! clean unmount), against the sandbox SFTP server with real mounts.

@@ -206,7 +206,7 @@ fn password_login_and_read_only_skip_the_probe() {
     run.assert_has("OK   replace: skipped: no writable folder to test");
 }
 
-/// Issue 11: on ProFTPD without the OpenSSH extensions a rename onto an
+/// On ProFTPD without the OpenSSH extensions a rename onto an
 /// existing name is refused (FILE_ALREADY_EXISTS); `check` tries it, says
 /// coupafs will replace through a hidden aside name (WARN), that append
 /// works through it, lists no extension, and leaves nothing behind.

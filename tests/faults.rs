@@ -1,4 +1,4 @@
-//! Issue 10, end to end: nothing half-done under faults. A write that
+//! Faults end to end: nothing half-done under faults. A write that
 //! failed is never followed by a publish; `-o timeout` bounds each system
 //! call, retries and reconnects included; interrupted uploads leave no temp
 //! on the server; memory does not grow with reconnects.

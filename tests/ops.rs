@@ -1,4 +1,4 @@
-//! Boot, operate and secure (issue 6), against a real sshd and real mounts:
+//! Boot, operate and secure, against a real sshd and real mounts:
 //! fstab and mount(8) (through mount.fuse3 and through the mount.coupafs
 //! helper), daemon start-up and its failures, credentials (password files,
 //! encrypted keys, ed25519/ECDSA keys, ssh-agent) and that the password
@@ -1040,7 +1040,7 @@ fn ssh_config_file_option_and_command_line_precedence() {
     );
     drop(m);
 
-    // ~/.ssh/config that proxies the host: until issue 13 this was refused;
+    // ~/.ssh/config that proxies the host: this used to be refused;
     // now the jump host is used (bastion.example does not exist, so the
     // mount fails saying so); -F none, -o ssh_config=none and
     // -o ProxyJump=none ignore it.
@@ -1230,7 +1230,7 @@ fn default_permissions_lets_the_kernel_check_modes() {
     let po = |m: &Mount| m.path.join(PO_FILE).display().to_string();
     // Without default_permissions the server decides (as in sshfs): the
     // account may read the file, so another local user can too, whatever
-    // mode is shown. allow_other implies default_permissions (issue 12):
+    // mode is shown. allow_other implies default_permissions:
     // this needs the explicit opt-out.
     let m = Mount::new(&sb, &["allow_other", "no_default_permissions", "umask=077"]);
     assert_eq!(

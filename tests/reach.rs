@@ -1,4 +1,4 @@
-//! Issue 13 item 2, "Reach through corporate networks", end to end: real
+//! Reach through corporate networks, end to end: real
 //! mounts through a ProxyCommand script that leaves a marker, a jump sshd
 //! (ProxyJump), HTTP CONNECT and SOCKS5 proxies implemented here (they count
 //! the tunnels they carried), no_proxy, AddressFamily, and a sshd that only

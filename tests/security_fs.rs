@@ -1,4 +1,4 @@
-//! Issue 12, the filesystem side, through a real mount of the `coupafs`
+//! Security, the filesystem side, through a real mount of the `coupafs`
 //! binary against the sandbox sshd: what a hostile (or merely odd) server
 //! can make the mount do. The server's tree is a local directory
 //! (`Sandbox::root`), so links and odd names are planted there directly.

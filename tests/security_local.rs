@@ -1,4 +1,4 @@
-//! Issue 12, the local machine, against a real sshd and real mounts:
+//! Security on the local machine, against a real sshd and real mounts:
 //! `allow_other` implies `default_permissions` (other local users get the
 //! kernel's mode checks, not the SFTP account's rights) unless opted out;
 //! a daemon that is still exiting after `umount` leaves the next mount of

@@ -1,4 +1,4 @@
-//! Issue 11: the upload suite against SFTP servers other than OpenSSH's
+//! The upload suite against SFTP servers other than OpenSSH's
 //! internal-sftp (tests/common/servers.rs starts them): ProFTPD mod_sftp
 //! stock and without the OpenSSH extensions (with and without
 //! `AllowStoreRestart`), gesftpserver, `rclone serve sftp`, and OpenSSH's
@@ -26,7 +26,7 @@ const INVOICES: &str = "Incoming/Invoices";
 const MIB: usize = 1 << 20;
 
 /// How the suite runs each server: the extension-less OpenSSH answers
-/// metadata requests slowly, as in issue 11's runs, which also widens the
+/// metadata requests slowly, as seen in ProFTPD runs, which also widens the
 /// window in which a non-atomic replace shows a collector its middle state.
 fn suite_options(kind: ServerKind) -> ServerOptions {
     match kind {
@@ -504,7 +504,7 @@ fn hidden_aside_replace_sends_no_refused_request_twice() {
 }
 
 /// Reads stop at the size coupafs knows (ProFTPD logged hundreds of READs
-/// past end of file in issue 11): reading small and larger files through
+/// past end of file): reading small and larger files through
 /// the mount sends at most one READ per file that the server answers with
 /// EOF (seen in the `sftp_debug` log).
 #[test]

@@ -1,4 +1,4 @@
-//! Coming from sshfs (issue 13, item 1), against a real sshd and real
+//! Coming from sshfs, against a real sshd and real
 //! mounts: the options of the installed sshfs are all in the migration
 //! table, `auto_unmount` unmounts after a SIGKILL, and the typical sshfs
 //! fstab line mounts through mount(8) and /sbin/mount.fuse.coupafs (the
@@ -252,7 +252,7 @@ fn run(mut cmd: Command, timeout: Duration, dir: &Path) -> Output {
     }
 }
 
-/// The option list from issue 13, as an sshfs user's fstab has it, plus
+/// A typical option list, as an sshfs user's fstab has it, plus
 /// the sandbox's port, key and known_hosts.
 const SSHFS_LINE: &str = "_netdev,user,idmap=user,transform_symlinks,reconnect,\
     ServerAliveInterval=15,follow_symlinks,dcache_timeout=60,negative_timeout=5,\

@@ -397,7 +397,7 @@ Host *
 
     #[test]
     fn proxies_come_from_the_file_unless_the_command_line_chose() {
-        // Until issue 13 a ProxyCommand/ProxyJump in the file was refused;
+        // A ProxyCommand/ProxyJump in the file used to be refused;
         // now it is used, and the command line (including `none`) wins.
         let (r, o, _, _d) = with_config(
             "Host coupa\n  ProxyJump bob@bastion:2200\n",

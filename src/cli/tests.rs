@@ -1003,7 +1003,7 @@ fn bad_security_ssh_option_values_are_refused() {
 
 #[test]
 fn proxy_options_are_parsed_and_checked() {
-    // Until issue 13 ProxyCommand and ProxyJump were refused.
+    // ProxyCommand and ProxyJump used to be refused.
     let o = with_opts("ProxyCommand=ssh -W %h:%p bastion");
     assert_eq!(
         o.reach.proxy_command.as_deref(),

@@ -521,7 +521,7 @@ mod tests {
         total
     }
 
-    /// Issue 14: the local cost per entry of a cold `ls -l` of a 20,000-entry
+    /// The local cost per entry of a cold `ls -l` of a 20,000-entry
     /// folder (listing, cache fill, readdirplus replies). Prints ns/entry;
     /// timing is never pass/fail, the count is.
     #[test]
@@ -545,7 +545,7 @@ mod tests {
         );
     }
 
-    /// Issue 14: a 100,000-entry Archive folder is held in at most
+    /// A 100,000-entry Archive folder is held in at most
     /// `ENTRY_BYTES` plus its name's length per entry (doc/OPERATIONS.md
     /// states the bound), and stays listable.
     #[test]
@@ -562,7 +562,7 @@ mod tests {
         assert_eq!(list_all(&fs, dir), n + 2);
     }
 
-    /// Issue 14: `find` lists every subfolder right after its parent. Once
+    /// `find` lists every subfolder right after its parent. Once
     /// a folder is listed, its subfolders' listings are fetched ahead (in
     /// the background, a few at once), so walking them costs no further
     /// listing; a change of ours still shows at once.

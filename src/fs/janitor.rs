@@ -311,7 +311,7 @@ mod tests {
         (fs, spool)
     }
 
-    /// Issue 14: the mount-time sweep lists nothing before the user's first
+    /// The mount-time sweep lists nothing before the user's first
     /// listing has finished, then sweeps the folders jobs upload to (a
     /// stale temp there goes) and leaves Archive folders to the reaping a
     /// listing does anyway.

@@ -401,7 +401,7 @@ mod tests {
         }
     }
 
-    /// Issue 11: ProFTPD logged hundreds of READs past end of file. Read
+    /// ProFTPD logged hundreds of READs past end of file. Read
     /// the way the kernel does (large requests, up to and past the end),
     /// small and large files: at most one READ starts past the end.
     #[test]
@@ -481,7 +481,7 @@ mod tests {
         got
     }
 
-    /// Issue 14: a file of at most `WHOLE_FILE_MAX` bytes is requested
+    /// A file of at most `WHOLE_FILE_MAX` bytes is requested
     /// whole at open. Every read call it takes is in flight at once, before
     /// any returns (with the SFTP implementation each is one pipelined batch
     /// of READs: one round trip after the OPEN), and reading it afterwards,
@@ -525,7 +525,7 @@ mod tests {
         }
     }
 
-    /// Issue 14: with the file also open on a second connection, a
+    /// With the file also open on a second connection, a
     /// whole-file fetch reads every other part through that handle: half
     /// of a 4 MiB file goes over each connection, and the content is whole.
     #[test]

@@ -1169,7 +1169,7 @@ fn an_omitted_time_is_sent_unchanged() {
     );
 }
 
-/// Issue 11: on a server that refuses every replace, writing over an
+/// On a server that refuses every replace, writing over an
 /// existing file fails at open() (a shell's `>>` never checks close()),
 /// while new files still upload.
 #[test]
@@ -1365,7 +1365,7 @@ fn the_temp_of_an_interrupted_upload_is_removed_once_a_connection_is_up() {
     );
 }
 
-/// Issue 14: a read handle is closed without waiting for the reply (the
+/// A read handle is closed without waiting for the reply (the
 /// server frees it either way), so release holds no FUSE thread for a
 /// round trip.
 #[test]
@@ -1386,7 +1386,7 @@ fn releasing_a_read_handle_does_not_wait_for_the_close_reply() {
     assert_eq!(r.remote.open_handles(), 0);
 }
 
-/// Issue 14: a file fetched whole at open and bigger than one block is also
+/// A file fetched whole at open and bigger than one block is also
 /// opened on the second connection; both handles are closed at release,
 /// neither waiting for its reply. A 1 MiB file (one block) is not.
 #[test]
@@ -1420,7 +1420,7 @@ fn a_coupa_sized_file_is_opened_on_both_connections_and_both_are_closed() {
     assert_eq!(r.remote.calls("open_read_twin"), 1, "a one-block file");
 }
 
-/// Issue 10: once unmounting has begun its publish pass, a file opened for
+/// Once unmounting has begun its publish pass, a file opened for
 /// writing would start an upload nobody publishes or names (its temp left
 /// on the server): create and open-for-write fail with ENOTCONN instead,
 /// and leave nothing on the server; files already open are unaffected.

@@ -843,7 +843,7 @@ mod tests {
         assert!(p.starts_with(b"/root/staging/a.csv.coupafs-"));
     }
 
-    /// Issue 14: a Coupa-sized file adopted from a spare with a twin goes
+    /// A Coupa-sized file adopted from a spare with a twin goes
     /// over both connections from its first WRITE, with no OPEN at close.
     #[test]
     fn a_spare_with_a_twin_stripes_the_upload_from_the_first_write() {

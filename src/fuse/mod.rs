@@ -516,7 +516,7 @@ mod tests {
         }
     }
 
-    /// Issue 14: a directory says 1 MiB blocks, so `ls` reads a big folder
+    /// A directory says 1 MiB blocks, so `ls` reads a big folder
     /// in 1 MiB READDIRPLUS replies; files keep 4 KiB (st_blksize is also
     /// programs' I/O buffer hint for them).
     #[test]

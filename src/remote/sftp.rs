@@ -947,7 +947,7 @@ mod tests {
         trips
     }
 
-    /// Issue 14: READDIRs go 16-32 deep once a folder proves big. OpenSSH
+    /// READDIRs go 16-32 deep once a folder proves big. OpenSSH
     /// sends 100 names per reply: a small folder costs one round trip, a
     /// 1,000-entry one two, a 20,000-entry one 8 (50 with 4 in flight).
     #[test]

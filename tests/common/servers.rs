@@ -1,7 +1,7 @@
 //! SFTP servers other than OpenSSH's internal-sftp, each started on a free
 //! port of 127.0.0.1 serving a fresh temp copy of Coupa's standard tree, for
-//! running the upload suite against every kind of server Coupa may run
-//! (issue 11): ProFTPD's mod_sftp (stock, or with the OpenSSH extensions
+//! running the upload suite against every kind of server Coupa may run:
+//! ProFTPD's mod_sftp (stock, or with the OpenSSH extensions
 //! switched off), gesftpserver and OpenSSH's sftp-server with every extension
 //! hidden (both under the sandbox sshd, `scripts/sandbox-server.sh` with
 //! `sftp_command`), and `rclone serve sftp` (Go's pkg/sftp).

@@ -162,7 +162,7 @@ mod tests {
         trips
     }
 
-    /// Issue 14: the first 4 READDIRs are one batch (a small folder: four
+    /// The first 4 READDIRs are one batch (a small folder: four
     /// requests, one round trip); a folder that filled them gets 16, then
     /// 32 in flight, each reply sending the next at once, so the server
     /// never waits for a whole batch to come back.
