@@ -963,8 +963,11 @@ HOST=127.0.0.1
 # runs in a network namespace of our own (NS_ADDR), and a relay without delay
 # on the host side of the pair (HOST_ADDR) forwards to the loopback sshd, so
 # both directions cross the veth link.
-NS_ADDR=10.231.77.2
-HOST_ADDR=10.231.77.1
+# A /30 of 10.231.0.0/16 picked from this run's PID, so that two runs at
+# once (two checkouts on one machine) do not claim the same addresses.
+NET_BASE=$(( ($$ % 16384) * 4 ))
+HOST_ADDR=10.231.$(( NET_BASE / 256 )).$(( NET_BASE % 256 + 1 ))
+NS_ADDR=10.231.$(( NET_BASE / 256 )).$(( NET_BASE % 256 + 2 ))
 MTU_NOTE=
 if [[ -n $MTU ]]; then
   NETNS=coupafs-bench-$$
