@@ -178,12 +178,29 @@ impl<R: Remote> Fs<R> {
         path: &[u8],
         truncate: bool,
     ) -> FsResult<Arc<Upload>> {
-        if let Some(up) = self.upload_of(ino) {
-            if truncate {
-                up.truncate(0)
-                    .map_err(|e| FsError::local(Op::Open, show(path), &e))?;
+        // Joining a live upload counts the new handle under the table's
+        // lock, before anything else: `release` decides "last handle" under
+        // the same lock. (Counted after the truncate, a RELEASE of the
+        // previous open racing this one saw the last handle go, with the
+        // truncate's fresh generation and no poison, and published what the
+        // new writer had written so far: a partial file under its name.)
+        let joined = {
+            let uploads = lock(&self.uploads);
+            if self.closing.load(Ordering::SeqCst) {
+                return Err(FsError::unmounting(Op::Open, show(path)));
             }
-            up.state().handles += 1;
+            uploads
+                .get(&ino)
+                .cloned()
+                .inspect(|up| up.state().handles += 1)
+        };
+        if let Some(up) = joined {
+            if truncate {
+                if let Err(e) = up.truncate(0) {
+                    up.state().handles -= 1;
+                    return Err(FsError::local(Op::Open, show(path), &e));
+                }
+            }
             return Ok(up);
         }
         let attrs = self.fetch_attrs(Op::Open, path)?;
@@ -556,10 +573,21 @@ impl<R: Remote> Fs<R> {
                 Ok(())
             }
             OpenFile::Upload { upload, .. } => {
+                // Decided under the table's lock (see `upload_for_write`);
+                // the last handle takes the upload out of the table at
+                // once, so a new open starts a fresh one instead of joining
+                // an upload this release is about to publish or drop.
                 let last = {
-                    let mut st = upload.state();
-                    st.handles = st.handles.saturating_sub(1);
-                    st.handles == 0
+                    let mut uploads = lock(&self.uploads);
+                    let last = {
+                        let mut st = upload.state();
+                        st.handles = st.handles.saturating_sub(1);
+                        st.handles == 0
+                    };
+                    if last && uploads.get(&ino).is_some_and(|u| Arc::ptr_eq(u, upload)) {
+                        uploads.remove(&ino);
+                    }
+                    last
                 };
                 if !last {
                     return Ok(());
