@@ -168,38 +168,13 @@ impl MetaCache {
     /// Waits, at most `max`, until a user's opendir has finished a
     /// listing; true when one has.
     pub(crate) fn wait_user_listing(&self, max: Duration) -> bool {
-        let deadline = Instant::now() + max;
-        let mut set = lock(&self.fetching);
-        while self.user_listings.load(Ordering::SeqCst) == 0 {
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                return false;
-            }
-            set = self
-                .fetched
-                .wait_timeout(set, left)
-                .map(|(g, _)| g)
-                .unwrap_or_else(|e| e.into_inner().0);
-        }
-        true
+        self.wait_while(max, |_| self.user_listings.load(Ordering::SeqCst) == 0)
     }
 
     /// Waits, at most `max`, until no folder is being listed (by an
     /// opendir or fetched ahead): background work goes after them.
     pub(crate) fn wait_no_listing(&self, max: Duration) {
-        let deadline = Instant::now() + max;
-        let mut set = lock(&self.fetching);
-        while !set.is_empty() {
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                return;
-            }
-            set = self
-                .fetched
-                .wait_timeout(set, left)
-                .map(|(g, _)| g)
-                .unwrap_or_else(|e| e.into_inner().0);
-        }
+        self.wait_while(max, |set| !set.is_empty());
     }
 
     /// Marks `path` as being listed; false if it already is.
@@ -217,9 +192,15 @@ impl MetaCache {
     /// `max` ran out. No lock is held across the listing's round trips: the
     /// lister holds none, the waiter sleeps on the condition variable.
     pub(crate) fn wait_listing(&self, path: &[u8], max: Duration) -> bool {
+        self.wait_while(max, |set| set.contains(path))
+    }
+
+    /// Sleeps on the listing condition variable while `busy` holds of the
+    /// set of folders being listed, at most `max`; false when `max` ran out.
+    fn wait_while(&self, max: Duration, busy: impl Fn(&HashSet<Vec<u8>>) -> bool) -> bool {
         let deadline = Instant::now() + max;
         let mut set = lock(&self.fetching);
-        while set.contains(path) {
+        while busy(&set) {
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
                 return false;

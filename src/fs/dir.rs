@@ -440,7 +440,7 @@ mod tests {
     use super::DirectoryReplier;
     use crate::fs::cache::{listing_bytes, ENTRY_BYTES};
     use crate::fs::inode::ROOT_INO;
-    use crate::fs::{Fs, FsConfig, Stat, TempNaming};
+    use crate::fs::{Fs, Stat};
     use crate::remote::mock::MockRemote;
 
     /// A mount over the mock with `n` files `Invoices_NNNNNN.csv` (19-byte
@@ -461,23 +461,7 @@ mod tests {
         let spool = tempfile::tempdir().expect("spool dir");
         let fs = Fs::new(
             remote.clone(),
-            FsConfig {
-                remote_root: b"/root".to_vec(),
-                uid: 0,
-                gid: 0,
-                umask: None,
-                read_only: false,
-                strict_setstat: false,
-                naming: TempNaming {
-                    prefix: b".".to_vec(),
-                    upload_dir: None,
-                },
-                spool_dir: spool.path().to_path_buf(),
-                cache_ttl: Duration::from_secs(60),
-                contain_symlinks: true,
-                spool_max: 64 << 20,
-                spare_temps: 0,
-            },
+            crate::fs::tests::test_config(spool.path(), Duration::from_secs(60), 0),
         );
         let dir = fs
             .lookup(ROOT_INO, OsStr::new("Archive"))

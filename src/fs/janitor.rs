@@ -283,30 +283,14 @@ mod tests {
     use std::time::Duration;
 
     use crate::fs::inode::ROOT_INO;
-    use crate::fs::{Fs, FsConfig, TempNaming};
+    use crate::fs::Fs;
     use crate::remote::mock::MockRemote;
 
     fn mount(remote: Arc<MockRemote>) -> (Arc<Fs<MockRemote>>, tempfile::TempDir) {
         let spool = tempfile::tempdir().expect("spool dir");
         let fs = Fs::new(
             remote,
-            FsConfig {
-                remote_root: b"/root".to_vec(),
-                uid: 0,
-                gid: 0,
-                umask: None,
-                read_only: false,
-                strict_setstat: false,
-                naming: TempNaming {
-                    prefix: b".".to_vec(),
-                    upload_dir: None,
-                },
-                spool_dir: spool.path().to_path_buf(),
-                cache_ttl: Duration::from_secs(60),
-                contain_symlinks: true,
-                spare_temps: 0,
-                spool_max: 64 << 20,
-            },
+            crate::fs::tests::test_config(spool.path(), Duration::from_secs(60), 0),
         );
         (fs, spool)
     }

@@ -25,12 +25,14 @@ fn rig_with_ttl(cache_ttl: Duration) -> Rig {
     rig_with(cache_ttl, 0)
 }
 
-fn rig_with(cache_ttl: Duration, spare_temps: usize) -> Rig {
-    let remote = Arc::new(MockRemote::new());
-    remote.mkdir_p("/root/Incoming/Invoices");
-    remote.mkdir_p("/root/Archive/Incoming/Invoices");
-    let spool = tempfile::tempdir().expect("spool dir");
-    let cfg = FsConfig {
+/// The configuration the unit tests mount `/root` with: spool in
+/// `spool`, hidden temps (`.` prefix), 64 MiB spool limit.
+pub(crate) fn test_config(
+    spool: &std::path::Path,
+    cache_ttl: Duration,
+    spare_temps: usize,
+) -> FsConfig {
+    FsConfig {
         remote_root: b"/root".to_vec(),
         uid: 0,
         gid: 0,
@@ -41,12 +43,20 @@ fn rig_with(cache_ttl: Duration, spare_temps: usize) -> Rig {
             prefix: b".".to_vec(),
             upload_dir: None,
         },
-        spool_dir: spool.path().to_path_buf(),
+        spool_dir: spool.to_path_buf(),
         cache_ttl,
         contain_symlinks: true,
         spool_max: 64 << 20,
         spare_temps,
-    };
+    }
+}
+
+fn rig_with(cache_ttl: Duration, spare_temps: usize) -> Rig {
+    let remote = Arc::new(MockRemote::new());
+    remote.mkdir_p("/root/Incoming/Invoices");
+    remote.mkdir_p("/root/Archive/Incoming/Invoices");
+    let spool = tempfile::tempdir().expect("spool dir");
+    let cfg = test_config(spool.path(), cache_ttl, spare_temps);
     let fs = Fs::new(remote.clone(), cfg);
     // No descriptor of this test process can be on a mount with this id,
     // so every flush by the opener is its last close.
