@@ -56,27 +56,14 @@ fn expand(
     let home_s = home
         .map(|h| h.to_string_lossy().into_owned())
         .unwrap_or_default();
-    let mut out = String::new();
-    let mut chars = path.chars();
-    while let Some(c) = chars.next() {
-        if c != '%' {
-            out.push(c);
-            continue;
-        }
-        match chars.next() {
-            Some('%') => out.push('%'),
-            Some('d') => out.push_str(&home_s),
-            Some('h') => out.push_str(host),
-            Some('p') => out.push_str(&port.to_string()),
-            Some('r') => out.push_str(ruser),
-            Some('u') => out.push_str(luser),
-            Some(other) => {
-                out.push('%');
-                out.push(other);
-            }
-            None => out.push('%'),
-        }
-    }
+    let out = crate::ssh::expand_tokens(path, |c| match c {
+        'd' => Some(home_s.clone()),
+        'h' => Some(host.to_string()),
+        'p' => Some(port.to_string()),
+        'r' => Some(ruser.to_string()),
+        'u' => Some(luser.to_string()),
+        _ => None,
+    });
     if let (Some(rest), Some(h)) = (out.strip_prefix("~/"), home) {
         return h.join(rest);
     }

@@ -39,7 +39,7 @@ pub use params::{
     HostKeyPolicy, ProxyServer, Reach, Route, Secret, GLOBAL_KNOWN_HOSTS,
 };
 pub use pool::{Pool, PoolStatus};
-pub(crate) use proxy::{parse_jump, parse_proxy_url};
+pub(crate) use proxy::{expand_tokens, parse_jump, parse_proxy_url};
 pub use session::{supported_methods, ConnInfo, HostKeyStatus, SupportedMethods};
 
 #[cfg(not(feature = "openssl-chacha"))]

@@ -208,6 +208,18 @@ fn shell_quote(s: &str) -> String {
 /// Expands ProxyCommand's `%h` (host), `%p` (port), `%r` (remote user) and
 /// `%%`, as ssh does; other `%x` stay as typed.
 pub(crate) fn expand_command(template: &str, host: &str, port: u16, user: &str) -> String {
+    expand_tokens(template, |c| match c {
+        'h' => Some(host.to_string()),
+        'p' => Some(port.to_string()),
+        'r' => Some(user.to_string()),
+        _ => None,
+    })
+}
+
+/// ssh_config's `%` tokens: `%%` is `%`, `%x` is `token('x')` when that is
+/// known, and anything else (an unknown `%x`, a trailing `%`) stays as
+/// typed.
+pub(crate) fn expand_tokens(template: &str, token: impl Fn(char) -> Option<String>) -> String {
     let mut out = String::new();
     let mut chars = template.chars();
     while let Some(c) = chars.next() {
@@ -217,13 +229,13 @@ pub(crate) fn expand_command(template: &str, host: &str, port: u16, user: &str) 
         }
         match chars.next() {
             Some('%') => out.push('%'),
-            Some('h') => out.push_str(host),
-            Some('p') => out.push_str(&port.to_string()),
-            Some('r') => out.push_str(user),
-            Some(other) => {
-                out.push('%');
-                out.push(other);
-            }
+            Some(other) => match token(other) {
+                Some(value) => out.push_str(&value),
+                None => {
+                    out.push('%');
+                    out.push(other);
+                }
+            },
             None => out.push('%'),
         }
     }
