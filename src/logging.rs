@@ -230,13 +230,19 @@ fn builder(debug: bool, journal: bool) -> env_logger::Builder {
         });
     } else {
         // env_logger's default layout (`[time LEVEL] message`), with the
-        // message escaped.
-        builder.format(|buf, record| {
+        // message escaped. Debug logs carry milliseconds: what they are read
+        // for (a request's place among others) happens within a second.
+        builder.format(move |buf, record| {
             let style = buf.default_level_style(record.level());
+            let time = if debug {
+                buf.timestamp_millis()
+            } else {
+                buf.timestamp()
+            };
             writeln!(
                 buf,
                 "[{} {style}{:<5}{style:#}] {}",
-                buf.timestamp(),
+                time,
                 record.level(),
                 escape_controls(&record.args().to_string())
             )

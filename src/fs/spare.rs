@@ -364,6 +364,7 @@ impl SparePool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::fs::tests::wait_for;
     use crate::remote::mock::MockRemote;
 
     fn pool(remote: &Arc<MockRemote>, max: usize, idle: Duration) -> Arc<SparePool> {
@@ -378,14 +379,6 @@ mod tests {
             max,
             idle,
         )
-    }
-
-    fn wait_for(what: &str, cond: impl Fn() -> bool) {
-        let until = Instant::now() + Duration::from_secs(10);
-        while !cond() {
-            assert!(Instant::now() < until, "timed out waiting for {what}");
-            std::thread::sleep(Duration::from_millis(5));
-        }
     }
 
     fn temps(remote: &MockRemote) -> Vec<String> {

@@ -725,7 +725,8 @@ fn a_large_upload_is_striped_over_a_second_handle() {
     r.assert_no_temps();
 }
 
-fn wait_for(what: &str, cond: impl Fn() -> bool) {
+/// Polls `cond` until it holds; fails the test after 10 s.
+pub(crate) fn wait_for(what: &str, cond: impl Fn() -> bool) {
     let until = std::time::Instant::now() + Duration::from_secs(10);
     while !cond() {
         assert!(

@@ -21,7 +21,7 @@ use std::io;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 
 use crate::error::FsError;
 use crate::fs::inode::split;
@@ -129,6 +129,32 @@ impl RemoteTemp {
     }
 }
 
+/// A background round's WRITEs in flight: bytes [start, end) of the spool
+/// going to the temp opened as `handle`. The round holds no lock while it
+/// waits for its replies, so a close() arriving meanwhile sends [end, size)
+/// beside it and then waits for it to land, instead of waiting a whole
+/// round trip before sending the rest.
+#[derive(Debug)]
+struct Flight {
+    handle: Handle,
+    start: u64,
+    end: u64,
+}
+
+/// One send: bytes [from, size) of the spool to the temp at `path`, striped
+/// over `handles` (the temp's handle first).
+struct Plan {
+    path: Vec<u8>,
+    handle: Handle,
+    handles: Vec<Handle>,
+    from: u64,
+    size: u64,
+    generation: u64,
+    /// Starts where a background flight ends, which must land before this
+    /// send counts as done.
+    overlaps: bool,
+}
+
 /// Mutable state of a file being written.
 #[derive(Debug)]
 pub(crate) struct UploadState {
@@ -174,6 +200,8 @@ pub(crate) struct UploadState {
     remote_high: u64,
     /// Temp files given up on (after a truncate), removed at the next upload.
     abandoned: Vec<RemoteTemp>,
+    /// The background round in flight, if any.
+    flight: Option<Flight>,
     /// A background stream is queued or running.
     pub(crate) stream_queued: bool,
     /// Background streaming hit an error; close() will retry and report.
@@ -197,9 +225,12 @@ impl UploadState {
 pub(crate) struct Upload {
     spool: File,
     state: Mutex<UploadState>,
-    /// Serialises publishes of this file (held across its round trips; it
-    /// guards nothing else).
+    /// Serialises publishes of this file (held across their round trips,
+    /// and by a background round while it plans; it guards nothing else).
+    /// Lock order: `publishing`, then `state`.
     publishing: Mutex<()>,
+    /// Signalled (with `state`) when a background `Flight` lands.
+    landed: Condvar,
     /// Mount-wide count of spooled bytes, kept equal to the sum of the
     /// sizes of live uploads (so `spool_max` needs no scan per write).
     usage: std::sync::OnceLock<Arc<AtomicU64>>,
@@ -242,10 +273,12 @@ impl Upload {
                 low_water: u64::MAX,
                 remote_high: 0,
                 abandoned: Vec::new(),
+                flight: None,
                 stream_queued: false,
                 stream_failed: false,
             }),
             publishing: Mutex::new(()),
+            landed: Condvar::new(),
             usage: std::sync::OnceLock::new(),
         }))
     }
@@ -372,15 +405,16 @@ impl Upload {
 
     /// Background write-behind: sends what the writer has handed over so
     /// far to the remote temp file (opening it first), while the job is still
-    /// writing, so close() waits only for the tail. Skips when a publish or
-    /// another stream holds the file. A failure stops streaming; close()
-    /// retries from the spool and reports.
+    /// writing, so close() waits only for the tail. A round holds the publish
+    /// lock only to plan (and open the temp); while its WRITEs are in flight
+    /// a close() may send the rest beside them (see `Flight`). Stops when a
+    /// publish or another stream holds the file. A failure stops streaming;
+    /// close() retries from the spool and reports.
     pub(crate) fn stream(&self, remote: &dyn Remote, naming: &TempNaming, final_path: &[u8]) {
-        let Ok(_serial) = self.publishing.try_lock() else {
-            self.state().stream_queued = false;
-            return;
-        };
         loop {
+            let Ok(serial) = self.publishing.try_lock() else {
+                break;
+            };
             {
                 // Nothing to stream once the file was published (a job
                 // queued at create may run after close), released, or
@@ -391,7 +425,15 @@ impl Upload {
                     break;
                 }
             }
-            if let Err(e) = self.sync_temp(remote, naming, final_path) {
+            let sent = match self.plan(remote, naming, final_path, true) {
+                Ok(plan) => {
+                    drop(serial);
+                    let sent = self.send(remote, &plan);
+                    self.land(remote, &plan, sent)
+                }
+                Err(e) => Err(e),
+            };
+            if let Err(e) = sent {
                 log::debug!(
                     "write-behind of {} paused: {e}",
                     String::from_utf8_lossy(final_path)
@@ -454,14 +496,77 @@ impl Upload {
     }
 
     /// Sends every byte not yet on the remote temp file (opening it when
-    /// needed) and returns the size and generation that were sent.
+    /// needed) and returns the size and generation that were sent. Called
+    /// with the publish lock held.
     fn sync_temp(
         &self,
         remote: &dyn Remote,
         naming: &TempNaming,
         final_path: &[u8],
     ) -> RResult<(Vec<u8>, Handle, u64, u64)> {
-        self.discard_abandoned(remote);
+        // A background round that fails while this one overlaps it takes the
+        // temp with it (as does a truncate from another handle); the next
+        // pass starts over on a fresh one.
+        let mut passes = 0;
+        loop {
+            passes += 1;
+            let plan = self.plan(remote, naming, final_path, false)?;
+            let sent = self.send(remote, &plan);
+            if plan.overlaps {
+                drop(self.wait_landed());
+            }
+            if let Err(e) = sent {
+                self.fail_temp_of(remote, &plan.handle);
+                return Err(e);
+            }
+            let mut st = self.state();
+            if st.temp.as_ref().is_some_and(|t| t.handle == plan.handle) {
+                // Sent [from, size): current unless rewritten meanwhile
+                // (from low_water on).
+                st.clean_upto = plan.size.min(st.low_water);
+                return Ok((plan.path, plan.handle, plan.size, plan.generation));
+            }
+            // The temp was given up while we sent (a truncate, or the
+            // overlapped background round failed).
+            if passes >= 3 {
+                return Err(RemoteError::Other(
+                    "the upload's temp file was replaced while it was being written".into(),
+                ));
+            }
+        }
+    }
+
+    /// Waits until no background round is in flight.
+    fn wait_landed(&self) -> MutexGuard<'_, UploadState> {
+        let mut st = self.state();
+        while st.flight.is_some() {
+            st = self
+                .landed
+                .wait(st)
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+        }
+        st
+    }
+
+    /// What to send next, and on which handles: opens the temp (and its
+    /// twin for a large upload) when needed. With `background`, the plan is
+    /// recorded as the upload's `Flight`. Otherwise a flight in progress on
+    /// the same temp is overlapped (the plan starts where it ends) when
+    /// nothing it covers was rewritten since; any other flight is waited for.
+    fn plan(
+        &self,
+        remote: &dyn Remote,
+        naming: &TempNaming,
+        final_path: &[u8],
+        background: bool,
+    ) -> RResult<Plan> {
+        let overlap_from = {
+            let st = self.wait_foreign_flight(remote);
+            st.flight.as_ref().map(|f| f.end)
+        };
+        if overlap_from.is_none() {
+            self.discard_abandoned(remote);
+        }
         let stale = {
             let mut st = self.state();
             if let Some(t) = st.temp.as_mut() {
@@ -472,9 +577,11 @@ impl Upload {
                     t.twin_tried = false;
                 }
             }
-            st.temp
-                .as_ref()
-                .is_some_and(|t| !remote.handle_alive(&t.handle))
+            overlap_from.is_none()
+                && st
+                    .temp
+                    .as_ref()
+                    .is_some_and(|t| !remote.handle_alive(&t.handle))
         };
         if stale {
             // The connection that held the temp file died: start over on a
@@ -487,20 +594,24 @@ impl Upload {
         }
         let (temp, from, size, generation, mode) = {
             let mut st = self.state();
-            st.low_water = u64::MAX;
+            if overlap_from.is_none() {
+                // low_water stays as the flight set it when overlapping: it
+                // must cover every rewrite since the flight's snapshot.
+                st.low_water = u64::MAX;
+            }
             if st.temp.is_none() {
                 st.remote_high = 0;
             }
             st.remote_high = st.remote_high.max(st.size);
             (
                 st.temp.clone(),
-                st.clean_upto,
+                overlap_from.unwrap_or(st.clean_upto).min(st.size),
                 st.size,
                 st.generation,
                 st.mode,
             )
         };
-        let (temp_path, handle, twin, from) = match temp {
+        let (path, handle, twin, from) = match temp {
             Some(t) => {
                 let twin = if t.twin.is_none() && !t.twin_tried && size - from >= STRIPE_MIN {
                     self.open_twin(remote, &t)
@@ -537,33 +648,98 @@ impl Upload {
                 (p, h, twin, 0)
             }
         };
-        if size > from {
-            let spool = &self.spool;
-            let mut handles = vec![handle.clone()];
-            handles.extend(twin);
-            let sent = remote.write_from(&handles, from, size - from, &mut |at, buf| {
-                spool.read_exact_at(buf, at)
+        let mut handles = vec![handle.clone()];
+        handles.extend(twin);
+        if background && size > from {
+            self.state().flight = Some(Flight {
+                handle: handle.clone(),
+                start: from,
+                end: size,
             });
-            if let Err(e) = sent {
-                self.fail_temp(remote);
-                return Err(e);
-            }
         }
-        {
-            let mut st = self.state();
-            // Sent [from, size): current unless rewritten meanwhile (from
-            // low_water on), and only if a truncate did not retire the temp.
-            if st.temp.as_ref().is_some_and(|t| t.handle == handle) {
-                st.clean_upto = size.min(st.low_water);
-            }
+        Ok(Plan {
+            path,
+            handle,
+            handles,
+            from,
+            size,
+            generation,
+            overlaps: overlap_from.is_some(),
+        })
+    }
+
+    /// The state once no flight is in progress that a new send could not
+    /// overlap: one on another temp (a truncate retired it), one whose
+    /// connection died, or one covering bytes rewritten since it started.
+    fn wait_foreign_flight(&self, remote: &dyn Remote) -> MutexGuard<'_, UploadState> {
+        let st = self.state();
+        let overlappable = st.flight.as_ref().is_some_and(|f| {
+            st.abandoned.is_empty()
+                && st.clean_upto == f.start
+                && st.low_water >= f.end
+                && f.end <= st.size
+                && remote.handle_alive(&f.handle)
+                && st.temp.as_ref().is_some_and(|t| t.handle == f.handle)
+        });
+        if overlappable || st.flight.is_none() {
+            return st;
         }
-        Ok((temp_path, handle, size, generation))
+        drop(st);
+        self.wait_landed()
+    }
+
+    /// Sends the plan's bytes from the spool.
+    fn send(&self, remote: &dyn Remote, plan: &Plan) -> RResult<()> {
+        if plan.size <= plan.from {
+            return Ok(());
+        }
+        let spool = &self.spool;
+        remote.write_from(
+            &plan.handles,
+            plan.from,
+            plan.size - plan.from,
+            &mut |at, buf| spool.read_exact_at(buf, at),
+        )
+    }
+
+    /// A background round's end: records what is now on the server (or
+    /// drops the temp on failure) and wakes a close() waiting for it.
+    fn land(&self, remote: &dyn Remote, plan: &Plan, sent: RResult<()>) -> RResult<()> {
+        if sent.is_err() {
+            self.fail_temp_of(remote, &plan.handle);
+        }
+        let mut st = self.state();
+        st.flight = None;
+        if sent.is_ok() && st.temp.as_ref().is_some_and(|t| t.handle == plan.handle) {
+            // Current unless rewritten meanwhile (from low_water on); a
+            // close() overlapping this round moves it on past `end`.
+            st.clean_upto = plan.size.min(st.low_water);
+        }
+        drop(st);
+        self.landed.notify_all();
+        sent
     }
 
     /// The temp upload failed: drop it so the next attempt starts over.
     fn fail_temp(&self, remote: &dyn Remote) {
         let temp = {
             let mut st = self.state();
+            st.clean_upto = 0;
+            st.temp.take()
+        };
+        if let Some(t) = temp {
+            t.discard(remote);
+        }
+    }
+
+    /// `fail_temp` when `handle` is still the temp's (a send over a temp
+    /// already given up must not take its successor with it).
+    fn fail_temp_of(&self, remote: &dyn Remote, handle: &Handle) {
+        let temp = {
+            let mut st = self.state();
+            if !st.temp.as_ref().is_some_and(|t| &t.handle == handle) {
+                return;
+            }
             st.clean_upto = 0;
             st.temp.take()
         };
@@ -730,6 +906,7 @@ impl Upload {
     /// waits for a running stream so its temp goes too.
     pub(crate) fn drop_temp(&self, remote: &dyn Remote) {
         let _serial = lock(&self.publishing);
+        drop(self.wait_landed());
         self.discard_abandoned(remote);
         self.fail_temp(remote);
     }
@@ -874,6 +1051,91 @@ mod tests {
             0,
             "the twin is closed with the commit"
         );
+    }
+
+    /// An upload over no spare, with `first` bytes handed over and a
+    /// background round started on them whose WRITEs the server holds.
+    fn held_round(
+        remote: &crate::remote::mock::MockRemote,
+        first: &[u8],
+    ) -> (tempfile::TempDir, Arc<Upload>, TempNaming) {
+        remote.mkdir_p("/root/In");
+        let dir = tempfile::tempdir().expect("tempdir");
+        let up = Upload::new(dir.path(), 0o644, false).expect("spool");
+        assert!(up.write_at(0, first).expect("write"), "starts a stream");
+        remote.hold("write");
+        let naming = TempNaming {
+            prefix: b".".to_vec(),
+            upload_dir: None,
+        };
+        (dir, up, naming)
+    }
+
+    /// close() during a write-behind round sends the rest beside the round
+    /// instead of waiting for the round's replies first (a round trip per
+    /// file), and commits only once both have landed.
+    #[test]
+    fn a_close_sends_the_rest_beside_a_write_behind_round_in_flight() {
+        use crate::fs::tests::wait_for;
+        use crate::remote::mock::MockRemote;
+        let remote = MockRemote::new();
+        let data: Vec<u8> = (0..2u32 << 20).map(|i| (i % 253) as u8).collect();
+        let half = data.len() / 2;
+        let (_dir, up, naming) = held_round(&remote, &data[..half]);
+        std::thread::scope(|s| {
+            let round = s.spawn(|| up.stream(&remote, &naming, b"/root/In/a.csv"));
+            wait_for("the round's first WRITE", || remote.waiting() == 1);
+            up.write_at(half as u64, &data[half..]).expect("write");
+            let close = s.spawn(|| up.publish(&remote, &naming, b"/root/In/a.csv"));
+            // With the round holding the file for its whole round trip, the
+            // close's WRITEs would only leave after the round's replies.
+            wait_for("the close's WRITEs beside the round", || {
+                remote.waiting() == 2
+            });
+            assert_eq!(remote.file("/root/In/a.csv"), None, "no commit yet");
+            remote.release("write");
+            round.join().expect("round");
+            close.join().expect("close").expect("publish");
+        });
+        assert_eq!(remote.file("/root/In/a.csv"), Some(data));
+        assert_eq!(remote.names("/root/In"), vec!["a.csv".to_string()]);
+        assert_eq!(remote.open_handles(), 0);
+    }
+
+    /// The link drops while a round and the close's WRITEs beside it are in
+    /// flight: the close starts over on a fresh temp after the reconnect,
+    /// publishes every byte and leaves no temp behind.
+    #[test]
+    fn a_round_lost_under_an_overlapping_close_is_sent_again() {
+        use crate::fs::tests::wait_for;
+        use crate::remote::mock::MockRemote;
+        let remote = MockRemote::new();
+        let data: Vec<u8> = (0..2u32 << 20).map(|i| (i % 241) as u8).collect();
+        let half = data.len() / 2;
+        let (_dir, up, naming) = held_round(&remote, &data[..half]);
+        std::thread::scope(|s| {
+            let round = s.spawn(|| up.stream(&remote, &naming, b"/root/In/b.csv"));
+            wait_for("the round's first WRITE", || remote.waiting() == 1);
+            up.write_at(half as u64, &data[half..]).expect("write");
+            let close = s.spawn(|| up.publish(&remote, &naming, b"/root/In/b.csv"));
+            wait_for("the close's WRITEs beside the round", || {
+                remote.waiting() == 2
+            });
+            remote.lose_connection();
+            remote.release("write");
+            round.join().expect("round");
+            close
+                .join()
+                .expect("close")
+                .expect("publish after the reconnect");
+        });
+        assert_eq!(remote.file("/root/In/b.csv"), Some(data));
+        let temps: Vec<String> = remote
+            .names("/root/In")
+            .into_iter()
+            .filter(|n| is_temp_name(n.as_bytes()))
+            .collect();
+        assert!(temps.is_empty(), "temps left: {temps:?}");
     }
 
     #[test]
