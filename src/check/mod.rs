@@ -391,7 +391,7 @@ fn check_exchange<W: Write>(
 static PROBE_COUNTER: AtomicU64 = AtomicU64::new(0);
 
 /// `.coupafs-check.coupafs-XXXXXX`: a coupafs temp name (hidden by mounts,
-/// recognised by `upload::is_temp_name`), unique per call.
+/// recognised by `temp_name::is_temp_name`), unique per call.
 pub(crate) fn probe_name() -> String {
     let nanos = SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -534,7 +534,7 @@ fn check_waiting<W: Write>(
         let mut stale_temps = 0;
         for e in entries.iter().filter(|e| is_file(&e.meta)) {
             let age = age_of(&e.meta, now);
-            if crate::fs::upload::is_temp_name(&e.name) {
+            if crate::fs::temp_name::is_temp_name(&e.name) {
                 if age.is_some_and(|a| a > stale) {
                     stale_temps += 1;
                 }
@@ -889,7 +889,7 @@ mod tests {
         for n in [&a, &b] {
             assert!(n.starts_with(".coupafs-check.coupafs-"), "{n}");
             assert_eq!(n.len(), ".coupafs-check.coupafs-".len() + 6);
-            assert!(crate::fs::upload::is_temp_name(n.as_bytes()), "{n}");
+            assert!(crate::fs::temp_name::is_temp_name(n.as_bytes()), "{n}");
         }
     }
 

@@ -20,7 +20,7 @@ use std::collections::BTreeSet;
 use std::sync::Mutex;
 use std::time::{Duration, SystemTime};
 
-use crate::fs::upload::is_temp_name;
+use crate::fs::temp_name::is_temp_name;
 use crate::fs::{lock, to_secs, Fs};
 use crate::remote::deadline::CallScope;
 use crate::remote::{aside_target, DirEntry, Remote};

@@ -11,7 +11,7 @@ use std::time::SystemTime;
 use crate::error::{escape, rename_failure_errno, FsError, FsResult, Op, RenameEnds};
 use crate::fs::inode::split;
 use crate::fs::symlink::{contain_symlink, Contained};
-use crate::fs::upload::is_temp_name;
+use crate::fs::temp_name::is_temp_name;
 use crate::fs::{lock, show, to_secs, Fs, FsStats, KernelEntry, Kind, SetAttr, Stat};
 use crate::remote::deadline::CallScope;
 use crate::remote::{Meta, Remote, RemoteError};

@@ -18,6 +18,7 @@ mod open_files;
 pub(crate) mod readahead;
 pub(crate) mod spare;
 mod symlink;
+pub mod temp_name;
 pub mod upload;
 mod writeback;
 
@@ -34,7 +35,8 @@ use crate::fs::cache::MetaCache;
 use crate::fs::inode::{join, split, InodeTable};
 use crate::fs::open_files::HandleEntry;
 use crate::fs::spare::SparePool;
-use crate::fs::upload::{TempNaming, Upload};
+use crate::fs::temp_name::TempNaming;
+use crate::fs::upload::Upload;
 use crate::fs::writeback::StreamJob;
 use crate::remote::{Meta, Remote};
 

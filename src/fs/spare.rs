@@ -29,8 +29,8 @@ use std::time::{Duration, Instant};
 
 use crate::fs::inode::{join, split};
 use crate::fs::janitor;
-use crate::fs::upload::TempNaming;
-use crate::remote::{Handle, Remote, RemoteError};
+use crate::fs::temp_name::TempNaming;
+use crate::remote::{Handle, Remote, RemoteError, Twin};
 
 /// Permission bits spares are opened with: what `cp`, `cat >` and most
 /// jobs create. A create with other bits sets them at commit (FSETSTAT in
@@ -248,8 +248,8 @@ impl SparePool {
     /// that took it meanwhile goes on without; the handle is closed).
     fn attach_twin(&self, dir: &[u8], path: &[u8], handle: &Handle) {
         let twin = match self.remote.open_twin(path, handle) {
-            Ok(Some(twin)) => twin,
-            Ok(None) => return,
+            Ok(Twin::Opened(twin)) => twin,
+            Ok(Twin::Later | Twin::NotWorth) => return,
             Err(e) => {
                 log::debug!(
                     "second handle on spare {} not opened: {e}",
@@ -385,7 +385,7 @@ mod tests {
         remote
             .names("/root/In")
             .into_iter()
-            .filter(|n| crate::fs::upload::is_temp_name(n.as_bytes()))
+            .filter(|n| crate::fs::temp_name::is_temp_name(n.as_bytes()))
             .collect()
     }
 
@@ -397,7 +397,7 @@ mod tests {
         wait_for("one spare", || p.ready() == 1);
         let s = p.take(b"/root/In/b.csv").expect("a spare");
         assert!(s.path.starts_with(b"/root/In/.coupafs-spare.coupafs-"));
-        assert!(crate::fs::upload::is_temp_name(split(&s.path).1));
+        assert!(crate::fs::temp_name::is_temp_name(split(&s.path).1));
         // Taken spares are the caller's; the pool refills behind it.
         wait_for("refill", || p.ready() == 1);
         assert_eq!(temps(&remote).len(), 2);

@@ -17,7 +17,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::cli::{self, MountOptions};
-use crate::fs::{self, upload, Fs};
+use crate::fs::{self, temp_name, Fs};
 use crate::fuse::session::{self, Access, MountedSession, SessionOptions};
 use crate::remote::{Remote, SftpRemote};
 use crate::ssh::{CloseReason, ConnectParams, Pool};
@@ -385,7 +385,7 @@ fn fs_config(opts: &MountOptions, remote_root: Vec<u8>, spool_dir: PathBuf) -> f
         umask: opts.umask,
         read_only: opts.read_only,
         strict_setstat: opts.strict_setstat,
-        naming: upload::TempNaming {
+        naming: temp_name::TempNaming {
             prefix: opts.temp_prefix.as_bytes().to_vec(),
             upload_dir,
         },

@@ -23,7 +23,7 @@ use std::sync::{Condvar, Mutex, MutexGuard};
 mod control;
 
 use crate::remote::{
-    Committed, DirEntry, Handle, Kind, Meta, RResult, Remote, RemoteError, SpaceStats,
+    Committed, DirEntry, Handle, Kind, Meta, RResult, Remote, RemoteError, SpaceStats, Twin,
 };
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -78,6 +78,9 @@ struct State {
     replace_mode: Option<crate::remote::ReplaceMode>,
     /// `open_read_pair` opens a second handle (a second connection is up).
     twin_reads: bool,
+    /// `open_twin` calls still to answer `Later` (a second connection
+    /// opening).
+    twins_later: usize,
 }
 
 pub struct MockRemote {
@@ -509,9 +512,14 @@ impl Remote for MockRemote {
     }
 
     /// The mock has "another connection" whenever asked.
-    fn open_twin(&self, path: &[u8], _of: &Handle) -> RResult<Option<Handle>> {
-        drop(self.enter("open_twin")?);
-        self.open(path, OpenMode::Write, None).map(Some)
+    fn open_twin(&self, path: &[u8], _of: &Handle) -> RResult<Twin> {
+        let mut st = self.enter("open_twin")?;
+        if st.twins_later > 0 {
+            st.twins_later -= 1;
+            return Ok(Twin::Later);
+        }
+        drop(st);
+        self.open(path, OpenMode::Write, None).map(Twin::Opened)
     }
 
     fn close(&self, handle: &Handle) -> RResult<()> {

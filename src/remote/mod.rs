@@ -22,6 +22,18 @@ use std::fmt;
 
 pub use sftp::SftpRemote;
 
+/// What `Remote::open_twin` gives.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Twin {
+    /// The file open on another connection.
+    Opened(Handle),
+    /// No other connection is up yet (one may be opening): ask again.
+    Later,
+    /// A second connection would not pay (a short round trip, or one
+    /// connection allowed).
+    NotWorth,
+}
+
 /// Why a remote operation failed.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum RemoteError {
@@ -295,10 +307,9 @@ pub trait Remote: Send + Sync + 'static {
     }
     /// The file `path`, already open as `of`, opened for writing (no
     /// truncation) on another connection, so a large upload can use two
-    /// connections' flow-control windows. None when there is no other
-    /// connection to use yet (one may be opening: ask again later).
-    fn open_twin(&self, _path: &[u8], _of: &Handle) -> RResult<Option<Handle>> {
-        Ok(None)
+    /// connections' flow-control windows.
+    fn open_twin(&self, _path: &[u8], _of: &Handle) -> RResult<Twin> {
+        Ok(Twin::NotWorth)
     }
     /// Publishes an upload: [set `set` on the handle], close, then rename
     /// `from` to `to`, sent back to back (one round trip). With `replace`

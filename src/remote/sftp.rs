@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use crate::remote::deadline;
 use crate::remote::{
     Committed, DirEntry, Handle, Kind, Meta, RResult, Remote, RemoteError, ReplaceMode, ServerCaps,
-    SpaceStats,
+    SpaceStats, Twin,
 };
 use crate::sftp::{self, ext, pflags, status, Attrs, Request, Response, Statvfs};
 use crate::ssh::{ConnError, Connection, Pool};
@@ -597,13 +597,13 @@ impl Remote for SftpRemote {
         }
     }
 
-    fn open_twin(&self, path: &[u8], of: &Handle) -> RResult<Option<Handle>> {
+    fn open_twin(&self, path: &[u8], of: &Handle) -> RResult<Twin> {
         let conn = self.conn_for(of)?;
-        if !striping_pays(self.link_rtt(&conn)) {
-            return Ok(None);
+        if !striping_pays(self.link_rtt(&conn)) || self.pool.size() < 2 {
+            return Ok(Twin::NotWorth);
         }
         let Some(conn) = self.pool.get_other(of.generation) else {
-            return Ok(None);
+            return Ok(Twin::Later);
         };
         // WRITE without CREAT/TRUNC: the file exists and keeps its bytes.
         let req = Request::Open {
@@ -612,7 +612,7 @@ impl Remote for SftpRemote {
             attrs: Attrs::default(),
         };
         let r = conn.call(&req)?;
-        expect_handle("OPEN", r, conn.generation).map(Some)
+        expect_handle("OPEN", r, conn.generation).map(Twin::Opened)
     }
 
     fn close(&self, handle: &Handle) -> RResult<()> {

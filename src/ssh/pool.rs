@@ -161,6 +161,11 @@ impl Pool {
         self.ensure(0, deadline)
     }
 
+    /// How many connections the pool may open (`max_conns`).
+    pub(crate) fn size(&self) -> usize {
+        self.slots.len()
+    }
+
     /// A live connection other than the one of `avoid` (a generation).
     /// When there is none but a slot is free, one is opened in the
     /// background (for next time) and None is returned at once: the caller

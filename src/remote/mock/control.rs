@@ -87,6 +87,11 @@ impl MockRemote {
         self.st().replace_mode = Some(mode);
     }
 
+    /// The next `n` `open_twin` calls find no second connection up yet.
+    pub fn set_twins_later(&self, n: usize) {
+        self.st().twins_later = n;
+    }
+
     /// `open_read_pair` gives a second handle, as with two connections up.
     pub fn set_twin_reads(&self, on: bool) {
         self.st().twin_reads = on;

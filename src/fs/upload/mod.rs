@@ -24,14 +24,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 
 use crate::error::FsError;
-use crate::fs::inode::split;
 use crate::fs::janitor;
 use crate::fs::spare::Spare;
-use crate::remote::{Committed, Handle, Meta, RResult, Remote, RemoteError};
+use crate::fs::temp_name::temp_suffix;
+use crate::fs::temp_name::TempNaming;
 
-/// Marker inside every temp name; listings hide names carrying it.
-pub(crate) const TEMP_MARK: &[u8] = b".coupafs-";
-const TEMP_SUFFIX_LEN: usize = 6;
+mod send;
+use crate::remote::{Committed, Handle, Meta, RResult, Remote, RemoteError};
 
 /// Bytes per slice handed to `Remote::write` (pipelined inside).
 const UPLOAD_SLICE: usize = 4 << 20;
@@ -42,60 +41,6 @@ const STREAM_AHEAD: u64 = 1 << 20;
 /// wait for a reconnect within the close()'s one `timeout`
 /// (`remote::deadline`), not one `timeout` each.
 const PUBLISH_ATTEMPTS: usize = 3;
-
-/// True for temp names of any coupafs mount (`*.coupafs-XXXXXX`, X hex).
-pub(crate) fn is_temp_name(name: &[u8]) -> bool {
-    if name.len() < TEMP_MARK.len() + TEMP_SUFFIX_LEN {
-        return false;
-    }
-    let (head, suffix) = name.split_at(name.len() - TEMP_SUFFIX_LEN);
-    head.ends_with(TEMP_MARK) && suffix.iter().all(|b| b.is_ascii_hexdigit())
-}
-
-static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
-
-fn temp_suffix() -> String {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.subsec_nanos() as u64 ^ d.as_secs())
-        .unwrap_or(0);
-    let n = TEMP_COUNTER.fetch_add(1, Ordering::Relaxed);
-    // Mix pid, time and a counter: unique within this process, and unlikely
-    // to collide with another mount's (collisions fail OPEN with EXCL anyway).
-    let mixed = (u64::from(std::process::id()) << 20 ^ nanos ^ n.wrapping_mul(0x9E37_79B9))
-        .wrapping_mul(0x2545_F491_4F6C_DD1D);
-    format!("{:06x}", mixed >> 40)
-}
-
-/// Where uploads of `final_path` are staged.
-#[derive(Clone, Debug, Default)]
-pub struct TempNaming {
-    /// Prefix put before the file name (default ".": hidden).
-    pub prefix: Vec<u8>,
-    /// Stage into this remote directory instead of next to the target.
-    pub upload_dir: Option<Vec<u8>>,
-}
-
-impl TempNaming {
-    /// A fresh temp path for the absolute remote `final_path`.
-    pub(crate) fn temp_path(&self, final_path: &[u8]) -> Vec<u8> {
-        let (dir, name) = split(final_path);
-        let dir = self.upload_dir.as_deref().unwrap_or(dir);
-        let mut p = dir.to_vec();
-        if !p.ends_with(b"/") {
-            p.push(b'/');
-        }
-        p.extend_from_slice(&self.prefix);
-        p.extend_from_slice(name);
-        p.extend_from_slice(TEMP_MARK);
-        p.extend_from_slice(temp_suffix().as_bytes());
-        p
-    }
-}
-
-/// Bytes still to send above which an upload opens its temp file on a
-/// second connection too (see `Upload::open_twin`).
-const STRIPE_MIN: u64 = 4 << 20;
 
 /// A remote temp file being uploaded to.
 #[derive(Clone, Debug)]
@@ -139,20 +84,6 @@ struct Flight {
     handle: Handle,
     start: u64,
     end: u64,
-}
-
-/// One send: bytes [from, size) of the spool to the temp at `path`, striped
-/// over `handles` (the temp's handle first).
-struct Plan {
-    path: Vec<u8>,
-    handle: Handle,
-    handles: Vec<Handle>,
-    from: u64,
-    size: u64,
-    generation: u64,
-    /// Starts where a background flight ends, which must land before this
-    /// send counts as done.
-    overlaps: bool,
 }
 
 /// Mutable state of a file being written.
@@ -495,306 +426,6 @@ impl Upload {
         Ok(())
     }
 
-    /// Sends every byte not yet on the remote temp file (opening it when
-    /// needed) and returns the size and generation that were sent. Called
-    /// with the publish lock held.
-    fn sync_temp(
-        &self,
-        remote: &dyn Remote,
-        naming: &TempNaming,
-        final_path: &[u8],
-    ) -> RResult<(Vec<u8>, Handle, u64, u64)> {
-        // A background round that fails while this one overlaps it takes the
-        // temp with it (as does a truncate from another handle); the next
-        // pass starts over on a fresh one.
-        let mut passes = 0;
-        loop {
-            passes += 1;
-            let plan = self.plan(remote, naming, final_path, false)?;
-            let sent = self.send(remote, &plan);
-            if plan.overlaps {
-                drop(self.wait_landed());
-            }
-            if let Err(e) = sent {
-                self.fail_temp_of(remote, &plan.handle);
-                return Err(e);
-            }
-            let mut st = self.state();
-            if st.temp.as_ref().is_some_and(|t| t.handle == plan.handle) {
-                // Sent [from, size): current unless rewritten meanwhile
-                // (from low_water on).
-                st.clean_upto = plan.size.min(st.low_water);
-                return Ok((plan.path, plan.handle, plan.size, plan.generation));
-            }
-            // The temp was given up while we sent (a truncate, or the
-            // overlapped background round failed).
-            if passes >= 3 {
-                return Err(RemoteError::Other(
-                    "the upload's temp file was replaced while it was being written".into(),
-                ));
-            }
-        }
-    }
-
-    /// Waits until no background round is in flight.
-    fn wait_landed(&self) -> MutexGuard<'_, UploadState> {
-        let mut st = self.state();
-        while st.flight.is_some() {
-            st = self
-                .landed
-                .wait(st)
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-        }
-        st
-    }
-
-    /// What to send next, and on which handles: opens the temp (and its
-    /// twin for a large upload) when needed. With `background`, the plan is
-    /// recorded as the upload's `Flight`. Otherwise a flight in progress on
-    /// the same temp is overlapped (the plan starts where it ends) when
-    /// nothing it covers was rewritten since; any other flight is waited for.
-    fn plan(
-        &self,
-        remote: &dyn Remote,
-        naming: &TempNaming,
-        final_path: &[u8],
-        background: bool,
-    ) -> RResult<Plan> {
-        let overlap_from = {
-            let st = self.wait_foreign_flight(remote);
-            st.flight.as_ref().map(|f| f.end)
-        };
-        if overlap_from.is_none() {
-            self.discard_abandoned(remote);
-        }
-        let stale = {
-            let mut st = self.state();
-            if let Some(t) = st.temp.as_mut() {
-                if t.twin.as_ref().is_some_and(|h| !remote.handle_alive(h)) {
-                    // Its connection died; what it wrote was acknowledged
-                    // (or the write failed and the temp started over).
-                    t.twin = None;
-                    t.twin_tried = false;
-                }
-            }
-            overlap_from.is_none()
-                && st
-                    .temp
-                    .as_ref()
-                    .is_some_and(|t| !remote.handle_alive(&t.handle))
-        };
-        if stale {
-            // The connection that held the temp file died: start over on a
-            // new temp (the old one is removed once the link is back).
-            let mut st = self.state();
-            if let Some(t) = st.temp.take() {
-                st.abandoned.push(t);
-            }
-            st.clean_upto = 0;
-        }
-        let (temp, from, size, generation, mode) = {
-            let mut st = self.state();
-            if overlap_from.is_none() {
-                // low_water stays as the flight set it when overlapping: it
-                // must cover every rewrite since the flight's snapshot.
-                st.low_water = u64::MAX;
-            }
-            if st.temp.is_none() {
-                st.remote_high = 0;
-            }
-            st.remote_high = st.remote_high.max(st.size);
-            (
-                st.temp.clone(),
-                overlap_from.unwrap_or(st.clean_upto).min(st.size),
-                st.size,
-                st.generation,
-                st.mode,
-            )
-        };
-        let (path, handle, twin, from) = match temp {
-            Some(t) => {
-                let twin = if t.twin.is_none() && !t.twin_tried && size - from >= STRIPE_MIN {
-                    self.open_twin(remote, &t)
-                } else {
-                    t.twin.clone()
-                };
-                (t.path, t.handle, twin, from)
-            }
-            None => {
-                let p = naming.temp_path(final_path);
-                let h = match remote.create_new(&p, Some(mode & 0o7777)) {
-                    Ok(h) => h,
-                    Err(e) => {
-                        if matches!(e, RemoteError::Lost(_)) {
-                            // The OPEN left and the link died before its
-                            // reply: the server may have created the file.
-                            janitor::remove_temp(remote, &p);
-                        }
-                        return Err(e);
-                    }
-                };
-                let t = RemoteTemp::new(p.clone(), h.clone());
-                self.state().temp = Some(t.clone());
-                // A connection is up again: temps of interrupted attempts go
-                // now rather than at the next mount.
-                janitor::remove_deferred(remote);
-                // No spare was ready: a large first round stripes all the
-                // same, as it would have on a spare.
-                let twin = if size >= STRIPE_MIN {
-                    self.open_twin(remote, &t)
-                } else {
-                    None
-                };
-                (p, h, twin, 0)
-            }
-        };
-        let mut handles = vec![handle.clone()];
-        handles.extend(twin);
-        if background && size > from {
-            self.state().flight = Some(Flight {
-                handle: handle.clone(),
-                start: from,
-                end: size,
-            });
-        }
-        Ok(Plan {
-            path,
-            handle,
-            handles,
-            from,
-            size,
-            generation,
-            overlaps: overlap_from.is_some(),
-        })
-    }
-
-    /// The state once no flight is in progress that a new send could not
-    /// overlap: one on another temp (a truncate retired it), one whose
-    /// connection died, or one covering bytes rewritten since it started.
-    fn wait_foreign_flight(&self, remote: &dyn Remote) -> MutexGuard<'_, UploadState> {
-        let st = self.state();
-        let overlappable = st.flight.as_ref().is_some_and(|f| {
-            st.abandoned.is_empty()
-                && st.clean_upto == f.start
-                && st.low_water >= f.end
-                && f.end <= st.size
-                && remote.handle_alive(&f.handle)
-                && st.temp.as_ref().is_some_and(|t| t.handle == f.handle)
-        });
-        if overlappable || st.flight.is_none() {
-            return st;
-        }
-        drop(st);
-        self.wait_landed()
-    }
-
-    /// Sends the plan's bytes from the spool.
-    fn send(&self, remote: &dyn Remote, plan: &Plan) -> RResult<()> {
-        if plan.size <= plan.from {
-            return Ok(());
-        }
-        let spool = &self.spool;
-        remote.write_from(
-            &plan.handles,
-            plan.from,
-            plan.size - plan.from,
-            &mut |at, buf| spool.read_exact_at(buf, at),
-        )
-    }
-
-    /// A background round's end: records what is now on the server (or
-    /// drops the temp on failure) and wakes a close() waiting for it.
-    fn land(&self, remote: &dyn Remote, plan: &Plan, sent: RResult<()>) -> RResult<()> {
-        if sent.is_err() {
-            self.fail_temp_of(remote, &plan.handle);
-        }
-        let mut st = self.state();
-        st.flight = None;
-        if sent.is_ok() && st.temp.as_ref().is_some_and(|t| t.handle == plan.handle) {
-            // Current unless rewritten meanwhile (from low_water on); a
-            // close() overlapping this round moves it on past `end`.
-            st.clean_upto = plan.size.min(st.low_water);
-        }
-        drop(st);
-        self.landed.notify_all();
-        sent
-    }
-
-    /// The temp upload failed: drop it so the next attempt starts over.
-    fn fail_temp(&self, remote: &dyn Remote) {
-        let temp = {
-            let mut st = self.state();
-            st.clean_upto = 0;
-            st.temp.take()
-        };
-        if let Some(t) = temp {
-            t.discard(remote);
-        }
-    }
-
-    /// `fail_temp` when `handle` is still the temp's (a send over a temp
-    /// already given up must not take its successor with it).
-    fn fail_temp_of(&self, remote: &dyn Remote, handle: &Handle) {
-        let temp = {
-            let mut st = self.state();
-            if !st.temp.as_ref().is_some_and(|t| &t.handle == handle) {
-                return;
-            }
-            st.clean_upto = 0;
-            st.temp.take()
-        };
-        if let Some(t) = temp {
-            t.discard(remote);
-        }
-    }
-
-    fn discard_abandoned(&self, remote: &dyn Remote) {
-        let old = std::mem::take(&mut self.state().abandoned);
-        for t in old {
-            t.discard(remote);
-        }
-    }
-
-    /// Opens the temp file on a second connection for a large upload (each
-    /// SSH channel moves at most its window per round trip). Without one,
-    /// the upload goes on over the first handle alone.
-    fn open_twin(&self, remote: &dyn Remote, temp: &RemoteTemp) -> Option<Handle> {
-        // `settled`: a twin, or a refusal; otherwise no second connection
-        // is up yet and the next round asks again.
-        let (twin, settled) = match remote.open_twin(&temp.path, &temp.handle) {
-            Ok(Some(h)) => {
-                log::debug!(
-                    "{}: striping over a second connection",
-                    String::from_utf8_lossy(&temp.path)
-                );
-                (Some(h), true)
-            }
-            Ok(None) => (None, false),
-            Err(e) => {
-                log::debug!(
-                    "second handle on {} not opened: {e}",
-                    String::from_utf8_lossy(&temp.path)
-                );
-                (None, true)
-            }
-        };
-        let mut st = self.state();
-        match st.temp.as_mut() {
-            Some(t) if t.handle == temp.handle => {
-                t.twin_tried = settled;
-                t.twin = twin.clone();
-                twin
-            }
-            _ => {
-                drop(st);
-                if let Some(h) = twin {
-                    remote.close_quietly(&h);
-                }
-                None
-            }
-        }
-    }
-
     /// fsync(): makes the bytes written so far durable on the server, in the
     /// temp file (publishing here would show a partial file under the final
     /// name).
@@ -989,37 +620,6 @@ fn tempfile_in(dir: &Path) -> io::Result<File> {
 mod tests {
     use super::*;
 
-    #[test]
-    fn temp_names_are_recognised() {
-        let naming = TempNaming {
-            prefix: b".".to_vec(),
-            upload_dir: None,
-        };
-        let p = naming.temp_path(b"/root/Incoming/Invoices/inv_0001.csv");
-        let (dir, name) = split(&p);
-        assert_eq!(dir, b"/root/Incoming/Invoices");
-        assert!(
-            name.starts_with(b".inv_0001.csv.coupafs-"),
-            "{:?}",
-            String::from_utf8_lossy(name)
-        );
-        assert!(is_temp_name(name));
-        assert!(!is_temp_name(b"inv_0001.csv"));
-        assert!(!is_temp_name(b"x.coupafs-zzzzzz"));
-        assert!(!is_temp_name(b".coupafs-"));
-        assert_ne!(naming.temp_path(b"/a/b"), naming.temp_path(b"/a/b"));
-    }
-
-    #[test]
-    fn upload_dir_stages_elsewhere() {
-        let naming = TempNaming {
-            prefix: Vec::new(),
-            upload_dir: Some(b"/root/staging".to_vec()),
-        };
-        let p = naming.temp_path(b"/root/Incoming/Invoices/a.csv");
-        assert!(p.starts_with(b"/root/staging/a.csv.coupafs-"));
-    }
-
     /// A Coupa-sized file adopted from a spare with a twin goes
     /// over both connections from its first WRITE, with no OPEN at close.
     #[test]
@@ -1033,7 +633,10 @@ mod tests {
         };
         let path = naming.temp_path(b"/root/In/spare");
         let handle = remote.create_new(&path, Some(0o644)).expect("open");
-        let twin = remote.open_twin(&path, &handle).expect("twin");
+        let twin = match remote.open_twin(&path, &handle).expect("twin") {
+            crate::remote::Twin::Opened(h) => Some(h),
+            other => panic!("no twin: {other:?}"),
+        };
         let dir = tempfile::tempdir().expect("tempdir");
         let up = Upload::new(dir.path(), 0o644, false).expect("spool");
         up.adopt_temp(Spare { path, handle, twin }, 0o644);
@@ -1133,9 +736,33 @@ mod tests {
         let temps: Vec<String> = remote
             .names("/root/In")
             .into_iter()
-            .filter(|n| is_temp_name(n.as_bytes()))
+            .filter(|n| crate::fs::temp_name::is_temp_name(n.as_bytes()))
             .collect();
         assert!(temps.is_empty(), "temps left: {temps:?}");
+    }
+
+    /// A close() with a large tail while the second connection is still
+    /// opening sends a slice, asks again, and stripes the rest.
+    #[test]
+    fn a_large_close_stripes_once_the_second_connection_is_up() {
+        use crate::remote::mock::MockRemote;
+        let remote = MockRemote::new();
+        remote.mkdir_p("/root/In");
+        remote.set_twins_later(1);
+        let naming = TempNaming {
+            prefix: b".".to_vec(),
+            upload_dir: None,
+        };
+        let dir = tempfile::tempdir().expect("tempdir");
+        let up = Upload::new(dir.path(), 0o644, false).expect("spool");
+        let data: Vec<u8> = (0..10u32 << 20).map(|i| (i % 239) as u8).collect();
+        up.write_at(0, &data).expect("write");
+        up.publish(&remote, &naming, b"/root/In/big.csv")
+            .expect("publish");
+        assert_eq!(remote.calls("open_twin"), 2, "asked again after a slice");
+        assert_eq!(remote.calls("write_striped"), 1, "the rest striped");
+        assert_eq!(remote.file("/root/In/big.csv"), Some(data));
+        assert_eq!(remote.open_handles(), 0);
     }
 
     #[test]
