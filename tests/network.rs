@@ -772,6 +772,47 @@ fn status_file_describes_the_mount() {
     assert!(!path.exists(), "status file left after unmount");
 }
 
+/// Across a link with a real round trip the second connection is opened
+/// once a few requests have timed the link, before any large transfer asks
+/// for it; on loopback it is not (`status_file_describes_the_mount`).
+#[test]
+fn a_wan_mount_opens_its_second_connection_ahead_of_need() {
+    let sb = Sandbox::start();
+    let fwd = Forwarder::start_with_delay(sb.port, Duration::from_millis(3));
+    let work = traversable_tempdir("coupafs-fwd-");
+    let mnt = mount_through(&sb, &fwd, work.path(), "max_conns=2,debug");
+    // Small requests only: one lookup in each of 12 folders never listed
+    // (the first lookups in a folder go to the server; a listed Incoming
+    // folder would prepare spare temps, whose twins ask for the second
+    // connection themselves).
+    let objects: Vec<_> = fs::read_dir(sb.root.join("Incoming"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .take(12)
+        .collect();
+    assert_eq!(objects.len(), 12);
+    for object in objects {
+        let missing = mnt.path.join("Incoming").join(object).join("missing.csv");
+        assert!(fs::metadata(missing).is_err());
+    }
+    let path = status_file_of(&mnt.path);
+    assert!(
+        wait_until(Duration::from_secs(20), || fs::read_to_string(&path)
+            .unwrap_or_default()
+            .contains("\nconnections=2\n")),
+        "status:\n{}\nlog:\n{}",
+        fs::read_to_string(&path).unwrap_or_default(),
+        tail(&mnt.log(), 30)
+    );
+    assert!(
+        mnt.log()
+            .contains("opening a second connection ahead of large transfers"),
+        "{}",
+        tail(&mnt.log(), 30)
+    );
+    assert_eq!(mnt.unmount().map(|s| s.success()), Some(true));
+}
+
 /// Across a link with a real round trip a large upload is striped over a
 /// second connection; killing both sessions mid-upload still lands the
 /// complete file (retried from the spool) or fails close() — here it lands.

@@ -117,6 +117,11 @@ const MAX_IN_FLIGHT: usize = 64;
 /// limits, and a second connection's window lifts it (scripts/bench.sh).
 const STRIPE_MIN_RTT: Duration = Duration::from_millis(3);
 
+/// Requests timed before the link's round trip decides whether the second
+/// connection is opened ahead of need: enough that one slow reply on a
+/// loaded machine does not make a loopback mount look like a WAN one.
+const WARM_AFTER: u64 = 8;
+
 /// Whether a large upload should also use a second connection.
 fn striping_pays(rtt: Duration) -> bool {
     rtt >= STRIPE_MIN_RTT
@@ -148,6 +153,8 @@ pub struct SftpRemote {
     /// busy machine, which made a loopback mount stripe and pay for a
     /// second connection's handshake mid-upload).
     min_rtt_us: AtomicU64,
+    /// Requests whose round trip was counted into `min_rtt_us`.
+    rtts_seen: AtomicU64,
 }
 
 fn unexpected(op: &str, r: &Response) -> RemoteError {
@@ -215,6 +222,7 @@ impl SftpRemote {
             extensions: OnceLock::new(),
             asides: Mutex::new(Vec::new()),
             min_rtt_us: AtomicU64::new(u64::MAX),
+            rtts_seen: AtomicU64::new(0),
         }
     }
 
@@ -289,7 +297,18 @@ impl SftpRemote {
 
     fn saw_round_trip(&self, rtt: Duration) {
         let us = u64::try_from(rtt.as_micros()).unwrap_or(u64::MAX);
-        self.min_rtt_us.fetch_min(us, Ordering::Relaxed);
+        let min = self.min_rtt_us.fetch_min(us, Ordering::Relaxed).min(us);
+        let seen = self.rtts_seen.fetch_add(1, Ordering::Relaxed) + 1;
+        if seen == WARM_AFTER && striping_pays(Duration::from_micros(min)) && self.pool.size() > 1 {
+            // The first large read or write of a mount then finds the
+            // second connection up (its handshake and login take several
+            // round trips) instead of asking for it and going on alone.
+            log::debug!(
+                "link round trip {:.1} ms: opening a second connection ahead of large transfers",
+                min as f64 / 1000.0
+            );
+            self.pool.open_second();
+        }
     }
 
     fn link_rtt(&self, conn: &Connection) -> Duration {

@@ -166,6 +166,24 @@ impl Pool {
         self.slots.len()
     }
 
+    /// Opens a second connection in the background unless two are up or
+    /// being opened already.
+    pub(crate) fn open_second(self: &Arc<Self>) {
+        let mut busy = 0;
+        let mut free = None;
+        for (i, slot) in self.slots.iter().enumerate() {
+            let st = lock(&slot.state);
+            if st.connecting || st.conn.as_ref().is_some_and(|c| !c.is_dead()) {
+                busy += 1;
+            } else if free.is_none() {
+                free = Some(i);
+            }
+        }
+        if let (true, Some(i)) = (busy < 2, free) {
+            self.connect_in_background(i);
+        }
+    }
+
     /// A live connection other than the one of `avoid` (a generation).
     /// When there is none but a slot is free, one is opened in the
     /// background (for next time) and None is returned at once: the caller
