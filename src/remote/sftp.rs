@@ -118,9 +118,11 @@ const MAX_IN_FLIGHT: usize = 64;
 const STRIPE_MIN_RTT: Duration = Duration::from_millis(3);
 
 /// Requests timed before the link's round trip decides whether the second
-/// connection is opened ahead of need: enough that one slow reply on a
-/// loaded machine does not make a loopback mount look like a WAN one.
-const WARM_AFTER: u64 = 8;
+/// connection is opened ahead of need: the mount's own first requests
+/// (the root's REALPATH and STAT), so that the first large transfer finds
+/// it up. The shortest of them counts, so one slow reply on a loaded
+/// machine does not make a loopback mount look like a WAN one.
+const WARM_AFTER: u64 = 2;
 
 /// Whether a large upload should also use a second connection.
 fn striping_pays(rtt: Duration) -> bool {
