@@ -186,7 +186,7 @@ fn contract<R: Remote>(r: &R, base: &[u8], lose_connection: &dyn Fn()) {
     r.fsync(&h).expect("fsync");
     // A second handle on the same file (a large upload's other connection),
     // when the backend has one to offer.
-    if let Some(twin) = r.open_twin(&big, &h).expect("open_twin") {
+    if let coupafs::remote::Twin::Opened(twin) = r.open_twin(&big, &h).expect("open_twin") {
         r.write(&twin, 0, &[pattern(0)])
             .expect("write through the twin");
         r.close(&twin).expect("close twin");
