@@ -174,13 +174,21 @@ fn contract<R: Remote>(r: &R, base: &[u8], lose_connection: &dyn Fn()) {
     // Several 64 KiB chunks and a partial one.
     let len = 200 * 1024 + 17;
     let pattern = |at: u64| (at % 251) as u8;
-    r.write_from(std::slice::from_ref(&h), 0, len, &mut |at, buf| {
-        for (i, b) in buf.iter_mut().enumerate() {
-            *b = pattern(at + i as u64);
-        }
-        Ok(())
-    })
+    let mut queued = 0;
+    r.write_from(
+        std::slice::from_ref(&h),
+        0,
+        len,
+        &mut |at, buf| {
+            for (i, b) in buf.iter_mut().enumerate() {
+                *b = pattern(at + i as u64);
+            }
+            Ok(())
+        },
+        &mut || queued += 1,
+    )
     .expect("write_from");
+    assert_eq!(queued, 1, "told once that every WRITE was queued");
     // A write past the end leaves a hole of zeros.
     r.write(&h, len + 3, b"end").expect("write past the end");
     r.fsync(&h).expect("fsync");

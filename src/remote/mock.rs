@@ -482,6 +482,7 @@ impl Remote for MockRemote {
         offset: u64,
         len: u64,
         source: &mut dyn FnMut(u64, &mut [u8]) -> std::io::Result<()>,
+        queued: &mut dyn FnMut(),
     ) -> RResult<()> {
         // 64 KiB chunks dealt round-robin over the handles, as the SFTP
         // implementation spreads them over connections. Like it, every
@@ -491,17 +492,26 @@ impl Remote for MockRemote {
         if handles.len() > 1 {
             // Counted, so tests can tell a striped upload from one over a
             // single connection.
-            drop(self.enter("write_striped")?);
+            if let Err(e) = self.enter("write_striped") {
+                queued();
+                return Err(e);
+            }
         }
         let mut chunks = Vec::new();
         let mut done = 0u64;
         while done < len {
             let n = (len - done).min(CHUNK);
             let mut buf = vec![0u8; n as usize];
-            source(offset + done, &mut buf).map_err(|e| RemoteError::Protocol(e.to_string()))?;
+            let read = source(offset + done, &mut buf);
+            if let Err(e) = read {
+                queued();
+                return Err(RemoteError::Protocol(e.to_string()));
+            }
             chunks.push((offset + done, buf));
             done += n;
         }
+        // Every chunk is taken; the WRITEs below are "on the wire".
+        queued();
         for (turn, (at, buf)) in chunks.into_iter().enumerate() {
             let handle = handles
                 .get(turn % handles.len().max(1))

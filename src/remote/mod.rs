@@ -292,13 +292,17 @@ pub trait Remote: Send + Sync + 'static {
     /// `len` bytes at `offset`, taken from `source(at, buf)` chunk by chunk
     /// as the window allows, so a large upload needs no large buffer. With
     /// several `handles` (one file opened on several connections, see
-    /// `open_twin`) the chunks are spread over them.
+    /// `open_twin`) the chunks are spread over them. `queued` runs once,
+    /// when every WRITE has been handed to its connection (each connection
+    /// sends its WRITEs in offset order), before their replies are awaited;
+    /// on an early failure, at the latest when this returns.
     fn write_from(
         &self,
         handles: &[Handle],
         offset: u64,
         len: u64,
         source: &mut dyn FnMut(u64, &mut [u8]) -> std::io::Result<()>,
+        queued: &mut dyn FnMut(),
     ) -> RResult<()>;
     fn close(&self, handle: &Handle) -> RResult<()>;
     /// Closes without waiting for the reply (a handle nothing depends on).

@@ -523,11 +523,17 @@ impl Remote for SftpRemote {
 
     fn write(&self, handle: &Handle, offset: u64, data: &[u8]) -> RResult<()> {
         let handles = std::slice::from_ref(handle);
-        self.write_from(handles, offset, data.len() as u64, &mut |at, buf| {
-            let start = (at - offset) as usize;
-            buf.copy_from_slice(&data[start..start + buf.len()]);
-            Ok(())
-        })
+        self.write_from(
+            handles,
+            offset,
+            data.len() as u64,
+            &mut |at, buf| {
+                let start = (at - offset) as usize;
+                buf.copy_from_slice(&data[start..start + buf.len()]);
+                Ok(())
+            },
+            &mut || (),
+        )
     }
 
     fn write_from(
@@ -536,7 +542,9 @@ impl Remote for SftpRemote {
         offset: u64,
         len: u64,
         source: &mut dyn FnMut(u64, &mut [u8]) -> std::io::Result<()>,
+        queued: &mut dyn FnMut(),
     ) -> RResult<()> {
+        let mut queued = Some(queued);
         let conns = handles
             .iter()
             .map(|h| self.conn_for(h))
@@ -581,6 +589,11 @@ impl Remote for SftpRemote {
                 sent += n as u64;
                 in_flight[i] += 1;
             }
+            if sent >= len || first_error.is_some() {
+                if let Some(q) = queued.take() {
+                    q();
+                }
+            }
             if in_flight.iter().all(|n| *n == 0) {
                 break;
             }
@@ -603,6 +616,9 @@ impl Remote for SftpRemote {
             if let Err(e) = result {
                 first_error.get_or_insert(e);
             }
+        }
+        if let Some(q) = queued.take() {
+            q();
         }
         first_error.map_or(Ok(()), Err)
     }

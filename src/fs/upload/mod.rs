@@ -358,8 +358,14 @@ impl Upload {
             }
             let sent = match self.plan(remote, naming, final_path, true) {
                 Ok(plan) => {
+                    // The lock goes once every WRITE of the round is queued
+                    // on its connection, not before: a close() overlapping
+                    // the round queues its own after them, so each
+                    // connection carries the file's bytes in order (rclone
+                    // refuses a WRITE that is not at the current end).
+                    let mut serial = Some(serial);
+                    let sent = self.send(remote, &plan, &mut || drop(serial.take()));
                     drop(serial);
-                    let sent = self.send(remote, &plan);
                     self.land(remote, &plan, sent)
                 }
                 Err(e) => Err(e),

@@ -50,7 +50,7 @@ impl Upload {
         loop {
             passes += 1;
             let plan = self.plan(remote, naming, final_path, false)?;
-            let sent = self.send(remote, &plan);
+            let sent = self.send(remote, &plan, &mut || ());
             if plan.overlaps {
                 drop(self.wait_landed());
             }
@@ -254,9 +254,16 @@ impl Upload {
         self.wait_landed()
     }
 
-    /// Sends the plan's bytes from the spool.
-    pub(super) fn send(&self, remote: &dyn Remote, plan: &Plan) -> RResult<()> {
+    /// Sends the plan's bytes from the spool; `queued` runs once all its
+    /// WRITEs are handed to their connections.
+    pub(super) fn send(
+        &self,
+        remote: &dyn Remote,
+        plan: &Plan,
+        queued: &mut dyn FnMut(),
+    ) -> RResult<()> {
         if plan.size <= plan.from {
+            queued();
             return Ok(());
         }
         let spool = &self.spool;
@@ -265,6 +272,7 @@ impl Upload {
             plan.from,
             plan.size - plan.from,
             &mut |at, buf| spool.read_exact_at(buf, at),
+            queued,
         )
     }
 
