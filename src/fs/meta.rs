@@ -16,6 +16,8 @@ use crate::fs::{lock, show, to_secs, Fs, FsStats, KernelEntry, Kind, SetAttr, St
 use crate::remote::deadline::CallScope;
 use crate::remote::{Meta, Remote, RemoteError};
 
+/// How long statfs figures are reused (never longer than `cache_ttl`).
+const STATFS_TTL: std::time::Duration = std::time::Duration::from_secs(1);
 impl<R: Remote> Fs<R> {
     pub(crate) fn lookup(&self, parent: u64, name: &OsStr) -> FsResult<Stat> {
         // One deadline for the whole system call (`remote::deadline`).
@@ -438,6 +440,21 @@ impl<R: Remote> Fs<R> {
     }
 
     pub(crate) fn statfs(&self) -> FsResult<FsStats> {
+        // `du` and `find` (gnulib's fts) call fstatfs on the folders they
+        // walk, so a walk answered from the cache paid a round trip for
+        // it; figures a second old are as good to `df`.
+        let ttl = self.cfg.cache_ttl.min(STATFS_TTL);
+        if let Some((at, stats)) = *lock(&self.space) {
+            if at.elapsed() < ttl {
+                return Ok(stats);
+            }
+        }
+        let stats = self.fetch_statfs()?;
+        *lock(&self.space) = Some((std::time::Instant::now(), stats));
+        Ok(stats)
+    }
+
+    fn fetch_statfs(&self) -> FsResult<FsStats> {
         // One deadline for the whole system call (`remote::deadline`).
         let _call = CallScope::enter();
         match self.remote.statvfs(&self.cfg.remote_root) {

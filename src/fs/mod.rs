@@ -135,7 +135,7 @@ fn show(path: &[u8]) -> String {
 ///    replaces).
 ///
 /// Every other lock is a leaf, taken alone: `handles`, `dir_handles`,
-/// `streams`, `opened_versions`, `kernel_invalidations`, the cache's own
+/// `streams`, `opened_versions`, `kernel_invalidations`, `space`, the cache's own
 /// locks, and an open file's handle slot and read-ahead state. An
 /// `Upload`'s state lock is never held while taking an `Fs` lock. The one
 /// lock held across round trips is `Upload`'s publish serialiser (one
@@ -167,6 +167,8 @@ pub struct Fs<R: Remote> {
     opened_versions: Mutex<HashMap<u64, FileVersion>>,
     /// (parent inode, name) for the kernel to forget (FUSE_NOTIFY_INVAL_ENTRY).
     kernel_invalidations: Mutex<Option<mpsc::Sender<KernelEntry>>>,
+    /// The last statfs figures and when they were fetched (`statfs`).
+    space: Mutex<Option<(std::time::Instant, FsStats)>>,
     /// Unmounting has begun publishing: no file may be opened for writing
     /// any more (its upload would start after the last publish pass and
     /// leave an unnamed temp). Set and read under the `uploads` lock.
@@ -215,6 +217,7 @@ impl<R: Remote> Fs<R> {
             ahead_pool: readahead::Pool::new(READ_AHEAD_WORKERS),
             opened_versions: Mutex::new(HashMap::new()),
             kernel_invalidations: Mutex::new(None),
+            space: Mutex::new(None),
             closing: AtomicBool::new(false),
         });
         Self::start_write_behind(&fs, rx);

@@ -943,6 +943,14 @@ fn statfs_comes_from_statvfs() {
         (s.blocks, s.bfree, s.bavail, s.bsize),
         (1000, 500, 400, 4096)
     );
+    // A walk (du, find) asks on every folder: one request serves them.
+    assert_eq!(r.fs.statfs().expect("statfs"), s);
+    assert_eq!(r.remote.calls("statvfs"), 1);
+    // With no attribute caching, neither are these figures cached.
+    let r = rig_with_ttl(Duration::ZERO);
+    r.fs.statfs().expect("statfs");
+    r.fs.statfs().expect("statfs");
+    assert_eq!(r.remote.calls("statvfs"), 2);
 }
 
 /// Readlink walks chains on the server: the issue's `a/up -> ..` plus
