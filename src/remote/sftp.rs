@@ -544,14 +544,20 @@ impl Remote for SftpRemote {
         source: &mut dyn FnMut(u64, &mut [u8]) -> std::io::Result<()>,
         queued: &mut dyn FnMut(),
     ) -> RResult<()> {
-        let mut queued = Some(queued);
-        let conns = handles
+        let conns = match handles
             .iter()
             .map(|h| self.conn_for(h))
-            .collect::<RResult<Vec<_>>>()?;
-        if conns.is_empty() {
-            return Err(RemoteError::Protocol("write without a handle".into()));
-        }
+            .collect::<RResult<Vec<_>>>()
+        {
+            Ok(conns) if !conns.is_empty() => conns,
+            other => {
+                queued();
+                return Err(other
+                    .err()
+                    .unwrap_or_else(|| RemoteError::Protocol("write without a handle".into())));
+            }
+        };
+        let mut queued = Some(queued);
         // A sliding window per handle, not batches: each acknowledged WRITE
         // lets the next one go, so the link never drains between batches.
         // Each chunk goes to the handle (connection) with the fewest in

@@ -662,22 +662,46 @@ mod tests {
         );
     }
 
-    /// An upload over no spare, with `first` bytes handed over and a
-    /// background round started on them whose WRITEs the server holds.
-    fn held_round(
+    /// An upload over no spare: the first half of `data` handed over and a
+    /// write-behind round started on it whose WRITEs the server holds; the
+    /// rest written and a close() started beside the round. Once the
+    /// close's WRITEs wait too, `meanwhile` runs and the server answers.
+    /// Returns the close's outcome.
+    fn close_beside_a_held_round(
         remote: &crate::remote::mock::MockRemote,
-        first: &[u8],
-    ) -> (tempfile::TempDir, Arc<Upload>, TempNaming) {
+        data: &[u8],
+        path: &[u8],
+        meanwhile: impl FnOnce(),
+    ) -> RResult<Committed> {
+        use crate::fs::tests::wait_for;
         remote.mkdir_p("/root/In");
         let dir = tempfile::tempdir().expect("tempdir");
         let up = Upload::new(dir.path(), 0o644, false).expect("spool");
-        assert!(up.write_at(0, first).expect("write"), "starts a stream");
+        let half = data.len() / 2;
+        assert!(
+            up.write_at(0, &data[..half]).expect("write"),
+            "starts a stream"
+        );
         remote.hold("write");
         let naming = TempNaming {
             prefix: b".".to_vec(),
             upload_dir: None,
         };
-        (dir, up, naming)
+        std::thread::scope(|s| {
+            let round = s.spawn(|| up.stream(remote, &naming, path));
+            wait_for("the round's first WRITE", || remote.waiting() == 1);
+            up.write_at(half as u64, &data[half..]).expect("write");
+            let close = s.spawn(|| up.publish(remote, &naming, path));
+            // With the round holding the file for its whole round trip, the
+            // close's WRITEs would only leave after the round's replies.
+            wait_for("the close's WRITEs beside the round", || {
+                remote.waiting() == 2
+            });
+            meanwhile();
+            remote.release("write");
+            round.join().expect("round");
+            close.join().expect("close")
+        })
     }
 
     /// close() during a write-behind round sends the rest beside the round
@@ -685,27 +709,12 @@ mod tests {
     /// file), and commits only once both have landed.
     #[test]
     fn a_close_sends_the_rest_beside_a_write_behind_round_in_flight() {
-        use crate::fs::tests::wait_for;
-        use crate::remote::mock::MockRemote;
-        let remote = MockRemote::new();
+        let remote = crate::remote::mock::MockRemote::new();
         let data: Vec<u8> = (0..2u32 << 20).map(|i| (i % 253) as u8).collect();
-        let half = data.len() / 2;
-        let (_dir, up, naming) = held_round(&remote, &data[..half]);
-        std::thread::scope(|s| {
-            let round = s.spawn(|| up.stream(&remote, &naming, b"/root/In/a.csv"));
-            wait_for("the round's first WRITE", || remote.waiting() == 1);
-            up.write_at(half as u64, &data[half..]).expect("write");
-            let close = s.spawn(|| up.publish(&remote, &naming, b"/root/In/a.csv"));
-            // With the round holding the file for its whole round trip, the
-            // close's WRITEs would only leave after the round's replies.
-            wait_for("the close's WRITEs beside the round", || {
-                remote.waiting() == 2
-            });
+        close_beside_a_held_round(&remote, &data, b"/root/In/a.csv", || {
             assert_eq!(remote.file("/root/In/a.csv"), None, "no commit yet");
-            remote.release("write");
-            round.join().expect("round");
-            close.join().expect("close").expect("publish");
-        });
+        })
+        .expect("publish");
         assert_eq!(remote.file("/root/In/a.csv"), Some(data));
         assert_eq!(remote.names("/root/In"), vec!["a.csv".to_string()]);
         assert_eq!(remote.open_handles(), 0);
@@ -716,28 +725,12 @@ mod tests {
     /// publishes every byte and leaves no temp behind.
     #[test]
     fn a_round_lost_under_an_overlapping_close_is_sent_again() {
-        use crate::fs::tests::wait_for;
-        use crate::remote::mock::MockRemote;
-        let remote = MockRemote::new();
+        let remote = crate::remote::mock::MockRemote::new();
         let data: Vec<u8> = (0..2u32 << 20).map(|i| (i % 241) as u8).collect();
-        let half = data.len() / 2;
-        let (_dir, up, naming) = held_round(&remote, &data[..half]);
-        std::thread::scope(|s| {
-            let round = s.spawn(|| up.stream(&remote, &naming, b"/root/In/b.csv"));
-            wait_for("the round's first WRITE", || remote.waiting() == 1);
-            up.write_at(half as u64, &data[half..]).expect("write");
-            let close = s.spawn(|| up.publish(&remote, &naming, b"/root/In/b.csv"));
-            wait_for("the close's WRITEs beside the round", || {
-                remote.waiting() == 2
-            });
+        close_beside_a_held_round(&remote, &data, b"/root/In/b.csv", || {
             remote.lose_connection();
-            remote.release("write");
-            round.join().expect("round");
-            close
-                .join()
-                .expect("close")
-                .expect("publish after the reconnect");
-        });
+        })
+        .expect("publish after the reconnect");
         assert_eq!(remote.file("/root/In/b.csv"), Some(data));
         let temps: Vec<String> = remote
             .names("/root/In")
