@@ -26,7 +26,7 @@ use std::collections::HashMap;
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64};
 use std::sync::{mpsc, Arc, Mutex, OnceLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -36,7 +36,7 @@ use crate::fs::inode::{join, split, InodeTable};
 use crate::fs::open_files::HandleEntry;
 use crate::fs::spare::SparePool;
 use crate::fs::temp_name::TempNaming;
-use crate::fs::upload::Upload;
+use crate::fs::upload::{SpoolUsage, Upload};
 use crate::fs::writeback::StreamJob;
 use crate::remote::{Meta, Remote};
 
@@ -159,7 +159,7 @@ pub struct Fs<R: Remote> {
     /// The kernel's id of this mount (fdinfo `mnt_id`), once mounted.
     mount_id: OnceLock<u64>,
     /// Bytes held in local spools (live uploads count themselves in).
-    spool_bytes: Arc<AtomicU64>,
+    spool_bytes: Arc<SpoolUsage>,
     /// The remote as a trait object, for the read-ahead workers.
     dyn_remote: Arc<dyn Remote>,
     ahead_pool: Arc<readahead::Pool>,
@@ -185,6 +185,10 @@ type FileVersion = (Option<u64>, Option<u32>);
 /// enough to keep a WAN link's window full; more only cost memory, as the
 /// CPU, not the link, then limits (see scripts/bench.sh).
 const READ_AHEAD_WORKERS: usize = 6;
+
+/// How long a write that finds the spool full waits for space already on
+/// its way back (see `room_in_spool`).
+const SPOOL_GRACE: Duration = Duration::from_secs(2);
 
 /// Spares of a folder are removed once it has seen no create this long.
 const SPARE_IDLE: Duration = Duration::from_secs(3);
@@ -212,7 +216,7 @@ impl<R: Remote> Fs<R> {
             next_fh: AtomicU64::new(1),
             streams: Mutex::new(Some(tx)),
             mount_id: OnceLock::new(),
-            spool_bytes: Arc::new(AtomicU64::new(0)),
+            spool_bytes: Arc::new(SpoolUsage::default()),
             dyn_remote,
             ahead_pool: readahead::Pool::new(READ_AHEAD_WORKERS),
             opened_versions: Mutex::new(HashMap::new()),
@@ -238,7 +242,30 @@ impl<R: Remote> Fs<R> {
 
     /// Bytes held in local spools (files being written).
     fn spool_usage(&self) -> u64 {
-        self.spool_bytes.load(Ordering::Relaxed)
+        self.spool_bytes.get()
+    }
+
+    /// Whether `growth` more spooled bytes fit under `spool_max`. When they
+    /// do not but a published (clean) upload or one already dropped from the
+    /// table still counts, its bytes come back within moments, so this
+    /// waits up to `SPOOL_GRACE` for them.
+    fn room_in_spool(&self, growth: u64) -> bool {
+        let max = self.cfg.spool_max;
+        if self.spool_usage().saturating_add(growth) <= max {
+            return true;
+        }
+        let draining = {
+            let uploads = lock(&self.uploads);
+            let mut live = 0u64;
+            let mut clean = false;
+            for up in uploads.values() {
+                let st = up.state();
+                live += st.size;
+                clean |= !st.dirty && st.size > 0;
+            }
+            clean || live < self.spool_usage()
+        };
+        draining && self.spool_bytes.wait_for_room(growth, max, SPOOL_GRACE)
     }
 
     /// A new, empty upload whose spool counts against `spool_max`.

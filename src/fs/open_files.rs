@@ -422,11 +422,14 @@ impl<R: Remote> Fs<R> {
                 // A failed write poisons the upload (see `UploadState::
                 // poisoned`): the file's next close reports this error and
                 // publishes nothing, since the spool misses these bytes.
-                // A full spool fails at once rather than waiting for space:
-                // spool space frees only when a file is closed, and the
-                // writers that fill it are usually the ones that would have
-                // to close, so waiting would mostly delay the same error.
-                if growth > 0 && self.spool_usage() + growth > self.cfg.spool_max {
+                // A full spool fails rather than waiting for space: spool
+                // space frees only when a file is closed, and the writers
+                // that fill it are usually the ones that would have to
+                // close, so waiting would mostly delay the same error. The
+                // exception is space already on its way back (a published
+                // file whose RELEASE the kernel has yet to send): that wait
+                // is short and bounded.
+                if growth > 0 && !self.room_in_spool(growth) {
                     let err = FsError::new(
                         Op::Write,
                         format!("inode {ino}"),

@@ -935,6 +935,41 @@ fn the_spool_limit_fails_writes_with_enospc() {
     r.close(ino, fh).expect("close");
 }
 
+/// The kernel sends RELEASE after close() has returned: a job that closes
+/// a published file and at once writes the next one must not find the
+/// first file's spool still counted against it.
+#[test]
+fn a_write_waits_for_the_spool_of_a_published_file_to_come_back() {
+    let r = rig();
+    let (a, fa) = r.create("Incoming/Invoices", "a.csv", 0).expect("create a");
+    let chunk = vec![7u8; 1 << 20];
+    for i in 0..40u64 {
+        r.fs.write(a, fa, i << 20, &chunk)
+            .expect("40 MiB of 64 fit");
+    }
+    r.fs.flush(a, fa, me()).expect("a is published");
+    let (b, fb) = r.create("Incoming/Invoices", "b.csv", 0).expect("create b");
+    let release = {
+        let fs = r.fs.clone();
+        std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(100));
+            fs.release(a, fa)
+        })
+    };
+    for i in 0..30u64 {
+        r.fs.write(b, fb, i << 20, &chunk)
+            .expect("a's 40 MiB come back once it is released");
+    }
+    release.join().expect("release thread").expect("release a");
+    r.close(b, fb).expect("b is published");
+    assert_eq!(
+        r.remote
+            .file("/root/Incoming/Invoices/b.csv")
+            .map(|f| f.len()),
+        Some(30 << 20)
+    );
+}
+
 #[test]
 fn statfs_comes_from_statvfs() {
     let r = rig();

@@ -20,7 +20,6 @@ use std::fs::File;
 use std::io;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 
 use crate::error::FsError;
@@ -30,7 +29,9 @@ use crate::fs::temp_name::temp_suffix;
 use crate::fs::temp_name::TempNaming;
 
 mod send;
+mod usage;
 use crate::remote::{Committed, Handle, Meta, RResult, Remote, RemoteError};
+pub(crate) use usage::SpoolUsage;
 
 /// Bytes per slice handed to `Remote::write` (pipelined inside).
 const UPLOAD_SLICE: usize = 4 << 20;
@@ -164,14 +165,14 @@ pub(crate) struct Upload {
     landed: Condvar,
     /// Mount-wide count of spooled bytes, kept equal to the sum of the
     /// sizes of live uploads (so `spool_max` needs no scan per write).
-    usage: std::sync::OnceLock<Arc<AtomicU64>>,
+    usage: std::sync::OnceLock<Arc<SpoolUsage>>,
 }
 
 impl Drop for Upload {
     fn drop(&mut self) {
         if let Some(usage) = self.usage.get() {
             let size = self.state.get_mut().map(|st| st.size).unwrap_or(0);
-            usage.fetch_sub(size, Ordering::Relaxed);
+            usage.sub(size);
         }
     }
 }
@@ -219,10 +220,10 @@ impl Upload {
     }
 
     /// Counts this upload's spool size into `usage` from now on.
-    pub(crate) fn count_in(&self, usage: &Arc<AtomicU64>) {
+    pub(crate) fn count_in(&self, usage: &Arc<SpoolUsage>) {
         let st = self.state();
         if self.usage.set(usage.clone()).is_ok() {
-            usage.fetch_add(st.size, Ordering::Relaxed);
+            usage.add(st.size);
         }
     }
 
@@ -230,9 +231,9 @@ impl Upload {
     fn set_size(&self, st: &mut UploadState, size: u64) {
         if let Some(usage) = self.usage.get() {
             if size >= st.size {
-                usage.fetch_add(size - st.size, Ordering::Relaxed);
+                usage.add(size - st.size);
             } else {
-                usage.fetch_sub(st.size - size, Ordering::Relaxed);
+                usage.sub(st.size - size);
             }
         }
         st.size = size;
