@@ -808,7 +808,16 @@ fn a_wan_mount_opens_its_second_connection_ahead_of_need() {
     );
     assert!(
         mnt.log()
-            .contains("opening a second connection ahead of large transfers"),
+            .contains("opening the other connections ahead of large transfers"),
+        "{}",
+        tail(&mnt.log(), 30)
+    );
+    // The second connection brings a second SFTP channel on its session:
+    // a third flow-control window without a third login.
+    assert!(
+        wait_until(Duration::from_secs(10), || mnt
+            .log()
+            .contains("connection 2 carries 2 SFTP channels")),
         "{}",
         tail(&mnt.log(), 30)
     );
@@ -816,8 +825,9 @@ fn a_wan_mount_opens_its_second_connection_ahead_of_need() {
 }
 
 /// Across a link with a real round trip a large upload is striped over a
-/// second connection; killing both sessions mid-upload still lands the
-/// complete file (retried from the spool) or fails close() — here it lands.
+/// second connection and its second channel; killing both sessions
+/// mid-upload still lands the complete file (retried from the spool) or
+/// fails close() — here it lands.
 #[test]
 fn striped_upload_survives_killed_sessions() {
     let sb = Sandbox::start();
@@ -829,7 +839,7 @@ fn striped_upload_survives_killed_sessions() {
     let dst = mnt.path.join(INVOICES).join("striped.bin");
     let mut cp = spawn_cp(&src, &dst);
     let striped = wait_until(Duration::from_secs(60), || {
-        mnt.log().contains("striping over a second connection")
+        mnt.log().contains("striping over 2 more connections or channels")
     });
     assert!(striped, "never striped:\n{}", tail(&mnt.log(), 30));
     let (status, err) = kill_sessions_under(&sb, &mut cp);

@@ -194,10 +194,13 @@ fn contract<R: Remote>(r: &R, base: &[u8], lose_connection: &dyn Fn()) {
     r.fsync(&h).expect("fsync");
     // A second handle on the same file (a large upload's other connection),
     // when the backend has one to offer.
-    if let coupafs::remote::Twin::Opened(twin) = r.open_twin(&big, &h).expect("open_twin") {
-        r.write(&twin, 0, &[pattern(0)])
-            .expect("write through the twin");
-        r.close(&twin).expect("close twin");
+    if let coupafs::remote::Twin::Opened(twins) = r.open_twin(&big, &h).expect("open_twin") {
+        assert!(!twins.is_empty(), "Opened names at least one handle");
+        for twin in &twins {
+            r.write(twin, 0, &[pattern(0)])
+                .expect("write through the twin");
+            r.close(twin).expect("close twin");
+        }
     }
     r.close(&h).expect("close written file");
     let data = get(r, &big);

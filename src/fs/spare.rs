@@ -11,11 +11,12 @@
 //! doubles the folder's target (up to `max_per_dir`), so eight parallel
 //! writers get eight spares and one sequential job gets one or two.
 //!
-//! Across a WAN round trip a spare also comes open on a second connection
-//! (its "twin", `Remote::open_twin`): one SSH channel moves at most its
-//! flow-control window per round trip, so a Coupa-sized file (a few MiB)
-//! is striped over both connections' windows from its first byte, with no
-//! OPEN round trip at close() for the second handle either.
+//! Across a WAN round trip a spare also comes open on the other
+//! connections or channels (its "twins", `Remote::open_twin`): one SSH
+//! channel moves at most its flow-control window per round trip, so a
+//! Coupa-sized file (a few MiB) is striped over all their windows from its
+//! first byte, with no OPEN round trip at close() for the other handles
+//! either.
 //!
 //! Spares are empty files that no file depends on. They are closed and
 //! removed once their folder has seen no create for `idle` (a burst's end),
@@ -51,8 +52,8 @@ const PAUSE_AFTER_FAILURE: Duration = Duration::from_secs(30);
 pub(crate) struct Spare {
     pub(crate) path: Vec<u8>,
     pub(crate) handle: Handle,
-    /// The same file open on another connection, when striping pays.
-    pub(crate) twin: Option<Handle>,
+    /// The same file open on the other connections, when striping pays.
+    pub(crate) twins: Vec<Handle>,
 }
 
 #[derive(Default)]
@@ -149,14 +150,9 @@ impl SparePool {
             let mut found = None;
             while let Some(mut s) = folder.ready.pop() {
                 if self.remote.handle_alive(&s.handle) {
-                    if s.twin
-                        .as_ref()
-                        .is_some_and(|t| !self.remote.handle_alive(t))
-                    {
-                        // Its connection died: the upload goes on without
-                        // (or opens another twin when it is large).
-                        s.twin = None;
-                    }
+                    // A twin whose connection died: the upload goes on
+                    // without it (or opens others when it is large).
+                    s.twins.retain(|t| self.remote.handle_alive(t));
                     found = Some(s);
                     break;
                 }
@@ -247,8 +243,8 @@ impl SparePool {
     /// pays, and attaches that handle to it if it is still ready (a create
     /// that took it meanwhile goes on without; the handle is closed).
     fn attach_twin(&self, dir: &[u8], path: &[u8], handle: &Handle) {
-        let twin = match self.remote.open_twin(path, handle) {
-            Ok(Twin::Opened(twin)) => twin,
+        let twins = match self.remote.open_twin(path, handle) {
+            Ok(Twin::Opened(twins)) => twins,
             Ok(Twin::Later | Twin::NotWorth) => return,
             Err(e) => {
                 log::debug!(
@@ -264,15 +260,15 @@ impl SparePool {
                 .get_mut(dir)
                 .and_then(|f| f.ready.iter_mut().find(|s| s.path == path));
             match spare {
-                Some(s) if s.twin.is_none() => {
-                    s.twin = Some(twin);
-                    None
+                Some(s) if s.twins.is_empty() => {
+                    s.twins = twins;
+                    Vec::new()
                 }
-                _ => Some(twin),
+                _ => twins,
             }
         };
-        if let Some(twin) = unused {
-            self.remote.close_quietly(&twin);
+        for twin in &unused {
+            self.remote.close_quietly(twin);
         }
     }
 
@@ -282,7 +278,7 @@ impl SparePool {
             Ok(handle) => Some(Spare {
                 path,
                 handle,
-                twin: None,
+                twins: Vec::new(),
             }),
             Err(e) => {
                 if matches!(e, RemoteError::Lost(_)) {
@@ -302,7 +298,7 @@ impl SparePool {
 
     fn discard(&self, spares: Vec<Spare>) {
         for s in spares {
-            if let Some(t) = &s.twin {
+            for t in &s.twins {
                 self.remote.close_quietly(t);
             }
             let _ = self.remote.close(&s.handle);
@@ -331,13 +327,13 @@ impl SparePool {
         self.discard(dropped);
     }
 
-    /// Ready spares that have their twin.
+    /// Ready spares that have their twins.
     #[cfg(test)]
     pub(crate) fn twinned(&self) -> usize {
         lock(&self.folders)
             .values()
             .flat_map(|f| &f.ready)
-            .filter(|s| s.twin.is_some())
+            .filter(|s| !s.twins.is_empty())
             .count()
     }
 
@@ -410,9 +406,15 @@ mod tests {
         assert!(p.take(b"/root/In/a.csv").is_none());
         wait_for("one spare with its twin", || p.twinned() == 1);
         let s = p.take(b"/root/In/b.csv").expect("a spare");
-        let twin = s.twin.expect("opened on a second connection ahead of use");
-        assert_ne!(twin.raw, s.handle.raw);
-        remote.close(&twin).expect("a live handle on the same file");
+        assert_eq!(
+            s.twins.len(),
+            1,
+            "opened on a second connection ahead of use"
+        );
+        for twin in &s.twins {
+            assert_ne!(twin.raw, s.handle.raw);
+            remote.close(twin).expect("a live handle on the same file");
+        }
         remote.close(&s.handle).expect("close");
         // Spares dropped unused close their twin too.
         wait_for("refill", || p.ready() == 1);
@@ -431,7 +433,7 @@ mod tests {
         let s = p
             .take(b"/root/In/b.csv")
             .expect("ready while its twin opens");
-        assert!(s.twin.is_none());
+        assert!(s.twins.is_empty());
         remote.release("open_twin");
         // The twin of the taken spare is closed; the refill gets its own.
         wait_for("refill with a twin", || p.twinned() == 1);

@@ -529,7 +529,8 @@ impl Remote for MockRemote {
             return Ok(Twin::Later);
         }
         drop(st);
-        self.open(path, OpenMode::Write, None).map(Twin::Opened)
+        self.open(path, OpenMode::Write, None)
+            .map(|h| Twin::Opened(vec![h]))
     }
 
     fn close(&self, handle: &Handle) -> RResult<()> {

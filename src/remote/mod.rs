@@ -25,8 +25,9 @@ pub use sftp::SftpRemote;
 /// What `Remote::open_twin` gives.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Twin {
-    /// The file open on another connection.
-    Opened(Handle),
+    /// The file open on each other connection (or SFTP channel) that was
+    /// up, never empty.
+    Opened(Vec<Handle>),
     /// No other connection is up yet (one may be opening): ask again.
     Later,
     /// A second connection would not pay (a short round trip, or one
@@ -310,8 +311,8 @@ pub trait Remote: Send + Sync + 'static {
         let _ = self.close(handle);
     }
     /// The file `path`, already open as `of`, opened for writing (no
-    /// truncation) on another connection, so a large upload can use two
-    /// connections' flow-control windows.
+    /// truncation) on every other connection or channel, so a large upload
+    /// can use their flow-control windows together.
     fn open_twin(&self, _path: &[u8], _of: &Handle) -> RResult<Twin> {
         Ok(Twin::NotWorth)
     }

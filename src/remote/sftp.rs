@@ -306,10 +306,10 @@ impl SftpRemote {
             // second connection up (its handshake and login take several
             // round trips) instead of asking for it and going on alone.
             log::debug!(
-                "link round trip {:.1} ms: opening a second connection ahead of large transfers",
+                "link round trip {:.1} ms: opening the other connections ahead of large transfers",
                 min as f64 / 1000.0
             );
-            self.pool.open_second();
+            self.pool.open_all();
         }
     }
 
@@ -645,17 +645,53 @@ impl Remote for SftpRemote {
         if !striping_pays(self.link_rtt(&conn)) || self.pool.size() < 2 {
             return Ok(Twin::NotWorth);
         }
-        let Some(conn) = self.pool.get_other(of.generation) else {
+        let others = self.pool.get_others(of.generation);
+        if others.is_empty() {
             return Ok(Twin::Later);
-        };
+        }
         // WRITE without CREAT/TRUNC: the file exists and keeps its bytes.
         let req = Request::Open {
             path: path.to_vec(),
             pflags: pflags::WRITE,
             attrs: Attrs::default(),
         };
-        let r = conn.call(&req)?;
-        expect_handle("OPEN", r, conn.generation).map(Twin::Opened)
+        // All the OPENs leave together: one round trip for any number.
+        let (tx, rx) = std::sync::mpsc::channel();
+        for (i, conn) in others.iter().enumerate() {
+            let tx = tx.clone();
+            conn.submit(
+                &req,
+                Box::new(move |r| {
+                    let _ = tx.send((i, r));
+                }),
+            );
+        }
+        drop(tx);
+        let deadline = deadline::deadline(self.op_timeout);
+        let mut twins = Vec::new();
+        let mut first_error = None;
+        for _ in 0..others.len() {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let Ok((i, reply)) = rx.recv_timeout(left) else {
+                // A connection gone silent: it is declared dead soon, and
+                // a handle it still returns then is never used.
+                break;
+            };
+            match reply
+                .map_err(RemoteError::from)
+                .and_then(|r| expect_handle("OPEN", r, others[i].generation))
+            {
+                Ok(h) => twins.push(h),
+                Err(e) => {
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
+        match (twins.is_empty(), first_error) {
+            (false, _) => Ok(Twin::Opened(twins)),
+            (true, Some(e)) => Err(e),
+            (true, None) => Ok(Twin::Later),
+        }
     }
 
     fn close(&self, handle: &Handle) -> RResult<()> {

@@ -9,7 +9,7 @@
 //! non-blocking byte pipe: the ssh2 channel in production
 //! (`session::SshPipe`), an in-memory socket pair in the tests.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::fmt;
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
@@ -251,10 +251,14 @@ impl Shared {
     }
 }
 
-/// One SSH connection with its SFTP channel and I/O thread.
+/// One SFTP channel of an SSH session, served by the session's I/O
+/// thread. A session usually carries one; one opened for striping may carry
+/// more (`Connection::connect_lanes`), each with its own flow-control
+/// window, request ids and handles.
 pub struct Connection {
     shared: Arc<Shared>,
-    thread: Option<JoinHandle<()>>,
+    /// Held for its drop: the session's last lane joins the thread.
+    _session: Arc<SessionThread>,
     pub info: ConnInfo,
     /// Unique per connection ever made by this process: handles remember it
     /// so a handle from a dead connection is never sent on a new one.
@@ -265,10 +269,31 @@ pub struct Connection {
 
 static GENERATION: AtomicU64 = AtomicU64::new(1);
 
-/// `Connection` objects alive in this process, and I/O threads still
-/// running: each holds a libssh2 session, buffers and a request table, so
-/// both must come back down after a reconnect (memory bounded by
-/// `max_conns`, not by the number of reconnects).
+/// A session's I/O thread, joined when the last of its lanes' `Connection`s
+/// is dropped (each closes its lane first, so the thread has ended or is
+/// ending).
+struct SessionThread {
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Drop for SessionThread {
+    fn drop(&mut self) {
+        if let Some(t) = self.thread.take() {
+            // A completion running on the thread itself may hold the last
+            // lane: joining there would wait forever.
+            if t.thread().id() != std::thread::current().id() {
+                let _ = t.join();
+            }
+        }
+        LIVE_CONNECTIONS.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// Sessions alive in this process (any of their lanes' `Connection`s
+/// held), and I/O threads still running: each holds a libssh2 session,
+/// buffers and request tables, so both must come back down after a
+/// reconnect (memory bounded by `max_conns`, not by the number of
+/// reconnects).
 static LIVE_CONNECTIONS: AtomicUsize = AtomicUsize::new(0);
 static LIVE_IO_THREADS: AtomicUsize = AtomicUsize::new(0);
 
@@ -306,56 +331,61 @@ impl Connection {
     /// Connects, verifies the host key, authenticates, starts SFTP and the
     /// I/O thread.
     pub(crate) fn connect(params: &ConnectParams) -> Result<Connection, ConnectError> {
-        let est = session::establish(params)?;
+        let mut lanes = Connection::connect_lanes(params, 1)?;
+        Ok(lanes.swap_remove(0))
+    }
+
+    /// `connect` with up to `lanes` SFTP channels on the one session (the
+    /// first is required; the others are best effort): each channel brings
+    /// its own flow-control window without another login.
+    pub(crate) fn connect_lanes(
+        params: &ConnectParams,
+        lanes: usize,
+    ) -> Result<Vec<Connection>, ConnectError> {
+        let est = session::establish(params, lanes)?;
         let liveness = Liveness {
             dead_after: params.dead_after(),
             keepalive: params.keepalive_interval,
         };
-        Connection::start(est.pipe, est.framer, est.info, liveness)
-            .map_err(|e| ConnectError::Sftp(e.to_string()))
+        Connection::start_lanes(est.lanes, liveness).map_err(|e| ConnectError::Sftp(e.to_string()))
     }
 
-    /// Starts the I/O thread over an established pipe. `framer` holds any
-    /// bytes read past the SFTP VERSION.
-    pub(crate) fn start<P: Pipe>(
-        pipe: P,
-        framer: sftp::Framer,
-        info: ConnInfo,
+    /// Starts one I/O thread serving every lane (the first lane's pipe owns
+    /// the session); one `Connection` per lane, in the same order.
+    pub(crate) fn start_lanes<P: Pipe>(
+        lanes: Vec<(P, sftp::Framer, ConnInfo)>,
         liveness: Liveness,
-    ) -> io::Result<Connection> {
-        // SAFETY: eventfd returns a new fd we own, or -1.
-        let wake_fd = unsafe { libc::eventfd(0, libc::EFD_NONBLOCK | libc::EFD_CLOEXEC) };
-        if wake_fd < 0 {
-            let e = io::Error::last_os_error();
-            return Err(io::Error::new(e.kind(), format!("eventfd: {e}")));
+    ) -> io::Result<Vec<Connection>> {
+        let mut io_lanes = Vec::with_capacity(lanes.len());
+        let mut shells = Vec::with_capacity(lanes.len());
+        for (pipe, framer, info) in lanes {
+            // SAFETY: eventfd returns a new fd we own, or -1.
+            let wake_fd = unsafe { libc::eventfd(0, libc::EFD_NONBLOCK | libc::EFD_CLOEXEC) };
+            if wake_fd < 0 {
+                let e = io::Error::last_os_error();
+                return Err(io::Error::new(e.kind(), format!("eventfd: {e}")));
+            }
+            // SAFETY: wake_fd is a fresh, valid fd owned by nobody else.
+            let wake = unsafe { OwnedFd::from_raw_fd(wake_fd) };
+            let shared = Arc::new(Shared {
+                queues: Mutex::new(Queues::default()),
+                wake,
+                next_id: AtomicU32::new(1),
+                in_flight: AtomicUsize::new(0),
+                dead: AtomicBool::new(false),
+            });
+            io_lanes.push(io_thread::Lane::new(pipe, shared.clone(), framer));
+            shells.push((shared, info, GENERATION.fetch_add(1, Ordering::Relaxed)));
         }
-        // SAFETY: wake_fd is a fresh, valid fd owned by nobody else.
-        let wake = unsafe { OwnedFd::from_raw_fd(wake_fd) };
-        let shared = Arc::new(Shared {
-            queues: Mutex::new(Queues::default()),
-            wake,
-            next_id: AtomicU32::new(1),
-            in_flight: AtomicUsize::new(0),
-            dead: AtomicBool::new(false),
-        });
-        let generation = GENERATION.fetch_add(1, Ordering::Relaxed);
-        let io = IoThread {
-            pipe,
-            shared: shared.clone(),
-            framer,
-            out: Vec::new(),
-            out_pos: 0,
-            pending: HashMap::new(),
-            last_progress: Instant::now(),
-            last_activity: Instant::now(),
+        let first = shells.first().map(|s| s.2).unwrap_or(0);
+        let io = io_thread::IoThread {
+            lanes: io_lanes,
             dead_after: liveness.dead_after,
             keepalive: liveness.keepalive,
-            last_write_progressed: false,
-            bulk_waiting: false,
         };
         LIVE_IO_THREADS.fetch_add(1, Ordering::Relaxed);
         let thread = std::thread::Builder::new()
-            .name(format!("sftp-io-{generation}"))
+            .name(format!("sftp-io-{first}"))
             .spawn(move || {
                 io.run();
                 LIVE_IO_THREADS.fetch_sub(1, Ordering::Relaxed);
@@ -366,13 +396,19 @@ impl Connection {
                 io::Error::new(e.kind(), format!("spawning I/O thread: {e}"))
             })?;
         LIVE_CONNECTIONS.fetch_add(1, Ordering::Relaxed);
-        Ok(Connection {
-            shared,
+        let session = Arc::new(SessionThread {
             thread: Some(thread),
-            info,
-            generation,
-            reply_bound: liveness.dead_after + Duration::from_secs(5),
-        })
+        });
+        Ok(shells
+            .into_iter()
+            .map(|(shared, info, generation)| Connection {
+                shared,
+                _session: session.clone(),
+                info,
+                generation,
+                reply_bound: liveness.dead_after + Duration::from_secs(5),
+            })
+            .collect())
     }
 
     /// True once the I/O thread has given up on this connection.
@@ -526,293 +562,12 @@ impl Connection {
 
 impl Drop for Connection {
     fn drop(&mut self) {
+        // Then `_session` goes: the last lane's joins the thread.
         self.close(CloseReason::Done);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-        LIVE_CONNECTIONS.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
-/// Bulk bytes handed to the pipe ahead of small requests at most.
-const BULK_BUDGET: usize = 1 << 20;
-/// Bytes offered to the pipe's `write` per call.
-const WRITE_CHUNK: usize = 256 * 1024;
-
-struct IoThread<P: Pipe> {
-    pipe: P,
-    shared: Arc<Shared>,
-    framer: sftp::Framer,
-    out: Vec<u8>,
-    out_pos: usize,
-    /// The request table: every request written (or being written) and not
-    /// yet answered, by request id.
-    pending: HashMap<u32, Completion>,
-    /// Last time a reply arrived, or the outstanding set became non-empty.
-    last_progress: Instant,
-    /// Last time anything was sent or received (for keepalive probes).
-    last_activity: Instant,
-    dead_after: Duration,
-    keepalive: Duration,
-    last_write_progressed: bool,
-    /// Bulk requests were left in the queue by the budget.
-    bulk_waiting: bool,
-}
-
-impl<P: Pipe> IoThread<P> {
-    fn run(mut self) {
-        let reason = self.serve();
-        // Mark dead under the queue lock so no submit slips in after the
-        // final drain: every completion runs exactly once.
-        let queued = {
-            let mut q = lock(&self.shared.queues);
-            if q.closed.is_none() {
-                q.closed = Some(reason.clone());
-            }
-            self.shared.dead.store(true, Ordering::Release);
-            let mut items: Vec<Outgoing> = q.small.drain(..).collect();
-            items.extend(q.bulk.drain(..));
-            items
-        };
-        // A clean end is no news for the admin: only a lost link warns
-        // (the mount logs its one `unmounted` line itself).
-        if !reason.is_clean() {
-            log::warn!("SFTP connection lost: {reason}");
-        } else {
-            log::debug!("SFTP connection closed: {reason}");
-        }
-        let text = reason.to_string();
-        // The count drops before the callers hear, as on the reply path:
-        // a caller woken by its completion must never see its own request
-        // still counted.
-        self.shared.in_flight.store(0, Ordering::Relaxed);
-        for item in queued {
-            (item.done)(Err(ConnError::NotSent(text.clone())));
-        }
-        for (_, done) in self.pending.drain() {
-            done(Err(ConnError::Disconnected(text.clone())));
-        }
-        self.pipe.shutdown();
-    }
-
-    /// Moves requests to the pipe and replies to their callers until the
-    /// connection ends; returns why.
-    fn serve(&mut self) -> CloseReason {
-        match self.serve_until_error() {
-            Ok(never) => match never {},
-            Err(reason) => reason,
-        }
-    }
-
-    fn serve_until_error(&mut self) -> Result<std::convert::Infallible, CloseReason> {
-        let mut buf = vec![0u8; 256 * 1024];
-        loop {
-            self.shared.drain_wake();
-            if let Some(reason) = self.take_queued() {
-                // A connection its owner is done with still delivers the
-                // replies already asked for (a fire-and-forget CLOSE must
-                // reach the server); any other reason ends it now.
-                if self.pending.is_empty() || reason != CloseReason::Done {
-                    return Err(reason);
-                }
-            }
-            let wrote_all = self.write_out()?;
-            self.read_in(&mut buf)?;
-            let now = Instant::now();
-            if !self.pending.is_empty() && now.duration_since(self.last_progress) > self.dead_after
-            {
-                return Err(CloseReason::LinkDead(format!(
-                    "no reply from server for {} s",
-                    self.dead_after.as_secs()
-                )));
-            }
-            if self.pending.is_empty()
-                && !self.keepalive.is_zero()
-                && now.duration_since(self.last_activity) >= self.keepalive
-            {
-                self.send_probe();
-                continue;
-            }
-            // More bytes we could hand over right away: don't sleep. (Bulk
-            // data waits in the queue while 1 MiB is ahead of it; once that
-            // went out, the next 1 MiB must follow without a poll timeout.)
-            let busy =
-                (!wrote_all && self.last_write_progressed) || (wrote_all && self.bulk_waiting);
-            self.poll(busy)?;
-        }
-    }
-
-    /// Moves queued requests into the output buffer. Returns the close reason
-    /// when the connection was closed by its owner.
-    fn take_queued(&mut self) -> Option<CloseReason> {
-        let mut q = lock(&self.shared.queues);
-        if let Some(reason) = q.closed.clone() {
-            return Some(reason);
-        }
-        let mut moved = Vec::new();
-        while let Some(item) = q.small.pop_front() {
-            moved.push(item);
-        }
-        while self.out.len() - self.out_pos < BULK_BUDGET {
-            match q.bulk.pop_front() {
-                Some(item) => {
-                    self.out.extend_from_slice(&item.bytes);
-                    if self.pending.is_empty() {
-                        self.last_progress = Instant::now();
-                    }
-                    self.pending.insert(item.id, item.done);
-                }
-                None => break,
-            }
-        }
-        self.bulk_waiting = !q.bulk.is_empty();
-        drop(q);
-        for item in moved {
-            // Small requests go right after what the pipe already holds.
-            self.out.extend_from_slice(&item.bytes);
-            if self.pending.is_empty() {
-                self.last_progress = Instant::now();
-            }
-            self.pending.insert(item.id, item.done);
-        }
-        None
-    }
-
-    /// Writes as much of the output buffer as the pipe takes. Returns true
-    /// when everything was written.
-    fn write_out(&mut self) -> Result<bool, CloseReason> {
-        self.last_write_progressed = false;
-        while self.out_pos < self.out.len() {
-            let end = (self.out_pos + WRITE_CHUNK).min(self.out.len());
-            // After EAGAIN libssh2 must be offered the same bytes again: the
-            // slice always starts at out_pos, which only moves on success.
-            match self.pipe.write(&self.out[self.out_pos..end]) {
-                Ok(0) => break, // window full: wait for the server's adjust
-                Ok(n) => {
-                    self.out_pos += n;
-                    self.last_activity = Instant::now();
-                    self.last_write_progressed = true;
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                Err(e) => return Err(CloseReason::LinkDead(format!("transport write: {e}"))),
-            }
-        }
-        if self.out_pos == self.out.len() {
-            self.out.clear();
-            self.out_pos = 0;
-            Ok(true)
-        } else {
-            if self.out_pos > (4 << 20) {
-                self.out.drain(..self.out_pos);
-                self.out_pos = 0;
-            }
-            Ok(false)
-        }
-    }
-
-    /// Reads until EAGAIN (libssh2 sends window adjusts only from read) and
-    /// completes every whole reply.
-    fn read_in(&mut self, buf: &mut [u8]) -> Result<(), CloseReason> {
-        let mut closed = false;
-        loop {
-            match self.pipe.read(buf) {
-                Ok(0) => {
-                    closed = self.pipe.eof();
-                    break;
-                }
-                Ok(n) => {
-                    self.framer.push(&buf[..n]);
-                    self.last_progress = Instant::now();
-                    self.last_activity = self.last_progress;
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                Err(e) => return Err(CloseReason::LinkDead(format!("transport read: {e}"))),
-            }
-        }
-        loop {
-            // A packet whose length prefix arrived but whose body did not
-            // yet stays in the framer (Ok(None)) until the rest comes.
-            let packet = match self.framer.next_packet() {
-                Ok(Some(p)) => p,
-                // Replies that arrived whole before the end of the stream
-                // were answered above: their callers get them, not an error.
-                Ok(None) if closed => {
-                    return Err(CloseReason::LinkDead(
-                        "server closed the SFTP channel".into(),
-                    ))
-                }
-                Ok(None) => return Ok(()),
-                Err(e) => return Err(CloseReason::LinkDead(e.to_string())),
-            };
-            let (id, response) =
-                sftp::decode_response(&packet).map_err(|e| CloseReason::LinkDead(e.to_string()))?;
-            match self.pending.remove(&id) {
-                Some(done) => {
-                    self.shared.in_flight.fetch_sub(1, Ordering::Relaxed);
-                    done(Ok(response));
-                }
-                // Ids are never reused on a connection and every request
-                // stays in the table until answered, so a reply for an id
-                // not in it means the server and we disagree about the
-                // stream: later replies cannot be trusted to be matched
-                // right either. The link is failed (outstanding callers see
-                // Disconnected, idempotent ones retry on a fresh connection)
-                // rather than risk completing a caller with another's reply.
-                None => {
-                    return Err(CloseReason::LinkDead(format!(
-                        "reply for unknown request id {id}"
-                    )))
-                }
-            }
-        }
-    }
-
-    /// An SFTP round trip on an idle link: if it goes unanswered for
-    /// `dead_after` the connection is declared dead (ServerAliveInterval).
-    fn send_probe(&mut self) {
-        let id = self.shared.next_id.fetch_add(1, Ordering::Relaxed);
-        sftp::encode_request(
-            id,
-            &Request::Realpath {
-                path: b".".to_vec(),
-            },
-            &mut self.out,
-        );
-        self.shared.in_flight.fetch_add(1, Ordering::Relaxed);
-        self.pending.insert(id, Box::new(|_| {}));
-        self.last_progress = Instant::now();
-        self.last_activity = self.last_progress;
-    }
-
-    fn poll(&mut self, busy: bool) -> Result<(), CloseReason> {
-        let (fd, events) = self.pipe.poll_target();
-        let mut fds = [
-            libc::pollfd {
-                fd,
-                events,
-                revents: 0,
-            },
-            libc::pollfd {
-                fd: self.shared.wake.as_raw_fd(),
-                events: libc::POLLIN,
-                revents: 0,
-            },
-        ];
-        let timeout_ms = if busy { 0 } else { 500 };
-        // SAFETY: fds is a valid array of 2 pollfd for the duration of the call.
-        let rc = unsafe { libc::poll(fds.as_mut_ptr(), 2, timeout_ms) };
-        if rc < 0 {
-            let err = io::Error::last_os_error();
-            if err.kind() != io::ErrorKind::Interrupted {
-                return Err(CloseReason::LinkDead(format!("poll: {err}")));
-            }
-        }
-        if fds[0].revents & (libc::POLLERR | libc::POLLNVAL) != 0 {
-            return Err(CloseReason::LinkDead("socket error".into()));
-        }
-        Ok(())
-    }
-}
+mod io_thread;
 
 #[cfg(test)]
 mod tests;

@@ -2,7 +2,7 @@
 //! opened lazily, spread by load, re-opened with backoff after a loss, and
 //! a bound on how long a caller waits for an unreachable server.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
@@ -21,6 +21,8 @@ pub struct PoolStatus {
 
 struct SlotState {
     conn: Option<Arc<Connection>>,
+    /// More SFTP channels on `conn`'s session (striping), dying with it.
+    extra: Vec<Arc<Connection>>,
     connecting: bool,
     next_attempt: Instant,
     backoff: Duration,
@@ -41,7 +43,18 @@ pub struct Pool {
     params: ConnectParams,
     slots: Vec<Slot>,
     reconnects: AtomicU64,
+    /// Uploads stripe over the pool's connections (the link's round trip
+    /// warrants it): connections after the first open `STRIPE_LANES`
+    /// channels each.
+    striping: AtomicBool,
 }
+
+/// SFTP channels a connection after the first opens once uploads stripe.
+/// OpenSSH's sshd gives each session channel a 2 MiB window, and a 4 MiB
+/// file plus its WRITE headers just overflows two: a third window, without
+/// a third login (Coupa caps logins per account), moves it in one round
+/// trip.
+const STRIPE_LANES: usize = 2;
 
 const BACKOFF_MIN: Duration = Duration::from_millis(200);
 /// Reconnect attempts are made only for callers waiting for a connection
@@ -78,6 +91,7 @@ impl Pool {
             .map(|_| Slot {
                 state: Mutex::new(SlotState {
                     conn: None,
+                    extra: Vec::new(),
                     connecting: false,
                     next_attempt: Instant::now(),
                     backoff: BACKOFF_MIN,
@@ -91,6 +105,7 @@ impl Pool {
             params,
             slots,
             reconnects: AtomicU64::new(0),
+            striping: AtomicBool::new(false),
         })
     }
 
@@ -166,21 +181,18 @@ impl Pool {
         self.slots.len()
     }
 
-    /// Opens a second connection in the background unless two are up or
-    /// being opened already.
-    pub(crate) fn open_second(self: &Arc<Self>) {
-        let mut busy = 0;
-        let mut free = None;
+    /// Opens, in the background, every connection of the pool not up or
+    /// being opened yet (striping uses them all).
+    pub(crate) fn open_all(self: &Arc<Self>) {
+        self.striping.store(true, Ordering::Relaxed);
         for (i, slot) in self.slots.iter().enumerate() {
-            let st = lock(&slot.state);
-            if st.connecting || st.conn.as_ref().is_some_and(|c| !c.is_dead()) {
-                busy += 1;
-            } else if free.is_none() {
-                free = Some(i);
+            let free = {
+                let st = lock(&slot.state);
+                !st.connecting && st.conn.as_ref().is_none_or(|c| c.is_dead())
+            };
+            if free {
+                self.connect_in_background(i);
             }
-        }
-        if let (true, Some(i)) = (busy < 2, free) {
-            self.connect_in_background(i);
         }
     }
 
@@ -208,6 +220,37 @@ impl Pool {
         None
     }
 
+    /// Every live connection (or channel) other than the one of `avoid` (a
+    /// generation), opening one more in the background (for next time) when
+    /// none is up and a slot is free.
+    pub(crate) fn get_others(self: &Arc<Self>, avoid: u64) -> Vec<Arc<Connection>> {
+        self.striping.store(true, Ordering::Relaxed);
+        let mut others = Vec::new();
+        let mut free = None;
+        for (i, slot) in self.slots.iter().enumerate() {
+            let st = lock(&slot.state);
+            match &st.conn {
+                Some(c) if !c.is_dead() => {
+                    others.extend(
+                        std::iter::once(c)
+                            .chain(&st.extra)
+                            .filter(|c| c.generation != avoid && !c.is_dead())
+                            .cloned(),
+                    );
+                }
+                _ => {
+                    if free.is_none() && !st.connecting {
+                        free = Some(i);
+                    }
+                }
+            }
+        }
+        if let (true, Some(i)) = (others.is_empty(), free) {
+            self.connect_in_background(i);
+        }
+        others
+    }
+
     /// Opens (or re-opens) the connection of slot `index` on its own
     /// thread, for callers that must not wait for it.
     fn connect_in_background(self: &Arc<Self>, index: usize) {
@@ -219,13 +262,15 @@ impl Pool {
             });
     }
 
-    /// The live connection that made `generation`, if it is still alive.
+    /// The live connection (or channel) that made `generation`, if it is
+    /// still alive.
     pub(crate) fn by_generation(&self, generation: u64) -> Option<Arc<Connection>> {
         self.slots.iter().find_map(|slot| {
             let st = lock(&slot.state);
             st.conn
-                .as_ref()
-                .filter(|c| c.generation == generation && !c.is_dead())
+                .iter()
+                .chain(&st.extra)
+                .find(|c| c.generation == generation && !c.is_dead())
                 .cloned()
         })
     }
@@ -239,6 +284,7 @@ impl Pool {
                     return Ok(c.clone());
                 }
                 st.conn = None;
+                st.extra.clear();
                 st.lost = true;
                 log::warn!(
                     "connection {} to {}:{} lost; reconnecting",
@@ -276,11 +322,17 @@ impl Pool {
                     .saturating_duration_since(now)
                     .max(Duration::from_secs(1)),
             );
-            let result = Connection::connect(&params);
+            let lanes = if index > 0 && self.striping.load(Ordering::Relaxed) {
+                STRIPE_LANES
+            } else {
+                1
+            };
+            let result = Connection::connect_lanes(&params, lanes);
             st = lock(&slot.state);
             st.connecting = false;
             match result {
-                Ok(c) => {
+                Ok(mut lanes) => {
+                    let c = lanes.remove(0);
                     if st.lost {
                         self.reconnects.fetch_add(1, Ordering::Relaxed);
                         let (alive, io_threads) = super::engine::live_counts();
@@ -292,8 +344,16 @@ impl Pool {
                             index + 1
                         );
                     }
+                    if !lanes.is_empty() {
+                        log::debug!(
+                            "connection {} carries {} SFTP channels",
+                            index + 1,
+                            lanes.len() + 1
+                        );
+                    }
                     let c = Arc::new(c);
                     st.conn = Some(c.clone());
+                    st.extra = lanes.into_iter().map(Arc::new).collect();
                     st.lost = false;
                     st.backoff = BACKOFF_MIN;
                     st.last_error = None;
@@ -338,8 +398,11 @@ impl Pool {
     /// Drops every connection (shutdown, and tests of reconnect).
     pub fn close_all(&self, reason: CloseReason) {
         for slot in &self.slots {
-            let conn = lock(&slot.state).conn.take();
-            if let Some(c) = conn {
+            let (conn, extra) = {
+                let mut st = lock(&slot.state);
+                (st.conn.take(), std::mem::take(&mut st.extra))
+            };
+            for c in extra.iter().chain(conn.iter()) {
                 c.close(reason.clone());
             }
         }

@@ -58,13 +58,11 @@ pub struct ConnInfo {
     pub cipher: String,
 }
 
-/// A session whose SFTP channel has exchanged INIT/VERSION, in
-/// non-blocking mode, ready for the I/O thread.
+/// A session whose SFTP channels have exchanged INIT/VERSION, in
+/// non-blocking mode, ready for the I/O thread: per channel its pipe, a
+/// framer holding any bytes the server sent after VERSION, and its info.
 pub(crate) struct Established {
-    pub(crate) pipe: SshPipe,
-    /// Holds any bytes the server sent after VERSION.
-    pub(crate) framer: sftp::Framer,
-    pub(crate) info: ConnInfo,
+    pub(crate) lanes: Vec<(SshPipe, sftp::Framer, ConnInfo)>,
 }
 
 /// The SFTP channel of a libssh2 session as the engine's byte pipe.
@@ -72,6 +70,8 @@ pub(crate) struct SshPipe {
     session: Session,
     channel: ssh2::Channel,
     socket_fd: RawFd,
+    /// The session's first channel, whose shutdown ends the session.
+    owner: bool,
     /// The ProxyCommand child, killed and reaped when the pipe is dropped
     /// (after the session, so libssh2 never writes to a dead peer first).
     _proxy: Option<proxy::ProxyChild>,
@@ -102,12 +102,16 @@ impl Pipe for SshPipe {
     }
 
     fn shutdown(&mut self) {
-        let _ = self.session.disconnect(None, "coupafs closing", None);
+        // The other channels go with the session.
+        if self.owner {
+            let _ = self.session.disconnect(None, "coupafs closing", None);
+        }
     }
 }
 
-/// Connects, verifies the host key, authenticates and starts SFTP.
-pub(crate) fn establish(params: &ConnectParams) -> Result<Established, ConnectError> {
+/// Connects, verifies the host key, authenticates and starts SFTP on up to
+/// `lanes` channels (at least one).
+pub(crate) fn establish(params: &ConnectParams, lanes: usize) -> Result<Established, ConnectError> {
     let stream = proxy::open(params)?;
     let socket_fd = stream.raw_fd();
     let mut session = Session::new().map_err(|e| ConnectError::Handshake(e.to_string()))?;
@@ -148,6 +152,69 @@ pub(crate) fn establish(params: &ConnectParams) -> Result<Established, ConnectEr
     );
     let (host_key_fingerprint, host_key_status) = verify_host_key(&session, params)?;
     let auth_method = authenticate(&session, params)?;
+    let (channel, framer, version, init_rtt) = start_sftp(&session)?;
+    let info = ConnInfo {
+        version,
+        init_rtt,
+        auth_method,
+        host_key_fingerprint,
+        host_key_status,
+        cipher,
+    };
+    let mut extra = Vec::new();
+    // More channels on the same session: best effort (a server may cap
+    // channels per session; the first one is all a mount needs).
+    for _ in 1..lanes {
+        match start_sftp(&session) {
+            Ok((channel, framer, version, init_rtt)) => extra.push((
+                channel,
+                framer,
+                ConnInfo {
+                    version,
+                    init_rtt,
+                    ..info.clone()
+                },
+            )),
+            Err(e) => {
+                log::debug!("second SFTP channel on the session not opened: {e}");
+                break;
+            }
+        }
+    }
+    session.set_blocking(false);
+    let mut out = vec![(
+        SshPipe {
+            session: session.clone(),
+            channel,
+            socket_fd,
+            owner: true,
+            _proxy: proxy_child,
+        },
+        framer,
+        info,
+    )];
+    for (channel, framer, info) in extra {
+        out.push((
+            SshPipe {
+                session: session.clone(),
+                channel,
+                socket_fd,
+                owner: false,
+                _proxy: None,
+            },
+            framer,
+            info,
+        ));
+    }
+    Ok(Established { lanes: out })
+}
+
+/// Opens an SFTP channel on the (blocking) session and exchanges
+/// INIT/VERSION: the channel, the framer with any bytes past VERSION, the
+/// version and the INIT round trip.
+fn start_sftp(
+    session: &Session,
+) -> Result<(ssh2::Channel, sftp::Framer, Version, Duration), ConnectError> {
     let mut channel = session
         .channel_open("session", 16 << 20, 32768, None)
         .map_err(|e| ConnectError::Sftp(format!("opening channel: {e}")))?;
@@ -181,25 +248,7 @@ pub(crate) fn establish(params: &ConnectParams) -> Result<Established, ConnectEr
         }
         framer.push(&buf[..n]);
     };
-    let init_rtt = init_sent.elapsed();
-    session.set_blocking(false);
-    Ok(Established {
-        pipe: SshPipe {
-            session,
-            channel,
-            socket_fd,
-            _proxy: proxy_child,
-        },
-        framer,
-        info: ConnInfo {
-            version,
-            init_rtt,
-            auth_method,
-            host_key_fingerprint,
-            host_key_status,
-            cipher,
-        },
-    })
+    Ok((channel, framer, version, init_sent.elapsed()))
 }
 
 /// libssh2's methods, in its order of preference: ciphers, key exchange,

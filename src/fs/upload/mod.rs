@@ -48,8 +48,8 @@ const PUBLISH_ATTEMPTS: usize = 3;
 struct RemoteTemp {
     path: Vec<u8>,
     handle: Handle,
-    /// The same file opened on another connection (large uploads).
-    twin: Option<Handle>,
+    /// The same file opened on the other connections (large uploads).
+    twins: Vec<Handle>,
     twin_tried: bool,
 }
 
@@ -58,14 +58,14 @@ impl RemoteTemp {
         Self {
             path,
             handle,
-            twin: None,
+            twins: Vec::new(),
             twin_tried: false,
         }
     }
 
     /// Closes its handles and removes the file.
     fn discard(self, remote: &dyn Remote) {
-        if let Some(h) = &self.twin {
+        for h in &self.twins {
             remote.close_quietly(h);
         }
         // Closing a handle of a dead connection fails at once; the file
@@ -303,12 +303,12 @@ impl Upload {
 
     /// Starts the upload on an already open, empty remote temp file (a
     /// spare opened with `perm`), saving the OPEN round trip; with the
-    /// spare's twin, the upload is striped from its first WRITE.
+    /// spare's twins, the upload is striped from its first WRITE.
     pub(crate) fn adopt_temp(&self, spare: Spare, perm: u32) {
         let mut st = self.state();
         let mut temp = RemoteTemp::new(spare.path, spare.handle);
-        if let Some(twin) = spare.twin {
-            temp.twin = Some(twin);
+        if !spare.twins.is_empty() {
+            temp.twins = spare.twins;
             temp.twin_tried = true;
         }
         if st.temp.is_some() {
@@ -492,11 +492,16 @@ impl Upload {
         let set = (times.is_some() || mode.is_some()).then(|| Meta::change(mode, times));
         // The temp is consumed by the commit whatever its outcome; a second
         // handle on it is closed alongside (every WRITE was acknowledged).
-        let twin = self.state().temp.take().and_then(|t| t.twin);
+        let twins = self
+            .state()
+            .temp
+            .take()
+            .map(|t| t.twins)
+            .unwrap_or_default();
         let replace = !self.state().exclusive;
         let committed = remote.commit(&handle, set.as_ref(), &temp_path, final_path, replace);
-        if let Some(h) = twin {
-            remote.close_quietly(&h);
+        for h in &twins {
+            remote.close_quietly(h);
         }
         let committed = match committed {
             Err(RemoteError::Lost(m)) => {
@@ -640,13 +645,20 @@ mod tests {
         };
         let path = naming.temp_path(b"/root/In/spare");
         let handle = remote.create_new(&path, Some(0o644)).expect("open");
-        let twin = match remote.open_twin(&path, &handle).expect("twin") {
-            crate::remote::Twin::Opened(h) => Some(h),
+        let twins = match remote.open_twin(&path, &handle).expect("twin") {
+            crate::remote::Twin::Opened(h) => h,
             other => panic!("no twin: {other:?}"),
         };
         let dir = tempfile::tempdir().expect("tempdir");
         let up = Upload::new(dir.path(), 0o644, false).expect("spool");
-        up.adopt_temp(Spare { path, handle, twin }, 0o644);
+        up.adopt_temp(
+            Spare {
+                path,
+                handle,
+                twins,
+            },
+            0o644,
+        );
         // Below the size at which an upload opens a twin itself.
         let data: Vec<u8> = (0..3u32 << 20).map(|i| (i % 251) as u8).collect();
         up.write_at(0, &data).expect("write");

@@ -113,10 +113,11 @@ impl Upload {
         let stale = {
             let mut st = self.state();
             if let Some(t) = st.temp.as_mut() {
-                if t.twin.as_ref().is_some_and(|h| !remote.handle_alive(h)) {
-                    // Its connection died; what it wrote was acknowledged
-                    // (or the write failed and the temp started over).
-                    t.twin = None;
+                let before = t.twins.len();
+                // Their connection died; what they wrote was acknowledged
+                // (or the write failed and the temp started over).
+                t.twins.retain(|h| remote.handle_alive(h));
+                if t.twins.len() < before {
                     t.twin_tried = false;
                 }
             }
@@ -166,10 +167,12 @@ impl Upload {
                 } else {
                     size - from >= STRIPE_MIN
                 };
-                let twin = if t.twin.is_none() && !t.twin_tried && large {
+                let twin = if t.twins.is_empty() && !t.twin_tried && large {
                     self.open_twin(remote, &t)
+                } else if t.twins.is_empty() {
+                    Twin::NotWorth
                 } else {
-                    t.twin.clone().map_or(Twin::NotWorth, Twin::Opened)
+                    Twin::Opened(t.twins.clone())
                 };
                 (t.path, t.handle, twin, from)
             }
@@ -208,7 +211,7 @@ impl Upload {
         // once that connection is up (a background round asks each round).
         let size = match twin {
             Twin::Opened(h) => {
-                handles.push(h);
+                handles.extend(h);
                 size
             }
             Twin::Later if !background && size - from > STRIPE_MIN => from + STRIPE_MIN,
@@ -329,17 +332,18 @@ impl Upload {
         }
     }
 
-    /// Opens the temp file on a second connection for a large upload (each
-    /// SSH channel moves at most its window per round trip). Without one,
-    /// the upload goes on over the first handle alone.
+    /// Opens the temp file on the other connections (or channels) for a
+    /// large upload (each SSH channel moves at most its window per round
+    /// trip). Without them, the upload goes on over the first handle alone.
     fn open_twin(&self, remote: &dyn Remote, temp: &RemoteTemp) -> Twin {
         // Settled by a twin or a refusal; `Later` (no second connection up
         // yet) leaves it to the next round or slice to ask again.
         let outcome = match remote.open_twin(&temp.path, &temp.handle) {
             Ok(Twin::Opened(h)) => {
                 log::debug!(
-                    "{}: striping over a second connection",
-                    String::from_utf8_lossy(&temp.path)
+                    "{}: striping over {} more connections or channels",
+                    String::from_utf8_lossy(&temp.path),
+                    h.len()
                 );
                 Twin::Opened(h)
             }
@@ -357,14 +361,16 @@ impl Upload {
             Some(t) if t.handle == temp.handle => {
                 t.twin_tried = outcome != Twin::Later;
                 if let Twin::Opened(h) = &outcome {
-                    t.twin = Some(h.clone());
+                    t.twins = h.clone();
                 }
                 outcome
             }
             _ => {
                 drop(st);
                 if let Twin::Opened(h) = outcome {
-                    remote.close_quietly(&h);
+                    for h in &h {
+                        remote.close_quietly(h);
+                    }
                 }
                 Twin::NotWorth
             }

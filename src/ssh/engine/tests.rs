@@ -131,12 +131,39 @@ const LIVELY: Liveness = Liveness {
 };
 
 fn rig(liveness: Liveness) -> (Connection, Server) {
-    let (ours, theirs) = UnixStream::pair().expect("socketpair");
-    ours.set_nonblocking(true).expect("nonblocking");
-    theirs
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .expect("timeout");
-    let info = ConnInfo {
+    let (mut conns, mut servers) = rig_lanes(liveness, 1);
+    (conns.swap_remove(0), servers.swap_remove(0))
+}
+
+/// `lanes` channels served by one I/O thread, each with its own server end.
+fn rig_lanes(liveness: Liveness, lanes: usize) -> (Vec<Connection>, Vec<Server>) {
+    let mut ends = Vec::new();
+    let mut servers = Vec::new();
+    for _ in 0..lanes {
+        let (ours, theirs) = UnixStream::pair().expect("socketpair");
+        ours.set_nonblocking(true).expect("nonblocking");
+        theirs
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .expect("timeout");
+        ends.push((
+            SocketPipe {
+                s: ours,
+                eof: false,
+            },
+            Framer::new(),
+            test_info(),
+        ));
+        servers.push(Server {
+            s: theirs,
+            framer: Framer::new(),
+        });
+    }
+    let conns = Connection::start_lanes(ends, liveness).expect("start");
+    (conns, servers)
+}
+
+fn test_info() -> ConnInfo {
+    ConnInfo {
         version: Version {
             version: 3,
             extensions: Vec::new(),
@@ -146,17 +173,7 @@ fn rig(liveness: Liveness) -> (Connection, Server) {
         host_key_fingerprint: "SHA256:test".into(),
         host_key_status: HostKeyStatus::Known,
         cipher: "test".into(),
-    };
-    let pipe = SocketPipe {
-        s: ours,
-        eof: false,
-    };
-    let conn = Connection::start(pipe, Framer::new(), info, liveness).expect("start");
-    let server = Server {
-        s: theirs,
-        framer: Framer::new(),
-    };
-    (conn, server)
+    }
 }
 
 type Outcome = (usize, Result<Response, ConnError>);
@@ -409,4 +426,62 @@ fn close_reasons_read_as_before_and_only_failures_are_unclean() {
     assert!(CloseReason::Done.is_clean());
     assert!(!CloseReason::ReplyTimeout.is_clean());
     assert!(!CloseReason::LinkDead("x".into()).is_clean());
+}
+
+/// Two channels of one session on one I/O thread: each lane's replies reach
+/// its own callers, a lane whose owner is done ends alone, and a failure on
+/// one ends them all (they share the transport).
+#[test]
+fn lanes_of_one_session_answer_apart_and_fail_together() {
+    let (mut conns, mut servers) = rig_lanes(LIVELY, 2);
+    assert_ne!(conns[0].generation, conns[1].generation);
+    let (rx0, _) = submit_stats(&conns[0], 2);
+    let (rx1, _) = submit_stats(&conns[1], 2);
+    let seen0: Vec<Seen> = (0..2).map(|_| servers[0].next_request()).collect();
+    let seen1: Vec<Seen> = (0..2).map(|_| servers[1].next_request()).collect();
+    // Lane 1 answered first; ids are per lane, so both start at the same id.
+    assert_eq!(seen0[0].id, seen1[0].id);
+    for s in &seen1 {
+        servers[1].send(&handle_reply(s.id, b"lane1"));
+    }
+    for _ in 0..2 {
+        assert_eq!(recv(&rx1).1, Ok(Response::Handle(b"lane1".to_vec())));
+    }
+    assert_eq!(
+        rx0.recv_timeout(Duration::from_millis(100)).err(),
+        Some(RecvTimeoutError::Timeout),
+        "lane 0 completed by lane 1's replies"
+    );
+    for s in &seen0 {
+        servers[0].send(&handle_reply(s.id, b"lane0"));
+    }
+    for _ in 0..2 {
+        assert_eq!(recv(&rx0).1, Ok(Response::Handle(b"lane0".to_vec())));
+    }
+
+    // The second lane's owner is done: the first one carries on.
+    let second = conns.pop().expect("lane 1");
+    drop(second);
+    let (rx0, _) = submit_stats(&conns[0], 1);
+    let s = servers[0].next_request();
+    servers[0].send(&handle_reply(s.id, b"still"));
+    assert_eq!(recv(&rx0).1, Ok(Response::Handle(b"still".to_vec())));
+    assert!(!conns[0].is_dead());
+
+    // A stream error on any lane ends the session.
+    let (mut conns, mut servers) = rig_lanes(LIVELY, 2);
+    let (rx0, calls0) = submit_stats(&conns[0], 1);
+    let _ = servers[0].next_request();
+    servers[1].send(&handle_reply(999, b"stray"));
+    match recv(&rx0).1 {
+        Err(ConnError::Disconnected(m)) => assert!(m.contains("unknown request id"), "{m}"),
+        other => panic!("lane 0 caller: {other:?}"),
+    }
+    for c in &conns {
+        wait_dead(c);
+    }
+    let (rx1, _) = submit_stats(&conns[1], 1);
+    assert!(matches!(recv(&rx1).1, Err(ConnError::NotSent(_))));
+    conns.clear();
+    assert!(calls0.iter().all(|c| c.load(Ordering::SeqCst) == 1));
 }
