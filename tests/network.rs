@@ -839,7 +839,8 @@ fn striped_upload_survives_killed_sessions() {
     let dst = mnt.path.join(INVOICES).join("striped.bin");
     let mut cp = spawn_cp(&src, &dst);
     let striped = wait_until(Duration::from_secs(60), || {
-        mnt.log().contains("striping over 2 more connections or channels")
+        mnt.log()
+            .contains("striping over 2 more connections or channels")
     });
     assert!(striped, "never striped:\n{}", tail(&mnt.log(), 30));
     let (status, err) = kill_sessions_under(&sb, &mut cp);
