@@ -489,6 +489,9 @@ impl Remote for MockRemote {
         // chunk is taken from `source` before the first WRITE is answered
         // (the real window holds 64 chunks; tests stay below that).
         const CHUNK: u64 = 64 * 1024;
+        // Sends, counted (not a fault point): tests tell one send of a
+        // whole file from several.
+        *self.st().calls.entry("write_from").or_insert(0) += 1;
         if handles.len() > 1 {
             // Counted, so tests can tell a striped upload from one over a
             // single connection.

@@ -667,7 +667,11 @@ impl Remote for SftpRemote {
             );
         }
         drop(tx);
-        let deadline = deadline::deadline(self.op_timeout);
+        // The replies are waited for even from background work (whose
+        // scope never waits for a connection): these connections are up.
+        // A connection gone silent is declared dead within the bound, and
+        // a handle it still returns after that is never used.
+        let deadline = Instant::now() + self.op_timeout;
         let mut twins = Vec::new();
         let mut first_error = None;
         for _ in 0..others.len() {

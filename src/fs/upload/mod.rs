@@ -753,6 +753,43 @@ mod tests {
         assert!(temps.is_empty(), "temps left: {temps:?}");
     }
 
+    /// A round that has to create the temp first sizes its send after the
+    /// OPEN: a fast writer spooled the rest of a Coupa-sized file
+    /// meanwhile, and that decides on striping, not the first 1 MiB.
+    #[test]
+    fn a_round_that_creates_the_temp_stripes_what_was_spooled_meanwhile() {
+        use crate::fs::tests::wait_for;
+        use crate::remote::mock::MockRemote;
+        let remote = MockRemote::new();
+        remote.mkdir_p("/root/In");
+        let naming = TempNaming {
+            prefix: b".".to_vec(),
+            upload_dir: None,
+        };
+        let dir = tempfile::tempdir().expect("tempdir");
+        let up = Upload::new(dir.path(), 0o644, false).expect("spool");
+        let data: Vec<u8> = (0..5u32 << 20).map(|i| (i % 233) as u8).collect();
+        assert!(
+            up.write_at(0, &data[..1 << 20]).expect("write"),
+            "starts a stream"
+        );
+        remote.hold("open");
+        std::thread::scope(|s| {
+            let round = s.spawn(|| up.stream(&remote, &naming, b"/root/In/a.csv"));
+            wait_for("the temp's OPEN", || remote.waiting() == 1);
+            up.write_at(1 << 20, &data[1 << 20..]).expect("write");
+            remote.release("open");
+            round.join().expect("round");
+        });
+        assert_eq!(remote.calls("open_twin"), 1, "twin opened for the round");
+        assert_eq!(remote.calls("write_from"), 1, "one send for all 5 MiB");
+        assert_eq!(remote.calls("write_striped"), 1, "and it striped");
+        up.publish(&remote, &naming, b"/root/In/a.csv")
+            .expect("publish");
+        assert_eq!(remote.file("/root/In/a.csv"), Some(data));
+        assert_eq!(remote.open_handles(), 0);
+    }
+
     /// A close() with a large tail while the second connection is still
     /// opening sends a slice, asks again, and stripes the rest.
     #[test]

@@ -136,6 +136,22 @@ impl Upload {
             }
             st.clean_upto = 0;
         }
+        if overlap_from.is_none() {
+            // A new temp is created before the snapshot below: a fast
+            // writer (`cp`) has spooled the whole file by the time the
+            // OPEN returns, so the size that decides on striping is the
+            // file's, not what the first 1 MiB round saw.
+            let mode = {
+                let st = self.state();
+                st.temp.is_none().then_some(st.mode)
+            };
+            if let Some(mode) = mode {
+                let t = self.create_temp(remote, naming, final_path, mode)?;
+                let mut st = self.state();
+                st.remote_high = 0;
+                st.temp = Some(t);
+            }
+        }
         let (temp, from, size, generation, mode) = {
             let mut st = self.state();
             if overlap_from.is_none() {
@@ -177,23 +193,10 @@ impl Upload {
                 (t.path, t.handle, twin, from)
             }
             None => {
-                let p = naming.temp_path(final_path);
-                let h = match remote.create_new(&p, Some(mode & 0o7777)) {
-                    Ok(h) => h,
-                    Err(e) => {
-                        if matches!(e, RemoteError::Lost(_)) {
-                            // The OPEN left and the link died before its
-                            // reply: the server may have created the file.
-                            janitor::remove_temp(remote, &p);
-                        }
-                        return Err(e);
-                    }
-                };
-                let t = RemoteTemp::new(p.clone(), h.clone());
+                // The temp made above was given up meanwhile (a truncate
+                // from another handle): a new one.
+                let t = self.create_temp(remote, naming, final_path, mode)?;
                 self.state().temp = Some(t.clone());
-                // A connection is up again: temps of interrupted attempts go
-                // now rather than at the next mount.
-                janitor::remove_deferred(remote);
                 // No spare was ready: a large first round stripes all the
                 // same, as it would have on a spare.
                 let twin = if size >= STRIPE_MIN {
@@ -201,7 +204,7 @@ impl Upload {
                 } else {
                     Twin::NotWorth
                 };
-                (p, h, twin, 0)
+                (t.path, t.handle, twin, 0)
             }
         };
         let full_size = size;
@@ -235,6 +238,32 @@ impl Upload {
             overlaps: overlap_from.is_some(),
             partial,
         })
+    }
+
+    /// Creates a new remote temp file for `final_path`.
+    fn create_temp(
+        &self,
+        remote: &dyn Remote,
+        naming: &TempNaming,
+        final_path: &[u8],
+        mode: u32,
+    ) -> RResult<RemoteTemp> {
+        let p = naming.temp_path(final_path);
+        let h = match remote.create_new(&p, Some(mode & 0o7777)) {
+            Ok(h) => h,
+            Err(e) => {
+                if matches!(e, RemoteError::Lost(_)) {
+                    // The OPEN left and the link died before its reply: the
+                    // server may have created the file.
+                    janitor::remove_temp(remote, &p);
+                }
+                return Err(e);
+            }
+        };
+        // A connection is up again: temps of interrupted attempts go now
+        // rather than at the next mount.
+        janitor::remove_deferred(remote);
+        Ok(RemoteTemp::new(p, h))
     }
 
     /// The state once no flight is in progress that a new send could not
