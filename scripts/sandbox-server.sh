@@ -20,6 +20,8 @@
 # account writes in the folders below it). `start` refuses with the
 # offending path if that does not hold. An optional file
 # DIR/sftp_flags holds extra internal-sftp flags (one line, e.g. `-P rename`).
+# An optional file DIR/max_sessions (a number) sets sshd's MaxSessions (channels
+# per connection; default 100).
 # An optional file DIR/sftp_command (one line) replaces internal-sftp with
 # another SFTP server program run by sshd (e.g. gesftpserver); sshd runs such a
 # program through the account's login shell, so that sandbox uses the account
@@ -254,6 +256,9 @@ write_config() {
       cat "$dir/sshd_options"
     fi
   } >"$dir/sshd_config"
+  local max_sessions=100
+  if [[ -s $dir/max_sessions ]]; then max_sessions=$(<"$dir/max_sessions"); fi
+  [[ $max_sessions =~ ^[0-9]+$ ]] || die "$dir/max_sessions: not a number"
   cat >>"$dir/sshd_config" <<EOF
 ListenAddress 127.0.0.1
 Port $port
@@ -282,7 +287,7 @@ PermitTTY no
 PrintMotd no
 UseDNS no
 MaxStartups 200:30:400
-MaxSessions 100
+MaxSessions $max_sessions
 MaxAuthTries 10
 LoginGraceTime 30
 LogLevel VERBOSE

@@ -824,6 +824,44 @@ fn a_wan_mount_opens_its_second_connection_ahead_of_need() {
     assert_eq!(mnt.unmount().map(|s| s.success()), Some(true));
 }
 
+/// A server that allows one channel per connection (sshd `MaxSessions 1`)
+/// refuses the striping connection's second SFTP channel: the mount goes on
+/// with one channel per connection, and a large upload stripes over the
+/// two connections it has.
+#[test]
+fn a_server_refusing_a_second_channel_still_gets_a_striped_upload() {
+    let sb = Sandbox::start_with(SandboxOptions {
+        max_sessions: Some(1),
+        ..SandboxOptions::default()
+    });
+    let fwd = Forwarder::start_with_delay(sb.port, Duration::from_millis(3));
+    let work = traversable_tempdir("coupafs-fwd-");
+    let mnt = mount_through(&sb, &fwd, work.path(), "max_conns=2,debug");
+    assert!(
+        wait_until(Duration::from_secs(20), || mnt
+            .log()
+            .contains("second SFTP channel on the session not opened")),
+        "{}",
+        tail(&mnt.log(), 30)
+    );
+    let src = work.path().join("big.bin");
+    let sha = make_source(&src, 12 * MIB);
+    let dst = mnt.path.join(INVOICES).join("big.bin");
+    fs::copy(&src, &dst).expect("cp through the mount");
+    assert_eq!(
+        sha256sum(sb.root.join(INVOICES).join("big.bin")).as_deref(),
+        Ok(sha.as_str())
+    );
+    assert!(
+        mnt.log()
+            .contains("striping over 1 more connections or channels"),
+        "{}",
+        tail(&mnt.log(), 30)
+    );
+    assert!(!mnt.log().contains("carries 2 SFTP channels"));
+    assert_eq!(mnt.unmount().map(|s| s.success()), Some(true));
+}
+
 /// Across a link with a real round trip a large upload is striped over a
 /// second connection and its second channel; killing both sessions
 /// mid-upload still lands the complete file (retried from the spool) or

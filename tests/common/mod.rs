@@ -204,6 +204,8 @@ pub struct SandboxOptions {
     /// Extra flags for sshd's `internal-sftp`, e.g. `-P rename,posix-rename`
     /// (refuse those requests with SSH_FX_PERMISSION_DENIED).
     pub sftp_server_flags: Option<String>,
+    /// sshd's `MaxSessions` (SFTP channels per connection; default 100).
+    pub max_sessions: Option<u32>,
 }
 
 /// A private sshd on 127.0.0.1 serving Coupa's standard tree at `root`.
@@ -240,6 +242,10 @@ impl Sandbox {
             // Read by sandbox-server.sh each time it writes sshd_config.
             fs::write(dir.path().join("sftp_flags"), format!("{flags}\n"))
                 .expect("write sandbox sftp_flags");
+        }
+        if let Some(n) = opts.max_sessions {
+            fs::write(dir.path().join("max_sessions"), format!("{n}\n"))
+                .expect("write sandbox max_sessions");
         }
         Self::start_in(dir)
     }
