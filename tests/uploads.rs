@@ -699,6 +699,7 @@ fn full_server_disk_fails_with_enospc_and_leaves_nothing() {
 fn server_refusing_rename_fails_close_and_leaves_nothing() {
     let sb = Sandbox::start_with(SandboxOptions {
         sftp_server_flags: Some("-P rename,posix-rename".into()),
+        ..SandboxOptions::default()
     });
     let mnt = Mount::new(&sb, &[]);
     let sdir = sb.root.join(INVOICES);
