@@ -114,10 +114,13 @@ fn contract<R: Remote>(r: &R, base: &[u8], lose_connection: &dyn Fn()) {
 
     // --- mkdir / read_dir ------------------------------------------------
     let sub = join(base, "sub");
-    r.mkdir(&sub, 0o700).expect("mkdir");
+    let made = r.mkdir(&sub, 0o700).expect("mkdir");
     let s = r.lstat(&sub).expect("lstat new dir");
     assert_eq!(s.kind, Some(Kind::Dir));
     assert_eq!(s.permissions, Some(0o700), "mkdir's permission bits");
+    if let Some(m) = made {
+        assert_eq!(m, s, "the attributes mkdir gave are the new folder's");
+    }
     expect_err("mkdir existing", r.mkdir(&sub, 0o700), failure);
     expect_err(
         "mkdir below a missing folder",
@@ -431,7 +434,13 @@ fn openssh_keeps_the_contract() {
     drop(first);
     let root = sb.root.to_str().expect("utf-8 sandbox root").as_bytes();
     let base = join(root, "contract");
-    remote.mkdir(&base, 0o755).expect("mkdir base");
+    // sftp-server answers in order: the LSTAT batched with the MKDIR sees
+    // the new folder, so mkdir(2) needs no second round trip.
+    let made = remote.mkdir(&base, 0o755).expect("mkdir base");
+    assert!(
+        made.is_some_and(|m| m.is_dir()),
+        "MKDIR's batch gave the new folder's attributes"
+    );
     contract(remote.as_ref(), &base, &|| {
         pool.close_all(CloseReason::LinkDead("contract test".into()))
     });

@@ -243,13 +243,25 @@ impl<R: Remote> Fs<R> {
         let path = self.child_path(Op::Mkdir, parent, name)?;
         self.deny_read_only(Op::Mkdir, &path)?;
         self.cache.invalidate(&path);
-        self.remote
-            .mkdir(&self.remote_path(&path), mode & 0o7777)
+        let remote_path = self.remote_path(&path);
+        let made = self
+            .remote
+            .mkdir(&remote_path, mode & 0o7777)
             .map_err(|e| FsError::remote(Op::Mkdir, show(&path), &e))?;
         // A folder we just made is empty: the creates that follow (cp -r,
         // tar x) need no lookup round trip to learn their names are free.
         self.cache.put_empty_dir(&path);
-        let attrs = self.fetch_attrs(Op::Mkdir, &path)?;
+        // Its attributes came with the MKDIR's reply, or from one LSTAT:
+        // never from relisting the parent (`fetch_attrs` would, for a folder
+        // where a job creates entries), which costs two round trips.
+        let attrs = match made {
+            Some(a) => a,
+            None => self
+                .remote
+                .lstat(&remote_path)
+                .map_err(|e| FsError::remote(Op::Mkdir, show(&path), &e))?,
+        };
+        self.cache.put_attrs(&path, attrs.clone());
         let ino = lock(&self.inodes).lookup(&path);
         Ok(self.stat_from(ino, &attrs))
     }

@@ -519,6 +519,33 @@ fn ls_l_after_a_listing_needs_no_stat_per_file() {
     assert_eq!(r.remote.calls("lstat"), lstats_before);
 }
 
+/// mkdir(2) is one round trip: the new folder's attributes come from the
+/// LSTAT sent in the MKDIR's batch, never from relisting the parent (two
+/// round trips); when that LSTAT is not answered with them, one LSTAT.
+#[test]
+fn mkdir_takes_the_new_folders_attributes_from_its_own_batch() {
+    let r = rig();
+    let parent = r.dir("Incoming");
+    let (lists, lstats) = (r.remote.calls("read_dir"), r.remote.calls("lstat"));
+    let st =
+        r.fs.mkdir(parent, OsStr::new("Batch1"), 0o750)
+            .expect("mkdir");
+    assert_eq!(st.kind, Kind::Dir);
+    assert_eq!(st.perm, 0o750);
+    assert_eq!(r.remote.calls("read_dir"), lists, "no listing");
+    assert_eq!(r.remote.calls("lstat"), lstats, "no LSTAT of its own");
+
+    r.remote
+        .fail("mkdir_lstat", 0, RemoteError::Lost("not answered".into()));
+    let st =
+        r.fs.mkdir(parent, OsStr::new("Batch2"), 0o755)
+            .expect("mkdir");
+    assert_eq!(st.kind, Kind::Dir);
+    assert_eq!(r.remote.calls("read_dir"), lists, "no listing");
+    assert_eq!(r.remote.calls("lstat"), lstats + 1, "one LSTAT");
+    assert!(r.fs.lookup(parent, OsStr::new("Batch2")).is_ok());
+}
+
 /// `cp -r`, `tar x` and the `cat > x.tmp; mv x.tmp x.csv` pattern ask
 /// about every name before creating it, and stat it after close: none of
 /// that may cost a round trip when the folder's content is known.

@@ -634,21 +634,28 @@ impl Remote for MockRemote {
         }
     }
 
-    fn mkdir(&self, path: &[u8], perm: u32) -> RResult<()> {
-        let mut st = self.enter("mkdir")?;
-        if st.nodes.contains_key(path) {
-            return Err(failure("exists"));
+    fn mkdir(&self, path: &[u8], perm: u32) -> RResult<Option<Meta>> {
+        {
+            let mut st = self.enter("mkdir")?;
+            if st.nodes.contains_key(path) {
+                return Err(failure("exists"));
+            }
+            if !st.is_dir(parent(path)) {
+                return Err(no_such_file());
+            }
+            st.nodes.insert(
+                path.to_vec(),
+                Node::Dir {
+                    mode: perm & 0o7777,
+                },
+            );
         }
-        if !st.is_dir(parent(path)) {
-            return Err(no_such_file());
-        }
-        st.nodes.insert(
-            path.to_vec(),
-            Node::Dir {
-                mode: perm & 0o7777,
-            },
-        );
-        Ok(())
+        // The LSTAT sent in the same batch; `fail("mkdir_lstat", ..)`
+        // makes it go unanswered, as a server answering out of order would.
+        Ok(self
+            .enter("mkdir_lstat")
+            .ok()
+            .and_then(|st| st.nodes.get(path).map(meta_of)))
     }
 
     fn rmdir(&self, path: &[u8]) -> RResult<()> {

@@ -335,7 +335,9 @@ pub trait Remote: Send + Sync + 'static {
     /// Sets the permission bits and times given in `meta`.
     fn setstat(&self, path: &[u8], meta: &Meta) -> RResult<()>;
     fn remove(&self, path: &[u8]) -> RResult<()>;
-    fn mkdir(&self, path: &[u8], perm: u32) -> RResult<()>;
+    /// Makes a folder and returns its attributes when the server gave them
+    /// in the same round trip (`None`: ask with `lstat`).
+    fn mkdir(&self, path: &[u8], perm: u32) -> RResult<Option<Meta>>;
     fn rmdir(&self, path: &[u8]) -> RResult<()>;
     /// rename(2) semantics: replaces an existing `to`.
     fn rename(&self, from: &[u8], to: &[u8]) -> RResult<()>;

@@ -849,18 +849,46 @@ impl Remote for SftpRemote {
         )
     }
 
-    fn mkdir(&self, path: &[u8], perm: u32) -> RResult<()> {
-        self.extended_ok(
-            &Request::Mkdir {
+    fn mkdir(&self, path: &[u8], perm: u32) -> RResult<Option<Meta>> {
+        // MKDIR and an LSTAT of the new folder in one batch on one
+        // connection, as `commit` sends CLOSE and RENAME: a server that
+        // handles one request at a time (OpenSSH's sftp-server) answers the
+        // LSTAT with the new folder, so mkdir(2) costs one round trip. A
+        // server that ran the LSTAT first answers "no such file"; the caller
+        // then asks again.
+        let reqs = [
+            Request::Mkdir {
                 path: path.to_vec(),
                 attrs: Attrs {
                     perm: Some(perm & 0o7777),
                     ..Attrs::default()
                 },
             },
-            false,
-            "MKDIR",
-        )
+            Request::Lstat {
+                path: path.to_vec(),
+            },
+        ];
+        let deadline = deadline::deadline(self.op_timeout);
+        loop {
+            let conn = self.pool.get(deadline)?;
+            let sent = Instant::now();
+            let mut replies = conn.call_many(&reqs).into_iter();
+            let made = replies
+                .next()
+                .unwrap_or_else(|| Err(ConnError::Protocol("missing reply".into())));
+            match made {
+                Err(ConnError::NotSent(_)) if Instant::now() < deadline => continue,
+                Err(e) => return Err(e.into()),
+                Ok(r) => {
+                    self.saw_round_trip(sent.elapsed());
+                    expect_ok("MKDIR", r)?;
+                }
+            }
+            return Ok(match replies.next() {
+                Some(Ok(r)) => expect_attrs("LSTAT", r).ok().map(meta_of),
+                _ => None,
+            });
+        }
     }
 
     fn rmdir(&self, path: &[u8]) -> RResult<()> {
