@@ -291,6 +291,8 @@ fn getattr_matches_server_sizes_mtimes_and_modes() {
         assert!(via_mount.is_file(), "{name} is a regular file");
         assert_eq!(via_mount.len(), *len as u64, "size of {name}");
         assert_eq!(via_mount.len(), server.len(), "size of {name}");
+        // The I/O size programs take for their buffers: one FUSE WRITE each.
+        assert_eq!(via_mount.blksize(), MIB, "st_blksize of {name}");
         assert_eq!(via_mount.mtime(), *mtime as i64, "mtime of {name}");
         assert_eq!(via_mount.mtime(), server.mtime(), "mtime of {name}");
         assert_eq!(via_mount.mode() & 0o7777, *mode, "mode of {name}");
@@ -600,7 +602,10 @@ fn unlink_mkdir_rmdir_and_enotempty() {
     assert!(md.is_dir(), "mkdir reached the server");
     assert_eq!(md.mode() & 0o7777, 0o750, "server mode of new folder");
     assert_eq!(md.uid(), sftp_ids().0);
-    assert!(fs::metadata(mdir.join("2024")).unwrap().is_dir());
+    // What mkdir(2) answered came with the MKDIR (an LSTAT in its batch).
+    let via_mount = fs::metadata(mdir.join("2024")).unwrap();
+    assert!(via_mount.is_dir());
+    assert_eq!(via_mount.mode() & 0o7777, 0o750, "mode of new folder");
     assert_errno(
         fs::create_dir(mdir.join("2024")),
         libc::EEXIST,

@@ -55,6 +55,12 @@ fn kind(k: Kind) -> FileType {
 /// 20,000-entry folder then takes 4 requests to coupafs instead of 106.
 const DIR_BLKSIZE: u32 = 1 << 20;
 
+/// A file's st_blksize: programs size their I/O buffers from it (coreutils'
+/// `io_blksize`, stdio's `FILE` buffer), and each write(2) into the mount
+/// is one FUSE WRITE request (up to `max_write`, also 1 MiB). With 4 KiB,
+/// `cp` copies in 128 KiB writes and stdio flushes every 4 KiB.
+const FILE_BLKSIZE: u32 = 1 << 20;
+
 fn attr(s: &Stat) -> FileAttr {
     FileAttr {
         ino: INodeNo(s.ino),
@@ -70,10 +76,10 @@ fn attr(s: &Stat) -> FileAttr {
         uid: s.uid,
         gid: s.gid,
         rdev: 0,
-        blksize: if s.kind == Kind::Dir {
-            DIR_BLKSIZE
-        } else {
-            4096
+        blksize: match s.kind {
+            Kind::Dir => DIR_BLKSIZE,
+            Kind::File => FILE_BLKSIZE,
+            Kind::Symlink | Kind::Other => 4096,
         },
         flags: 0,
     }
@@ -516,13 +522,13 @@ mod tests {
         }
     }
 
-    /// A directory says 1 MiB blocks, so `ls` reads a big folder
-    /// in 1 MiB READDIRPLUS replies; files keep 4 KiB (st_blksize is also
-    /// programs' I/O buffer hint for them).
+    /// A directory says 1 MiB blocks, so `ls` reads a big folder in 1 MiB
+    /// READDIRPLUS replies; a file says 1 MiB too, so `cp` and stdio write
+    /// it in 1 MiB requests (one FUSE WRITE each) instead of 128 or 4 KiB.
     #[test]
-    fn directories_advertise_1_mib_blocks_for_getdents() {
+    fn directories_and_files_advertise_1_mib_blocks() {
         assert_eq!(attr(&stat(Kind::Dir)).blksize, 1 << 20);
-        assert_eq!(attr(&stat(Kind::File)).blksize, 4096);
+        assert_eq!(attr(&stat(Kind::File)).blksize, 1 << 20);
         assert_eq!(attr(&stat(Kind::Symlink)).blksize, 4096);
     }
 }
