@@ -22,7 +22,10 @@
 #   BENCH_RSS_MIB=1024/64    file copied while watching coupafs' peak RSS
 #   Coupa-shaped workloads (issue 14):
 #   BENCH_COUPA_FILES=20/10  BENCH_COUPA_MIB=4-MiB files copied in, then read cold, one after another
-#   BENCH_ONE_MIB_READS=5    1 MiB files read cold one by one (median ms)
+#   BENCH_ONE_MIB_READS=5    1 MiB files read cold one by one (median ms), by paths
+#                            never listed, then again after an `ls` of their folder
+#   BENCH_COUPA_RUNS=3       the 4 MiB cp and cat loops, the big ls -l and the
+#                            Archive find each run this often; the table has the median
 #   BENCH_ARCHIVE_ENTRIES=20000/2000  entries of the big Archive folder (cold ls -l)
 #   BENCH_ATREE_DIRS=20 BENCH_ATREE_FILES=1000/100  the Archive tree for cold find
 #   BENCH_POLL=0.5           seconds between a polling job's `ls` (freshness)
@@ -65,6 +68,7 @@ RSS_MIB=${BENCH_RSS_MIB:-$d_rss}
 COUPA_FILES=${BENCH_COUPA_FILES:-$d_coupa}
 COUPA_MIB=${BENCH_COUPA_MIB:-4}
 ONE_MIB_READS=${BENCH_ONE_MIB_READS:-5}
+COUPA_RUNS=${BENCH_COUPA_RUNS:-3}
 ARCHIVE_ENTRIES=${BENCH_ARCHIVE_ENTRIES:-$d_arch}
 ATREE_DIRS=${BENCH_ATREE_DIRS:-20}
 ATREE_FILES=${BENCH_ATREE_FILES:-$d_atree}
@@ -663,79 +667,133 @@ run_coupa_workloads() {
   local kind=$1 rtt=$2 port=$3 m=$4 out=$5 srv=$6 L=$7 mlog=$8 wl
   local coupa_bytes=$((COUPA_FILES * COUPA_MIB << 20))
 
-  # 7. COUPA_FILES x COUPA_MIB MiB exports copied in one after another (cp each).
+  # 7. COUPA_FILES x COUPA_MIB MiB exports copied in one after another (cp
+  # each), COUPA_RUNS times into a new folder each time; the median is kept.
+  local r t ts=() ok=1
   ensure_mounted "$kind" "$port" "$m" "$mlog"
   wl=$L-coupaw.log
-  if timeout 60 mkdir "$out/coupa" 2>>"$wl" \
-    && run_timed "$wl" bash -c 'set -e; for f in "$1"/*; do cp "$f" "$2/"; done' _ "$LOCAL/coupa" "$out/coupa"; then
-    check_files "$rtt" coupaw "$kind" "$srv/coupa" "$COUPA_FILES" "$coupa_bytes" "$wl" \
-      && record "$rtt" coupaw "$kind" "$(per_sec "$COUPA_FILES" "$ELAPSED")"
-  else
-    fail "$rtt" coupaw "$kind" "cp loop into $out/coupa failed" "$wl"
-  fi
+  for ((r = 1; r <= COUPA_RUNS; r++)); do
+    if timeout 60 mkdir "$out/coupa$r" 2>>"$wl" \
+      && run_timed "$wl" bash -c 'set -e; for f in "$1"/*; do cp "$f" "$2/"; done' _ "$LOCAL/coupa" "$out/coupa$r"; then
+      t=$ELAPSED
+      check_files "$rtt" coupaw "$kind" "$srv/coupa$r" "$COUPA_FILES" "$coupa_bytes" "$wl" || { ok=0; break; }
+      ts+=("$(per_sec "$COUPA_FILES" "$t")")
+    else
+      fail "$rtt" coupaw "$kind" "cp loop into $out/coupa$r failed" "$wl"
+      ok=0
+      break
+    fi
+  done
+  ((ok)) && record "$rtt" coupaw "$kind" "$(median "${ts[@]}")"
 
   # 8. The same number of server files read cold one after another (cat each),
-  # then 9. 1 MiB files read cold one by one (median ms).
+  # COUPA_RUNS times on a fresh mount each; then 9. 1 MiB files read cold one
+  # by one (median ms), by paths never listed and (9b) after an `ls` of their
+  # folder, as a job reads what its poll found.
+  ts=() ok=1
   wl=$L-coupar.log
-  if remount "$kind" "$port" "$m" "$mlog"; then
+  for ((r = 1; r <= COUPA_RUNS; r++)); do
+    if ! remount "$kind" "$port" "$m" "$mlog"; then
+      fail "$rtt" coupar "$kind" "remount failed" "$mlog"
+      ok=0
+      break
+    fi
     drop_caches
     if run_timed "$wl" bash -c 'set -e; for f in "$1"/*; do cat "$f" >/dev/null; done' _ "$m/fixtures/coupa"; then
-      local t=$ELAPSED f bad=0
+      t=$ELAPSED
+      local f bad=0
       for f in "$FIX"/coupa/*; do cmp -s "$f" "$m/fixtures/coupa/${f##*/}" || bad=1; done
       if ((bad)); then
         fail "$rtt" coupar "$kind" "content read through the mount differs from the server files (cmp)" "$wl"
-      else
-        record "$rtt" coupar "$kind" "$(per_sec $((COUPA_FILES * COUPA_MIB)) "$t")"
+        ok=0
+        break
       fi
+      ts+=("$(per_sec $((COUPA_FILES * COUPA_MIB)) "$t")")
     else
       fail "$rtt" coupar "$kind" "cat loop over $m/fixtures/coupa failed" "$wl"
+      ok=0
+      break
     fi
-    wl=$L-onemib.log
+  done
+  ((ok)) && record "$rtt" coupar "$kind" "$(median "${ts[@]}")"
+  local wid listed
+  for wid in onemib onelisted; do
+    wl=$L-$wid.log
+    if ! remount "$kind" "$port" "$m" "$mlog"; then
+      fail "$rtt" "$wid" "$kind" "remount failed" "$mlog"
+      continue
+    fi
     drop_caches
-    local ms=() ok=1
+    listed=ok
+    if [[ $wid == onelisted ]] && ! timeout 60 ls "$m/fixtures/one" >>"$wl" 2>&1; then listed=; fi
+    local ms=()
+    ok=1
+    [[ -n $listed ]] || ok=0
     for f in "$FIX"/one/*; do
+      ((ok)) || break
       if run_timed "$wl" cat "$m/fixtures/one/${f##*/}"; then
         ms+=("$(awk -v s="$ELAPSED" 'BEGIN{printf "%.3f", s * 1000}')")
       else ok=0; fi
     done
-    if ((ok)); then record "$rtt" onemib "$kind" "$(median "${ms[@]}")"; else
-      fail "$rtt" onemib "$kind" "cat of a 1 MiB file failed" "$wl"; fi
-  else
-    fail "$rtt" coupar "$kind" "remount failed" "$mlog"
-    fail "$rtt" onemib "$kind" "remount failed" "$mlog"
-  fi
+    if ((ok)); then record "$rtt" "$wid" "$kind" "$(median "${ms[@]}")"; else
+      fail "$rtt" "$wid" "$kind" "ls or cat of a 1 MiB file failed" "$wl"; fi
+  done
 
-  # 10. ls -l of the big Archive folder, cold.
+  # 10. ls -l of the big Archive folder, cold (COUPA_RUNS times, median).
+  ts=() ok=1
   wl=$L-archls.log
-  if remount "$kind" "$port" "$m" "$mlog"; then
+  for ((r = 1; r <= COUPA_RUNS; r++)); do
+    if ! remount "$kind" "$port" "$m" "$mlog"; then
+      fail "$rtt" archls "$kind" "remount failed" "$mlog"
+      ok=0
+      break
+    fi
     drop_caches
     if run_timed "$wl" bash -c 'ls -l "$1" >"$2"' _ "$m/fixtures/archive" "$WORK/ls.out"; then
+      t=$ELAPSED
       local n
       n=$(grep -c 'Invoices_' "$WORK/ls.out")
-      if [[ $n == "$ARCHIVE_ENTRIES" ]]; then record "$rtt" archls "$kind" "$ELAPSED"; else
-        fail "$rtt" archls "$kind" "ls -l listed $n of $ARCHIVE_ENTRIES entries" "$wl"; fi
+      if [[ $n != "$ARCHIVE_ENTRIES" ]]; then
+        fail "$rtt" archls "$kind" "ls -l listed $n of $ARCHIVE_ENTRIES entries" "$wl"
+        ok=0
+        break
+      fi
+      ts+=("$t")
     else
       fail "$rtt" archls "$kind" "ls -l $m/fixtures/archive failed" "$wl"
+      ok=0
+      break
     fi
-  else
-    fail "$rtt" archls "$kind" "remount failed" "$mlog"
-  fi
+  done
+  ((ok)) && record "$rtt" archls "$kind" "$(median "${ts[@]}")"
 
-  # 11. find over the Archive tree, cold.
+  # 11. find over the Archive tree, cold (COUPA_RUNS times, median).
+  ts=() ok=1
   wl=$L-atree.log
-  if remount "$kind" "$port" "$m" "$mlog"; then
+  for ((r = 1; r <= COUPA_RUNS; r++)); do
+    if ! remount "$kind" "$port" "$m" "$mlog"; then
+      fail "$rtt" atree "$kind" "remount failed" "$mlog"
+      ok=0
+      break
+    fi
     drop_caches
     if run_timed "$wl" bash -c 'find "$1" >"$2"' _ "$m/fixtures/atree" "$WORK/find.out"; then
+      t=$ELAPSED
       local nf
       nf=$(wc -l <"$WORK/find.out")
-      if [[ $nf == "$ATREE_COUNT" ]]; then record "$rtt" atree "$kind" "$ELAPSED"; else
-        fail "$rtt" atree "$kind" "find listed $nf of $ATREE_COUNT paths" "$wl"; fi
+      if [[ $nf != "$ATREE_COUNT" ]]; then
+        fail "$rtt" atree "$kind" "find listed $nf of $ATREE_COUNT paths" "$wl"
+        ok=0
+        break
+      fi
+      ts+=("$t")
     else
       fail "$rtt" atree "$kind" "find $m/fixtures/atree failed" "$wl"
+      ok=0
+      break
     fi
-  else
-    fail "$rtt" atree "$kind" "remount failed" "$mlog"
-  fi
+  done
+  ((ok)) && record "$rtt" atree "$kind" "$(median "${ts[@]}")"
 
   # 12. Freshness: a job polls `ls` every POLL s; a file appears on the server
   # (written beside, renamed in, as Coupa publishes): seconds until the job sees it.
@@ -1064,11 +1122,12 @@ WORKLOADS=(
   "rssw|peak RSS after ${RSS_MIB} MiB write (VmHWM)|MiB|0"
   "rssr|peak RSS after reading it back (VmHWM)|MiB|0"
   "strays|upload temp files left on the server after unmount|files|-"
-  "coupaw|${COUPA_FILES} x ${COUPA_MIB} MiB files, cp one after another|files/s|1|rate"
-  "coupar|${COUPA_FILES} x ${COUPA_MIB} MiB files, cat one after another, cold|MiB/s|1|mib:${COUPA_MIB}"
-  "onemib|1 MiB file read, cold (cat; median of ${ONE_MIB_READS})|ms|0|ms"
-  "archls|ls -l of a ${ARCHIVE_ENTRIES}-entry Archive folder, cold|s|0"
-  "atree|find over ${ATREE_DIRS} folders x ${ATREE_FILES} files, cold|s|0"
+  "coupaw|${COUPA_FILES} x ${COUPA_MIB} MiB files, cp one after another (median of ${COUPA_RUNS} runs)|files/s|1|rate"
+  "coupar|${COUPA_FILES} x ${COUPA_MIB} MiB files, cat one after another, cold (median of ${COUPA_RUNS} runs)|MiB/s|1|mib:${COUPA_MIB}"
+  "onemib|1 MiB file read, cold, path never listed (cat; median of ${ONE_MIB_READS})|ms|0|ms"
+  "onelisted|1 MiB file read, cold, after ls of its folder (cat; median of ${ONE_MIB_READS})|ms|0|ms"
+  "archls|ls -l of a ${ARCHIVE_ENTRIES}-entry Archive folder, cold (median of ${COUPA_RUNS} runs)|s|0"
+  "atree|find over ${ATREE_DIRS} folders x ${ATREE_FILES} files, cold (median of ${COUPA_RUNS} runs)|s|0"
   "fresh|new server file seen by a job polling ls every ${POLL} s|s|0"
 )
 # round_trips RTT VALUE PERFILE: seconds per file / RTT ("-" when not a per-file row).
