@@ -56,10 +56,13 @@ fn kind(k: Kind) -> FileType {
 const DIR_BLKSIZE: u32 = 1 << 20;
 
 /// A file's st_blksize: programs size their I/O buffers from it (coreutils'
-/// `io_blksize`, stdio's `FILE` buffer), and each write(2) into the mount
-/// is one FUSE WRITE request (up to `max_write`, also 1 MiB). With 4 KiB,
-/// `cp` copies in 128 KiB writes and stdio flushes every 4 KiB.
-const FILE_BLKSIZE: u32 = 1 << 20;
+/// `io_blksize` takes at least 128 KiB anyway; stdio and Python take it as
+/// it is), and each write(2) into the mount is one FUSE WRITE request. With
+/// 4 KiB, a Python or stdio writer sent a 4 MB file as 500-1,000 requests.
+/// Not more than 128 KiB: with 1 MiB, `cat` and `cp` move 1 MiB per request
+/// and every FUSE thread's buffer fills that far, which raised peak RSS
+/// reading back 64 MiB from about 45 to 55-62 MiB.
+const FILE_BLKSIZE: u32 = 128 << 10;
 
 fn attr(s: &Stat) -> FileAttr {
     FileAttr {
@@ -523,12 +526,12 @@ mod tests {
     }
 
     /// A directory says 1 MiB blocks, so `ls` reads a big folder in 1 MiB
-    /// READDIRPLUS replies; a file says 1 MiB too, so `cp` and stdio write
-    /// it in 1 MiB requests (one FUSE WRITE each) instead of 128 or 4 KiB.
+    /// READDIRPLUS replies; a file says 128 KiB, so stdio and Python write
+    /// it in 128 KiB requests (one FUSE WRITE each) instead of 4-8 KiB.
     #[test]
-    fn directories_and_files_advertise_1_mib_blocks() {
+    fn directories_and_files_advertise_large_blocks() {
         assert_eq!(attr(&stat(Kind::Dir)).blksize, 1 << 20);
-        assert_eq!(attr(&stat(Kind::File)).blksize, 1 << 20);
+        assert_eq!(attr(&stat(Kind::File)).blksize, 128 << 10);
         assert_eq!(attr(&stat(Kind::Symlink)).blksize, 4096);
     }
 }
