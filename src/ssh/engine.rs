@@ -134,6 +134,12 @@ pub(crate) trait Pipe: Send + 'static {
     fn eof(&self) -> bool;
     /// The fd to poll and the events that mean the pipe can progress.
     fn poll_target(&self) -> (RawFd, libc::c_short);
+    /// Bytes for this pipe already taken off the transport and waiting to
+    /// be read: polling the fd would not wake for them. libssh2 reads
+    /// whatever packet comes next while serving any channel of the session
+    /// (a write, too, first reads what has arrived), so one lane's call can
+    /// leave another lane's reply in libssh2's queue.
+    fn buffered(&self) -> bool;
     /// Ends the transport, best effort; called once as the thread exits.
     fn shutdown(&mut self);
 }
@@ -318,6 +324,9 @@ pub(crate) fn live_counts() -> (usize, usize) {
     )
 }
 
+/// `Liveness::idle_poll` on a real connection.
+const IDLE_POLL: Duration = Duration::from_millis(500);
+
 /// How the I/O thread watches the link.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Liveness {
@@ -325,6 +334,9 @@ pub(crate) struct Liveness {
     pub(crate) dead_after: Duration,
     /// Probe an idle link after this long (0 = never).
     pub(crate) keepalive: Duration,
+    /// The longest the I/O thread sleeps with nothing to do: how often the
+    /// two checks above run.
+    pub(crate) idle_poll: Duration,
 }
 
 impl Connection {
@@ -346,6 +358,7 @@ impl Connection {
         let liveness = Liveness {
             dead_after: params.dead_after(),
             keepalive: params.keepalive_interval,
+            idle_poll: IDLE_POLL,
         };
         Connection::start_lanes(est.lanes, liveness).map_err(|e| ConnectError::Sftp(e.to_string()))
     }
@@ -382,6 +395,7 @@ impl Connection {
             lanes: io_lanes,
             dead_after: liveness.dead_after,
             keepalive: liveness.keepalive,
+            idle_poll: liveness.idle_poll,
         };
         LIVE_IO_THREADS.fetch_add(1, Ordering::Relaxed);
         let thread = std::thread::Builder::new()

@@ -90,6 +90,10 @@ impl Pipe for SshPipe {
         self.channel.eof()
     }
 
+    fn buffered(&self) -> bool {
+        self.channel.read_window().available > 0
+    }
+
     fn poll_target(&self) -> (RawFd, libc::c_short) {
         let mut events = libc::POLLIN;
         // libssh2 may be waiting to flush a packet (or to read before it
@@ -218,6 +222,12 @@ fn start_sftp(
     let mut channel = session
         .channel_open("session", 16 << 20, 32768, None)
         .map_err(|e| ConnectError::Sftp(format!("opening channel: {e}")))?;
+    // Whatever the server writes to the channel's stderr is dropped as it
+    // arrives: nothing reads it, and kept it would grow without bound and
+    // count as bytes waiting to be read (`Pipe::buffered`) forever.
+    channel
+        .handle_extended_data(ssh2::ExtendedData::Ignore)
+        .map_err(|e| ConnectError::Sftp(format!("ignoring the channel's stderr: {e}")))?;
     channel
         .subsystem("sftp")
         .map_err(|e| ConnectError::Sftp(format!("starting sftp subsystem: {e}")))?;

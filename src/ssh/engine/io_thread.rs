@@ -240,6 +240,7 @@ pub(super) struct IoThread<P: Pipe> {
     pub(super) lanes: Vec<Lane<P>>,
     pub(super) dead_after: Duration,
     pub(super) keepalive: Duration,
+    pub(super) idle_poll: Duration,
 }
 
 impl<P: Pipe> IoThread<P> {
@@ -323,12 +324,16 @@ impl<P: Pipe> IoThread<P> {
             if self.lanes.iter().all(|l| l.retired) {
                 return Err(CloseReason::Done);
             }
+            // A later lane's read or write may have taken an earlier lane's
+            // reply off the socket into libssh2's queue: poll would sleep
+            // through it (up to `idle_poll`), so go round again.
+            busy |= self.lanes.iter().any(|l| !l.retired && l.pipe.buffered());
             self.poll(busy)?;
         }
     }
 
     /// Sleeps until a pipe can progress or a lane's owner queued something
-    /// (or at most 500 ms, for the liveness checks).
+    /// (or at most `idle_poll`, for the liveness checks).
     fn poll(&mut self, busy: bool) -> Result<(), CloseReason> {
         let live: Vec<&Lane<P>> = self.lanes.iter().filter(|l| !l.retired).collect();
         let mut fds: Vec<libc::pollfd> = Vec::with_capacity(live.len() * 2);
@@ -348,7 +353,11 @@ impl<P: Pipe> IoThread<P> {
                 revents: 0,
             });
         }
-        let timeout_ms = if busy { 0 } else { 500 };
+        let timeout_ms = if busy {
+            0
+        } else {
+            i32::try_from(self.idle_poll.as_millis()).unwrap_or(i32::MAX)
+        };
         // SAFETY: fds is a valid, initialised array of fds.len() pollfd for
         // the duration of the call.
         let rc = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, timeout_ms) };

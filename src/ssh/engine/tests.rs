@@ -35,6 +35,9 @@ impl Pipe for SocketPipe {
     fn poll_target(&self) -> (RawFd, libc::c_short) {
         (self.s.as_raw_fd(), libc::POLLIN)
     }
+    fn buffered(&self) -> bool {
+        false
+    }
     fn shutdown(&mut self) {
         let _ = self.s.shutdown(Shutdown::Both);
     }
@@ -128,6 +131,7 @@ fn crafted_replies_are_what_the_codec_decodes() {
 const LIVELY: Liveness = Liveness {
     dead_after: Duration::from_secs(20),
     keepalive: Duration::ZERO,
+    idle_poll: Duration::from_millis(500),
 };
 
 fn rig(liveness: Liveness) -> (Connection, Server) {
@@ -369,6 +373,7 @@ fn a_silent_server_is_declared_dead_after_the_bound() {
     let (conn, mut server) = rig(Liveness {
         dead_after: Duration::from_millis(100),
         keepalive: Duration::ZERO,
+        idle_poll: Duration::from_millis(500),
     });
     let (rx, _) = submit_stats(&conn, 1);
     let _ = server.next_request();
@@ -484,4 +489,118 @@ fn lanes_of_one_session_answer_apart_and_fail_together() {
     assert!(matches!(recv(&rx1).1, Err(ConnError::NotSent(_))));
     conns.clear();
     assert!(calls0.iter().all(|c| c.load(Ordering::SeqCst) == 1));
+}
+
+/// Bytes shared between the test and the pipes.
+type Bytes = Arc<Mutex<Vec<u8>>>;
+
+/// A lane whose session transport behaves like libssh2's: a call on one
+/// lane (the one that `carries`) takes bytes that arrived for another lane off the
+/// socket and queues them there, where polling that lane's fd never shows
+/// them.
+struct QueuedPipe {
+    inner: SocketPipe,
+    /// This lane's bytes already off the transport.
+    queue: Bytes,
+    /// On the carrier: bytes "on the wire" for the other lane, and that
+    /// lane's queue, which every read or write here moves them into.
+    carries: Option<(Bytes, Bytes)>,
+}
+
+impl QueuedPipe {
+    fn carry(&self) {
+        if let Some((wire, to)) = &self.carries {
+            let bytes: Vec<u8> = lock(wire).drain(..).collect();
+            lock(to).extend(bytes);
+        }
+    }
+}
+
+impl Pipe for QueuedPipe {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.carry();
+        {
+            let mut q = lock(&self.queue);
+            if !q.is_empty() {
+                let n = q.len().min(buf.len());
+                buf[..n].copy_from_slice(&q[..n]);
+                q.drain(..n);
+                return Ok(n);
+            }
+        }
+        self.inner.read(buf)
+    }
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        // libssh2's channel write first reads what has arrived.
+        self.carry();
+        self.inner.write(buf)
+    }
+    fn eof(&self) -> bool {
+        self.inner.eof()
+    }
+    fn poll_target(&self) -> (RawFd, libc::c_short) {
+        self.inner.poll_target()
+    }
+    fn buffered(&self) -> bool {
+        !lock(&self.queue).is_empty()
+    }
+    fn shutdown(&mut self) {
+        self.inner.shutdown();
+    }
+}
+
+/// A reply that another lane's call took off the transport is read at once,
+/// not when the socket next wakes the thread: with two SFTP channels on one
+/// session, commits waited for the idle poll (500 ms) now and then.
+#[test]
+fn a_reply_queued_by_another_lanes_call_is_read_at_once() {
+    let wire = Arc::new(Mutex::new(Vec::new()));
+    let queue0 = Arc::new(Mutex::new(Vec::new()));
+    let mut ends = Vec::new();
+    let mut servers = Vec::new();
+    for lane in 0..2 {
+        let (ours, theirs) = UnixStream::pair().expect("socketpair");
+        ours.set_nonblocking(true).expect("nonblocking");
+        theirs
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .expect("timeout");
+        let pipe = QueuedPipe {
+            inner: SocketPipe {
+                s: ours,
+                eof: false,
+            },
+            queue: if lane == 0 {
+                queue0.clone()
+            } else {
+                Arc::new(Mutex::new(Vec::new()))
+            },
+            carries: (lane == 1).then(|| (wire.clone(), queue0.clone())),
+        };
+        ends.push((pipe, Framer::new(), test_info()));
+        servers.push(Server {
+            s: theirs,
+            framer: Framer::new(),
+        });
+    }
+    // An idle poll far longer than the wait below: only the check for
+    // queued bytes can deliver lane 0's reply in time.
+    let conns = Connection::start_lanes(
+        ends,
+        Liveness {
+            dead_after: Duration::from_secs(120),
+            keepalive: Duration::ZERO,
+            idle_poll: Duration::from_secs(60),
+        },
+    )
+    .expect("start");
+    let (rx0, _) = submit_stats(&conns[0], 1);
+    let s0 = servers[0].next_request();
+    lock(&wire).extend(handle_reply(s0.id, b"lane0"));
+    // Lane 1's request makes the thread write on lane 1, which takes lane
+    // 0's reply off the "wire" into lane 0's queue.
+    let (rx1, _) = submit_stats(&conns[1], 1);
+    let s1 = servers[1].next_request();
+    assert_eq!(recv(&rx0).1, Ok(Response::Handle(b"lane0".to_vec())));
+    servers[1].send(&handle_reply(s1.id, b"lane1"));
+    assert_eq!(recv(&rx1).1, Ok(Response::Handle(b"lane1".to_vec())));
 }
