@@ -26,6 +26,8 @@
 #                            never listed, then again after an `ls` of their folder
 #   BENCH_COUPA_RUNS=3       the 4 MiB cp and cat loops, the big ls -l and the
 #                            Archive find each run this often; the table has the median
+#   BENCH_SERVER_TMPFS=1     the sandbox server's files on a tmpfs (0: on BENCH_WORKDIR's
+#                            disk, whose stalls then show in the fast client's figures)
 #   BENCH_ARCHIVE_ENTRIES=20000/2000  entries of the big Archive folder (cold ls -l)
 #   BENCH_ATREE_DIRS=20 BENCH_ATREE_FILES=1000/100  the Archive tree for cold find
 #   BENCH_POLL=0.5           seconds between a polling job's `ls` (freshness)
@@ -69,6 +71,8 @@ COUPA_FILES=${BENCH_COUPA_FILES:-$d_coupa}
 COUPA_MIB=${BENCH_COUPA_MIB:-4}
 ONE_MIB_READS=${BENCH_ONE_MIB_READS:-5}
 COUPA_RUNS=${BENCH_COUPA_RUNS:-3}
+SERVER_TMPFS=${BENCH_SERVER_TMPFS:-1}
+SBX_TMPFS=
 ARCHIVE_ENTRIES=${BENCH_ARCHIVE_ENTRIES:-$d_arch}
 ATREE_DIRS=${BENCH_ATREE_DIRS:-20}
 ATREE_FILES=${BENCH_ATREE_FILES:-$d_atree}
@@ -124,6 +128,7 @@ cleanup() {
   if [[ -n $RELAY_PID ]]; then stop_pid "$RELAY_PID" 2; fi
   if [[ -n $NETNS ]]; then ip netns del "$NETNS" 2>/dev/null; fi
   if [[ -n $SBX ]]; then stop_sandbox; fi
+  if [[ -n $SBX_TMPFS ]]; then umount "$SBX" 2>/dev/null || umount -l "$SBX" 2>/dev/null; fi
   if [[ -n $WORK && -d $WORK ]]; then
     if ((FAILED)) && [[ -d $WORK/logs ]]; then
       local keep=${OUT%.md}-logs
@@ -229,6 +234,13 @@ mkdir -p "$LOGDIR" "$LOCAL"
 RUN_START=$EPOCHREALTIME
 
 SBX=$WORK/sbx
+if [[ $SERVER_TMPFS == 1 ]]; then
+  # The server's files live in memory: a client that moves data fast would
+  # otherwise wait for this machine's disk (a cold read after drop_caches, a
+  # journal commit behind a CREATE or RENAME) where a slower client does not.
+  mkdir -p "$SBX" && mount -t tmpfs -o mode=755 coupafs-bench "$SBX" || die "tmpfs on $SBX failed"
+  SBX_TMPFS=1
+fi
 info=$(bash "$SANDBOX" start "$SBX" 2>"$LOGDIR/sandbox-start.log") || {
   cat "$LOGDIR/sandbox-start.log" >&2
   die "sandbox-server.sh start failed"
@@ -314,6 +326,9 @@ fmt() { # number -> 3 significant-ish digits
     else if (x >= 1) printf "%.2f", x; else printf "%.3f", x }'
 }
 record() { RES["$1|$2|$3"]=$4; }
+# runs RTT WORKLOAD CLIENT VALUE...: the single runs behind a median, listed under the table.
+declare -A RUNS=()
+runs() { local k="$1|$2|$3"; shift 3; RUNS[$k]="$*"; }
 fail() { # rtt workload client message [log]
   FAILED=1
   RES["$1|$2|$3"]=FAIL
@@ -684,7 +699,7 @@ run_coupa_workloads() {
       break
     fi
   done
-  ((ok)) && record "$rtt" coupaw "$kind" "$(median "${ts[@]}")"
+  ((ok)) && record "$rtt" coupaw "$kind" "$(median "${ts[@]}")" && runs "$rtt" coupaw "$kind" "${ts[@]}"
 
   # 8. The same number of server files read cold one after another (cat each),
   # COUPA_RUNS times on a fresh mount each; then 9. 1 MiB files read cold one
@@ -715,7 +730,7 @@ run_coupa_workloads() {
       break
     fi
   done
-  ((ok)) && record "$rtt" coupar "$kind" "$(median "${ts[@]}")"
+  ((ok)) && record "$rtt" coupar "$kind" "$(median "${ts[@]}")" && runs "$rtt" coupar "$kind" "${ts[@]}"
   local wid listed
   for wid in onemib onelisted; do
     wl=$L-$wid.log
@@ -735,7 +750,10 @@ run_coupa_workloads() {
         ms+=("$(awk -v s="$ELAPSED" 'BEGIN{printf "%.3f", s * 1000}')")
       else ok=0; fi
     done
-    if ((ok)); then record "$rtt" "$wid" "$kind" "$(median "${ms[@]}")"; else
+    if ((ok)); then
+      record "$rtt" "$wid" "$kind" "$(median "${ms[@]}")"
+      runs "$rtt" "$wid" "$kind" "${ms[@]}"
+    else
       fail "$rtt" "$wid" "$kind" "ls or cat of a 1 MiB file failed" "$wl"; fi
   done
 
@@ -765,7 +783,7 @@ run_coupa_workloads() {
       break
     fi
   done
-  ((ok)) && record "$rtt" archls "$kind" "$(median "${ts[@]}")"
+  ((ok)) && record "$rtt" archls "$kind" "$(median "${ts[@]}")" && runs "$rtt" archls "$kind" "${ts[@]}"
 
   # 11. find over the Archive tree, cold (COUPA_RUNS times, median).
   ts=() ok=1
@@ -793,7 +811,7 @@ run_coupa_workloads() {
       break
     fi
   done
-  ((ok)) && record "$rtt" atree "$kind" "$(median "${ts[@]}")"
+  ((ok)) && record "$rtt" atree "$kind" "$(median "${ts[@]}")" && runs "$rtt" atree "$kind" "${ts[@]}"
 
   # 12. Freshness: a job polls `ls` every POLL s; a file appears on the server
   # (written beside, renamed in, as Coupa publishes): seconds until the job sees it.
@@ -1166,8 +1184,9 @@ RUN_SECS=$(secs_between "$RUN_START" "$EPOCHREALTIME")
   echo
   echo "$(date -u '+%Y-%m-%d %H:%M UTC') on $(uname -srm), $(nproc) CPUs; $(ssh -V 2>&1);" \
     "$(sshfs --version 2>&1 | grep -i '^sshfs version' | head -1); coupafs $("$COUPAFS" -V 2>/dev/null | awk '{print $2}')."
-  echo "Scale: $SCALE. Server: OpenSSH sshd (internal-sftp) on 127.0.0.1; RTT > 0 through" \
-    "coupafs-delay-proxy (RTT/2 each way). Run took $(fmt "$RUN_SECS") s."
+  echo "Scale: $SCALE. Server: OpenSSH sshd (internal-sftp) on 127.0.0.1, its files on" \
+    "$([[ -n $SBX_TMPFS ]] && echo "a tmpfs (cold means the clients' caches, not the server's disk)" || echo "$BASE's disk");" \
+    "RTT > 0 through coupafs-delay-proxy (RTT/2 each way). Run took $(fmt "$RUN_SECS") s."
   [[ -n $BUILD_NOTE ]] && echo "**Note:** $BUILD_NOTE."
   echo
   echo "Ratios are coupafs relative to the other client, oriented so that **> 1 means coupafs is better**"
@@ -1194,6 +1213,20 @@ RUN_SECS=$(secs_between "$RUN_START" "$EPOCHREALTIME")
       echo "| $label | $unit | $(cell "$rtt" "$id" coupafs "$unit") | $(cell "$rtt" "$id" sshfs "$unit")" \
         "| $(cell "$rtt" "$id" sftp "$unit")" \
         "| $(ratio "$c" "$s" "$dir") | $(ratio "$c" "$f" "$dir") | $rt |"
+    done
+    listed=0
+    for w in "${WORKLOADS[@]}"; do
+      IFS='|' read -r id label unit dir pf <<<"$w"
+      for k in coupafs sshfs sftp; do
+        [[ -n ${RUNS["$rtt|$id|$k"]:-} ]] || continue
+        if ((!listed)); then
+          echo
+          echo "Single runs behind the medians (in the order run):"
+          echo
+          listed=1
+        fi
+        echo "- $label, $k: $(for v in ${RUNS["$rtt|$id|$k"]}; do printf '%s ' "$(fmt "$v")"; done)$unit"
+      done
     done
   done
   if ((${#NOTES[@]})); then
