@@ -140,6 +140,10 @@ pub(crate) trait Pipe: Send + 'static {
     /// (a write, too, first reads what has arrived), so one lane's call can
     /// leave another lane's reply in libssh2's queue.
     fn buffered(&self) -> bool;
+    /// The peer's flow-control window has room now. A window adjust can
+    /// arrive the same way, taken in by another lane's call, after this
+    /// lane's write stopped at a closed window.
+    fn write_room(&self) -> bool;
     /// Ends the transport, best effort; called once as the thread exits.
     fn shutdown(&mut self);
 }

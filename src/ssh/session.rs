@@ -94,6 +94,10 @@ impl Pipe for SshPipe {
         self.channel.read_window().available > 0
     }
 
+    fn write_room(&self) -> bool {
+        self.channel.write_window().remaining > 0
+    }
+
     fn poll_target(&self) -> (RawFd, libc::c_short) {
         let mut events = libc::POLLIN;
         // libssh2 may be waiting to flush a packet (or to read before it

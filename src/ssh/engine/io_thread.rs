@@ -41,6 +41,9 @@ pub(super) struct Lane<P: Pipe> {
     last_write_progressed: bool,
     /// Bulk requests were left in the queue by the budget.
     bulk_waiting: bool,
+    /// The last write stopped because the peer's window was closed (not
+    /// because the socket was full).
+    window_closed: bool,
     /// Its owner is done with it and its last reply came: it is skipped
     /// (its pipe stays until the thread ends, with the session).
     retired: bool,
@@ -59,6 +62,7 @@ impl<P: Pipe> Lane<P> {
             last_activity: Instant::now(),
             last_write_progressed: false,
             bulk_waiting: false,
+            window_closed: false,
             retired: false,
         }
     }
@@ -132,18 +136,27 @@ impl<P: Pipe> Lane<P> {
     /// when everything was written.
     fn write_out(&mut self) -> Result<bool, CloseReason> {
         self.last_write_progressed = false;
+        self.window_closed = false;
         while self.out_pos < self.out.len() {
             let end = (self.out_pos + WRITE_CHUNK).min(self.out.len());
             // After EAGAIN libssh2 must be offered the same bytes again: the
             // slice always starts at out_pos, which only moves on success.
             match self.pipe.write(&self.out[self.out_pos..end]) {
-                Ok(0) => break, // window full: wait for the server's adjust
+                Ok(0) => {
+                    // Window full: wait for the server's adjust.
+                    self.window_closed = !self.pipe.write_room();
+                    break;
+                }
                 Ok(n) => {
                     self.out_pos += n;
                     self.last_activity = Instant::now();
                     self.last_write_progressed = true;
                 }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    // libssh2 says EAGAIN for a closed window too.
+                    self.window_closed = !self.pipe.write_room();
+                    break;
+                }
                 Err(e) => return Err(CloseReason::LinkDead(format!("transport write: {e}"))),
             }
         }
@@ -325,9 +338,12 @@ impl<P: Pipe> IoThread<P> {
                 return Err(CloseReason::Done);
             }
             // A later lane's read or write may have taken an earlier lane's
-            // reply off the socket into libssh2's queue: poll would sleep
-            // through it (up to `idle_poll`), so go round again.
-            busy |= self.lanes.iter().any(|l| !l.retired && l.pipe.buffered());
+            // reply, or the window adjust its write waits for, off the
+            // socket into libssh2: poll would sleep through it (up to
+            // `idle_poll`), so go round again.
+            busy |= self.lanes.iter().any(|l| {
+                !l.retired && (l.pipe.buffered() || (l.window_closed && l.pipe.write_room()))
+            });
             self.poll(busy)?;
         }
     }

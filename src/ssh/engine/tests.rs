@@ -38,6 +38,9 @@ impl Pipe for SocketPipe {
     fn buffered(&self) -> bool {
         false
     }
+    fn write_room(&self) -> bool {
+        true
+    }
     fn shutdown(&mut self) {
         let _ = self.s.shutdown(Shutdown::Both);
     }
@@ -544,6 +547,9 @@ impl Pipe for QueuedPipe {
     fn buffered(&self) -> bool {
         !lock(&self.queue).is_empty()
     }
+    fn write_room(&self) -> bool {
+        true
+    }
     fn shutdown(&mut self) {
         self.inner.shutdown();
     }
@@ -600,6 +606,120 @@ fn a_reply_queued_by_another_lanes_call_is_read_at_once() {
     // 0's reply off the "wire" into lane 0's queue.
     let (rx1, _) = submit_stats(&conns[1], 1);
     let s1 = servers[1].next_request();
+    assert_eq!(recv(&rx0).1, Ok(Response::Handle(b"lane0".to_vec())));
+    servers[1].send(&handle_reply(s1.id, b"lane1"));
+    assert_eq!(recv(&rx1).1, Ok(Response::Handle(b"lane1".to_vec())));
+}
+
+/// A lane with a flow-control window, as libssh2's channel: a write stops
+/// (EAGAIN) when the window is closed; the lane that `carries` hands the
+/// other lane its window adjust when it writes, as libssh2's channel write
+/// first reads what has arrived for any channel.
+struct WindowPipe {
+    inner: SocketPipe,
+    window: Arc<AtomicUsize>,
+    /// On the carrier: an adjust "on the wire" for the other lane, and
+    /// that lane's window.
+    carries: Option<(Arc<AtomicUsize>, Arc<AtomicUsize>)>,
+}
+
+impl WindowPipe {
+    fn carry(&self) {
+        if let Some((adjust, window)) = &self.carries {
+            window.fetch_add(adjust.swap(0, Ordering::SeqCst), Ordering::SeqCst);
+        }
+    }
+}
+
+impl Pipe for WindowPipe {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.inner.read(buf)
+    }
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.carry();
+        let room = self.window.load(Ordering::SeqCst);
+        if room == 0 {
+            return Err(io::ErrorKind::WouldBlock.into());
+        }
+        let n = self.inner.write(&buf[..buf.len().min(room)])?;
+        self.window.fetch_sub(n, Ordering::SeqCst);
+        Ok(n)
+    }
+    fn eof(&self) -> bool {
+        self.inner.eof()
+    }
+    fn poll_target(&self) -> (RawFd, libc::c_short) {
+        self.inner.poll_target()
+    }
+    fn buffered(&self) -> bool {
+        false
+    }
+    fn write_room(&self) -> bool {
+        self.window.load(Ordering::SeqCst) > 0
+    }
+    fn shutdown(&mut self) {
+        self.inner.shutdown();
+    }
+}
+
+/// A lane whose write stopped at a closed window writes on as soon as
+/// another lane's call took in its window adjust, not when the socket next
+/// wakes the thread.
+#[test]
+fn a_window_adjust_taken_in_by_another_lane_lets_the_write_go_on() {
+    let adjust = Arc::new(AtomicUsize::new(0));
+    let window0 = Arc::new(AtomicUsize::new(10));
+    let mut ends = Vec::new();
+    let mut servers = Vec::new();
+    for lane in 0..2 {
+        let (ours, theirs) = UnixStream::pair().expect("socketpair");
+        ours.set_nonblocking(true).expect("nonblocking");
+        theirs
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .expect("timeout");
+        let pipe = WindowPipe {
+            inner: SocketPipe {
+                s: ours,
+                eof: false,
+            },
+            window: if lane == 0 {
+                window0.clone()
+            } else {
+                Arc::new(AtomicUsize::new(1 << 20))
+            },
+            carries: (lane == 1).then(|| (adjust.clone(), window0.clone())),
+        };
+        ends.push((pipe, Framer::new(), test_info()));
+        servers.push(Server {
+            s: theirs,
+            framer: Framer::new(),
+        });
+    }
+    let conns = Connection::start_lanes(
+        ends,
+        Liveness {
+            dead_after: Duration::from_secs(120),
+            keepalive: Duration::ZERO,
+            idle_poll: Duration::from_secs(60),
+        },
+    )
+    .expect("start");
+    // Lane 0's request is longer than its 10-byte window: 10 bytes go,
+    // then the thread has nothing to do and sleeps.
+    let (rx0, _) = submit_stats(&conns[0], 1);
+    let mut first = [0u8; 10];
+    servers[0]
+        .s
+        .read_exact(&mut first)
+        .expect("the first 10 bytes");
+    servers[0].framer.push(&first);
+    std::thread::sleep(Duration::from_millis(100));
+    adjust.store(1000, Ordering::SeqCst);
+    let (rx1, _) = submit_stats(&conns[1], 1);
+    let s1 = servers[1].next_request();
+    // The rest of lane 0's request arrives without any socket event on it.
+    let s0 = servers[0].next_request();
+    servers[0].send(&handle_reply(s0.id, b"lane0"));
     assert_eq!(recv(&rx0).1, Ok(Response::Handle(b"lane0".to_vec())));
     servers[1].send(&handle_reply(s1.id, b"lane1"));
     assert_eq!(recv(&rx1).1, Ok(Response::Handle(b"lane1".to_vec())));
