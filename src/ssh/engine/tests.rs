@@ -494,6 +494,42 @@ fn lanes_of_one_session_answer_apart_and_fail_together() {
     assert!(calls0.iter().all(|c| c.load(Ordering::SeqCst) == 1));
 }
 
+/// Two lanes of one session over `pipe(lane, socket end)`, with an idle
+/// poll far longer than any wait in the tests that use it: only the I/O
+/// thread's own checks can make progress there without a socket event.
+fn two_sleepy_lanes<P: Pipe>(
+    pipe: impl Fn(usize, SocketPipe) -> P,
+) -> (Vec<Connection>, Vec<Server>) {
+    let mut ends = Vec::new();
+    let mut servers = Vec::new();
+    for lane in 0..2 {
+        let (ours, theirs) = UnixStream::pair().expect("socketpair");
+        ours.set_nonblocking(true).expect("nonblocking");
+        theirs
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .expect("timeout");
+        let inner = SocketPipe {
+            s: ours,
+            eof: false,
+        };
+        ends.push((pipe(lane, inner), Framer::new(), test_info()));
+        servers.push(Server {
+            s: theirs,
+            framer: Framer::new(),
+        });
+    }
+    let conns = Connection::start_lanes(
+        ends,
+        Liveness {
+            dead_after: Duration::from_secs(120),
+            keepalive: Duration::ZERO,
+            idle_poll: Duration::from_secs(60),
+        },
+    )
+    .expect("start");
+    (conns, servers)
+}
+
 /// Bytes shared between the test and the pipes.
 type Bytes = Arc<Mutex<Vec<u8>>>;
 
@@ -562,43 +598,15 @@ impl Pipe for QueuedPipe {
 fn a_reply_queued_by_another_lanes_call_is_read_at_once() {
     let wire = Arc::new(Mutex::new(Vec::new()));
     let queue0 = Arc::new(Mutex::new(Vec::new()));
-    let mut ends = Vec::new();
-    let mut servers = Vec::new();
-    for lane in 0..2 {
-        let (ours, theirs) = UnixStream::pair().expect("socketpair");
-        ours.set_nonblocking(true).expect("nonblocking");
-        theirs
-            .set_read_timeout(Some(Duration::from_secs(10)))
-            .expect("timeout");
-        let pipe = QueuedPipe {
-            inner: SocketPipe {
-                s: ours,
-                eof: false,
-            },
-            queue: if lane == 0 {
-                queue0.clone()
-            } else {
-                Arc::new(Mutex::new(Vec::new()))
-            },
-            carries: (lane == 1).then(|| (wire.clone(), queue0.clone())),
-        };
-        ends.push((pipe, Framer::new(), test_info()));
-        servers.push(Server {
-            s: theirs,
-            framer: Framer::new(),
-        });
-    }
-    // An idle poll far longer than the wait below: only the check for
-    // queued bytes can deliver lane 0's reply in time.
-    let conns = Connection::start_lanes(
-        ends,
-        Liveness {
-            dead_after: Duration::from_secs(120),
-            keepalive: Duration::ZERO,
-            idle_poll: Duration::from_secs(60),
+    let (conns, mut servers) = two_sleepy_lanes(|lane, inner| QueuedPipe {
+        inner,
+        queue: if lane == 0 {
+            queue0.clone()
+        } else {
+            Arc::new(Mutex::new(Vec::new()))
         },
-    )
-    .expect("start");
+        carries: (lane == 1).then(|| (wire.clone(), queue0.clone())),
+    });
     let (rx0, _) = submit_stats(&conns[0], 1);
     let s0 = servers[0].next_request();
     lock(&wire).extend(handle_reply(s0.id, b"lane0"));
@@ -669,41 +677,15 @@ impl Pipe for WindowPipe {
 fn a_window_adjust_taken_in_by_another_lane_lets_the_write_go_on() {
     let adjust = Arc::new(AtomicUsize::new(0));
     let window0 = Arc::new(AtomicUsize::new(10));
-    let mut ends = Vec::new();
-    let mut servers = Vec::new();
-    for lane in 0..2 {
-        let (ours, theirs) = UnixStream::pair().expect("socketpair");
-        ours.set_nonblocking(true).expect("nonblocking");
-        theirs
-            .set_read_timeout(Some(Duration::from_secs(10)))
-            .expect("timeout");
-        let pipe = WindowPipe {
-            inner: SocketPipe {
-                s: ours,
-                eof: false,
-            },
-            window: if lane == 0 {
-                window0.clone()
-            } else {
-                Arc::new(AtomicUsize::new(1 << 20))
-            },
-            carries: (lane == 1).then(|| (adjust.clone(), window0.clone())),
-        };
-        ends.push((pipe, Framer::new(), test_info()));
-        servers.push(Server {
-            s: theirs,
-            framer: Framer::new(),
-        });
-    }
-    let conns = Connection::start_lanes(
-        ends,
-        Liveness {
-            dead_after: Duration::from_secs(120),
-            keepalive: Duration::ZERO,
-            idle_poll: Duration::from_secs(60),
+    let (conns, mut servers) = two_sleepy_lanes(|lane, inner| WindowPipe {
+        inner,
+        window: if lane == 0 {
+            window0.clone()
+        } else {
+            Arc::new(AtomicUsize::new(1 << 20))
         },
-    )
-    .expect("start");
+        carries: (lane == 1).then(|| (adjust.clone(), window0.clone())),
+    });
     // Lane 0's request is longer than its 10-byte window: 10 bytes go,
     // then the thread has nothing to do and sleeps.
     let (rx0, _) = submit_stats(&conns[0], 1);
