@@ -677,73 +677,114 @@ run_fs_client() {
 # median of the arguments (numbers)
 median() { printf '%s\n' "$@" | sort -g | awk '{v[NR] = $1} END {print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2}'; }
 
-# Issue 14's Coupa-shaped workloads on a mounted client.
+# median_of_runs WID STEP: runs STEP COUPA_RUNS times (its argument is the
+# run's number; it sets RUN_VALUE, or calls fail and returns 1) and records
+# the median, listing the single runs. STEP and `cold` below are steps of
+# run_coupa_workloads and read its locals (rtt, kind, port, m, mlog, wl...):
+# bash's scoping is dynamic.
+median_of_runs() {
+  local wid=$1 step=$2 r vals=()
+  for ((r = 1; r <= COUPA_RUNS; r++)); do
+    "$step" "$r" || return 0
+    vals+=("$RUN_VALUE")
+  done
+  record "$rtt" "$wid" "$kind" "$(median "${vals[@]}")"
+  runs "$rtt" "$wid" "$kind" "${vals[@]}"
+}
+
+# cold WID: a fresh mount and dropped caches, or FAIL for WID.
+cold() {
+  if ! remount "$kind" "$port" "$m" "$mlog"; then
+    fail "$rtt" "$1" "$kind" "remount failed" "$mlog"
+    return 1
+  fi
+  drop_caches
+}
+
+# 7. COUPA_FILES x COUPA_MIB MiB exports copied in one after another (cp
+# each), into a new folder each run.
+coupaw_run() {
+  if timeout 60 mkdir "$out/coupa$1" 2>>"$wl" \
+    && run_timed "$wl" bash -c 'set -e; for f in "$1"/*; do cp "$f" "$2/"; done' _ "$LOCAL/coupa" "$out/coupa$1"; then
+    RUN_VALUE=$(per_sec "$COUPA_FILES" "$ELAPSED")
+    check_files "$rtt" coupaw "$kind" "$srv/coupa$1" "$COUPA_FILES" "$coupa_bytes" "$wl"
+  else
+    fail "$rtt" coupaw "$kind" "cp loop into $out/coupa$1 failed" "$wl"
+    return 1
+  fi
+}
+
+# 8. The same number of server files read cold one after another (cat each).
+coupar_run() {
+  cold coupar || return 1
+  if ! run_timed "$wl" bash -c 'set -e; for f in "$1"/*; do cat "$f" >/dev/null; done' _ "$m/fixtures/coupa"; then
+    fail "$rtt" coupar "$kind" "cat loop over $m/fixtures/coupa failed" "$wl"
+    return 1
+  fi
+  RUN_VALUE=$(per_sec $((COUPA_FILES * COUPA_MIB)) "$ELAPSED")
+  local f
+  for f in "$FIX"/coupa/*; do
+    if ! cmp -s "$f" "$m/fixtures/coupa/${f##*/}"; then
+      fail "$rtt" coupar "$kind" "content read through the mount differs from the server files (cmp)" "$wl"
+      return 1
+    fi
+  done
+}
+
+# 10. ls -l of the big Archive folder, cold.
+archls_run() {
+  cold archls || return 1
+  if ! run_timed "$wl" bash -c 'ls -l "$1" >"$2"' _ "$m/fixtures/archive" "$WORK/ls.out"; then
+    fail "$rtt" archls "$kind" "ls -l $m/fixtures/archive failed" "$wl"
+    return 1
+  fi
+  RUN_VALUE=$ELAPSED
+  local n
+  n=$(grep -c 'Invoices_' "$WORK/ls.out")
+  if [[ $n != "$ARCHIVE_ENTRIES" ]]; then
+    fail "$rtt" archls "$kind" "ls -l listed $n of $ARCHIVE_ENTRIES entries" "$wl"
+    return 1
+  fi
+}
+
+# 11. find over the Archive tree, cold.
+atree_run() {
+  cold atree || return 1
+  if ! run_timed "$wl" bash -c 'find "$1" >"$2"' _ "$m/fixtures/atree" "$WORK/find.out"; then
+    fail "$rtt" atree "$kind" "find $m/fixtures/atree failed" "$wl"
+    return 1
+  fi
+  RUN_VALUE=$ELAPSED
+  local nf
+  nf=$(wc -l <"$WORK/find.out")
+  if [[ $nf != "$ATREE_COUNT" ]]; then
+    fail "$rtt" atree "$kind" "find listed $nf of $ATREE_COUNT paths" "$wl"
+    return 1
+  fi
+}
+
+# Issue 14's Coupa-shaped workloads on a mounted client; the 4 MiB loops,
+# the big ls -l and the find run COUPA_RUNS times (median kept).
 run_coupa_workloads() {
   local kind=$1 rtt=$2 port=$3 m=$4 out=$5 srv=$6 L=$7 mlog=$8 wl
   local coupa_bytes=$((COUPA_FILES * COUPA_MIB << 20))
 
-  # 7. COUPA_FILES x COUPA_MIB MiB exports copied in one after another (cp
-  # each), COUPA_RUNS times into a new folder each time; the median is kept.
-  local r t ts=() ok=1
   ensure_mounted "$kind" "$port" "$m" "$mlog"
   wl=$L-coupaw.log
-  for ((r = 1; r <= COUPA_RUNS; r++)); do
-    if timeout 60 mkdir "$out/coupa$r" 2>>"$wl" \
-      && run_timed "$wl" bash -c 'set -e; for f in "$1"/*; do cp "$f" "$2/"; done' _ "$LOCAL/coupa" "$out/coupa$r"; then
-      t=$ELAPSED
-      check_files "$rtt" coupaw "$kind" "$srv/coupa$r" "$COUPA_FILES" "$coupa_bytes" "$wl" || { ok=0; break; }
-      ts+=("$(per_sec "$COUPA_FILES" "$t")")
-    else
-      fail "$rtt" coupaw "$kind" "cp loop into $out/coupa$r failed" "$wl"
-      ok=0
-      break
-    fi
-  done
-  ((ok)) && record "$rtt" coupaw "$kind" "$(median "${ts[@]}")" && runs "$rtt" coupaw "$kind" "${ts[@]}"
-
-  # 8. The same number of server files read cold one after another (cat each),
-  # COUPA_RUNS times on a fresh mount each; then 9. 1 MiB files read cold one
-  # by one (median ms), by paths never listed and (9b) after an `ls` of their
-  # folder, as a job reads what its poll found.
-  ts=() ok=1
+  median_of_runs coupaw coupaw_run
   wl=$L-coupar.log
-  for ((r = 1; r <= COUPA_RUNS; r++)); do
-    if ! remount "$kind" "$port" "$m" "$mlog"; then
-      fail "$rtt" coupar "$kind" "remount failed" "$mlog"
-      ok=0
-      break
-    fi
-    drop_caches
-    if run_timed "$wl" bash -c 'set -e; for f in "$1"/*; do cat "$f" >/dev/null; done' _ "$m/fixtures/coupa"; then
-      t=$ELAPSED
-      local f bad=0
-      for f in "$FIX"/coupa/*; do cmp -s "$f" "$m/fixtures/coupa/${f##*/}" || bad=1; done
-      if ((bad)); then
-        fail "$rtt" coupar "$kind" "content read through the mount differs from the server files (cmp)" "$wl"
-        ok=0
-        break
-      fi
-      ts+=("$(per_sec $((COUPA_FILES * COUPA_MIB)) "$t")")
-    else
-      fail "$rtt" coupar "$kind" "cat loop over $m/fixtures/coupa failed" "$wl"
-      ok=0
-      break
-    fi
-  done
-  ((ok)) && record "$rtt" coupar "$kind" "$(median "${ts[@]}")" && runs "$rtt" coupar "$kind" "${ts[@]}"
-  local wid listed
+  median_of_runs coupar coupar_run
+
+  # 9. 1 MiB files read cold one by one (median ms), by paths never listed
+  # and (9b) after an `ls` of their folder, as a job reads what its poll
+  # found.
+  local wid f ok
   for wid in onemib onelisted; do
     wl=$L-$wid.log
-    if ! remount "$kind" "$port" "$m" "$mlog"; then
-      fail "$rtt" "$wid" "$kind" "remount failed" "$mlog"
-      continue
-    fi
-    drop_caches
-    listed=ok
-    if [[ $wid == onelisted ]] && ! timeout 60 ls "$m/fixtures/one" >>"$wl" 2>&1; then listed=; fi
+    cold "$wid" || continue
     local ms=()
     ok=1
-    [[ -n $listed ]] || ok=0
+    if [[ $wid == onelisted ]] && ! timeout 60 ls "$m/fixtures/one" >>"$wl" 2>&1; then ok=0; fi
     for f in "$FIX"/one/*; do
       ((ok)) || break
       if run_timed "$wl" cat "$m/fixtures/one/${f##*/}"; then
@@ -754,64 +795,14 @@ run_coupa_workloads() {
       record "$rtt" "$wid" "$kind" "$(median "${ms[@]}")"
       runs "$rtt" "$wid" "$kind" "${ms[@]}"
     else
-      fail "$rtt" "$wid" "$kind" "ls or cat of a 1 MiB file failed" "$wl"; fi
+      fail "$rtt" "$wid" "$kind" "ls or cat of a 1 MiB file failed" "$wl"
+    fi
   done
 
-  # 10. ls -l of the big Archive folder, cold (COUPA_RUNS times, median).
-  ts=() ok=1
   wl=$L-archls.log
-  for ((r = 1; r <= COUPA_RUNS; r++)); do
-    if ! remount "$kind" "$port" "$m" "$mlog"; then
-      fail "$rtt" archls "$kind" "remount failed" "$mlog"
-      ok=0
-      break
-    fi
-    drop_caches
-    if run_timed "$wl" bash -c 'ls -l "$1" >"$2"' _ "$m/fixtures/archive" "$WORK/ls.out"; then
-      t=$ELAPSED
-      local n
-      n=$(grep -c 'Invoices_' "$WORK/ls.out")
-      if [[ $n != "$ARCHIVE_ENTRIES" ]]; then
-        fail "$rtt" archls "$kind" "ls -l listed $n of $ARCHIVE_ENTRIES entries" "$wl"
-        ok=0
-        break
-      fi
-      ts+=("$t")
-    else
-      fail "$rtt" archls "$kind" "ls -l $m/fixtures/archive failed" "$wl"
-      ok=0
-      break
-    fi
-  done
-  ((ok)) && record "$rtt" archls "$kind" "$(median "${ts[@]}")" && runs "$rtt" archls "$kind" "${ts[@]}"
-
-  # 11. find over the Archive tree, cold (COUPA_RUNS times, median).
-  ts=() ok=1
+  median_of_runs archls archls_run
   wl=$L-atree.log
-  for ((r = 1; r <= COUPA_RUNS; r++)); do
-    if ! remount "$kind" "$port" "$m" "$mlog"; then
-      fail "$rtt" atree "$kind" "remount failed" "$mlog"
-      ok=0
-      break
-    fi
-    drop_caches
-    if run_timed "$wl" bash -c 'find "$1" >"$2"' _ "$m/fixtures/atree" "$WORK/find.out"; then
-      t=$ELAPSED
-      local nf
-      nf=$(wc -l <"$WORK/find.out")
-      if [[ $nf != "$ATREE_COUNT" ]]; then
-        fail "$rtt" atree "$kind" "find listed $nf of $ATREE_COUNT paths" "$wl"
-        ok=0
-        break
-      fi
-      ts+=("$t")
-    else
-      fail "$rtt" atree "$kind" "find $m/fixtures/atree failed" "$wl"
-      ok=0
-      break
-    fi
-  done
-  ((ok)) && record "$rtt" atree "$kind" "$(median "${ts[@]}")" && runs "$rtt" atree "$kind" "${ts[@]}"
+  median_of_runs atree atree_run
 
   # 12. Freshness: a job polls `ls` every POLL s; a file appears on the server
   # (written beside, renamed in, as Coupa publishes): seconds until the job sees it.
