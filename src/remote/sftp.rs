@@ -279,11 +279,22 @@ impl SftpRemote {
     /// One request on any live connection. `idempotent` requests are sent
     /// again after a reconnect; others only when they never left.
     fn call(&self, req: &Request, idempotent: bool) -> RResult<Response> {
+        self.with_conn(idempotent, |conn| conn.call(req))
+    }
+
+    /// Runs `exchange` on a live connection within the operation's time
+    /// bound, timing it for `saw_round_trip`: again on another connection
+    /// when its requests never left, or (`idempotent`) after a reconnect.
+    fn with_conn<T>(
+        &self,
+        idempotent: bool,
+        exchange: impl Fn(&Connection) -> Result<T, ConnError>,
+    ) -> RResult<T> {
         let deadline = deadline::deadline(self.op_timeout);
         loop {
             let conn = self.pool.get(deadline)?;
             let sent = Instant::now();
-            match conn.call(req) {
+            match exchange(&conn) {
                 Ok(r) => {
                     self.saw_round_trip(sent.elapsed());
                     return Ok(r);
@@ -328,7 +339,6 @@ impl SftpRemote {
     }
 
     fn open(&self, path: &[u8], flags: u32, attrs: Attrs) -> RResult<Handle> {
-        let deadline = deadline::deadline(self.op_timeout);
         let req = Request::Open {
             path: path.to_vec(),
             pflags: flags,
@@ -336,21 +346,9 @@ impl SftpRemote {
         };
         // Opening for read only is idempotent; with CREAT/TRUNC it is not.
         let idempotent = flags & !pflags::READ == 0;
-        loop {
-            let conn = self.pool.get(deadline)?;
-            let sent = Instant::now();
-            match conn.call(&req) {
-                Ok(r) => {
-                    self.saw_round_trip(sent.elapsed());
-                    return expect_handle("OPEN", r, conn.generation);
-                }
-                Err(ConnError::NotSent(_)) if Instant::now() < deadline => continue,
-                Err(ConnError::Disconnected(_)) if idempotent && Instant::now() < deadline => {
-                    continue
-                }
-                Err(e) => return Err(e.into()),
-            }
-        }
+        let (reply, generation) =
+            self.with_conn(idempotent, |conn| Ok((conn.call(&req)?, conn.generation)))?;
+        expect_handle("OPEN", reply, generation)
     }
 
     /// Plain v3 RENAME: fails when `to` exists.
@@ -868,27 +866,18 @@ impl Remote for SftpRemote {
                 path: path.to_vec(),
             },
         ];
-        let deadline = deadline::deadline(self.op_timeout);
-        loop {
-            let conn = self.pool.get(deadline)?;
-            let sent = Instant::now();
+        let (made, stat) = self.with_conn(false, |conn| {
             let mut replies = conn.call_many(&reqs).into_iter();
             let made = replies
                 .next()
-                .unwrap_or_else(|| Err(ConnError::Protocol("missing reply".into())));
-            match made {
-                Err(ConnError::NotSent(_)) if Instant::now() < deadline => continue,
-                Err(e) => return Err(e.into()),
-                Ok(r) => {
-                    self.saw_round_trip(sent.elapsed());
-                    expect_ok("MKDIR", r)?;
-                }
-            }
-            return Ok(match replies.next() {
-                Some(Ok(r)) => expect_attrs("LSTAT", r).ok().map(meta_of),
-                _ => None,
-            });
-        }
+                .unwrap_or_else(|| Err(ConnError::Protocol("missing reply".into())))?;
+            Ok((made, replies.next()))
+        })?;
+        expect_ok("MKDIR", made)?;
+        Ok(match stat {
+            Some(Ok(r)) => expect_attrs("LSTAT", r).ok().map(meta_of),
+            _ => None,
+        })
     }
 
     fn rmdir(&self, path: &[u8]) -> RResult<()> {

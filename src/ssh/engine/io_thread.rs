@@ -132,6 +132,13 @@ impl<P: Pipe> Lane<P> {
         None
     }
 
+    /// libssh2 took something for this lane off the socket during another
+    /// lane's call (a reply, or the adjust its write waits for): poll()
+    /// would not wake for it.
+    fn progress_unseen(&self) -> bool {
+        !self.retired && (self.pipe.buffered() || (self.window_closed && self.pipe.write_room()))
+    }
+
     /// Writes as much of the output buffer as the pipe takes. Returns true
     /// when everything was written.
     fn write_out(&mut self) -> Result<bool, CloseReason> {
@@ -141,23 +148,22 @@ impl<P: Pipe> Lane<P> {
             let end = (self.out_pos + WRITE_CHUNK).min(self.out.len());
             // After EAGAIN libssh2 must be offered the same bytes again: the
             // slice always starts at out_pos, which only moves on success.
-            match self.pipe.write(&self.out[self.out_pos..end]) {
-                Ok(0) => {
-                    // Window full: wait for the server's adjust.
-                    self.window_closed = !self.pipe.write_room();
-                    break;
-                }
+            let stalled = match self.pipe.write(&self.out[self.out_pos..end]) {
+                Ok(0) => true,
                 Ok(n) => {
                     self.out_pos += n;
                     self.last_activity = Instant::now();
                     self.last_write_progressed = true;
+                    false
                 }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    // libssh2 says EAGAIN for a closed window too.
-                    self.window_closed = !self.pipe.write_room();
-                    break;
-                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => true,
                 Err(e) => return Err(CloseReason::LinkDead(format!("transport write: {e}"))),
+            };
+            if stalled {
+                // A full socket, or a closed window (libssh2 says 0 or
+                // EAGAIN for it too): only the latter waits for an adjust.
+                self.window_closed = !self.pipe.write_room();
+                break;
             }
         }
         if self.out_pos == self.out.len() {
@@ -341,9 +347,7 @@ impl<P: Pipe> IoThread<P> {
             // reply, or the window adjust its write waits for, off the
             // socket into libssh2: poll would sleep through it (up to
             // `idle_poll`), so go round again.
-            busy |= self.lanes.iter().any(|l| {
-                !l.retired && (l.pipe.buffered() || (l.window_closed && l.pipe.write_room()))
-            });
+            busy |= self.lanes.iter().any(Lane::progress_unseen);
             self.poll(busy)?;
         }
     }
