@@ -1170,6 +1170,43 @@ fn next_mount_reaps_stale_temp_files_only() {
     );
 }
 
+/// A folder written to holds a hidden spare on the server. A job that
+/// empties such a folder and removes it (or renames it) must see it go
+/// like any empty folder: rmdir(2) must not fail with ENOTEMPTY, and no
+/// spare may stay behind in the renamed folder.
+#[test]
+fn a_folder_holding_spares_can_be_removed_and_renamed() {
+    let sb = Sandbox::start();
+    let mnt = Mount::new(&sb, &[]);
+    let mdir = mnt.path.join(INVOICES);
+    let sdir = sb.root.join(INVOICES);
+    for name in ["batch", "staged"] {
+        fs::create_dir(mdir.join(name)).expect("mkdir");
+        fs::write(mdir.join(name).join("a.csv"), b"a,b\n").expect("write");
+    }
+    for name in ["batch", "staged"] {
+        assert!(
+            wait_until(Duration::from_secs(5), || !spares_in(sdir.join(name))
+                .is_empty()),
+            "no spare opened in {name}: {:?}",
+            all_names_in(sdir.join(name))
+        );
+    }
+    fs::remove_file(mdir.join("batch/a.csv")).expect("rm");
+    fs::remove_dir(mdir.join("batch")).expect("rmdir of a folder that looks empty");
+    assert!(!sdir.join("batch").exists(), "rmdir reached the server");
+
+    fs::rename(mdir.join("staged"), mdir.join("done")).expect("mv");
+    assert_eq!(all_names_in(sdir.join("done")), vec!["a.csv".to_string()]);
+    let status = mnt.unmount();
+    assert!(status.is_some_and(|s| s.success()), "exit {status:?}");
+    assert_eq!(
+        all_names_in(sdir.join("done")),
+        vec!["a.csv".to_string()],
+        "a spare stayed in the renamed folder"
+    );
+}
+
 /// Spare temps (files opened ahead of creates, see src/spare.rs) appear
 /// while a folder is being written, go a few seconds after the last create,
 /// and never outlive the mount.

@@ -319,8 +319,11 @@ impl<R: Remote> Fs<R> {
         let path = self.child_path(Op::Rmdir, parent, name)?;
         self.deny_read_only(Op::Rmdir, &path)?;
         self.cache.invalidate_tree(&path);
+        // Spares are hidden from listings, not from the server's rmdir.
+        let remote_path = self.remote_path(&path);
+        self.spares.clear_under(&remote_path);
         self.remote
-            .rmdir(&self.remote_path(&path))
+            .rmdir(&remote_path)
             .map_err(|e| FsError::remote(Op::Rmdir, show(&path), &e))?;
         self.cache.note_removed(&path);
         lock(&self.inodes).detach(&path);
@@ -359,6 +362,10 @@ impl<R: Remote> Fs<R> {
         self.cache.invalidate_tree(&to);
         if !unpublished {
             let (rf, rt) = (self.remote_path(&from), self.remote_path(&to));
+            // A folder moved or replaced must not carry spares the pool
+            // would then look for under their old names (see `clear_under`).
+            self.spares.clear_under(&rf);
+            self.spares.clear_under(&rt);
             let result = if noreplace {
                 self.remote.rename_noreplace(&rf, &rt)
             } else {

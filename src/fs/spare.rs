@@ -25,7 +25,7 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError, Sender};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::fs::inode::{join, split};
@@ -46,6 +46,10 @@ const SWEEP_EVERY: Duration = Duration::from_millis(500);
 
 /// After a failed OPEN, a folder gets no spares for this long.
 const PAUSE_AFTER_FAILURE: Duration = Duration::from_secs(30);
+
+/// How long `clear_under` waits for spares still opening in a folder that
+/// is about to be removed or renamed (their OPEN has its own time bound).
+const OPENING_WAIT: Duration = Duration::from_secs(5);
 
 /// An open, empty remote temp file ready to receive an upload.
 #[derive(Debug, Clone)]
@@ -80,6 +84,8 @@ pub(crate) struct SparePool {
     max_per_dir: usize,
     idle: Duration,
     folders: Mutex<HashMap<Vec<u8>, Folder>>,
+    /// Signalled (with `folders`) when an OPEN of a spare is done.
+    opened: Condvar,
     jobs: Mutex<Option<Sender<Job>>>,
     worker: Mutex<Option<std::thread::JoinHandle<()>>>,
 }
@@ -101,6 +107,7 @@ impl SparePool {
             max_per_dir,
             idle,
             folders: Mutex::new(HashMap::new()),
+            opened: Condvar::new(),
             jobs: Mutex::new(None),
             worker: Mutex::new(None),
         });
@@ -224,6 +231,7 @@ impl SparePool {
     fn offer(&self, dir: &[u8], spare: Option<Spare>) -> Option<(Vec<u8>, Handle)> {
         let unwanted = {
             let mut folders = lock(&self.folders);
+            self.opened.notify_all();
             match (folders.get_mut(dir), spare) {
                 (Some(folder), spare) => {
                     folder.opening = folder.opening.saturating_sub(1);
@@ -307,6 +315,54 @@ impl SparePool {
         }
     }
 
+    /// Before an rmdir or a rename of `dir` (absolute remote path): closes
+    /// and removes the spares of `dir` and of every folder under it, so the
+    /// server sees those folders as the user does. To the server a folder
+    /// holding a spare is not empty (rmdir(2) would fail with ENOTEMPTY on
+    /// a folder `ls -a` shows empty), and a spare carried off by a rename
+    /// would stay there under a name the pool no longer knows. Spares still
+    /// opening there are waited for (up to `OPENING_WAIT`) and removed too;
+    /// none is opened there again until a create in the folder asks.
+    pub(crate) fn clear_under(&self, dir: &[u8]) {
+        let until = Instant::now() + OPENING_WAIT;
+        loop {
+            let (dropped, opening) = {
+                let mut folders = lock(&self.folders);
+                let mut dropped = Vec::new();
+                let mut opening = false;
+                folders.retain(|d, f| {
+                    if !is_under(d, dir) {
+                        return true;
+                    }
+                    dropped.append(&mut f.ready);
+                    f.target = 0;
+                    // Kept until its OPENs land, so that they land here
+                    // (and are removed below) rather than be removed by
+                    // the worker after the caller's request went out.
+                    opening |= f.opening > 0;
+                    f.opening > 0
+                });
+                if dropped.is_empty() && opening {
+                    let now = Instant::now();
+                    if now >= until {
+                        return;
+                    }
+                    drop(
+                        self.opened
+                            .wait_timeout(folders, until - now)
+                            .unwrap_or_else(std::sync::PoisonError::into_inner),
+                    );
+                    continue;
+                }
+                (dropped, opening)
+            };
+            self.discard(dropped);
+            if !opening {
+                return;
+            }
+        }
+    }
+
     /// Closes and removes the spares of folders idle for `idle` (all of
     /// them with `everything`).
     fn sweep_idle(&self, everything: bool) {
@@ -355,6 +411,17 @@ impl SparePool {
         }
         self.sweep_idle(true);
     }
+}
+
+/// `folder` is `dir` or lies under it (absolute remote paths).
+fn is_under(folder: &[u8], dir: &[u8]) -> bool {
+    let dir = match dir {
+        [rest @ .., b'/'] if !rest.is_empty() => rest,
+        d => d,
+    };
+    folder == dir
+        || (folder.starts_with(dir)
+            && (dir.ends_with(b"/") || folder.get(dir.len()) == Some(&b'/')))
 }
 
 #[cfg(test)]
@@ -471,6 +538,67 @@ mod tests {
         p.shutdown();
         assert_eq!(p.ready(), 0);
         assert!(temps(&remote).is_empty(), "left: {:?}", temps(&remote));
+    }
+
+    fn temps_in(remote: &MockRemote, dir: &str) -> usize {
+        remote
+            .names(dir)
+            .into_iter()
+            .filter(|n| crate::fs::temp_name::is_temp_name(n.as_bytes()))
+            .count()
+    }
+
+    /// An rmdir or a rename of a folder first takes its spares, and those
+    /// of folders under it, off the server; a sibling whose name merely
+    /// starts the same keeps its own.
+    #[test]
+    fn clearing_a_folder_removes_its_spares_and_those_below_it_only() {
+        let remote = Arc::new(MockRemote::new());
+        let p = pool(&remote, 1, Duration::from_secs(60));
+        remote.mkdir_p("/root/In/sub");
+        remote.mkdir_p("/root/Inbox");
+        for f in ["/root/In/a", "/root/In/sub/a", "/root/Inbox/a"] {
+            let _ = p.take(f.as_bytes());
+        }
+        wait_for("three spares", || p.ready() == 3);
+        p.clear_under(b"/root/In");
+        assert_eq!(p.ready(), 1);
+        assert_eq!(temps_in(&remote, "/root/In"), 0);
+        assert_eq!(temps_in(&remote, "/root/In/sub"), 0);
+        assert_eq!(temps_in(&remote, "/root/Inbox"), 1);
+        // Not refilled behind the caller's back.
+        std::thread::sleep(Duration::from_millis(50));
+        assert_eq!(temps_in(&remote, "/root/In"), 0);
+        assert!(is_under(b"/root/In", b"/root/In/"));
+        assert!(is_under(b"/root/In/x", b"/"));
+        assert!(!is_under(b"/root/Inbox", b"/root/In"));
+    }
+
+    /// A spare whose OPEN is still out when its folder is cleared is waited
+    /// for and removed before the caller goes on, not left to land in a
+    /// folder the caller is about to remove.
+    #[test]
+    fn clearing_waits_for_a_spare_still_opening() {
+        let remote = Arc::new(MockRemote::new());
+        let p = pool(&remote, 1, Duration::from_secs(60));
+        remote.hold("open");
+        let _ = p.take(b"/root/In/a");
+        wait_for("the OPEN", || remote.waiting() == 1);
+        let (tx, rx) = mpsc::channel();
+        let p2 = p.clone();
+        std::thread::spawn(move || {
+            p2.clear_under(b"/root/In");
+            let _ = tx.send(());
+        });
+        assert!(
+            rx.recv_timeout(Duration::from_millis(100)).is_err(),
+            "cleared with an OPEN still out"
+        );
+        remote.release("open");
+        rx.recv_timeout(Duration::from_secs(10))
+            .expect("clear_under returned");
+        assert_eq!(temps(&remote).len(), 0);
+        assert_eq!(p.ready(), 0);
     }
 
     #[test]

@@ -700,6 +700,48 @@ fn creates_use_spare_temps_opened_ahead() {
     r.assert_no_temps();
 }
 
+/// A folder that saw a create holds a hidden spare on the server; rmdir(2)
+/// of it once empty to the user, and a rename of it, must not trip over
+/// that spare (the server would say "not empty", or keep the spare under
+/// the new name for good).
+#[test]
+fn removing_or_renaming_a_folder_with_spares_leaves_nothing_behind() {
+    let r = rig_with(Duration::from_secs(60), 4);
+    let parent = r.dir("Incoming");
+    for name in ["Batch", "Staged"] {
+        r.fs.mkdir(parent, OsStr::new(name), 0o755).expect("mkdir");
+        let (ino, fh) = r
+            .create(&format!("Incoming/{name}"), "a.csv", 0)
+            .expect("create");
+        r.write_all(ino, fh, b"1\n");
+        r.close(ino, fh).expect("close");
+    }
+    wait_for("spares in both folders", || r.fs.spares.ready() == 2);
+    let batch = r.dir("Incoming/Batch");
+    r.fs.unlink(batch, OsStr::new("a.csv")).expect("unlink");
+    r.fs.rmdir(parent, OsStr::new("Batch"))
+        .expect("rmdir of a folder the user sees empty");
+    assert!(r.remote.lstat(b"/root/Incoming/Batch").is_err());
+
+    r.fs.rename(
+        parent,
+        OsStr::new("Staged"),
+        parent,
+        OsStr::new("Done"),
+        false,
+    )
+    .expect("rename");
+    assert_eq!(
+        r.remote.names("/root/Incoming/Done"),
+        vec!["a.csv".to_string()]
+    );
+    r.fs.shutdown();
+    assert_eq!(
+        r.remote.names("/root/Incoming/Done"),
+        vec!["a.csv".to_string()]
+    );
+}
+
 /// A batch job outlives the TTL of the folder's listing: its lookups then
 /// cost one new listing, not one LSTAT per new name.
 #[test]
