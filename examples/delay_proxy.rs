@@ -23,6 +23,12 @@
 //! failure tears down both directions. The queue holds at most
 //! `--max-buffer-mib` MiB per direction (default 64); beyond that the reader
 //! stops reading and TCP flow control pushes back on the sender.
+//!
+//! The proxy's own CPU competes with the clients it measures (a real WAN
+//! costs the client host nothing): the reader wakes the writer only when
+//! the queue was empty (a chunk queued behind others cannot be due before
+//! them), and with `--delay-ms 0` (a plain relay) each direction is one
+//! thread copying from socket to socket, with no queue.
 
 use std::collections::VecDeque;
 use std::io::{self, Read, Write};
@@ -160,9 +166,15 @@ impl Queue {
         if let Item::Data(d) = &item {
             st.bytes += d.len();
         }
+        // The writer waits for a push only on an empty queue; otherwise it
+        // waits for the head's due time, which a push behind it leaves as
+        // it is (a wake-up per chunk would only cost CPU).
+        let was_empty = st.items.is_empty();
         st.items.push_back((due, item));
         drop(st);
-        self.pushed.notify_one();
+        if was_empty {
+            self.pushed.notify_one();
+        }
         true
     }
 
@@ -257,12 +269,43 @@ fn pump_writer(mut dst: TcpStream, src: TcpStream, queue: &Queue) {
     let _ = src.shutdown(Shutdown::Both);
 }
 
-/// Starts the two threads moving `src` to `dst` through a delay queue.
+/// With no delay: copies `src` to `dst` as it arrives (a relay).
+fn pump_direct(mut src: TcpStream, mut dst: TcpStream) {
+    let mut buf = vec![0u8; CHUNK];
+    loop {
+        match src.read(&mut buf) {
+            Ok(0) => {
+                let _ = dst.shutdown(Shutdown::Write);
+                return;
+            }
+            Ok(n) => {
+                if dst.write_all(&buf[..n]).is_err() {
+                    break;
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(_) => break,
+        }
+    }
+    // Reset on the source or the destination is gone: end both directions.
+    let _ = dst.shutdown(Shutdown::Both);
+    let _ = src.shutdown(Shutdown::Both);
+}
+
+/// Starts the threads moving `src` to `dst`: through a delay queue, or
+/// one copying thread when there is no delay.
 fn spawn_direction(
     src: &TcpStream,
     dst: &TcpStream,
     cfg: &Config,
 ) -> io::Result<Vec<thread::JoinHandle<()>>> {
+    if cfg.delay.is_zero() {
+        let (r_src, w_dst) = (src.try_clone()?, dst.try_clone()?);
+        let relay = thread::Builder::new()
+            .name("proxy-relay".into())
+            .spawn(move || pump_direct(r_src, w_dst))?;
+        return Ok(vec![relay]);
+    }
     let queue = Arc::new(Queue::new(cfg.max_buffer));
     let (r_src, w_dst, w_src) = (src.try_clone()?, dst.try_clone()?, src.try_clone()?);
     let delay = cfg.delay;
@@ -480,6 +523,35 @@ mod tests {
             c.write_all(b"bye").unwrap();
         });
         let mut s = connect(proxy(up, 20));
+        let mut got = Vec::new();
+        s.read_to_end(&mut got).unwrap();
+        assert_eq!(got, b"bye");
+    }
+
+    #[test]
+    fn a_relay_without_delay_carries_bytes_and_closes() {
+        let mut s = connect(proxy(echo_server(), 0));
+        let data: Vec<u8> = (0..4u32 << 20)
+            .map(|i| (i.wrapping_mul(2_654_435_761) >> 11) as u8)
+            .collect();
+        let mut w = s.try_clone().unwrap();
+        let sent = data.clone();
+        let writer = thread::spawn(move || {
+            w.write_all(&sent).unwrap();
+            w.shutdown(Shutdown::Write).unwrap();
+        });
+        let mut echoed = Vec::new();
+        s.read_to_end(&mut echoed).unwrap(); // ends: our FIN went through and came back
+        writer.join().unwrap();
+        assert!(echoed == data, "bytes changed in transit");
+
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let up = l.local_addr().unwrap();
+        thread::spawn(move || {
+            let (mut c, _) = l.accept().unwrap();
+            c.write_all(b"bye").unwrap();
+        });
+        let mut s = connect(proxy(up, 0));
         let mut got = Vec::new();
         s.read_to_end(&mut got).unwrap();
         assert_eq!(got, b"bye");
