@@ -108,6 +108,10 @@ fn space_of(v: Statvfs) -> SpaceStats {
 
 /// Bytes per READ / WRITE request (OpenSSH accepts up to 256 KiB).
 const IO_CHUNK: usize = 64 * 1024;
+/// Bytes per WRITE where the server's pace, not the window, limits an
+/// upload (see `write_chunk`): a whole WRITE, header included, fits in
+/// the 16 KiB OpenSSH's sftp-server takes in per turn of its loop.
+const LAN_WRITE_CHUNK: usize = 16 * 1024 - 64;
 /// Requests per pipelined batch.
 const MAX_IN_FLIGHT: usize = 64;
 
@@ -127,6 +131,22 @@ const WARM_AFTER: u64 = 2;
 /// Whether a large upload should also use a second connection.
 fn striping_pays(rtt: Duration) -> bool {
     rtt >= STRIPE_MIN_RTT
+}
+
+/// Bytes per WRITE request on a link of round trip `rtt`. OpenSSH's
+/// sftp-server reads at most 16 KiB from its channel per turn of its loop
+/// and handles at most one request per turn (sftp-server.c, `buf[4*4096]`);
+/// on a LAN, where that pace limits an upload, WRITEs that fit in one turn
+/// went about twice as fast as 64 KiB ones. Across a WAN round trip the
+/// channel's window limits instead, and 64 KiB WRITEs keep it full with a
+/// quarter of the requests (smaller ones, as many in flight, were slower
+/// there: `scripts/bench.sh`).
+fn write_chunk(rtt: Duration) -> usize {
+    if striping_pays(rtt) {
+        IO_CHUNK
+    } else {
+        LAN_WRITE_CHUNK
+    }
 }
 
 /// The link's round trip: the shortest single request seen (`seen_us`,
@@ -555,6 +575,7 @@ impl Remote for SftpRemote {
                     .unwrap_or_else(|| RemoteError::Protocol("write without a handle".into())));
             }
         };
+        let chunk = write_chunk(self.link_rtt(&conns[0])) as u64;
         let mut queued = Some(queued);
         // A sliding window per handle, not batches: each acknowledged WRITE
         // lets the next one go, so the link never drains between batches.
@@ -574,7 +595,7 @@ impl Remote for SftpRemote {
                 else {
                     break;
                 };
-                let n = (len - sent).min(IO_CHUNK as u64) as usize;
+                let n = (len - sent).min(chunk) as usize;
                 let at = offset + sent;
                 let tx = tx.clone();
                 let queued = conns[i].submit_write(
@@ -1059,6 +1080,17 @@ mod tests {
         assert_eq!(readdir_round_trips(10), 2);
         assert_eq!(readdir_round_trips(200), 8);
         assert_eq!(readdir_round_trips(1_000), 33);
+    }
+
+    #[test]
+    fn writes_fit_sftp_servers_intake_on_a_lan_and_fill_the_window_on_a_wan() {
+        assert_eq!(write_chunk(Duration::from_millis(20)), IO_CHUNK);
+        assert_eq!(write_chunk(Duration::from_micros(200)), LAN_WRITE_CHUNK);
+        // With OpenSSH's 4-byte handles the whole request, length prefix
+        // included, fits in the 16 KiB sftp-server reads per turn.
+        let mut header = Vec::new();
+        crate::sftp::encode_write_header(7, &[0, 0, 0, 1], 0, LAN_WRITE_CHUNK, &mut header);
+        assert!(header.len() + LAN_WRITE_CHUNK <= 16 * 1024);
     }
 
     #[test]
