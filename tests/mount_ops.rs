@@ -634,6 +634,35 @@ fn unlink_mkdir_rmdir_and_enotempty() {
     assert_eq!(listing(&sdir), sorted(&["full"]));
 }
 
+/// A program reading a file the mount has not seen yet (a path never
+/// listed) gets the file's OPEN sent beside its lookup's LSTAT: its thread
+/// is inside openat(2) for reading. A `stat` of another file opens nothing.
+/// (An Archive folder: the stale-temp sweep after mount never lists one,
+/// so the lookups stay cold however late the test runs.)
+#[test]
+fn a_cold_read_opens_the_file_beside_its_lookup() {
+    let sb = Sandbox::start();
+    server_file(&sb, "Archive/Incoming/Invoices/export_1.csv", b"a,b\n1,2\n");
+    server_file(&sb, "Archive/Incoming/Invoices/export_2.csv", b"c\n");
+    let m = Mount::new(&sb, &["debug"]);
+    let mdir = m.path.join("Archive/Incoming/Invoices");
+    assert_eq!(fs::read(mdir.join("export_1.csv")).unwrap(), b"a,b\n1,2\n");
+    assert_eq!(fs::metadata(mdir.join("export_2.csv")).unwrap().len(), 2);
+    let log = m.log();
+    assert!(
+        log.contains("lookup /Archive/Incoming/Invoices/export_1.csv: opened ahead for its reader"),
+        "the reader's lookup did not open the file:\n{}",
+        tail(&log, 40)
+    );
+    assert!(
+        !log.contains("export_2.csv: opened ahead"),
+        "a stat opened the file:\n{}",
+        tail(&log, 40)
+    );
+    // Read again after the lookup was cached: a normal open, same bytes.
+    assert_eq!(fs::read(mdir.join("export_1.csv")).unwrap(), b"a,b\n1,2\n");
+}
+
 #[test]
 fn rename_within_and_across_folders() {
     let sb = Sandbox::start();

@@ -28,12 +28,20 @@ const PROC_READ_LIMIT: std::time::Duration = std::time::Duration::from_secs(1);
 /// execve per inherited descriptor, and the writer's own close then timed
 /// out in the queue and returned before its publish.)
 fn bounded<T: Send + 'static>(read: impl FnOnce() -> T + Send + 'static) -> Option<T> {
+    bounded_for(PROC_READ_LIMIT, read)
+}
+
+/// `bounded` with its own time limit.
+fn bounded_for<T: Send + 'static>(
+    limit: std::time::Duration,
+    read: impl FnOnce() -> T + Send + 'static,
+) -> Option<T> {
     let (tx, rx) = std::sync::mpsc::sync_channel(1);
     let job: Job = Box::new(move || {
         let _ = tx.send(read());
     });
     readers().run(job).ok()?;
-    rx.recv_timeout(PROC_READ_LIMIT).ok()
+    rx.recv_timeout(limit).ok()
 }
 
 type Job = Box<dyn FnOnce() + Send>;
@@ -135,6 +143,58 @@ pub(crate) fn lookup_bounded(pid: u32) -> Closer {
 /// `still_open` bounded in time; `None` when /proc did not answer.
 pub(crate) fn still_open_bounded(tgid: u32, ino: u64, mnt_id: Option<u64>) -> Option<bool> {
     bounded(move || still_open(tgid, ino, mnt_id))
+}
+
+/// How long a lookup waits to learn whether its caller is opening the
+/// file: a hint only, never worth delaying the lookup for.
+const INTENT_READ_LIMIT: std::time::Duration = std::time::Duration::from_millis(20);
+
+/// Whether the thread `tid` behind a LOOKUP is inside open(2) or
+/// openat(2) for reading only (`/proc/TID/syscall`: the kernel resolves
+/// the path, our LOOKUP among it, before the open). False when unknown:
+/// /proc unreadable (another user's task in a mount that is not root's),
+/// slow (a task in execve holds the lock that read takes), or any other
+/// call (`stat`, `test -f`, `ls`).
+pub(crate) fn opening_for_read(tid: u32) -> bool {
+    if tid == 0 {
+        return false;
+    }
+    bounded_for(INTENT_READ_LIMIT, move || {
+        std::fs::read_to_string(format!("/proc/{tid}/syscall"))
+            .is_ok_and(|line| opens_for_read(&line))
+    })
+    .unwrap_or(false)
+}
+
+/// Parses a /proc/TID/syscall line: the call number, then its arguments
+/// in hex (proc(5)); "running" or "-1 ..." when not inside a call.
+pub(crate) fn opens_for_read(line: &str) -> bool {
+    let mut fields = line.split_whitespace();
+    let Some(nr) = fields.next().and_then(|n| n.parse::<i64>().ok()) else {
+        return false;
+    };
+    let args: Vec<u64> = fields
+        .take(6)
+        .map(|a| u64::from_str_radix(a.trim_start_matches("0x"), 16).unwrap_or(u64::MAX))
+        .collect();
+    let flags = if nr == libc::SYS_openat {
+        args.get(2)
+    } else {
+        #[cfg(target_arch = "x86_64")]
+        let flags = if nr == libc::SYS_open {
+            args.first()
+        } else {
+            None
+        };
+        #[cfg(not(target_arch = "x86_64"))]
+        let flags = None;
+        flags
+    };
+    let Some(&flags) = flags else { return false };
+    // The flags are a C int: the low 32 bits of the register.
+    let flags = (flags & 0xffff_ffff) as u32 as i32;
+    let not_a_plain_read = libc::O_DIRECTORY | libc::O_PATH | libc::O_CREAT | libc::O_TRUNC;
+    flags & libc::O_ACCMODE == libc::O_RDONLY && flags & not_a_plain_read == 0
 }
 
 /// PF_EXITING from include/linux/sched.h: set once do_exit() has begun,
@@ -275,6 +335,41 @@ impl Opener {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn a_lookup_inside_openat_for_reading_is_told_apart() {
+        let at = |flags: i32| {
+            format!(
+                "{} 0xffffff9c 0x7ffd2a1c3e10 {:#x} 0x0 0x0 0x0 0x7ffd2a1c3b08 0x7f3b1f2e5a4d",
+                libc::SYS_openat,
+                flags
+            )
+        };
+        assert!(opens_for_read(&at(libc::O_RDONLY)));
+        assert!(opens_for_read(&at(libc::O_RDONLY | libc::O_CLOEXEC)));
+        assert!(!opens_for_read(&at(libc::O_WRONLY
+            | libc::O_CREAT
+            | libc::O_TRUNC)));
+        assert!(!opens_for_read(&at(libc::O_RDWR)));
+        assert!(!opens_for_read(&at(libc::O_RDONLY | libc::O_DIRECTORY)));
+        assert!(!opens_for_read(&at(libc::O_PATH)));
+        // statx, not inside a call, running, garbage.
+        let statx = format!(
+            "{} 0xffffff9c 0x55d0 0x100 0xfff 0x7ffd 0x0 0x7ffd 0x7f3b",
+            libc::SYS_statx
+        );
+        assert!(!opens_for_read(&statx));
+        assert!(!opens_for_read("-1 0x7ffd2a1c3b08 0x7f3b1f2e5a4d"));
+        assert!(!opens_for_read("running"));
+        assert!(!opens_for_read(""));
+        assert!(!opens_for_read(&format!("{}", libc::SYS_openat)));
+        // This very thread is not inside an open(2) while it reads /proc.
+        // SAFETY: gettid has no preconditions and cannot fail.
+        let me = unsafe { libc::gettid() } as u32;
+        assert!(!opening_for_read(me));
+        assert!(!opening_for_read(0));
+    }
+
     use super::*;
 
     /// A handle opened while /proc was too slow to name the process keeps

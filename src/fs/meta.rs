@@ -19,7 +19,20 @@ use crate::remote::{Meta, Remote, RemoteError};
 /// How long statfs figures are reused (never longer than `cache_ttl`).
 const STATFS_TTL: std::time::Duration = std::time::Duration::from_secs(1);
 impl<R: Remote> Fs<R> {
+    #[cfg(test)]
     pub(crate) fn lookup(&self, parent: u64, name: &OsStr) -> FsResult<Stat> {
+        self.lookup_for(parent, name, &|| false)
+    }
+
+    /// lookup(2) on behalf of a caller; `reader` tells (asked only when the
+    /// server must answer) whether it is opening the file to read it, so
+    /// that the OPEN can go beside the LSTAT (`preopen`).
+    pub(crate) fn lookup_for(
+        &self,
+        parent: u64,
+        name: &OsStr,
+        reader: &dyn Fn() -> bool,
+    ) -> FsResult<Stat> {
         // One deadline for the whole system call (`remote::deadline`).
         let _call = CallScope::enter();
         let path = self.child_path(Op::Lookup, parent, name)?;
@@ -40,7 +53,7 @@ impl<R: Remote> Fs<R> {
                 }
             }
         }
-        let attrs = self.fetch_attrs(Op::Lookup, &path)?;
+        let attrs = self.fetch_attrs_for(Op::Lookup, &path, reader)?;
         let ino = lock(&self.inodes).lookup(&path);
         Ok(self.stat_from(ino, &attrs))
     }
@@ -285,6 +298,7 @@ impl<R: Remote> Fs<R> {
         let _call = CallScope::enter();
         let path = self.child_path(Op::Unlink, parent, name)?;
         self.deny_read_only(Op::Unlink, &path)?;
+        self.preopened.discard(&path);
         let ino = lock(&self.inodes).ino_of(&path);
         let upload = ino.and_then(|i| self.upload_of(i));
         let local_only = match &upload {
@@ -352,6 +366,8 @@ impl<R: Remote> Fs<R> {
                 "reserved temp name",
             ));
         }
+        self.preopened.discard(&from);
+        self.preopened.discard(&to);
         let ino = lock(&self.inodes).ino_of(&from);
         let upload = ino.and_then(|i| self.upload_of(i));
         let unpublished = upload.as_ref().is_some_and(|u| !u.state().remote_exists);

@@ -15,6 +15,7 @@ pub(crate) mod inode;
 mod janitor;
 mod meta;
 mod open_files;
+pub(crate) mod preopen;
 pub(crate) mod readahead;
 pub(crate) mod spare;
 mod symlink;
@@ -156,6 +157,8 @@ pub struct Fs<R: Remote> {
     streams: Mutex<Option<mpsc::Sender<StreamJob>>>,
     /// Remote temp files opened ahead of creates.
     spares: Arc<SparePool>,
+    /// Handles opened beside a reader's lookup (see `preopen`).
+    preopened: Arc<preopen::PreOpened>,
     /// The kernel's id of this mount (fdinfo `mnt_id`), once mounted.
     mount_id: OnceLock<u64>,
     /// Bytes held in local spools (live uploads count themselves in).
@@ -206,6 +209,7 @@ impl<R: Remote> Fs<R> {
         );
         let fs = Arc::new(Self {
             spares,
+            preopened: preopen::PreOpened::new(dyn_remote.clone()),
             remote,
             cfg,
             cache,
@@ -238,6 +242,7 @@ impl<R: Remote> Fs<R> {
     pub fn shutdown(&self) {
         lock(&self.streams).take();
         self.spares.shutdown();
+        self.preopened.shutdown();
     }
 
     /// Bytes held in local spools (files being written).
@@ -402,6 +407,42 @@ impl<R: Remote> Fs<R> {
     }
 
     /// Attributes of `path` from the cache or the server.
+    /// `fetch_attrs` for a lookup whose caller is opening the file to read
+    /// it (`reader` says so, asked only when the server must be): the OPEN
+    /// goes beside the LSTAT, and a regular file's handle waits in
+    /// `preopened` for the open(2) that follows.
+    fn fetch_attrs_for(&self, op: Op, path: &[u8], reader: &dyn Fn() -> bool) -> FsResult<Meta> {
+        let _call = crate::remote::deadline::CallScope::enter();
+        let cold = self.cache.attrs(path).is_none()
+            && !self.cache.is_negative(path)
+            && !self.cache.wants_relisting(path);
+        if !cold || !reader() {
+            return self.fetch_attrs(op, path);
+        }
+        match self.remote.lstat_open_read(&self.remote_path(path)) {
+            Ok((a, handle)) => {
+                if let Some(h) = handle {
+                    if a.kind == Some(Kind::File) {
+                        log::debug!("lookup {}: opened ahead for its reader", show(path));
+                        self.preopened.put(path, h);
+                    } else {
+                        // A symlink's target or a folder: not what the
+                        // open(2) of this name will ask for.
+                        self.remote.close_quietly(&h);
+                    }
+                }
+                self.cache.put_attrs(path, a.clone());
+                Ok(a)
+            }
+            Err(e) => {
+                if e.is_not_found() {
+                    self.cache.put_negative(path);
+                }
+                Err(FsError::remote(op, show(path), &e))
+            }
+        }
+    }
+
     fn fetch_attrs(&self, op: Op, path: &[u8]) -> FsResult<Meta> {
         // A relisting and the LSTAT share the caller's one `timeout`.
         let _call = crate::remote::deadline::CallScope::enter();

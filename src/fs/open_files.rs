@@ -98,6 +98,7 @@ impl<R: Remote> Fs<R> {
         let mut size_hint = u64::MAX;
         let file = if writing {
             lock(&self.opened_versions).remove(&ino);
+            self.preopened.discard(&path);
             self.deny_read_only(Op::Open, &path)?;
             if self.upload_of(ino).is_none() {
                 // The file exists on the server: its upload ends with a
@@ -129,12 +130,19 @@ impl<R: Remote> Fs<R> {
             // READs then share two connections' windows.
             let pair = !keep_cache && size_hint > BLOCK && size_hint <= WHOLE_FILE_MAX;
             let remote_path = self.remote_path(&path);
-            let (handle, twin) = if pair {
-                self.remote.open_read_pair(&remote_path)
+            let (handle, twin) = if let Some(h) = self.preopened.take(&path) {
+                // Opened beside this open's own lookup: no round trip.
+                (h, None)
+            } else if pair {
+                self.remote
+                    .open_read_pair(&remote_path)
+                    .map_err(|e| FsError::remote(Op::Open, show(&path), &e))?
             } else {
-                self.remote.open_read(&remote_path).map(|h| (h, None))
-            }
-            .map_err(|e| FsError::remote(Op::Open, show(&path), &e))?;
+                self.remote
+                    .open_read(&remote_path)
+                    .map(|h| (h, None))
+                    .map_err(|e| FsError::remote(Op::Open, show(&path), &e))?
+            };
             let ahead = Mutex::new(ReadAhead::with_twin(size_hint, twin));
             if !keep_cache {
                 // A Coupa-sized file is requested whole now, before the

@@ -742,6 +742,54 @@ fn removing_or_renaming_a_folder_with_spares_leaves_nothing_behind() {
     );
 }
 
+/// A program reading a path never seen (`cat x.csv`) pays its lookup's
+/// LSTAT, an OPEN and the READs. When the lookup's caller is inside open(2)
+/// for reading, the OPEN goes beside the LSTAT and the open takes that
+/// handle. Nothing is opened for any other lookup, a symlink's target is
+/// not kept, and a handle no open takes is closed.
+#[test]
+fn a_readers_cold_lookup_opens_the_file_beside_its_lstat() {
+    let r = rig();
+    r.remote.put_file("/root/Incoming/Invoices/x.csv", b"x,1\n");
+    r.remote.put_file("/root/Incoming/Invoices/y.csv", b"y,2\n");
+    r.remote.put_symlink(
+        "/root/Incoming/Invoices/link.csv",
+        "/root/Incoming/Invoices/y.csv",
+    );
+    let dir = r.dir("Incoming/Invoices");
+    let opens = r.remote.calls("open");
+    let st =
+        r.fs.lookup_for(dir, OsStr::new("x.csv"), &|| true)
+            .expect("lookup");
+    assert_eq!(r.remote.calls("open"), opens + 1, "OPEN beside the LSTAT");
+    let (fh, _) = r.fs.open(st.ino, libc::O_RDONLY, me()).expect("open");
+    assert_eq!(r.remote.calls("open"), opens + 1, "no OPEN of its own");
+    assert_eq!(r.fs.read(st.ino, fh, 0, 100).expect("read"), b"x,1\n");
+    r.fs.release(st.ino, fh).expect("release");
+    assert_eq!(r.remote.open_handles(), 0);
+
+    // A `stat` (no reader): LSTAT only.
+    r.fs.lookup_for(dir, OsStr::new("y.csv"), &|| false)
+        .expect("lookup");
+    assert_eq!(r.remote.calls("open"), opens + 1);
+    // A symlink: its target was opened, and closed again.
+    r.fs.lookup_for(dir, OsStr::new("link.csv"), &|| true)
+        .expect("lookup");
+    assert_eq!(r.remote.open_handles(), 0, "a symlink's target kept open");
+    // Asked only when the server must answer: a cached name asks nothing.
+    r.fs.lookup_for(dir, OsStr::new("x.csv"), &|| {
+        panic!("asked for a cached name")
+    })
+    .expect("cached lookup");
+
+    // An open that never comes: the handle goes after a second.
+    r.remote.put_file("/root/Incoming/Invoices/z.csv", b"z\n");
+    r.fs.lookup_for(dir, OsStr::new("z.csv"), &|| true)
+        .expect("lookup");
+    assert_eq!(r.remote.open_handles(), 1);
+    wait_for("the unused handle closed", || r.remote.open_handles() == 0);
+}
+
 /// A batch job outlives the TTL of the folder's listing: its lookups then
 /// cost one new listing, not one LSTAT per new name.
 #[test]

@@ -143,8 +143,10 @@ impl<R: Remote> Filesystem for FuseAdapter<R> {
         Ok(())
     }
 
-    fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
-        match self.fs.lookup(parent.0, name) {
+    fn lookup(&self, req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
+        let pid = req.pid();
+        let reader = move || crate::fs::caller::opening_for_read(pid);
+        match self.fs.lookup_for(parent.0, name, &reader) {
             Ok(s) => reply.entry(&self.fs.ttl(), &attr(&s), Generation(0)),
             Err(e) => reply.error(errno(&e)),
         }

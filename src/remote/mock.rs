@@ -414,6 +414,12 @@ impl Remote for MockRemote {
         self.open(path, OpenMode::Read, None)
     }
 
+    fn lstat_open_read(&self, path: &[u8]) -> RResult<(Meta, Option<Handle>)> {
+        let meta = self.lstat(path)?;
+        // OPEN follows a symlink, as sftp-server's does; a folder fails.
+        Ok((meta, self.open(path, OpenMode::Read, None).ok()))
+    }
+
     fn open_read_pair(&self, path: &[u8]) -> RResult<(Handle, Option<Handle>)> {
         let main = self.open_read(path)?;
         if !self.st().twin_reads {

@@ -276,6 +276,14 @@ pub trait Remote: Send + Sync + 'static {
     /// Opens an existing file for reading (idempotent: retried across a
     /// reconnect).
     fn open_read(&self, path: &[u8]) -> RResult<Handle>;
+    /// `lstat`, and `path` opened for reading in the same round trip (an
+    /// OPEN beside the LSTAT): for a lookup made by a program that is
+    /// opening the file to read it (`fs::preopen`). The handle is None when
+    /// the OPEN failed, or when the server cannot take both at once; the
+    /// caller closes it if `path` turns out not to be a regular file.
+    fn lstat_open_read(&self, path: &[u8]) -> RResult<(Meta, Option<Handle>)> {
+        Ok((self.lstat(path)?, None))
+    }
     /// `path` opened for reading, and when another connection is up (and
     /// the link's round trip makes it pay) opened there too, both OPENs in
     /// flight at once: a whole-file fetch then spreads its READs over two

@@ -434,6 +434,41 @@ impl Remote for SftpRemote {
         self.open(path, pflags::READ, Attrs::default())
     }
 
+    fn lstat_open_read(&self, path: &[u8]) -> RResult<(Meta, Option<Handle>)> {
+        // One batch on one connection: both read-only, so a batch cut by a
+        // dropped link is sent again (the handle died with that link).
+        let reqs = [
+            Request::Lstat {
+                path: path.to_vec(),
+            },
+            Request::Open {
+                path: path.to_vec(),
+                pflags: pflags::READ,
+                attrs: Attrs::default(),
+            },
+        ];
+        let (generation, stat, opened) = self.with_conn(true, |conn| {
+            let mut replies = conn.call_many(&reqs).into_iter();
+            let stat = replies
+                .next()
+                .unwrap_or_else(|| Err(ConnError::Protocol("missing reply".into())))?;
+            Ok((conn.generation, stat, replies.next()))
+        })?;
+        let handle = match opened {
+            Some(Ok(r)) => expect_handle("OPEN", r, generation).ok(),
+            _ => None,
+        };
+        match expect_attrs("LSTAT", stat) {
+            Ok(a) => Ok((meta_of(a), handle)),
+            Err(e) => {
+                if let Some(h) = handle {
+                    self.close_quietly(&h);
+                }
+                Err(e)
+            }
+        }
+    }
+
     fn open_read_pair(&self, path: &[u8]) -> RResult<(Handle, Option<Handle>)> {
         let deadline = deadline::deadline(self.op_timeout);
         let first = self.pool.get(deadline)?;
