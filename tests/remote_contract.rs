@@ -154,6 +154,17 @@ fn contract<R: Remote>(r: &R, base: &[u8], lose_connection: &dyn Fn()) {
     assert_eq!(r.read(&h, 1000, 10).expect("past EOF"), b"");
     r.close(&h).expect("close read handle");
     expect_err("open_read missing", r.open_read(&missing), not_found);
+    // LSTAT and OPEN in one batch (a reader's lookup).
+    let (meta, h) = r.lstat_open_read(&file).expect("lstat_open_read");
+    assert_eq!(meta.size, Some(11));
+    let h = h.expect("a file's handle");
+    assert_eq!(r.read(&h, 0, 11).expect("read"), b"hello world");
+    r.close(&h).expect("close");
+    expect_err(
+        "lstat_open_read missing",
+        r.lstat_open_read(&missing).map(|(m, _)| m),
+        not_found,
+    );
 
     // --- create_new / write / write_from / fsync -------------------------
     expect_err(
