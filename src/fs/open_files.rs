@@ -81,6 +81,11 @@ pub(crate) fn coupa_warnings(path: &[u8], up: &Upload) -> Vec<String> {
         .collect()
 }
 
+/// Largest file read through the handle opened beside its lookup when a
+/// pair would be opened otherwise: what one SSH channel moves in a round
+/// trip (sshd's 2 MiB window), so its READs still cost one round trip.
+const PREOPEN_MAX: u64 = 2 << 20;
+
 impl<R: Remote> Fs<R> {
     pub(super) fn new_fh(&self) -> u64 {
         self.next_fh.fetch_add(1, Ordering::Relaxed)
@@ -130,8 +135,18 @@ impl<R: Remote> Fs<R> {
             // READs then share two connections' windows.
             let pair = !keep_cache && size_hint > BLOCK && size_hint <= WHOLE_FILE_MAX;
             let remote_path = self.remote_path(&path);
-            let (handle, twin) = if let Some(h) = self.preopened.take(&path) {
-                // Opened beside this open's own lookup: no round trip.
+            // The handle opened beside this open's own lookup saves the
+            // OPEN's round trip. A file of more than one channel's window
+            // gains more from the pair (its READs over two windows).
+            let preopened = self.preopened.take(&path);
+            let preopened = match preopened {
+                Some(h) if pair && size_hint > PREOPEN_MAX => {
+                    self.remote.close_quietly(&h);
+                    None
+                }
+                other => other,
+            };
+            let (handle, twin) = if let Some(h) = preopened {
                 (h, None)
             } else if pair {
                 self.remote

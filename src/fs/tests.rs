@@ -782,6 +782,25 @@ fn a_readers_cold_lookup_opens_the_file_beside_its_lstat() {
     })
     .expect("cached lookup");
 
+    // A file of more than one channel's window is read over the pair of
+    // handles instead: the one opened ahead is closed.
+    r.remote.set_twin_reads(true);
+    r.remote
+        .put_file("/root/Incoming/Invoices/big.csv", &content(3 << 20));
+    let st =
+        r.fs.lookup_for(dir, OsStr::new("big.csv"), &|| true)
+            .expect("lookup");
+    let twins = r.remote.calls("open_read_twin");
+    let (fh, _) = r.fs.open(st.ino, libc::O_RDONLY, me()).expect("open");
+    assert_eq!(r.remote.calls("open_read_twin"), twins + 1, "pair opened");
+    assert_eq!(
+        r.fs.read(st.ino, fh, 0, 4096).expect("read"),
+        content(3 << 20)[..4096].to_vec()
+    );
+    r.fs.release(st.ino, fh).expect("release");
+    wait_for("every handle closed", || r.remote.open_handles() == 0);
+    r.remote.set_twin_reads(false);
+
     // An open that never comes: the handle goes after a second.
     r.remote.put_file("/root/Incoming/Invoices/z.csv", b"z\n");
     r.fs.lookup_for(dir, OsStr::new("z.csv"), &|| true)
