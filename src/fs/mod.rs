@@ -407,43 +407,15 @@ impl<R: Remote> Fs<R> {
     }
 
     /// Attributes of `path` from the cache or the server.
-    /// `fetch_attrs` for a lookup whose caller is opening the file to read
-    /// it (`reader` says so, asked only when the server must be): the OPEN
-    /// goes beside the LSTAT, and a regular file's handle waits in
-    /// `preopened` for the open(2) that follows.
-    fn fetch_attrs_for(&self, op: Op, path: &[u8], reader: &dyn Fn() -> bool) -> FsResult<Meta> {
-        let _call = crate::remote::deadline::CallScope::enter();
-        let cold = self.cache.attrs(path).is_none()
-            && !self.cache.is_negative(path)
-            && !self.cache.wants_relisting(path);
-        if !cold || !reader() {
-            return self.fetch_attrs(op, path);
-        }
-        match self.remote.lstat_open_read(&self.remote_path(path)) {
-            Ok((a, handle)) => {
-                if let Some(h) = handle {
-                    if a.kind == Some(Kind::File) {
-                        log::debug!("lookup {}: opened ahead for its reader", show(path));
-                        self.preopened.put(path, h);
-                    } else {
-                        // A symlink's target or a folder: not what the
-                        // open(2) of this name will ask for.
-                        self.remote.close_quietly(&h);
-                    }
-                }
-                self.cache.put_attrs(path, a.clone());
-                Ok(a)
-            }
-            Err(e) => {
-                if e.is_not_found() {
-                    self.cache.put_negative(path);
-                }
-                Err(FsError::remote(op, show(path), &e))
-            }
-        }
+    fn fetch_attrs(&self, op: Op, path: &[u8]) -> FsResult<Meta> {
+        self.fetch_attrs_for(op, path, &|| false)
     }
 
-    fn fetch_attrs(&self, op: Op, path: &[u8]) -> FsResult<Meta> {
+    /// `fetch_attrs` for a lookup whose caller may be opening the file to
+    /// read it (`reader` says so, asked only when the server must answer):
+    /// then the OPEN goes beside the LSTAT, and a regular file's handle
+    /// waits in `preopened` for the open(2) that follows.
+    fn fetch_attrs_for(&self, op: Op, path: &[u8], reader: &dyn Fn() -> bool) -> FsResult<Meta> {
         // A relisting and the LSTAT share the caller's one `timeout`.
         let _call = crate::remote::deadline::CallScope::enter();
         if let Some(a) = self.cache.attrs(path) {
@@ -462,7 +434,27 @@ impl<R: Remote> Fs<R> {
                 return Err(FsError::new(op, show(path), libc::ENOENT, "listed"));
             }
         }
-        match self.remote.lstat(&self.remote_path(path)) {
+        let remote_path = self.remote_path(path);
+        let fetched = if reader() {
+            self.remote
+                .lstat_open_read(&remote_path)
+                .map(|(a, handle)| {
+                    if let Some(h) = handle {
+                        if a.kind == Some(Kind::File) {
+                            log::debug!("lookup {}: opened ahead for its reader", show(path));
+                            self.preopened.put(path, h);
+                        } else {
+                            // A symlink's target or a folder: not what the
+                            // open(2) of this name will ask for.
+                            self.remote.close_quietly(&h);
+                        }
+                    }
+                    a
+                })
+        } else {
+            self.remote.lstat(&remote_path)
+        };
+        match fetched {
             Ok(a) => {
                 self.cache.put_attrs(path, a.clone());
                 Ok(a)
