@@ -450,6 +450,41 @@ mod tests {
         s
     }
 
+    /// Writes MIB MiB of a non-repeating pattern through `s` to the echo
+    /// server while reading the echo, then half-closes: the echo must come
+    /// back unchanged and end (our FIN went through and came back).
+    fn echoes_unchanged(mut s: TcpStream, mib: u32) {
+        let data: Vec<u8> = (0..mib << 20)
+            .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+            .collect();
+        let mut w = s.try_clone().unwrap();
+        let sent = data.clone();
+        let writer = thread::spawn(move || {
+            w.write_all(&sent).unwrap();
+            w.shutdown(Shutdown::Write).unwrap();
+        });
+        let mut echoed = Vec::new();
+        s.read_to_end(&mut echoed).unwrap();
+        writer.join().unwrap();
+        assert_eq!(echoed.len(), data.len());
+        assert!(echoed == data, "bytes changed in transit");
+    }
+
+    /// An upstream that writes a greeting and closes at once: through a
+    /// proxy with `delay_ms`, the client gets the greeting, then EOF.
+    fn greeting_then_close_reach_client(delay_ms: u64) {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let up = l.local_addr().unwrap();
+        thread::spawn(move || {
+            let (mut c, _) = l.accept().unwrap();
+            c.write_all(b"bye").unwrap();
+        });
+        let mut s = connect(proxy(up, delay_ms));
+        let mut got = Vec::new();
+        s.read_to_end(&mut got).unwrap();
+        assert_eq!(got, b"bye");
+    }
+
     #[test]
     fn round_trip_takes_twice_the_delay_and_bytes_are_unchanged() {
         let delay = Duration::from_millis(60);
@@ -465,21 +500,7 @@ mod tests {
         assert!(rtt >= 2 * delay, "round trip {rtt:?} < 2 x {delay:?}");
         assert!(rtt < 2 * delay + Duration::from_millis(500), "rtt {rtt:?}");
 
-        // 8 MiB of a non-repeating pattern, written while reading the echo.
-        let data: Vec<u8> = (0..8u32 << 20)
-            .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
-            .collect();
-        let mut w = s.try_clone().unwrap();
-        let sent = data.clone();
-        let writer = thread::spawn(move || {
-            w.write_all(&sent).unwrap();
-            w.shutdown(Shutdown::Write).unwrap();
-        });
-        let mut echoed = Vec::new();
-        s.read_to_end(&mut echoed).unwrap(); // ends: our FIN went through and came back
-        writer.join().unwrap();
-        assert_eq!(echoed.len(), data.len());
-        assert!(echoed == data, "bytes changed in transit");
+        echoes_unchanged(s, 8);
     }
 
     #[test]
@@ -515,46 +536,13 @@ mod tests {
 
     #[test]
     fn upstream_close_reaches_client() {
-        // Upstream accepts, writes a greeting, and closes immediately.
-        let l = TcpListener::bind("127.0.0.1:0").unwrap();
-        let up = l.local_addr().unwrap();
-        thread::spawn(move || {
-            let (mut c, _) = l.accept().unwrap();
-            c.write_all(b"bye").unwrap();
-        });
-        let mut s = connect(proxy(up, 20));
-        let mut got = Vec::new();
-        s.read_to_end(&mut got).unwrap();
-        assert_eq!(got, b"bye");
+        greeting_then_close_reach_client(20);
     }
 
     #[test]
     fn a_relay_without_delay_carries_bytes_and_closes() {
-        let mut s = connect(proxy(echo_server(), 0));
-        let data: Vec<u8> = (0..4u32 << 20)
-            .map(|i| (i.wrapping_mul(2_654_435_761) >> 11) as u8)
-            .collect();
-        let mut w = s.try_clone().unwrap();
-        let sent = data.clone();
-        let writer = thread::spawn(move || {
-            w.write_all(&sent).unwrap();
-            w.shutdown(Shutdown::Write).unwrap();
-        });
-        let mut echoed = Vec::new();
-        s.read_to_end(&mut echoed).unwrap(); // ends: our FIN went through and came back
-        writer.join().unwrap();
-        assert!(echoed == data, "bytes changed in transit");
-
-        let l = TcpListener::bind("127.0.0.1:0").unwrap();
-        let up = l.local_addr().unwrap();
-        thread::spawn(move || {
-            let (mut c, _) = l.accept().unwrap();
-            c.write_all(b"bye").unwrap();
-        });
-        let mut s = connect(proxy(up, 0));
-        let mut got = Vec::new();
-        s.read_to_end(&mut got).unwrap();
-        assert_eq!(got, b"bye");
+        echoes_unchanged(connect(proxy(echo_server(), 0)), 4);
+        greeting_then_close_reach_client(0);
     }
 
     #[test]
