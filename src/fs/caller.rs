@@ -177,24 +177,29 @@ pub(crate) fn opens_for_read(line: &str) -> bool {
         .take(6)
         .map(|a| u64::from_str_radix(a.trim_start_matches("0x"), 16).unwrap_or(u64::MAX))
         .collect();
-    let flags = if nr == libc::SYS_openat {
-        args.get(2)
+    // openat(dirfd, path, flags, mode); open(path, flags, mode).
+    let flags_at = if nr == libc::SYS_openat {
+        2
+    } else if is_open(nr) {
+        1
     } else {
-        #[cfg(target_arch = "x86_64")]
-        let flags = if nr == libc::SYS_open {
-            args.first()
-        } else {
-            None
-        };
-        #[cfg(not(target_arch = "x86_64"))]
-        let flags = None;
-        flags
+        return false;
     };
-    let Some(&flags) = flags else { return false };
+    let Some(&flags) = args.get(flags_at) else {
+        return false;
+    };
     // The flags are a C int: the low 32 bits of the register.
     let flags = (flags & 0xffff_ffff) as u32 as i32;
     let not_a_plain_read = libc::O_DIRECTORY | libc::O_PATH | libc::O_CREAT | libc::O_TRUNC;
     flags & libc::O_ACCMODE == libc::O_RDONLY && flags & not_a_plain_read == 0
+}
+
+/// open(2), which only some architectures have (aarch64 has openat only).
+fn is_open(nr: i64) -> bool {
+    #[cfg(target_arch = "x86_64")]
+    return nr == libc::SYS_open;
+    #[cfg(not(target_arch = "x86_64"))]
+    return false;
 }
 
 /// PF_EXITING from include/linux/sched.h: set once do_exit() has begun,
@@ -353,6 +358,19 @@ mod tests {
         assert!(!opens_for_read(&at(libc::O_RDWR)));
         assert!(!opens_for_read(&at(libc::O_RDONLY | libc::O_DIRECTORY)));
         assert!(!opens_for_read(&at(libc::O_PATH)));
+        #[cfg(target_arch = "x86_64")]
+        {
+            // open(path, flags): the flags are the second argument.
+            let open = |flags: i32| {
+                format!(
+                    "{} 0x7ffd2a1c3e10 {:#x} 0x0 0x0 0x0 0x0",
+                    libc::SYS_open,
+                    flags
+                )
+            };
+            assert!(opens_for_read(&open(libc::O_RDONLY)));
+            assert!(!opens_for_read(&open(libc::O_WRONLY | libc::O_CREAT)));
+        }
         // statx, not inside a call, running, garbage.
         let statx = format!(
             "{} 0xffffff9c 0x55d0 0x100 0xfff 0x7ffd 0x0 0x7ffd 0x7f3b",
