@@ -217,6 +217,28 @@ fn contract<R: Remote>(r: &R, base: &[u8], lose_connection: &dyn Fn()) {
         }
     }
     r.close(&h).expect("close written file");
+    // The same create with the file opened on the other connections (on
+    // loopback, or on the mock by default, none are: `NotWorth`/`Later`).
+    expect_err(
+        "create_new_striped on a taken name",
+        r.create_new_striped(&big, Some(0o600)).map(|(h, _)| h),
+        failure,
+    );
+    let striped = join(base, "striped.bin");
+    let (sh, twin) = r
+        .create_new_striped(&striped, Some(0o600))
+        .expect("create_new_striped");
+    r.write(&sh, 0, b"one")
+        .expect("write through the new handle");
+    if let coupafs::remote::Twin::Opened(twins) = twin {
+        for twin in &twins {
+            r.write(twin, 3, b"two").expect("write through a twin");
+            r.close(twin).expect("close twin");
+        }
+    }
+    r.close(&sh).expect("close striped file");
+    assert_eq!(&get(r, &striped)[..3], b"one");
+    r.remove(&striped).expect("remove striped file");
     let data = get(r, &big);
     assert_eq!(data.len() as u64, len + 6);
     assert!(data[..len as usize]
@@ -456,4 +478,70 @@ fn openssh_keeps_the_contract() {
         pool.close_all(CloseReason::LinkDead("contract test".into()))
     });
     pool.close_all(CloseReason::Done);
+}
+
+/// Across a round trip the create's twins leave right behind it on the
+/// other connection. Whether they find the file depends on which reaches
+/// the server first; a forwarder with one delay per connection fixes the
+/// order. The creating connection ahead: the twins come back open, with no
+/// second round trip. Far behind: the twins' OPENs (no CREAT) fail and
+/// create nothing, the answer is `Later`, and `open_twin` opens them then.
+#[test]
+fn a_creates_twins_open_beside_it_or_after_it_when_they_arrive_first() {
+    use common::forwarder::{known_hosts_for_port, Forwarder};
+    use coupafs::remote::Twin;
+    let sb = Sandbox::start();
+    let root = sb.root.to_str().expect("utf-8 sandbox root").as_bytes();
+    let ms = Duration::from_millis;
+    for (delays, beside) in [([ms(2), ms(15)], true), ([ms(25), ms(2)], false)] {
+        let fwd = Forwarder::start_with_delays(sb.port, &delays);
+        let work = common::traversable_tempdir("coupafs-twins-");
+        let mut params = sb.connect_params();
+        params.port = fwd.port;
+        params.known_hosts = known_hosts_for_port(&sb, fwd.port, work.path());
+        let pool = Pool::new(params, 2);
+        let first = pool.connect_first().unwrap_or_else(|e| panic!("{e}"));
+        let remote = SftpRemote::new(pool.clone(), &first, Duration::from_secs(30));
+        drop(first);
+        let dir = join(root, &format!("twins-{beside}"));
+        remote.mkdir(&dir, 0o755).expect("mkdir");
+        // Timed requests open the second connection (a WAN round trip).
+        let up = common::wait_until(Duration::from_secs(20), || {
+            let _ = remote.lstat(&dir);
+            pool.status().connected == 2
+        });
+        assert!(up, "second connection never came up");
+        let path = join(&dir, ".file.coupafs-test");
+        let (h, twin) = remote
+            .create_new_striped(&path, Some(0o600))
+            .expect("create_new_striped");
+        let twins = match (beside, twin) {
+            (true, Twin::Opened(twins)) => twins,
+            (false, Twin::Later) => match remote.open_twin(&path, &h).expect("open_twin") {
+                Twin::Opened(twins) => twins,
+                other => panic!("open_twin after the create: {other:?}"),
+            },
+            (beside, other) => panic!("beside {beside}: {other:?}"),
+        };
+        assert!(!twins.is_empty());
+        remote.write(&h, 0, b"main").expect("write");
+        for twin in &twins {
+            remote
+                .write(twin, 4, b"+twin")
+                .expect("write through a twin");
+            remote.close(twin).expect("close twin");
+        }
+        remote.close(&h).expect("close");
+        assert_eq!(
+            std::fs::read(sb.root.join(format!("twins-{beside}/.file.coupafs-test")))
+                .expect("read back"),
+            b"main+twin"
+        );
+        let names: Vec<_> = std::fs::read_dir(sb.root.join(format!("twins-{beside}")))
+            .expect("list")
+            .map(|e| e.expect("entry").file_name())
+            .collect();
+        assert_eq!(names.len(), 1, "the twins created nothing: {names:?}");
+        pool.close_all(CloseReason::Done);
+    }
 }

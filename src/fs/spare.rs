@@ -209,10 +209,13 @@ impl SparePool {
                     if spare.is_none() {
                         failed.store(true, Ordering::Relaxed);
                     }
-                    // Ready for a create as soon as it is open; its twin
-                    // (one more round trip) is attached when it comes.
-                    if let Some((path, handle)) = self.offer(dir, spare) {
-                        self.attach_twin(dir, &path, &handle);
+                    // Ready for a create as soon as it is open; twins that
+                    // did not come with the create (one more round trip)
+                    // are attached when they come.
+                    if let Some((path, handle, striped)) = self.offer(dir, spare) {
+                        if !striped {
+                            self.attach_twin(dir, &path, &handle);
+                        }
                     }
                 });
             }
@@ -226,9 +229,10 @@ impl SparePool {
     }
 
     /// Counts one OPEN of `dir` done and makes its spare ready; returns
-    /// its path and handle, or None when there is none (failed OPEN, or
-    /// the folder was swept or shut down meanwhile: the spare is removed).
-    fn offer(&self, dir: &[u8], spare: Option<Spare>) -> Option<(Vec<u8>, Handle)> {
+    /// its path, its handle and whether it came with twins, or None when
+    /// there is none (failed OPEN, or the folder was swept or shut down
+    /// meanwhile: the spare is removed).
+    fn offer(&self, dir: &[u8], spare: Option<Spare>) -> Option<(Vec<u8>, Handle, bool)> {
         let unwanted = {
             let mut folders = lock(&self.folders);
             self.opened.notify_all();
@@ -236,7 +240,11 @@ impl SparePool {
                 (Some(folder), spare) => {
                     folder.opening = folder.opening.saturating_sub(1);
                     let spare = spare?;
-                    let ready = (spare.path.clone(), spare.handle.clone());
+                    let ready = (
+                        spare.path.clone(),
+                        spare.handle.clone(),
+                        !spare.twins.is_empty(),
+                    );
                     folder.ready.push(spare);
                     return Some(ready);
                 }
@@ -282,11 +290,14 @@ impl SparePool {
 
     fn open_one(&self, name_in_dir: &[u8]) -> Option<Spare> {
         let path = self.naming.temp_path(name_in_dir);
-        match self.remote.create_new(&path, Some(SPARE_MODE)) {
-            Ok(handle) => Some(Spare {
+        match self.remote.create_new_striped(&path, Some(SPARE_MODE)) {
+            Ok((handle, twin)) => Some(Spare {
                 path,
                 handle,
-                twins: Vec::new(),
+                twins: match twin {
+                    Twin::Opened(twins) => twins,
+                    Twin::Later | Twin::NotWorth => Vec::new(),
+                },
             }),
             Err(e) => {
                 if matches!(e, RemoteError::Lost(_)) {
@@ -487,6 +498,34 @@ mod tests {
         wait_for("refill", || p.ready() == 1);
         p.shutdown();
         assert_eq!(remote.open_handles(), 0, "a handle leaked on the server");
+    }
+
+    /// A backend that opens twins beside the create hands spares over with
+    /// them at once; one whose twins lost the race to the create gets them
+    /// a round trip later, as before.
+    #[test]
+    fn twins_opened_beside_a_spares_create_need_no_second_open() {
+        for beside in [true, false] {
+            let remote = Arc::new(MockRemote::new());
+            remote.set_twins_beside_creates(Some(beside));
+            let p = pool(&remote, 2, Duration::from_secs(60));
+            assert!(p.take(b"/root/In/a.csv").is_none());
+            wait_for("one spare with its twin", || p.twinned() == 1);
+            assert_eq!(remote.calls("create_new_striped"), 1);
+            assert_eq!(
+                remote.calls("open_twin"),
+                usize::from(!beside),
+                "open_twin only when the twins lost the race (beside: {beside})"
+            );
+            let s = p.take(b"/root/In/b.csv").expect("a spare");
+            assert_eq!(s.twins.len(), 1);
+            for twin in &s.twins {
+                remote.close(twin).expect("a live handle on the same file");
+            }
+            remote.close(&s.handle).expect("close");
+            p.shutdown();
+            assert_eq!(remote.open_handles(), 0, "a handle leaked on the server");
+        }
     }
 
     /// The twin costs a second round trip: a create never waits for it.

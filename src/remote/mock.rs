@@ -81,6 +81,10 @@ struct State {
     /// `open_twin` calls still to answer `Later` (a second connection
     /// opening).
     twins_later: usize,
+    /// How `create_new_striped` goes: None, as the trait's default (no
+    /// twins tried); Some(true), twins opened beside the create; Some(false),
+    /// their OPENs reached the server before the file (`Later`).
+    twins_beside_creates: Option<bool>,
 }
 
 pub struct MockRemote {
@@ -431,6 +435,16 @@ impl Remote for MockRemote {
 
     fn create_new(&self, path: &[u8], perm: Option<u32>) -> RResult<Handle> {
         self.open(path, OpenMode::CreateNew, perm)
+    }
+
+    fn create_new_striped(&self, path: &[u8], perm: Option<u32>) -> RResult<(Handle, Twin)> {
+        let beside = self.enter("create_new_striped")?.twins_beside_creates;
+        let handle = self.open(path, OpenMode::CreateNew, perm)?;
+        let twin = match beside {
+            Some(true) => Twin::Opened(vec![self.open(path, OpenMode::Write, None)?]),
+            Some(false) | None => Twin::Later,
+        };
+        Ok((handle, twin))
     }
 
     fn read(&self, handle: &Handle, offset: u64, len: u32) -> RResult<Vec<u8>> {

@@ -294,6 +294,14 @@ pub trait Remote: Send + Sync + 'static {
     /// Creates `path`, which must not exist yet, empty and open for
     /// writing, with permission bits `perm` (the server's umask applies).
     fn create_new(&self, path: &[u8], perm: Option<u32>) -> RResult<Handle>;
+    /// `create_new`, and the new file opened on the other connections or
+    /// channels as `open_twin` would, their OPENs sent right behind the
+    /// create's instead of a round trip later. `Later` when that was not
+    /// tried or did not work out (a twin's OPEN reached the server before
+    /// the file existed): `open_twin` may be asked then.
+    fn create_new_striped(&self, path: &[u8], perm: Option<u32>) -> RResult<(Handle, Twin)> {
+        Ok((self.create_new(path, perm)?, Twin::Later))
+    }
     /// Up to `len` bytes at `offset`; shorter only at end of file.
     fn read(&self, handle: &Handle, offset: u64, len: u32) -> RResult<Vec<u8>>;
     /// All of `data` at `offset`, many WRITEs in flight.

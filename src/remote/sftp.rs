@@ -179,6 +179,32 @@ pub struct SftpRemote {
     rtts_seen: AtomicU64,
 }
 
+/// OPEN flags that create a new file: EXCL, the name must be new
+/// (filexfer-02 6.3); TRUNC is moot then.
+const CREATE_NEW: u32 = pflags::WRITE | pflags::CREAT | pflags::TRUNC | pflags::EXCL;
+
+fn create_attrs(perm: Option<u32>) -> Attrs {
+    Attrs {
+        perm: perm.map(|p| p & 0o7777),
+        ..Attrs::default()
+    }
+}
+
+/// Twin OPENs sent on the other connections, their replies still to come.
+struct SentOpens {
+    conns: Vec<Arc<Connection>>,
+    replies: std::sync::mpsc::Receiver<(usize, Result<Response, ConnError>)>,
+}
+
+/// What `send_twin_opens` did.
+enum TwinOpens {
+    Sent(SentOpens),
+    /// No other connection is up yet (one is being opened).
+    Later,
+    /// Striping would not pay.
+    NotWorth,
+}
+
 fn unexpected(op: &str, r: &Response) -> RemoteError {
     RemoteError::Protocol(format!("unexpected reply to {op}: {r:?}"))
 }
@@ -354,6 +380,72 @@ impl SftpRemote {
             .ok_or(RemoteError::StaleHandle)
     }
 
+    /// OPENs `path` for writing on every other connection or channel up
+    /// (not `of`), `after` from now, without waiting for the replies.
+    fn send_twin_opens(&self, path: &[u8], of: &Connection, after: Duration) -> TwinOpens {
+        if !striping_pays(self.link_rtt(of)) || self.pool.size() < 2 {
+            return TwinOpens::NotWorth;
+        }
+        let conns = self.pool.get_others(of.generation);
+        if conns.is_empty() {
+            return TwinOpens::Later;
+        }
+        // WRITE without CREAT/TRUNC: the file exists and keeps its bytes.
+        let req = Request::Open {
+            path: path.to_vec(),
+            pflags: pflags::WRITE,
+            attrs: Attrs::default(),
+        };
+        if !after.is_zero() {
+            std::thread::sleep(after);
+        }
+        let (tx, replies) = std::sync::mpsc::channel();
+        for (i, conn) in conns.iter().enumerate() {
+            let tx = tx.clone();
+            conn.submit(
+                &req,
+                Box::new(move |r| {
+                    let _ = tx.send((i, r));
+                }),
+            );
+        }
+        TwinOpens::Sent(SentOpens { conns, replies })
+    }
+
+    /// The handles the twin OPENs returned, and the first refusal.
+    fn collect_twins(&self, opens: SentOpens) -> (Vec<Handle>, Option<RemoteError>) {
+        // The replies are waited for even from background work (whose
+        // scope never waits for a connection): these connections are up.
+        let deadline = Instant::now() + self.op_timeout;
+        let mut twins = Vec::new();
+        let mut first_error = None;
+        for _ in 0..opens.conns.len() {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let Ok((i, reply)) = opens.replies.recv_timeout(left) else {
+                // A connection gone silent: it is declared dead soon, and
+                // a handle it still returns then is never used.
+                break;
+            };
+            match reply
+                .map_err(RemoteError::from)
+                .and_then(|r| expect_handle("OPEN", r, opens.conns[i].generation))
+            {
+                Ok(h) => twins.push(h),
+                Err(e) => {
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
+        (twins, first_error)
+    }
+
+    /// Waits for the twin OPENs and closes what they opened.
+    fn close_twins(&self, opens: SentOpens) {
+        for h in self.collect_twins(opens).0 {
+            self.close_quietly(&h);
+        }
+    }
+
     fn on_handle(&self, handle: &Handle, req: &Request) -> RResult<Response> {
         Ok(self.conn_for(handle)?.call(req)?)
     }
@@ -519,13 +611,7 @@ impl Remote for SftpRemote {
     }
 
     fn create_new(&self, path: &[u8], perm: Option<u32>) -> RResult<Handle> {
-        let attrs = Attrs {
-            perm: perm.map(|p| p & 0o7777),
-            ..Attrs::default()
-        };
-        // EXCL: the name must be new (filexfer-02 6.3); TRUNC is moot then.
-        let flags = pflags::WRITE | pflags::CREAT | pflags::TRUNC | pflags::EXCL;
-        self.open(path, flags, attrs)
+        self.open(path, CREATE_NEW, create_attrs(perm))
     }
 
     fn read(&self, handle: &Handle, offset: u64, len: u32) -> RResult<Vec<u8>> {
@@ -696,60 +782,81 @@ impl Remote for SftpRemote {
 
     fn open_twin(&self, path: &[u8], of: &Handle) -> RResult<Twin> {
         let conn = self.conn_for(of)?;
-        if !striping_pays(self.link_rtt(&conn)) || self.pool.size() < 2 {
-            return Ok(Twin::NotWorth);
-        }
-        let others = self.pool.get_others(of.generation);
-        if others.is_empty() {
-            return Ok(Twin::Later);
-        }
-        // WRITE without CREAT/TRUNC: the file exists and keeps its bytes.
-        let req = Request::Open {
-            path: path.to_vec(),
-            pflags: pflags::WRITE,
-            attrs: Attrs::default(),
-        };
-        // All the OPENs leave together: one round trip for any number.
-        let (tx, rx) = std::sync::mpsc::channel();
-        for (i, conn) in others.iter().enumerate() {
-            let tx = tx.clone();
-            conn.submit(
-                &req,
-                Box::new(move |r| {
-                    let _ = tx.send((i, r));
-                }),
-            );
-        }
-        drop(tx);
-        // The replies are waited for even from background work (whose
-        // scope never waits for a connection): these connections are up.
-        // A connection gone silent is declared dead within the bound, and
-        // a handle it still returns after that is never used.
-        let deadline = Instant::now() + self.op_timeout;
-        let mut twins = Vec::new();
-        let mut first_error = None;
-        for _ in 0..others.len() {
-            let left = deadline.saturating_duration_since(Instant::now());
-            let Ok((i, reply)) = rx.recv_timeout(left) else {
-                // A connection gone silent: it is declared dead soon, and
-                // a handle it still returns then is never used.
-                break;
-            };
-            match reply
-                .map_err(RemoteError::from)
-                .and_then(|r| expect_handle("OPEN", r, others[i].generation))
-            {
-                Ok(h) => twins.push(h),
-                Err(e) => {
-                    first_error.get_or_insert(e);
+        match self.send_twin_opens(path, &conn, Duration::ZERO) {
+            TwinOpens::Sent(opens) => {
+                let (twins, first_error) = self.collect_twins(opens);
+                match (twins.is_empty(), first_error) {
+                    (false, _) => Ok(Twin::Opened(twins)),
+                    (true, Some(e)) => Err(e),
+                    (true, None) => Ok(Twin::Later),
                 }
             }
+            TwinOpens::Later => Ok(Twin::Later),
+            TwinOpens::NotWorth => Ok(Twin::NotWorth),
         }
-        match (twins.is_empty(), first_error) {
-            (false, _) => Ok(Twin::Opened(twins)),
-            (true, Some(e)) => Err(e),
-            (true, None) => Ok(Twin::Later),
-        }
+    }
+
+    fn create_new_striped(&self, path: &[u8], perm: Option<u32>) -> RResult<(Handle, Twin)> {
+        let req = Request::Open {
+            path: path.to_vec(),
+            pflags: CREATE_NEW,
+            attrs: create_attrs(perm),
+        };
+        // The twins' OPENs leave on the other connections right behind the
+        // create: one round trip for all, where open_twin after the create
+        // costs a second. They carry no CREAT, so one that reaches the
+        // server before the create (another connection, another sftp-server
+        // process: no order between them) fails with NO_SUCH_FILE and
+        // creates nothing; a file that already existed fails the create
+        // (EXCL), and whatever the twins opened then is closed unused.
+        let opens = Mutex::new(None);
+        let created = self.with_conn(false, |conn| {
+            let reply = conn.call_with(&req, || {
+                // A head start for the create: both OPENs travel the same
+                // path, and the server must have made the file before the
+                // twins' arrive. An eighth of the round trip still saves
+                // most of the one open_twin would cost.
+                let head_start = self.link_rtt(conn) / 8;
+                *lock(&opens) = Some(self.send_twin_opens(path, conn, head_start));
+            });
+            match reply {
+                Ok(r) => Ok((r, conn.generation)),
+                Err(e) => {
+                    // This attempt is over (with_conn may make another).
+                    if let Some(TwinOpens::Sent(o)) = lock(&opens).take() {
+                        self.close_twins(o);
+                    }
+                    Err(e)
+                }
+            }
+        });
+        let opens = lock(&opens).take();
+        let handle = match created.and_then(|(r, generation)| expect_handle("OPEN", r, generation))
+        {
+            Ok(h) => h,
+            Err(e) => {
+                if let Some(TwinOpens::Sent(o)) = opens {
+                    self.close_twins(o);
+                }
+                return Err(e);
+            }
+        };
+        let twin = match opens {
+            Some(TwinOpens::Sent(o)) => {
+                let (twins, first_error) = self.collect_twins(o);
+                if !twins.is_empty() {
+                    Twin::Opened(twins)
+                } else if first_error.is_some_and(|e| !e.is_not_found()) {
+                    // Refused for another reason: open_twin would be too.
+                    Twin::NotWorth
+                } else {
+                    Twin::Later
+                }
+            }
+            Some(TwinOpens::NotWorth) => Twin::NotWorth,
+            Some(TwinOpens::Later) | None => Twin::Later,
+        };
+        Ok((handle, twin))
     }
 
     fn close(&self, handle: &Handle) -> RResult<()> {

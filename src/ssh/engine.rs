@@ -520,6 +520,17 @@ impl Connection {
     /// Sends `req` and waits for its reply. Never waits forever: the I/O
     /// thread fails every outstanding request when the link is declared dead.
     pub(crate) fn call(&self, req: &Request) -> Result<Response, ConnError> {
+        self.call_with(req, || ())
+    }
+
+    /// `call`, running `meanwhile` once `req` is queued and before its
+    /// reply is awaited: requests it sends on other connections leave right
+    /// behind this one.
+    pub(crate) fn call_with(
+        &self,
+        req: &Request,
+        meanwhile: impl FnOnce(),
+    ) -> Result<Response, ConnError> {
         let (tx, rx) = std::sync::mpsc::sync_channel(1);
         self.submit(
             req,
@@ -527,6 +538,7 @@ impl Connection {
                 let _ = tx.send(r);
             }),
         );
+        meanwhile();
         // The I/O thread fails outstanding requests once the link is silent
         // for `dead_after`; this bound only guards against a wedged thread.
         match rx.recv_timeout(self.reply_bound) {

@@ -36,6 +36,15 @@ impl Forwarder {
     /// Each forwarded chunk waits `delay` (a slower, longer link: requests
     /// pile up in flight the way they do over a WAN).
     pub fn start_with_delay(target_port: u16, delay: Duration) -> Forwarder {
+        Self::start_with_delays(target_port, &[delay])
+    }
+
+    /// Like `start_with_delay`, each connection with its own delay: the
+    /// n-th accepted gets `delays[n]` (the last one from then on). Two
+    /// connections of one client then see the server in a known order.
+    pub fn start_with_delays(target_port: u16, delays: &[Duration]) -> Forwarder {
+        let delays = delays.to_vec();
+        assert!(!delays.is_empty(), "at least one delay");
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind forwarder");
         let port = listener.local_addr().expect("local addr").port();
         let cut = Arc::new(AtomicBool::new(false));
@@ -64,7 +73,8 @@ impl Forwarder {
                     let Ok(server) = TcpStream::connect(("127.0.0.1", target_port)) else {
                         continue;
                     };
-                    accepted.fetch_add(1, Ordering::SeqCst);
+                    let n = accepted.fetch_add(1, Ordering::SeqCst);
+                    let delay = delays[n.min(delays.len() - 1)];
                     for s in [&client, &server] {
                         if let Ok(c) = s.try_clone() {
                             sockets.lock().unwrap().push(c);

@@ -790,6 +790,45 @@ mod tests {
         assert_eq!(remote.open_handles(), 0);
     }
 
+    /// With no spare ready, the temp's twins come open beside its create
+    /// (the first file of a burst): the upload stripes from its first round,
+    /// below the size that would have made it ask `open_twin`, and asks
+    /// nothing more. Twins that lost the race to the create are asked for
+    /// when the file is large, as on a backend without the batch.
+    #[test]
+    fn a_temp_created_with_its_twins_stripes_without_asking_again() {
+        use crate::remote::mock::MockRemote;
+        for (beside, mib, open_twin_calls) in [(true, 3, 0), (false, 5, 1), (false, 3, 0)] {
+            let remote = MockRemote::new();
+            remote.mkdir_p("/root/In");
+            remote.set_twins_beside_creates(Some(beside));
+            let naming = TempNaming {
+                prefix: b".".to_vec(),
+                upload_dir: None,
+            };
+            let dir = tempfile::tempdir().expect("tempdir");
+            let up = Upload::new(dir.path(), 0o644, false).expect("spool");
+            let data: Vec<u8> = (0..mib << 20).map(|i| (i % 229) as u8).collect();
+            up.write_at(0, &data).expect("write");
+            up.publish(&remote, &naming, b"/root/In/first.csv")
+                .expect("publish");
+            let case = format!("beside {beside}, {mib} MiB");
+            assert_eq!(remote.calls("create_new_striped"), 1, "{case}");
+            assert_eq!(remote.calls("open_twin"), open_twin_calls, "{case}");
+            assert_eq!(
+                remote.calls("write_striped"),
+                usize::from(beside || mib > 4),
+                "{case}"
+            );
+            assert_eq!(remote.file("/root/In/first.csv"), Some(data), "{case}");
+            assert_eq!(
+                remote.open_handles(),
+                0,
+                "{case}: twins closed with the commit"
+            );
+        }
+    }
+
     /// A close() with a large tail while the second connection is still
     /// opening sends a slice, asks again, and stripes the rest.
     #[test]

@@ -199,7 +199,9 @@ impl Upload {
                 self.state().temp = Some(t.clone());
                 // No spare was ready: a large first round stripes all the
                 // same, as it would have on a spare.
-                let twin = if size >= STRIPE_MIN {
+                let twin = if !t.twins.is_empty() {
+                    Twin::Opened(t.twins.clone())
+                } else if !t.twin_tried && size >= STRIPE_MIN {
                     self.open_twin(remote, &t)
                 } else {
                     Twin::NotWorth
@@ -249,8 +251,8 @@ impl Upload {
         mode: u32,
     ) -> RResult<RemoteTemp> {
         let p = naming.temp_path(final_path);
-        let h = match remote.create_new(&p, Some(mode & 0o7777)) {
-            Ok(h) => h,
+        let (h, twin) = match remote.create_new_striped(&p, Some(mode & 0o7777)) {
+            Ok(created) => created,
             Err(e) => {
                 if matches!(e, RemoteError::Lost(_)) {
                     // The OPEN left and the link died before its reply: the
@@ -263,7 +265,23 @@ impl Upload {
         // A connection is up again: temps of interrupted attempts go now
         // rather than at the next mount.
         janitor::remove_deferred(remote);
-        Ok(RemoteTemp::new(p, h))
+        let mut t = RemoteTemp::new(p, h);
+        // Opened beside the create: a file that turns out large stripes
+        // from its first byte. `Later` leaves it to `open_twin`.
+        match twin {
+            Twin::Opened(twins) => {
+                log::debug!(
+                    "{}: striping over {} more connections or channels (opened beside its create)",
+                    String::from_utf8_lossy(&t.path),
+                    twins.len()
+                );
+                t.twins = twins;
+                t.twin_tried = true;
+            }
+            Twin::NotWorth => t.twin_tried = true,
+            Twin::Later => {}
+        }
+        Ok(t)
     }
 
     /// The state once no flight is in progress that a new send could not

@@ -92,6 +92,14 @@ impl MockRemote {
         self.st().twins_later = n;
     }
 
+    /// How `create_new_striped` goes from now on: None, as a backend
+    /// without it (no twins tried); Some(true), the new file comes open on
+    /// "another connection" too; Some(false), those OPENs lost the race to
+    /// the create (`Later`).
+    pub fn set_twins_beside_creates(&self, how: Option<bool>) {
+        self.st().twins_beside_creates = how;
+    }
+
     /// `open_read_pair` gives a second handle, as with two connections up.
     pub fn set_twin_reads(&self, on: bool) {
         self.st().twin_reads = on;
