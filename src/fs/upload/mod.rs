@@ -408,7 +408,14 @@ impl Upload {
 
     /// truncate(2)/O_TRUNC on the spool.
     pub(crate) fn truncate(&self, size: u64) -> io::Result<()> {
-        self.spool.set_len(size)?;
+        // Only when the length changes: ext4 marks a file truncated to 0
+        // and writes it out to disk when it is closed (auto_da_alloc, for
+        // programs that replace a file by truncating it). Every create
+        // truncates its new, empty spool, which then went to disk whole
+        // after its upload, just before being freed.
+        if self.spool.metadata()?.len() != size {
+            self.spool.set_len(size)?;
+        }
         let mut st = self.state();
         if size == 0 {
             // Nothing of the failed write's content is left: what the
@@ -851,6 +858,36 @@ mod tests {
         assert_eq!(remote.calls("write_striped"), 1, "the rest striped");
         assert_eq!(remote.file("/root/In/big.csv"), Some(data));
         assert_eq!(remote.open_handles(), 0);
+    }
+
+    /// A new file's spool is empty already: the create's truncate to 0
+    /// leaves it alone (on ext4, an ftruncate to 0 would have the whole
+    /// spool written to disk when it is closed). A real change still
+    /// truncates.
+    #[test]
+    fn truncating_a_spool_to_its_own_length_leaves_it_alone() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let up = Upload::new(dir.path(), 0o644, false).expect("spool");
+        let mtime = |up: &Upload| {
+            up.spool
+                .metadata()
+                .expect("fstat")
+                .modified()
+                .expect("mtime")
+        };
+        let before = mtime(&up);
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        up.truncate(0).expect("truncate");
+        assert_eq!(
+            mtime(&up),
+            before,
+            "the spool was truncated (ftruncate sets mtime)"
+        );
+        assert!(up.state().dirty, "still a change to the file");
+        up.write_at(0, b"hello").expect("write");
+        up.truncate(2).expect("truncate");
+        assert_eq!(up.spool.metadata().expect("fstat").len(), 2);
+        assert_eq!(up.read_at(0, 10).expect("read"), b"he");
     }
 
     #[test]
