@@ -191,25 +191,52 @@ pub unsafe extern "C" fn chacha_encrypt_bytes(
     x.input[13] = (counter >> 32) as u32;
 }
 
-fn words_to_bytes(words: &[u32]) -> Vec<u8> {
-    words.iter().flat_map(|w| w.to_le_bytes()).collect()
+fn words_to_bytes<const N: usize>(words: &[u32]) -> [u8; N] {
+    let mut out = [0u8; N];
+    for (o, w) in out.chunks_exact_mut(4).zip(words) {
+        o.copy_from_slice(&w.to_le_bytes());
+    }
+    out
 }
 
-/// One OpenSSL cipher context per thread (re-keyed for every call), freed
-/// when the thread ends (an I/O thread ends with its connection).
-struct CipherCtx(*mut ossl::EVP_CIPHER_CTX);
+/// One OpenSSL cipher context per thread, set to ChaCha20 once and
+/// re-keyed for every call (no cipher lookup per packet), freed when the
+/// thread ends (an I/O thread ends with its connection).
+struct CipherCtx {
+    ctx: *mut ossl::EVP_CIPHER_CTX,
+    /// The context holds ChaCha20: later calls pass only key and IV.
+    keyed: bool,
+}
 
 impl Drop for CipherCtx {
     fn drop(&mut self) {
-        if !self.0.is_null() {
+        if !self.ctx.is_null() {
             // SAFETY: allocated by EVP_CIPHER_CTX_new, freed once, here.
-            unsafe { ossl::EVP_CIPHER_CTX_free(self.0) };
+            unsafe { ossl::EVP_CIPHER_CTX_free(self.ctx) };
+        }
+    }
+}
+
+/// One Poly1305 MAC context per thread, re-keyed for every call.
+struct MacCtx(*mut ossl::EVP_MAC_CTX);
+
+impl Drop for MacCtx {
+    fn drop(&mut self) {
+        if !self.0.is_null() {
+            // SAFETY: allocated by EVP_MAC_CTX_new, freed once, here.
+            unsafe { ossl::EVP_MAC_CTX_free(self.0) };
         }
     }
 }
 
 thread_local! {
-    static CIPHER_CTX: RefCell<CipherCtx> = const { RefCell::new(CipherCtx(ptr::null_mut())) };
+    static CIPHER_CTX: RefCell<CipherCtx> = const {
+        RefCell::new(CipherCtx {
+            ctx: ptr::null_mut(),
+            keyed: false,
+        })
+    };
+    static MAC_CTX: RefCell<MacCtx> = const { RefCell::new(MacCtx(ptr::null_mut())) };
 }
 
 /// ChaCha20 of `bytes` bytes with OpenSSL; false if OpenSSL failed.
@@ -217,27 +244,30 @@ unsafe fn openssl_chacha(state: &[u32; 16], m: *const u8, c: *mut u8, bytes: usi
     let Ok(len) = c_int::try_from(bytes) else {
         return false;
     };
-    let key = words_to_bytes(&state[4..12]);
-    let iv = words_to_bytes(&state[12..16]);
+    let key: [u8; 32] = words_to_bytes(&state[4..12]);
+    let iv: [u8; 16] = words_to_bytes(&state[12..16]);
     CIPHER_CTX.with(|cell| {
         let mut slot = cell.borrow_mut();
-        if slot.0.is_null() {
-            slot.0 = ossl::EVP_CIPHER_CTX_new();
+        if slot.ctx.is_null() {
+            slot.ctx = ossl::EVP_CIPHER_CTX_new();
+            slot.keyed = false;
         }
-        let ctx = slot.0;
+        let ctx = slot.ctx;
         if ctx.is_null() {
             return false;
         }
-        if ossl::EVP_EncryptInit_ex(
-            ctx,
-            ossl::EVP_chacha20(),
-            ptr::null_mut(),
-            key.as_ptr(),
-            iv.as_ptr(),
-        ) != 1
-        {
+        // Naming the cipher costs OpenSSL 3 a fetch by name on every call;
+        // once the context holds it, a null cipher keeps it.
+        let cipher = if slot.keyed {
+            ptr::null()
+        } else {
+            ossl::EVP_chacha20()
+        };
+        if ossl::EVP_EncryptInit_ex(ctx, cipher, ptr::null_mut(), key.as_ptr(), iv.as_ptr()) != 1 {
+            slot.keyed = false;
             return false;
         }
+        slot.keyed = true;
         let mut out_len: c_int = 0;
         ossl::EVP_EncryptUpdate(ctx, c, &mut out_len, m, len) == 1 && out_len == len
     })
@@ -310,17 +340,22 @@ unsafe fn openssl_poly1305(out: *mut u8, m: *const u8, inlen: usize, key: *const
     if mac.is_null() {
         return false;
     }
-    let ctx = ossl::EVP_MAC_CTX_new(mac);
-    if ctx.is_null() {
-        return false;
-    }
-    let mut out_len = 0usize;
-    let ok = ossl::EVP_MAC_init(ctx, key, 32, ptr::null()) == 1
-        && (inlen == 0 || ossl::EVP_MAC_update(ctx, m, inlen) == 1)
-        && ossl::EVP_MAC_final(ctx, out, &mut out_len, 16) == 1
-        && out_len == 16;
-    ossl::EVP_MAC_CTX_free(ctx);
-    ok
+    MAC_CTX.with(|cell| {
+        let mut slot = cell.borrow_mut();
+        if slot.0.is_null() {
+            slot.0 = ossl::EVP_MAC_CTX_new(mac);
+        }
+        let ctx = slot.0;
+        if ctx.is_null() {
+            return false;
+        }
+        // EVP_MAC_init with a key starts a new MAC on the same context.
+        let mut out_len = 0usize;
+        ossl::EVP_MAC_init(ctx, key, 32, ptr::null()) == 1
+            && (inlen == 0 || ossl::EVP_MAC_update(ctx, m, inlen) == 1)
+            && ossl::EVP_MAC_final(ctx, out, &mut out_len, 16) == 1
+            && out_len == 16
+    })
 }
 
 /// Poly1305 with 26-bit limbs (the "donna" 32-bit scheme).
@@ -527,6 +562,34 @@ mod tests {
                 portable_poly1305(b.as_mut_ptr(), data.as_ptr(), len, key.as_ptr());
             }
             assert_eq!(a, b, "len {len}");
+        }
+    }
+
+    /// One thread keeps one cipher and one MAC context and re-keys them
+    /// for every call (as an I/O thread does packet after packet): each
+    /// key still gives its own answer.
+    #[test]
+    fn contexts_reused_on_one_thread_take_each_new_key() {
+        let data: Vec<u8> = (0..5000usize).map(|i| (i * 11 + 1) as u8).collect();
+        let iv = 0x0a0b_0c0d_0e0f_1011u64.to_be_bytes();
+        for seed in [3u8, 101, 3, 250] {
+            let key: Vec<u8> = (0u8..32)
+                .map(|i| i.wrapping_mul(seed).wrapping_add(seed))
+                .collect();
+            let mut a = data.clone();
+            let mut x = ctx(&key, &iv, Some(5u64.to_le_bytes()));
+            let y = ctx(&key, &iv, Some(5u64.to_le_bytes()));
+            let mut b = data.clone();
+            let (mut ta, mut tb) = ([0u8; 16], [0u8; 16]);
+            // SAFETY: in place, lengths match; 16-byte tags, 32-byte keys.
+            unsafe {
+                chacha_encrypt_bytes(&mut x, a.as_ptr(), a.as_mut_ptr(), a.len());
+                portable_chacha(&y.input, b.as_ptr(), b.as_mut_ptr(), b.len());
+                poly1305_auth(ta.as_mut_ptr(), data.as_ptr(), data.len(), key.as_ptr());
+                portable_poly1305(tb.as_mut_ptr(), data.as_ptr(), data.len(), key.as_ptr());
+            }
+            assert_eq!(a, b, "ChaCha20 with key seed {seed}");
+            assert_eq!(ta, tb, "Poly1305 with key seed {seed}");
         }
     }
 
