@@ -190,6 +190,72 @@ fn create_attrs(perm: Option<u32>) -> Attrs {
     }
 }
 
+/// Replies to one `write_from`'s WRITEs, handed over by the I/O threads.
+/// The writer is woken for each reply only while it has more to send (a
+/// reply frees room in a window); once everything is sent, only by a
+/// refusal or the last reply, not by every acknowledgment of a file.
+#[derive(Default)]
+struct WriteReplies {
+    state: Mutex<ReplyQueue>,
+    changed: std::sync::Condvar,
+}
+
+#[derive(Default)]
+struct ReplyQueue {
+    arrived: Vec<(usize, Result<Response, ConnError>)>,
+    /// Submitted and not replied to yet.
+    outstanding: usize,
+    /// The writer waits for room in a window: wake it for every reply.
+    each: bool,
+}
+
+impl WriteReplies {
+    /// Counts a WRITE about to be submitted (before: its reply may come
+    /// at once).
+    fn expect_one(&self) {
+        lock(&self.state).outstanding += 1;
+    }
+
+    /// A reply to the WRITE on lane `lane` (on the I/O thread).
+    fn arrived(&self, lane: usize, reply: Result<Response, ConnError>) {
+        let refused = !is_ok_status(&reply);
+        let mut q = lock(&self.state);
+        q.outstanding = q.outstanding.saturating_sub(1);
+        q.arrived.push((lane, reply));
+        if q.each || refused || q.outstanding == 0 {
+            self.changed.notify_one();
+        }
+    }
+
+    /// The replies arrived so far, waiting for at least one; with `each`
+    /// false, for a refusal or the last one.
+    fn wait(&self, each: bool) -> Vec<(usize, Result<Response, ConnError>)> {
+        let mut q = lock(&self.state);
+        q.each = each;
+        loop {
+            let ready = if each {
+                !q.arrived.is_empty()
+            } else {
+                q.outstanding == 0 || q.arrived.iter().any(|(_, r)| !is_ok_status(r))
+            };
+            if ready {
+                return std::mem::take(&mut q.arrived);
+            }
+            q = self.changed.wait(q).unwrap_or_else(|e| e.into_inner());
+        }
+    }
+}
+
+fn is_ok_status(r: &Result<Response, ConnError>) -> bool {
+    matches!(
+        r,
+        Ok(Response::Status {
+            code: status::OK,
+            ..
+        })
+    )
+}
+
 /// Twin OPENs sent on the other connections, their replies still to come.
 struct SentOpens {
     conns: Vec<Arc<Connection>>,
@@ -702,7 +768,7 @@ impl Remote for SftpRemote {
         // lets the next one go, so the link never drains between batches.
         // Each chunk goes to the handle (connection) with the fewest in
         // flight.
-        let (tx, rx) = std::sync::mpsc::channel::<(usize, Result<Response, ConnError>)>();
+        let replies = Arc::new(WriteReplies::default());
         let mut sent = 0u64;
         let mut in_flight = vec![0usize; conns.len()];
         let mut first_error: Option<RemoteError> = None;
@@ -718,15 +784,14 @@ impl Remote for SftpRemote {
                 };
                 let n = (len - sent).min(chunk) as usize;
                 let at = offset + sent;
-                let tx = tx.clone();
+                let done = replies.clone();
+                replies.expect_one();
                 let queued = conns[i].submit_write(
                     &handles[i].raw,
                     at,
                     n,
                     &mut |buf| source(at, buf),
-                    Box::new(move |r| {
-                        let _ = tx.send((i, r));
-                    }),
+                    Box::new(move |r| done.arrived(i, r)),
                 );
                 if let Err(e) = queued {
                     first_error = Some(RemoteError::Protocol(format!("local spool read: {e}")));
@@ -735,7 +800,8 @@ impl Remote for SftpRemote {
                 sent += n as u64;
                 in_flight[i] += 1;
             }
-            if sent >= len || first_error.is_some() {
+            let all_sent = sent >= len || first_error.is_some();
+            if all_sent {
                 if let Some(q) = queued.take() {
                     q();
                 }
@@ -745,22 +811,14 @@ impl Remote for SftpRemote {
             }
             // Every submitted request completes exactly once (the I/O thread
             // fails them all when the link dies), so this cannot hang.
-            let (i, reply) = rx.recv().unwrap_or_else(|_| {
-                (
-                    usize::MAX,
-                    Err(ConnError::Disconnected("I/O thread gone".into())),
-                )
-            });
-            if i == usize::MAX {
-                first_error.get_or_insert(RemoteError::Lost("I/O thread gone".into()));
-                break;
-            }
-            in_flight[i] -= 1;
-            let result = reply
-                .map_err(RemoteError::from)
-                .and_then(|r| expect_ok("WRITE", r));
-            if let Err(e) = result {
-                first_error.get_or_insert(e);
+            for (i, reply) in replies.wait(!all_sent) {
+                in_flight[i] -= 1;
+                let result = reply
+                    .map_err(RemoteError::from)
+                    .and_then(|r| expect_ok("WRITE", r));
+                if let Err(e) = result {
+                    first_error.get_or_insert(e);
+                }
             }
         }
         if let Some(q) = queued.take() {
@@ -1233,6 +1291,64 @@ mod tests {
         let mut header = Vec::new();
         crate::sftp::encode_write_header(7, &[0, 0, 0, 1], 0, LAN_WRITE_CHUNK, &mut header);
         assert!(header.len() + LAN_WRITE_CHUNK <= 16 * 1024);
+    }
+
+    fn ok() -> Result<Response, ConnError> {
+        Ok(Response::Status {
+            code: status::OK,
+            message: String::new(),
+        })
+    }
+
+    /// Once every WRITE is sent, the writer is woken by the last reply (or
+    /// a refusal), not by each one; while it has more to send, by each.
+    #[test]
+    fn write_replies_wake_the_writer_only_when_it_can_act() {
+        let replies = Arc::new(WriteReplies::default());
+        for _ in 0..3 {
+            replies.expect_one();
+        }
+        let r = replies.clone();
+        let io = std::thread::spawn(move || {
+            for lane in 0..3 {
+                std::thread::sleep(Duration::from_millis(20));
+                r.arrived(lane, ok());
+            }
+        });
+        let got = replies.wait(false);
+        io.join().expect("io thread");
+        assert_eq!(got.len(), 3, "woken once, with all three replies");
+
+        for _ in 0..3 {
+            replies.expect_one();
+        }
+        replies.arrived(1, ok());
+        assert_eq!(
+            replies.wait(true).len(),
+            1,
+            "room in a window: woken at once"
+        );
+        let r = replies.clone();
+        let io = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(20));
+            r.arrived(
+                0,
+                Ok(Response::Status {
+                    code: status::FAILURE,
+                    message: "disk full".into(),
+                }),
+            );
+        });
+        let got = replies.wait(false);
+        io.join().expect("io thread");
+        assert_eq!(
+            got.len(),
+            1,
+            "a refusal wakes the writer with one still out"
+        );
+        assert!(!is_ok_status(&got[0].1));
+        replies.arrived(2, Err(ConnError::Disconnected("gone".into())));
+        assert_eq!(replies.wait(false).len(), 1, "the last one");
     }
 
     #[test]
