@@ -121,6 +121,12 @@ const MAX_IN_FLIGHT: usize = 64;
 /// limits, and a second connection's window lifts it (scripts/bench.sh).
 const STRIPE_MIN_RTT: Duration = Duration::from_millis(3);
 
+/// The least a create waits, after its own reply, for the replies of the
+/// twin OPENs sent behind it (`create_new_striped`; otherwise a round
+/// trip): they are due at once, and scheduling on a busy client or server
+/// delays a reply by milliseconds, not by this much.
+const TWIN_GRACE_MIN: Duration = Duration::from_millis(50);
+
 /// Requests timed before the link's round trip decides whether the second
 /// connection is opened ahead of need: the mount's own first requests
 /// (the root's REALPATH and STAT), so that the first large transfer finds
@@ -259,7 +265,58 @@ fn is_ok_status(r: &Result<Response, ConnError>) -> bool {
 /// Twin OPENs sent on the other connections, their replies still to come.
 struct SentOpens {
     conns: Vec<Arc<Connection>>,
-    replies: std::sync::mpsc::Receiver<(usize, Result<Response, ConnError>)>,
+    replies: Arc<TwinReplies>,
+}
+
+/// Replies to twin OPENs. Once the waiter gives up on them (`abandon`), a
+/// handle that still arrives is closed by its completion: none is left
+/// open on the server.
+#[derive(Default)]
+struct TwinReplies {
+    state: Mutex<TwinReplyState>,
+    changed: std::sync::Condvar,
+}
+
+#[derive(Default)]
+struct TwinReplyState {
+    arrived: Vec<(usize, Result<Response, ConnError>)>,
+    abandoned: bool,
+}
+
+impl TwinReplies {
+    /// A reply from `conn`, lane `i` of the batch (on its I/O thread).
+    fn arrived(&self, i: usize, conn: &Connection, reply: Result<Response, ConnError>) {
+        let mut st = lock(&self.state);
+        if !st.abandoned {
+            st.arrived.push((i, reply));
+            drop(st);
+            self.changed.notify_all();
+            return;
+        }
+        drop(st);
+        if let Ok(Response::Handle(handle)) = reply {
+            conn.submit(&Request::Close { handle }, Box::new(|_| {}));
+        }
+    }
+
+    /// The replies that came by `deadline` (all `n` at most); later ones
+    /// are closed as they come.
+    fn take(&self, n: usize, deadline: Instant) -> Vec<(usize, Result<Response, ConnError>)> {
+        let mut st = lock(&self.state);
+        while st.arrived.len() < n {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            st = self
+                .changed
+                .wait_timeout(st, left)
+                .map(|(g, _)| g)
+                .unwrap_or_else(|e| e.into_inner().0);
+        }
+        st.abandoned = true;
+        std::mem::take(&mut st.arrived)
+    }
 }
 
 /// What `send_twin_opens` did.
@@ -465,33 +522,24 @@ impl SftpRemote {
         if !after.is_zero() {
             std::thread::sleep(after);
         }
-        let (tx, replies) = std::sync::mpsc::channel();
+        let replies = Arc::new(TwinReplies::default());
         for (i, conn) in conns.iter().enumerate() {
-            let tx = tx.clone();
-            conn.submit(
-                &req,
-                Box::new(move |r| {
-                    let _ = tx.send((i, r));
-                }),
-            );
+            let (replies, on) = (replies.clone(), conn.clone());
+            conn.submit(&req, Box::new(move |r| replies.arrived(i, &on, r)));
         }
         TwinOpens::Sent(SentOpens { conns, replies })
     }
 
-    /// The handles the twin OPENs returned, and the first refusal.
-    fn collect_twins(&self, opens: SentOpens) -> (Vec<Handle>, Option<RemoteError>) {
-        // The replies are waited for even from background work (whose
-        // scope never waits for a connection): these connections are up.
-        let deadline = Instant::now() + self.op_timeout;
+    /// The handles the twin OPENs returned by `deadline`, and the first
+    /// refusal. Handles that come later are closed on arrival.
+    fn collect_twins(
+        &self,
+        opens: SentOpens,
+        deadline: Instant,
+    ) -> (Vec<Handle>, Option<RemoteError>) {
         let mut twins = Vec::new();
         let mut first_error = None;
-        for _ in 0..opens.conns.len() {
-            let left = deadline.saturating_duration_since(Instant::now());
-            let Ok((i, reply)) = opens.replies.recv_timeout(left) else {
-                // A connection gone silent: it is declared dead soon, and
-                // a handle it still returns then is never used.
-                break;
-            };
+        for (i, reply) in opens.replies.take(opens.conns.len(), deadline) {
             match reply
                 .map_err(RemoteError::from)
                 .and_then(|r| expect_handle("OPEN", r, opens.conns[i].generation))
@@ -505,9 +553,9 @@ impl SftpRemote {
         (twins, first_error)
     }
 
-    /// Waits for the twin OPENs and closes what they opened.
+    /// Closes whatever the twin OPENs opened, now or when it arrives.
     fn close_twins(&self, opens: SentOpens) {
-        for h in self.collect_twins(opens).0 {
+        for h in self.collect_twins(opens, Instant::now()).0 {
             self.close_quietly(&h);
         }
     }
@@ -842,7 +890,11 @@ impl Remote for SftpRemote {
         let conn = self.conn_for(of)?;
         match self.send_twin_opens(path, &conn, Duration::ZERO) {
             TwinOpens::Sent(opens) => {
-                let (twins, first_error) = self.collect_twins(opens);
+                // Waited for even from background work (whose scope never
+                // waits for a connection): these connections are up, and
+                // one gone silent is declared dead within the bound.
+                let deadline = Instant::now() + self.op_timeout;
+                let (twins, first_error) = self.collect_twins(opens, deadline);
                 match (twins.is_empty(), first_error) {
                     (false, _) => Ok(Twin::Opened(twins)),
                     (true, Some(e)) => Err(e),
@@ -901,7 +953,15 @@ impl Remote for SftpRemote {
         };
         let twin = match opens {
             Some(TwinOpens::Sent(o)) => {
-                let (twins, first_error) = self.collect_twins(o);
+                // They left a head start after the create and travel as
+                // long: their replies are due now. A connection that is
+                // slower (or wedged) does not hold up the create; `Later`
+                // lets a large upload ask `open_twin` then.
+                let grace = o
+                    .conns
+                    .first()
+                    .map_or(TWIN_GRACE_MIN, |c| self.link_rtt(c).max(TWIN_GRACE_MIN));
+                let (twins, first_error) = self.collect_twins(o, Instant::now() + grace);
                 if !twins.is_empty() {
                     Twin::Opened(twins)
                 } else if first_error.is_some_and(|e| !e.is_not_found()) {
