@@ -497,7 +497,7 @@ fn a_creates_twins_open_beside_it_or_after_it_when_they_arrive_first() {
     let root = sb.root.to_str().expect("utf-8 sandbox root").as_bytes();
     let ms = Duration::from_millis;
     for (delays, beside) in [
-        ([ms(2), ms(8)], Some(true)),
+        ([ms(2), ms(12)], Some(true)),
         ([ms(25), ms(2)], Some(false)),
         ([ms(2), ms(150)], None),
     ] {
