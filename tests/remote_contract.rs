@@ -239,6 +239,32 @@ fn contract<R: Remote>(r: &R, base: &[u8], lose_connection: &dyn Fn()) {
     r.close(&sh).expect("close striped file");
     assert_eq!(&get(r, &striped)[..3], b"one");
     r.remove(&striped).expect("remove striped file");
+    // A spool read that fails mid-upload fails the send once the WRITEs
+    // already in flight are answered (it must not wait for one never sent),
+    // and `queued` is told once.
+    let partial = join(base, "partial.bin");
+    let ph = r.create_new(&partial, Some(0o600)).expect("create partial");
+    let mut queued = 0;
+    let failed = r.write_from(
+        std::slice::from_ref(&ph),
+        0,
+        8 * 65536,
+        &mut |at, buf| {
+            if at >= 3 * 65536 {
+                return Err(std::io::Error::other("spool unreadable"));
+            }
+            buf.fill(7);
+            Ok(())
+        },
+        &mut || queued += 1,
+    );
+    assert!(
+        matches!(failed, Err(RemoteError::Protocol(_))),
+        "a failed spool read: {failed:?}"
+    );
+    assert_eq!(queued, 1, "told once that no more WRITEs come");
+    r.close(&ph).expect("close partial");
+    r.remove(&partial).expect("remove partial");
     let data = get(r, &big);
     assert_eq!(data.len() as u64, len + 6);
     assert!(data[..len as usize]

@@ -209,44 +209,33 @@ struct WriteReplies {
 #[derive(Default)]
 struct ReplyQueue {
     arrived: Vec<(usize, Result<Response, ConnError>)>,
-    /// Submitted and not replied to yet.
-    outstanding: usize,
-    /// The writer waits for room in a window: wake it for every reply.
-    each: bool,
+    /// While the writer waits: the number of replies that wakes it (0:
+    /// not waiting, nobody to wake).
+    wake_at: usize,
 }
 
 impl WriteReplies {
-    /// Counts a WRITE about to be submitted (before: its reply may come
-    /// at once).
-    fn expect_one(&self) {
-        lock(&self.state).outstanding += 1;
-    }
-
     /// A reply to the WRITE on lane `lane` (on the I/O thread).
     fn arrived(&self, lane: usize, reply: Result<Response, ConnError>) {
         let refused = !is_ok_status(&reply);
         let mut q = lock(&self.state);
-        q.outstanding = q.outstanding.saturating_sub(1);
         q.arrived.push((lane, reply));
-        if q.each || refused || q.outstanding == 0 {
+        if q.wake_at > 0 && (refused || q.arrived.len() >= q.wake_at) {
             self.changed.notify_one();
         }
     }
 
-    /// The replies arrived so far, waiting for at least one; with `each`
-    /// false, for a refusal or the last one.
-    fn wait(&self, each: bool) -> Vec<(usize, Result<Response, ConnError>)> {
+    /// Waits until `n` replies (at least one) have arrived, or a refusal,
+    /// and takes all that arrived.
+    fn wait(&self, n: usize) -> Vec<(usize, Result<Response, ConnError>)> {
+        let n = n.max(1);
         let mut q = lock(&self.state);
-        q.each = each;
         loop {
-            let ready = if each {
-                !q.arrived.is_empty()
-            } else {
-                q.outstanding == 0 || q.arrived.iter().any(|(_, r)| !is_ok_status(r))
-            };
-            if ready {
+            if q.arrived.len() >= n || q.arrived.iter().any(|(_, r)| !is_ok_status(r)) {
+                q.wake_at = 0;
                 return std::mem::take(&mut q.arrived);
             }
+            q.wake_at = n;
             q = self.changed.wait(q).unwrap_or_else(|e| e.into_inner());
         }
     }
@@ -833,7 +822,6 @@ impl Remote for SftpRemote {
                 let n = (len - sent).min(chunk) as usize;
                 let at = offset + sent;
                 let done = replies.clone();
-                replies.expect_one();
                 let queued = conns[i].submit_write(
                     &handles[i].raw,
                     at,
@@ -858,8 +846,11 @@ impl Remote for SftpRemote {
                 break;
             }
             // Every submitted request completes exactly once (the I/O thread
-            // fails them all when the link dies), so this cannot hang.
-            for (i, reply) in replies.wait(!all_sent) {
+            // fails them all when the link dies), so this cannot hang. With
+            // more to send, any reply frees room; otherwise the last one
+            // (or a refusal) is what the writer waits for.
+            let wanted = if all_sent { in_flight.iter().sum() } else { 1 };
+            for (i, reply) in replies.wait(wanted) {
                 in_flight[i] -= 1;
                 let result = reply
                     .map_err(RemoteError::from)
@@ -1365,9 +1356,6 @@ mod tests {
     #[test]
     fn write_replies_wake_the_writer_only_when_it_can_act() {
         let replies = Arc::new(WriteReplies::default());
-        for _ in 0..3 {
-            replies.expect_one();
-        }
         let r = replies.clone();
         let io = std::thread::spawn(move || {
             for lane in 0..3 {
@@ -1375,19 +1363,12 @@ mod tests {
                 r.arrived(lane, ok());
             }
         });
-        let got = replies.wait(false);
+        let got = replies.wait(3);
         io.join().expect("io thread");
         assert_eq!(got.len(), 3, "woken once, with all three replies");
 
-        for _ in 0..3 {
-            replies.expect_one();
-        }
         replies.arrived(1, ok());
-        assert_eq!(
-            replies.wait(true).len(),
-            1,
-            "room in a window: woken at once"
-        );
+        assert_eq!(replies.wait(1).len(), 1, "room in a window: woken at once");
         let r = replies.clone();
         let io = std::thread::spawn(move || {
             std::thread::sleep(Duration::from_millis(20));
@@ -1399,7 +1380,7 @@ mod tests {
                 }),
             );
         });
-        let got = replies.wait(false);
+        let got = replies.wait(2);
         io.join().expect("io thread");
         assert_eq!(
             got.len(),
@@ -1408,7 +1389,7 @@ mod tests {
         );
         assert!(!is_ok_status(&got[0].1));
         replies.arrived(2, Err(ConnError::Disconnected("gone".into())));
-        assert_eq!(replies.wait(false).len(), 1, "the last one");
+        assert_eq!(replies.wait(1).len(), 1, "the last one");
     }
 
     #[test]
