@@ -196,12 +196,13 @@ fn create_attrs(perm: Option<u32>) -> Attrs {
     }
 }
 
-/// Replies to one `write_from`'s WRITEs, handed over by the I/O threads.
-/// The writer is woken for each reply only while it has more to send (a
-/// reply frees room in a window); once everything is sent, only by a
-/// refusal or the last reply, not by every acknowledgment of a file.
+/// Replies to a batch of requests, handed over by the I/O threads: an
+/// upload's WRITEs (`write_from`) or a file's twin OPENs. The waiter is
+/// woken only when what it waits for has come (a number of replies, or a
+/// refusal when it asks for that), not by every reply. Once it gives up
+/// (`abandon`), a reply that still comes is handed back to its completion.
 #[derive(Default)]
-struct WriteReplies {
+struct Replies {
     state: Mutex<ReplyQueue>,
     changed: std::sync::Condvar,
 }
@@ -209,35 +210,70 @@ struct WriteReplies {
 #[derive(Default)]
 struct ReplyQueue {
     arrived: Vec<(usize, Result<Response, ConnError>)>,
-    /// While the writer waits: the number of replies that wakes it (0:
+    /// While the waiter waits: the number of replies that wakes it (0:
     /// not waiting, nobody to wake).
     wake_at: usize,
+    /// A refusal wakes the waiter too.
+    wake_on_refusal: bool,
+    abandoned: bool,
 }
 
-impl WriteReplies {
-    /// A reply to the WRITE on lane `lane` (on the I/O thread).
-    fn arrived(&self, lane: usize, reply: Result<Response, ConnError>) {
+impl Replies {
+    /// The reply to request `i` of the batch (on its I/O thread); given
+    /// back when the waiter has given up.
+    fn arrived(
+        &self,
+        i: usize,
+        reply: Result<Response, ConnError>,
+    ) -> Option<Result<Response, ConnError>> {
         let refused = !is_ok_status(&reply);
         let mut q = lock(&self.state);
-        q.arrived.push((lane, reply));
-        if q.wake_at > 0 && (refused || q.arrived.len() >= q.wake_at) {
+        if q.abandoned {
+            return Some(reply);
+        }
+        q.arrived.push((i, reply));
+        if q.wake_at > 0 && (q.arrived.len() >= q.wake_at || (refused && q.wake_on_refusal)) {
             self.changed.notify_one();
         }
+        None
     }
 
-    /// Waits until `n` replies (at least one) have arrived, or a refusal,
-    /// and takes all that arrived.
-    fn wait(&self, n: usize) -> Vec<(usize, Result<Response, ConnError>)> {
+    /// Waits until `n` replies (at least one) have arrived, or with
+    /// `on_refusal` a refusal, or `until` passed, and takes all that
+    /// arrived.
+    fn wait(
+        &self,
+        n: usize,
+        on_refusal: bool,
+        until: Option<Instant>,
+    ) -> Vec<(usize, Result<Response, ConnError>)> {
         let n = n.max(1);
         let mut q = lock(&self.state);
         loop {
-            if q.arrived.len() >= n || q.arrived.iter().any(|(_, r)| !is_ok_status(r)) {
+            let refused = on_refusal && q.arrived.iter().any(|(_, r)| !is_ok_status(r));
+            let left = until.map(|t| t.saturating_duration_since(Instant::now()));
+            if q.arrived.len() >= n || refused || left.is_some_and(|l| l.is_zero()) {
                 q.wake_at = 0;
                 return std::mem::take(&mut q.arrived);
             }
             q.wake_at = n;
-            q = self.changed.wait(q).unwrap_or_else(|e| e.into_inner());
+            q.wake_on_refusal = on_refusal;
+            q = match left {
+                Some(l) => self
+                    .changed
+                    .wait_timeout(q, l)
+                    .map(|(g, _)| g)
+                    .unwrap_or_else(|e| e.into_inner().0),
+                None => self.changed.wait(q).unwrap_or_else(|e| e.into_inner()),
+            };
         }
+    }
+
+    /// Gives up on the replies still to come; takes those that came.
+    fn abandon(&self) -> Vec<(usize, Result<Response, ConnError>)> {
+        let mut q = lock(&self.state);
+        q.abandoned = true;
+        std::mem::take(&mut q.arrived)
     }
 }
 
@@ -254,58 +290,7 @@ fn is_ok_status(r: &Result<Response, ConnError>) -> bool {
 /// Twin OPENs sent on the other connections, their replies still to come.
 struct SentOpens {
     conns: Vec<Arc<Connection>>,
-    replies: Arc<TwinReplies>,
-}
-
-/// Replies to twin OPENs. Once the waiter gives up on them (`abandon`), a
-/// handle that still arrives is closed by its completion: none is left
-/// open on the server.
-#[derive(Default)]
-struct TwinReplies {
-    state: Mutex<TwinReplyState>,
-    changed: std::sync::Condvar,
-}
-
-#[derive(Default)]
-struct TwinReplyState {
-    arrived: Vec<(usize, Result<Response, ConnError>)>,
-    abandoned: bool,
-}
-
-impl TwinReplies {
-    /// A reply from `conn`, lane `i` of the batch (on its I/O thread).
-    fn arrived(&self, i: usize, conn: &Connection, reply: Result<Response, ConnError>) {
-        let mut st = lock(&self.state);
-        if !st.abandoned {
-            st.arrived.push((i, reply));
-            drop(st);
-            self.changed.notify_all();
-            return;
-        }
-        drop(st);
-        if let Ok(Response::Handle(handle)) = reply {
-            conn.submit(&Request::Close { handle }, Box::new(|_| {}));
-        }
-    }
-
-    /// The replies that came by `deadline` (all `n` at most); later ones
-    /// are closed as they come.
-    fn take(&self, n: usize, deadline: Instant) -> Vec<(usize, Result<Response, ConnError>)> {
-        let mut st = lock(&self.state);
-        while st.arrived.len() < n {
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                break;
-            }
-            st = self
-                .changed
-                .wait_timeout(st, left)
-                .map(|(g, _)| g)
-                .unwrap_or_else(|e| e.into_inner().0);
-        }
-        st.abandoned = true;
-        std::mem::take(&mut st.arrived)
-    }
+    replies: Arc<Replies>,
 }
 
 /// What `send_twin_opens` did.
@@ -511,10 +496,18 @@ impl SftpRemote {
         if !after.is_zero() {
             std::thread::sleep(after);
         }
-        let replies = Arc::new(TwinReplies::default());
+        let replies = Arc::new(Replies::default());
         for (i, conn) in conns.iter().enumerate() {
             let (replies, on) = (replies.clone(), conn.clone());
-            conn.submit(&req, Box::new(move |r| replies.arrived(i, &on, r)));
+            conn.submit(
+                &req,
+                Box::new(move |r| {
+                    // Too late for the waiter: closed, never left open.
+                    if let Some(Ok(Response::Handle(handle))) = replies.arrived(i, r) {
+                        on.submit(&Request::Close { handle }, Box::new(|_| {}));
+                    }
+                }),
+            );
         }
         TwinOpens::Sent(SentOpens { conns, replies })
     }
@@ -528,7 +521,9 @@ impl SftpRemote {
     ) -> (Vec<Handle>, Option<RemoteError>) {
         let mut twins = Vec::new();
         let mut first_error = None;
-        for (i, reply) in opens.replies.take(opens.conns.len(), deadline) {
+        let mut arrived = opens.replies.wait(opens.conns.len(), false, Some(deadline));
+        arrived.extend(opens.replies.abandon());
+        for (i, reply) in arrived {
             match reply
                 .map_err(RemoteError::from)
                 .and_then(|r| expect_handle("OPEN", r, opens.conns[i].generation))
@@ -805,7 +800,7 @@ impl Remote for SftpRemote {
         // lets the next one go, so the link never drains between batches.
         // Each chunk goes to the handle (connection) with the fewest in
         // flight.
-        let replies = Arc::new(WriteReplies::default());
+        let replies = Arc::new(Replies::default());
         let mut sent = 0u64;
         let mut in_flight = vec![0usize; conns.len()];
         let mut first_error: Option<RemoteError> = None;
@@ -827,7 +822,10 @@ impl Remote for SftpRemote {
                     at,
                     n,
                     &mut |buf| source(at, buf),
-                    Box::new(move |r| done.arrived(i, r)),
+                    Box::new(move |r| {
+                        // The writer waits for every reply: none comes back.
+                        let _ = done.arrived(i, r);
+                    }),
                 );
                 if let Err(e) = queued {
                     first_error = Some(RemoteError::Protocol(format!("local spool read: {e}")));
@@ -850,7 +848,7 @@ impl Remote for SftpRemote {
             // more to send, any reply frees room; otherwise the last one
             // (or a refusal) is what the writer waits for.
             let wanted = if all_sent { in_flight.iter().sum() } else { 1 };
-            for (i, reply) in replies.wait(wanted) {
+            for (i, reply) in replies.wait(wanted, true, None) {
                 in_flight[i] -= 1;
                 let result = reply
                     .map_err(RemoteError::from)
@@ -1355,24 +1353,28 @@ mod tests {
     /// a refusal), not by each one; while it has more to send, by each.
     #[test]
     fn write_replies_wake_the_writer_only_when_it_can_act() {
-        let replies = Arc::new(WriteReplies::default());
+        let replies = Arc::new(Replies::default());
         let r = replies.clone();
         let io = std::thread::spawn(move || {
             for lane in 0..3 {
                 std::thread::sleep(Duration::from_millis(20));
-                r.arrived(lane, ok());
+                let _ = r.arrived(lane, ok());
             }
         });
-        let got = replies.wait(3);
+        let got = replies.wait(3, true, None);
         io.join().expect("io thread");
         assert_eq!(got.len(), 3, "woken once, with all three replies");
 
-        replies.arrived(1, ok());
-        assert_eq!(replies.wait(1).len(), 1, "room in a window: woken at once");
+        let _ = replies.arrived(1, ok());
+        assert_eq!(
+            replies.wait(1, true, None).len(),
+            1,
+            "room in a window: woken at once"
+        );
         let r = replies.clone();
         let io = std::thread::spawn(move || {
             std::thread::sleep(Duration::from_millis(20));
-            r.arrived(
+            let _ = r.arrived(
                 0,
                 Ok(Response::Status {
                     code: status::FAILURE,
@@ -1380,7 +1382,7 @@ mod tests {
                 }),
             );
         });
-        let got = replies.wait(2);
+        let got = replies.wait(2, true, None);
         io.join().expect("io thread");
         assert_eq!(
             got.len(),
@@ -1388,8 +1390,8 @@ mod tests {
             "a refusal wakes the writer with one still out"
         );
         assert!(!is_ok_status(&got[0].1));
-        replies.arrived(2, Err(ConnError::Disconnected("gone".into())));
-        assert_eq!(replies.wait(1).len(), 1, "the last one");
+        let _ = replies.arrived(2, Err(ConnError::Disconnected("gone".into())));
+        assert_eq!(replies.wait(1, true, None).len(), 1, "the last one");
     }
 
     #[test]
