@@ -146,18 +146,12 @@ impl<R: Remote> Fs<R> {
                 }
                 other => other,
             };
-            let (handle, twin) = if let Some(h) = preopened {
-                (h, None)
-            } else if pair {
-                self.remote
-                    .open_read_pair(&remote_path)
-                    .map_err(|e| FsError::remote(Op::Open, show(&path), &e))?
-            } else {
-                self.remote
-                    .open_read(&remote_path)
-                    .map(|h| (h, None))
-                    .map_err(|e| FsError::remote(Op::Open, show(&path), &e))?
-            };
+            let (handle, twin) = match preopened {
+                Some(h) => Ok((h, None)),
+                None if pair => self.remote.open_read_pair(&remote_path),
+                None => self.remote.open_read(&remote_path).map(|h| (h, None)),
+            }
+            .map_err(|e| FsError::remote(Op::Open, show(&path), &e))?;
             let ahead = Mutex::new(ReadAhead::with_twin(size_hint, twin));
             if !keep_cache {
                 // A Coupa-sized file is requested whole now, before the

@@ -639,6 +639,14 @@ fn tempfile_in(dir: &Path) -> io::Result<File> {
 mod tests {
     use super::*;
 
+    /// Temps named `.NAME.coupafs-XXXXXX` beside their file.
+    fn naming() -> TempNaming {
+        TempNaming {
+            prefix: b".".to_vec(),
+            upload_dir: None,
+        }
+    }
+
     /// A Coupa-sized file adopted from a spare with a twin goes
     /// over both connections from its first WRITE, with no OPEN at close.
     #[test]
@@ -646,10 +654,7 @@ mod tests {
         use crate::remote::mock::MockRemote;
         let remote = MockRemote::new();
         remote.mkdir_p("/root/In");
-        let naming = TempNaming {
-            prefix: b".".to_vec(),
-            upload_dir: None,
-        };
+        let naming = naming();
         let path = naming.temp_path(b"/root/In/spare");
         let handle = remote.create_new(&path, Some(0o644)).expect("open");
         let twins = match remote.open_twin(&path, &handle).expect("twin") {
@@ -703,10 +708,7 @@ mod tests {
             "starts a stream"
         );
         remote.hold("write");
-        let naming = TempNaming {
-            prefix: b".".to_vec(),
-            upload_dir: None,
-        };
+        let naming = naming();
         std::thread::scope(|s| {
             let round = s.spawn(|| up.stream(remote, &naming, path));
             wait_for("the round's first WRITE", || remote.waiting() == 1);
@@ -769,10 +771,7 @@ mod tests {
         use crate::remote::mock::MockRemote;
         let remote = MockRemote::new();
         remote.mkdir_p("/root/In");
-        let naming = TempNaming {
-            prefix: b".".to_vec(),
-            upload_dir: None,
-        };
+        let naming = naming();
         let dir = tempfile::tempdir().expect("tempdir");
         let up = Upload::new(dir.path(), 0o644, false).expect("spool");
         let data: Vec<u8> = (0..5u32 << 20).map(|i| (i % 233) as u8).collect();
@@ -809,10 +808,7 @@ mod tests {
             let remote = MockRemote::new();
             remote.mkdir_p("/root/In");
             remote.set_twins_beside_creates(Some(beside));
-            let naming = TempNaming {
-                prefix: b".".to_vec(),
-                upload_dir: None,
-            };
+            let naming = naming();
             let dir = tempfile::tempdir().expect("tempdir");
             let up = Upload::new(dir.path(), 0o644, false).expect("spool");
             let data: Vec<u8> = (0..mib << 20).map(|i| (i % 229) as u8).collect();
@@ -844,10 +840,7 @@ mod tests {
         let remote = MockRemote::new();
         remote.mkdir_p("/root/In");
         remote.set_twins_later(1);
-        let naming = TempNaming {
-            prefix: b".".to_vec(),
-            upload_dir: None,
-        };
+        let naming = naming();
         let dir = tempfile::tempdir().expect("tempdir");
         let up = Upload::new(dir.path(), 0o644, false).expect("spool");
         let data: Vec<u8> = (0..10u32 << 20).map(|i| (i % 239) as u8).collect();
