@@ -596,6 +596,77 @@ fn a_creates_twins_open_beside_it_or_after_it_when_they_arrive_first() {
     }
 }
 
+/// A read of a large file opens it on both connections at once
+/// (`open_read_pair`). When the second one's reply is not back within the
+/// call's bound, the read goes on with one handle; the handle that comes
+/// later is closed on arrival, not left open on the server for as long as
+/// that connection lives.
+#[test]
+fn a_read_twin_answering_after_its_open_gave_up_is_closed() {
+    use common::forwarder::{known_hosts_for_port, Forwarder};
+    let sb = Sandbox::start();
+    let root = sb.root.to_str().expect("utf-8 sandbox root").as_bytes();
+    // A few milliseconds each way: a WAN-like round trip, where a read
+    // opens its file on two connections.
+    let fwd = Forwarder::start_with_delay(sb.port, Duration::from_millis(3));
+    let work = common::traversable_tempdir("coupafs-readpair-");
+    let mut params = sb.connect_params();
+    params.port = fwd.port;
+    params.known_hosts = known_hosts_for_port(&sb, fwd.port, work.path());
+    let pool = Pool::new(params, 2);
+    let first = pool.connect_first().unwrap_or_else(|e| panic!("{e}"));
+    let bound = Duration::from_secs(1);
+    let remote = SftpRemote::new(pool.clone(), &first, bound);
+    drop(first);
+    let path = join(root, "pair.csv");
+    put(&remote, &path, b"id,amount\n1,2\n");
+    let file = sb.root.join("pair.csv");
+    let up = common::wait_until(Duration::from_secs(20), || {
+        let _ = remote.open_read_pair(&path).map(|(h, twin)| {
+            for h in std::iter::once(h).chain(twin) {
+                remote.close(&h).expect("close");
+            }
+        });
+        pool.status().connected == 2
+    });
+    assert!(up, "second connection never came up");
+    let (h, twin) = remote.open_read_pair(&path).expect("open pair");
+    let twin = twin.expect("both connections up: a pair");
+    remote.close(&twin).expect("close twin");
+    remote.close(&h).expect("close");
+    assert!(
+        common::wait_until(Duration::from_secs(5), || holders(&file) == 0),
+        "handles left open after closing both"
+    );
+
+    // The second connection (accepted second) turns slow: its reply comes
+    // back long after the bound.
+    fwd.set_delay(1, bound + Duration::from_millis(500));
+    let (h, twin) = remote.open_read_pair(&path).expect("open pair");
+    assert!(twin.is_none(), "a twin past the bound: {twin:?}");
+    assert_eq!(remote.read(&h, 0, 64).expect("read"), b"id,amount\n1,2\n");
+    // Its OPEN reaches the server, and the handle it gets is closed once
+    // the reply is back: only the read's own handle stays.
+    assert!(
+        common::wait_until(Duration::from_secs(10), || holders(&file) == 2),
+        "the slow connection's OPEN never reached the server"
+    );
+    assert!(
+        common::wait_until(Duration::from_secs(15), || holders(&file) == 1),
+        "the late twin's handle was left open: {} holders",
+        holders(&file)
+    );
+    // Closed by coupafs, not by the connection dying (which closes too).
+    let status = pool.status();
+    assert_eq!(
+        (status.connected, status.reconnects),
+        (2, 0),
+        "the slow connection must stay up for this test to mean anything"
+    );
+    remote.close(&h).expect("close");
+    pool.close_all(CloseReason::Done);
+}
+
 fn tag(beside: Option<bool>) -> String {
     format!("twins-{beside:?}")
 }

@@ -302,6 +302,25 @@ enum TwinOpens {
     NotWorth,
 }
 
+/// Sends `req` (an OPEN) on each of `conns`; `collect_twins` takes the
+/// handles. A handle whose reply comes after its waiter gave up is closed
+/// on arrival, never left open on the server for the connection's life.
+fn submit_opens(conns: Vec<Arc<Connection>>, req: &Request) -> SentOpens {
+    let replies = Arc::new(Replies::default());
+    for (i, conn) in conns.iter().enumerate() {
+        let (replies, on) = (replies.clone(), conn.clone());
+        conn.submit(
+            req,
+            Box::new(move |r| {
+                if let Some(Ok(Response::Handle(handle))) = replies.arrived(i, r) {
+                    on.submit(&Request::Close { handle }, Box::new(|_| {}));
+                }
+            }),
+        );
+    }
+    SentOpens { conns, replies }
+}
+
 fn unexpected(op: &str, r: &Response) -> RemoteError {
     RemoteError::Protocol(format!("unexpected reply to {op}: {r:?}"))
 }
@@ -496,20 +515,7 @@ impl SftpRemote {
         if !after.is_zero() {
             std::thread::sleep(after);
         }
-        let replies = Arc::new(Replies::default());
-        for (i, conn) in conns.iter().enumerate() {
-            let (replies, on) = (replies.clone(), conn.clone());
-            conn.submit(
-                &req,
-                Box::new(move |r| {
-                    // Too late for the waiter: closed, never left open.
-                    if let Some(Ok(Response::Handle(handle))) = replies.arrived(i, r) {
-                        on.submit(&Request::Close { handle }, Box::new(|_| {}));
-                    }
-                }),
-            );
-        }
-        TwinOpens::Sent(SentOpens { conns, replies })
+        TwinOpens::Sent(submit_opens(conns, &req))
     }
 
     /// The handles the twin OPENs returned by `deadline`, and the first
@@ -678,25 +684,16 @@ impl Remote for SftpRemote {
         };
         // The twin's OPEN leaves first and is waited for second: both
         // cost the one round trip.
-        let (tx, rx) = std::sync::mpsc::sync_channel(1);
-        other.submit(
-            &req,
-            Box::new(move |r| {
-                let _ = tx.send(r);
-            }),
-        );
+        let opens = submit_opens(vec![other], &req);
         let main = match first.call(&req) {
             Ok(r) => expect_handle("OPEN", r, first.generation),
             // Lost on the way: the retrying path.
             Err(_) => self.open_read(path),
         };
-        // Within the call's deadline: a second connection gone silent must
-        // not hold the open (it is declared dead soon, freeing the handle).
-        let left = deadline.saturating_duration_since(Instant::now());
-        let twin = match rx.recv_timeout(left) {
-            Ok(Ok(r)) => expect_handle("OPEN", r, other.generation).ok(),
-            _ => None,
-        };
+        // Within the call's deadline: a second connection gone slow or
+        // silent must not hold the open; its handle, should it come later,
+        // is closed then.
+        let twin = self.collect_twins(opens, deadline).0.pop();
         match main {
             Ok(h) => Ok((h, twin)),
             Err(e) => {

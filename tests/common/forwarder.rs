@@ -8,7 +8,7 @@ use std::fs;
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
 use std::time::Duration;
@@ -25,6 +25,8 @@ pub struct Forwarder {
     stop: Arc<AtomicBool>,
     accepted: Arc<AtomicUsize>,
     sockets: Arc<Mutex<Vec<TcpStream>>>,
+    /// Each forwarded connection's delay per chunk, in microseconds.
+    delays: Arc<Mutex<Vec<Arc<AtomicU64>>>>,
     acceptor: Option<JoinHandle<()>>,
 }
 
@@ -52,13 +54,15 @@ impl Forwarder {
         let stop = Arc::new(AtomicBool::new(false));
         let accepted = Arc::new(AtomicUsize::new(0));
         let sockets = Arc::new(Mutex::new(Vec::<TcpStream>::new()));
+        let live_delays = Arc::new(Mutex::new(Vec::<Arc<AtomicU64>>::new()));
         let acceptor = {
-            let (cut, blackhole, stop, accepted, sockets) = (
+            let (cut, blackhole, stop, accepted, sockets, live_delays) = (
                 cut.clone(),
                 blackhole.clone(),
                 stop.clone(),
                 accepted.clone(),
                 sockets.clone(),
+                live_delays.clone(),
             );
             thread::spawn(move || {
                 for client in listener.incoming() {
@@ -75,6 +79,8 @@ impl Forwarder {
                     };
                     let n = accepted.fetch_add(1, Ordering::SeqCst);
                     let delay = delays[n.min(delays.len() - 1)];
+                    let delay = Arc::new(AtomicU64::new(delay.as_micros() as u64));
+                    live_delays.lock().unwrap().push(delay.clone());
                     for s in [&client, &server] {
                         if let Ok(c) = s.try_clone() {
                             sockets.lock().unwrap().push(c);
@@ -82,8 +88,9 @@ impl Forwarder {
                     }
                     for (from, to) in [(&client, &server), (&server, &client)] {
                         let (from, to) = (from.try_clone().unwrap(), to.try_clone().unwrap());
-                        let (blackhole, stop) = (blackhole.clone(), stop.clone());
-                        thread::spawn(move || pump(from, to, &blackhole, &stop, delay));
+                        let (blackhole, stop, delay) =
+                            (blackhole.clone(), stop.clone(), delay.clone());
+                        thread::spawn(move || pump(from, to, &blackhole, &stop, &delay));
                     }
                 }
             })
@@ -95,6 +102,7 @@ impl Forwarder {
             stop,
             accepted,
             sockets,
+            delays: live_delays,
             acceptor: Some(acceptor),
         }
     }
@@ -120,6 +128,17 @@ impl Forwarder {
         self.blackhole.store(on, Ordering::SeqCst);
     }
 
+    /// From now on, each chunk forwarded either way on the `n`-th accepted
+    /// connection (from 0) waits `delay`: one connection of a client turns
+    /// slow while the others stay as they are.
+    pub fn set_delay(&self, n: usize, delay: Duration) {
+        let delays = self.delays.lock().unwrap();
+        let d = delays
+            .get(n)
+            .unwrap_or_else(|| panic!("connection {n} not accepted (only {})", delays.len()));
+        d.store(delay.as_micros() as u64, Ordering::SeqCst);
+    }
+
     /// How many connections were forwarded so far (not those refused while
     /// cut).
     pub fn accepted(&self) -> usize {
@@ -135,7 +154,7 @@ fn pump(
     mut to: TcpStream,
     blackhole: &AtomicBool,
     stop: &AtomicBool,
-    delay: Duration,
+    delay: &AtomicU64,
 ) {
     let _ = from.set_read_timeout(Some(Duration::from_millis(200)));
     let mut buf = vec![0u8; 64 * 1024];
@@ -146,8 +165,9 @@ fn pump(
                 return;
             }
             Ok(n) => {
-                if !delay.is_zero() {
-                    thread::sleep(delay);
+                let delay = delay.load(Ordering::SeqCst);
+                if delay > 0 {
+                    thread::sleep(Duration::from_micros(delay));
                 }
                 if !blackhole.load(Ordering::SeqCst) && to.write_all(&buf[..n]).is_err() {
                     let _ = from.shutdown(Shutdown::Both);
