@@ -185,24 +185,39 @@ fn contract<R: Remote>(r: &R, base: &[u8], lose_connection: &dyn Fn()) {
     let big = join(base, "big.bin");
     let h = r.create_new(&big, Some(0o600)).expect("create_new");
     assert_eq!(r.lstat(&big).expect("new file").size, Some(0));
-    // Several 64 KiB chunks and a partial one.
+    // Several 64 KiB chunks and a partial one, in two parts: once the
+    // first part is handed over, `more` extends the send to the whole
+    // (a file still being written), and is asked again at the new end.
     let len = 200 * 1024 + 17;
+    let first_part = 100 * 1024 + 5;
     let pattern = |at: u64| (at % 251) as u8;
-    let mut queued = 0;
+    let events = std::cell::RefCell::new(Vec::new());
     r.write_from(
         std::slice::from_ref(&h),
         0,
-        len,
+        first_part,
         &mut |at, buf| {
             for (i, b) in buf.iter_mut().enumerate() {
                 *b = pattern(at + i as u64);
             }
             Ok(())
         },
-        &mut || queued += 1,
+        &mut |end| {
+            events.borrow_mut().push(format!("more {end}"));
+            end.max(len)
+        },
+        &mut || events.borrow_mut().push("queued".to_string()),
     )
     .expect("write_from");
-    assert_eq!(queued, 1, "told once that every WRITE was queued");
+    assert_eq!(
+        events.into_inner(),
+        [
+            format!("more {first_part}"),
+            format!("more {len}"),
+            "queued".to_string()
+        ],
+        "asked for more at each end, told once after the last that every WRITE was queued"
+    );
     // A write past the end leaves a hole of zeros.
     r.write(&h, len + 3, b"end").expect("write past the end");
     r.fsync(&h).expect("fsync");
@@ -256,6 +271,7 @@ fn contract<R: Remote>(r: &R, base: &[u8], lose_connection: &dyn Fn()) {
             buf.fill(7);
             Ok(())
         },
+        &mut |end| end,
         &mut || queued += 1,
     );
     assert!(

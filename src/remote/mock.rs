@@ -502,12 +502,14 @@ impl Remote for MockRemote {
         offset: u64,
         len: u64,
         source: &mut dyn FnMut(u64, &mut [u8]) -> std::io::Result<()>,
+        more: &mut dyn FnMut(u64) -> u64,
         queued: &mut dyn FnMut(),
     ) -> RResult<()> {
         // 64 KiB chunks dealt round-robin over the handles, as the SFTP
         // implementation spreads them over connections. Like it, every
         // chunk is taken from `source` before the first WRITE is answered
-        // (the real window holds 64 chunks; tests stay below that).
+        // (the real window holds 64 chunks; tests stay below that), and
+        // `more` is asked each time all of them are taken.
         const CHUNK: u64 = 64 * 1024;
         // Sends, counted (not a fault point): tests tell one send of a
         // whole file from several.
@@ -522,16 +524,24 @@ impl Remote for MockRemote {
         }
         let mut chunks = Vec::new();
         let mut done = 0u64;
-        while done < len {
-            let n = (len - done).min(CHUNK);
-            let mut buf = vec![0u8; n as usize];
-            let read = source(offset + done, &mut buf);
-            if let Err(e) = read {
-                queued();
-                return Err(RemoteError::Protocol(e.to_string()));
+        let mut len = len;
+        loop {
+            while done < len {
+                let n = (len - done).min(CHUNK);
+                let mut buf = vec![0u8; n as usize];
+                let read = source(offset + done, &mut buf);
+                if let Err(e) = read {
+                    queued();
+                    return Err(RemoteError::Protocol(e.to_string()));
+                }
+                chunks.push((offset + done, buf));
+                done += n;
             }
-            chunks.push((offset + done, buf));
-            done += n;
+            let end = more(offset + len);
+            if end <= offset + len {
+                break;
+            }
+            len = end - offset;
         }
         // Every chunk is taken; the WRITEs below are "on the wire".
         queued();

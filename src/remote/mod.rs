@@ -309,16 +309,21 @@ pub trait Remote: Send + Sync + 'static {
     /// `len` bytes at `offset`, taken from `source(at, buf)` chunk by chunk
     /// as the window allows, so a large upload needs no large buffer. With
     /// several `handles` (one file opened on several connections, see
-    /// `open_twin`) the chunks are spread over them. `queued` runs once,
-    /// when every WRITE has been handed to its connection (each connection
-    /// sends its WRITEs in offset order), before their replies are awaited;
-    /// on an early failure, at the latest when this returns.
+    /// `open_twin`) the chunks are spread over them. Once every byte up to
+    /// an end is handed to a connection, `more(end)` says where to go on to
+    /// (bytes that became ready meanwhile) or returns `end` to stop: the
+    /// upload of a file still being written keeps flowing without waiting
+    /// for the replies first. `queued` runs once, when every WRITE has been
+    /// handed to its connection (each connection sends its WRITEs in offset
+    /// order), before their replies are awaited; on an early failure, at
+    /// the latest when this returns.
     fn write_from(
         &self,
         handles: &[Handle],
         offset: u64,
         len: u64,
         source: &mut dyn FnMut(u64, &mut [u8]) -> std::io::Result<()>,
+        more: &mut dyn FnMut(u64) -> u64,
         queued: &mut dyn FnMut(),
     ) -> RResult<()>;
     fn close(&self, handle: &Handle) -> RResult<()>;

@@ -766,6 +766,7 @@ impl Remote for SftpRemote {
                 buf.copy_from_slice(&data[start..start + buf.len()]);
                 Ok(())
             },
+            &mut |end| end,
             &mut || (),
         )
     }
@@ -776,8 +777,10 @@ impl Remote for SftpRemote {
         offset: u64,
         len: u64,
         source: &mut dyn FnMut(u64, &mut [u8]) -> std::io::Result<()>,
+        more: &mut dyn FnMut(u64) -> u64,
         queued: &mut dyn FnMut(),
     ) -> RResult<()> {
+        let mut len = len;
         let conns = match handles
             .iter()
             .map(|h| self.conn_for(h))
@@ -801,6 +804,7 @@ impl Remote for SftpRemote {
         let mut sent = 0u64;
         let mut in_flight = vec![0usize; conns.len()];
         let mut first_error: Option<RemoteError> = None;
+        let mut asking = true;
         loop {
             while first_error.is_none() && sent < len {
                 let Some((i, _)) = in_flight
@@ -830,6 +834,29 @@ impl Remote for SftpRemote {
                 }
                 sent += n as u64;
                 in_flight[i] += 1;
+            }
+            if asking && first_error.is_none() && sent >= len {
+                // Replies already in are taken first: a refusal stops the
+                // upload rather than sending more after it.
+                for (i, reply) in replies.wait(1, true, Some(Instant::now())) {
+                    in_flight[i] -= 1;
+                    if let Err(e) = reply
+                        .map_err(RemoteError::from)
+                        .and_then(|r| expect_ok("WRITE", r))
+                    {
+                        first_error.get_or_insert(e);
+                    }
+                }
+                if first_error.is_none() {
+                    let end = more(offset + len).max(offset + len);
+                    if end > offset + len {
+                        len = end - offset;
+                        continue;
+                    }
+                }
+                // Stopped: never asked again (the caller may have handed
+                // the file on once `queued` ran).
+                asking = false;
             }
             let all_sent = sent >= len || first_error.is_some();
             if all_sent {

@@ -36,7 +36,14 @@ pub(crate) use usage::SpoolUsage;
 /// Bytes per slice handed to `Remote::write` (pipelined inside).
 const UPLOAD_SLICE: usize = 4 << 20;
 /// Unsent bytes that start a background stream.
-const STREAM_AHEAD: u64 = 1 << 20;
+const STREAM_AHEAD: u64 = 256 << 10;
+/// New bytes that extend a background round still sending (`Upload::grow`):
+/// one `cp` write (128 KiB), a few WRITEs.
+const CHAIN_MIN: u64 = 128 << 10;
+/// How long a round that has sent everything waits for the writer's next
+/// bytes before it waits for its replies instead. A close, fsync or
+/// truncate cuts the wait short.
+const GROW_WAIT: std::time::Duration = std::time::Duration::from_millis(5);
 /// Publish attempts when the connection drops mid-upload (the spool still
 /// holds every byte, so a retry after reconnect loses nothing). All of them
 /// wait for a reconnect within the close()'s one `timeout`
@@ -76,10 +83,11 @@ impl RemoteTemp {
 }
 
 /// A background round's WRITEs in flight: bytes [start, end) of the spool
-/// going to the temp opened as `handle`. The round holds no lock while it
-/// waits for its replies, so a close() arriving meanwhile sends [end, size)
-/// beside it and then waits for it to land, instead of waiting a whole
-/// round trip before sending the rest.
+/// going to the temp opened as `handle`. While the writer is still writing
+/// the round takes in its new bytes (`end` grows, see `Upload::grow`). It
+/// holds no lock while it waits for its replies, so a close() arriving
+/// meanwhile sends [end, size) beside it and then waits for it to land,
+/// instead of waiting a whole round trip before sending the rest.
 #[derive(Debug)]
 struct Flight {
     handle: Handle,
@@ -138,6 +146,11 @@ pub(crate) struct UploadState {
     pub(crate) stream_queued: bool,
     /// Background streaming hit an error; close() will retry and report.
     stream_failed: bool,
+    /// Callers waiting for the publish lock (close, fsync, drop): a round
+    /// taking in new bytes stops for them.
+    serial_waiters: usize,
+    /// A background round waits on `grown` for the writer's next bytes.
+    growing: bool,
 }
 
 impl UploadState {
@@ -163,6 +176,11 @@ pub(crate) struct Upload {
     publishing: Mutex<()>,
     /// Signalled (with `state`) when a background `Flight` lands.
     landed: Condvar,
+    /// Signalled (with `state`), while `growing`, when the writer adds
+    /// bytes or a caller wants the publish lock.
+    grown: Condvar,
+    /// `GROW_WAIT` (tests wait longer, to be independent of scheduling).
+    grow_wait: std::time::Duration,
     /// Mount-wide count of spooled bytes, kept equal to the sum of the
     /// sizes of live uploads (so `spool_max` needs no scan per write).
     usage: std::sync::OnceLock<Arc<SpoolUsage>>,
@@ -208,9 +226,13 @@ impl Upload {
                 flight: None,
                 stream_queued: false,
                 stream_failed: false,
+                serial_waiters: 0,
+                growing: false,
             }),
             publishing: Mutex::new(()),
             landed: Condvar::new(),
+            grown: Condvar::new(),
+            grow_wait: GROW_WAIT,
             usage: std::sync::OnceLock::new(),
         }))
     }
@@ -292,6 +314,9 @@ impl Upload {
         st.generation += 1;
         st.clean_upto = st.clean_upto.min(offset);
         st.low_water = st.low_water.min(offset);
+        if st.growing {
+            self.grown.notify_all();
+        }
         let start = !st.stream_queued
             && !st.stream_failed
             && st.size.saturating_sub(st.clean_upto) >= STREAM_AHEAD;
@@ -365,9 +390,7 @@ impl Upload {
                     // connection carries the file's bytes in order (rclone
                     // refuses a WRITE that is not at the current end).
                     let mut serial = Some(serial);
-                    let sent = self.send(remote, &plan, &mut || drop(serial.take()));
-                    drop(serial);
-                    self.land(remote, &plan, sent)
+                    self.send_round(remote, plan, &mut || drop(serial.take()))
                 }
                 Err(e) => Err(e),
             };
@@ -437,7 +460,27 @@ impl Upload {
         }
         st.clean_upto = st.clean_upto.min(size);
         st.low_water = st.low_water.min(size);
+        if st.growing {
+            self.grown.notify_all();
+        }
         Ok(())
+    }
+
+    /// The publish lock, for a caller that will hold it across round trips
+    /// (close, fsync, drop). A background round taking in new bytes
+    /// (`grow`) is told to stop, so the caller waits for it only until its
+    /// WRITEs are queued.
+    fn serial(&self) -> MutexGuard<'_, ()> {
+        {
+            let mut st = self.state();
+            st.serial_waiters += 1;
+            if st.growing {
+                self.grown.notify_all();
+            }
+        }
+        let serial = lock(&self.publishing);
+        self.state().serial_waiters -= 1;
+        serial
     }
 
     /// fsync(): makes the bytes written so far durable on the server, in the
@@ -449,7 +492,7 @@ impl Upload {
         naming: &TempNaming,
         final_path: &[u8],
     ) -> RResult<()> {
-        let _serial = lock(&self.publishing);
+        let _serial = self.serial();
         let (_, handle, _, _) = self.sync_temp(remote, naming, final_path)?;
         match remote.fsync(&handle) {
             Err(RemoteError::Unsupported(_)) => Ok(()),
@@ -466,7 +509,7 @@ impl Upload {
         naming: &TempNaming,
         final_path: &[u8],
     ) -> RResult<Committed> {
-        let _serial = lock(&self.publishing);
+        let _serial = self.serial();
         let mut attempt = 1;
         loop {
             match self.publish_once(remote, naming, final_path) {
@@ -545,6 +588,9 @@ impl Upload {
         if st.poisoned.is_none() {
             st.poisoned = Some(err);
         }
+        if st.growing {
+            self.grown.notify_all();
+        }
     }
 
     /// The write error every publish reports, if a write failed.
@@ -555,7 +601,7 @@ impl Upload {
     /// Removes the remote temp (and abandoned ones) without publishing;
     /// waits for a running stream so its temp goes too.
     pub(crate) fn drop_temp(&self, remote: &dyn Remote) {
-        let _serial = lock(&self.publishing);
+        let _serial = self.serial();
         drop(self.wait_landed());
         self.discard_abandoned(remote);
         self.fail_temp(remote);
@@ -645,6 +691,113 @@ mod tests {
             prefix: b".".to_vec(),
             upload_dir: None,
         }
+    }
+
+    /// An upload on an adopted spare (no twin), whose rounds wait for the
+    /// writer's next bytes as long as a test needs.
+    fn patient_upload(
+        remote: &crate::remote::mock::MockRemote,
+        naming: &TempNaming,
+        final_path: &[u8],
+        dir: &Path,
+    ) -> Arc<Upload> {
+        remote.mkdir_p("/root/In");
+        let path = naming.temp_path(final_path);
+        let handle = remote.create_new(&path, Some(0o644)).expect("open");
+        let mut up = Upload::new(dir, 0o644, false).expect("spool");
+        Arc::get_mut(&mut up).expect("sole owner").grow_wait = std::time::Duration::from_secs(60);
+        up.adopt_temp(
+            Spare {
+                path,
+                handle,
+                twins: Vec::new(),
+            },
+            0o644,
+        );
+        up
+    }
+
+    /// A write-behind round that has sent everything takes in what the
+    /// writer adds meanwhile instead of waiting for its replies first; a
+    /// close stops it at once (not after its wait) and sends only the tail.
+    #[test]
+    fn a_round_takes_in_what_the_writer_adds_while_it_sends() {
+        use crate::fs::tests::wait_for;
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let remote = crate::remote::mock::MockRemote::new();
+        let naming = naming();
+        let dir = tempfile::tempdir().expect("tempdir");
+        let up = patient_upload(&remote, &naming, b"/root/In/g.csv", dir.path());
+        let q = STREAM_AHEAD as usize;
+        let data: Vec<u8> = (0..3 * q as u32 + 1000).map(|i| (i % 249) as u8).collect();
+        assert!(
+            up.write_at(0, &data[..q]).expect("write"),
+            "starts a stream"
+        );
+        let waiting_at = |end: usize| {
+            let st = up.state();
+            st.growing && st.flight.as_ref().is_some_and(|f| f.end == end as u64)
+        };
+        let closed = AtomicBool::new(false);
+        std::thread::scope(|s| {
+            let round = s.spawn(|| up.stream(&remote, &naming, b"/root/In/g.csv"));
+            wait_for("the round to wait for more", || waiting_at(q));
+            up.write_at(q as u64, &data[q..3 * q]).expect("write");
+            wait_for("the round to take it in and wait again", || {
+                waiting_at(3 * q)
+            });
+            // Less than CHAIN_MIN: left for the close.
+            up.write_at(3 * q as u64, &data[3 * q..]).expect("write");
+            let close = s.spawn(|| {
+                let r = up.publish(&remote, &naming, b"/root/In/g.csv");
+                closed.store(true, Ordering::SeqCst);
+                r
+            });
+            // Within wait_for's bound, far below the round's wait.
+            wait_for("the close, which stops the round's wait", || {
+                closed.load(Ordering::SeqCst)
+            });
+            close.join().expect("close").expect("publish");
+            round.join().expect("round");
+        });
+        assert_eq!(
+            remote.calls("write_from"),
+            2,
+            "one round for all the writer wrote while it sent, one send of the tail"
+        );
+        assert_eq!(remote.file("/root/In/g.csv"), Some(data));
+        assert_eq!(remote.open_handles(), 0);
+    }
+
+    /// A rewrite of bytes a round already sent stops it taking in more:
+    /// what it sent counts only below the rewrite, the next round sends
+    /// from there again, and the published file has the new bytes.
+    #[test]
+    fn a_rewrite_of_sent_bytes_stops_a_round_taking_in_more() {
+        use crate::fs::tests::wait_for;
+        let remote = crate::remote::mock::MockRemote::new();
+        let naming = naming();
+        let dir = tempfile::tempdir().expect("tempdir");
+        let up = patient_upload(&remote, &naming, b"/root/In/r.csv", dir.path());
+        let q = STREAM_AHEAD as usize;
+        let mut data: Vec<u8> = (0..q as u32).map(|i| (i % 247) as u8).collect();
+        assert!(up.write_at(0, &data).expect("write"), "starts a stream");
+        std::thread::scope(|s| {
+            let round = s.spawn(|| up.stream(&remote, &naming, b"/root/In/r.csv"));
+            wait_for("the round to wait for more", || up.state().growing);
+            up.write_at(0, b"rewritten").expect("rewrite");
+            data[..9].copy_from_slice(b"rewritten");
+            // The round stops and lands; all of it is unsent again, enough
+            // for a second round, which then waits for more.
+            wait_for("a second round", || {
+                remote.calls("write_from") == 2 && up.state().growing
+            });
+            up.publish(&remote, &naming, b"/root/In/r.csv")
+                .expect("publish");
+            round.join().expect("round");
+        });
+        assert_eq!(remote.file("/root/In/r.csv"), Some(data));
+        assert_eq!(remote.open_handles(), 0);
     }
 
     /// A Coupa-sized file adopted from a spare with a twin goes

@@ -7,7 +7,9 @@
 use std::os::unix::fs::FileExt;
 use std::sync::MutexGuard;
 
-use super::{Flight, RemoteTemp, Upload, UploadState};
+use std::time::Instant;
+
+use super::{Flight, RemoteTemp, Upload, UploadState, CHAIN_MIN};
 use crate::fs::janitor;
 use crate::fs::temp_name::TempNaming;
 use crate::remote::{Handle, RResult, Remote, RemoteError, Twin};
@@ -50,7 +52,7 @@ impl Upload {
         loop {
             passes += 1;
             let plan = self.plan(remote, naming, final_path, false)?;
-            let sent = self.send(remote, &plan, &mut || ());
+            let sent = self.send(remote, &plan, &mut |end| end, &mut || ());
             if plan.overlaps {
                 drop(self.wait_landed());
             }
@@ -304,12 +306,14 @@ impl Upload {
         self.wait_landed()
     }
 
-    /// Sends the plan's bytes from the spool; `queued` runs once all its
-    /// WRITEs are handed to their connections.
+    /// Sends the plan's bytes from the spool, and those `more` adds (see
+    /// `Remote::write_from`); `queued` runs once all its WRITEs are handed
+    /// to their connections.
     pub(super) fn send(
         &self,
         remote: &dyn Remote,
         plan: &Plan,
+        more: &mut dyn FnMut(u64) -> u64,
         queued: &mut dyn FnMut(),
     ) -> RResult<()> {
         if plan.size <= plan.from {
@@ -322,8 +326,87 @@ impl Upload {
             plan.from,
             plan.size - plan.from,
             &mut |at, buf| spool.read_exact_at(buf, at),
+            more,
             queued,
         )
+    }
+
+    /// Sends a background round planned by `plan`, taking in what the
+    /// writer adds meanwhile (`grow`), and lands it. `queued` runs once all
+    /// its WRITEs are handed to their connections.
+    pub(super) fn send_round(
+        &self,
+        remote: &dyn Remote,
+        mut plan: Plan,
+        queued: &mut dyn FnMut(),
+    ) -> RResult<()> {
+        let mut end = plan.size;
+        let sent = self.send(
+            remote,
+            &plan,
+            &mut |at| {
+                end = self.grow(&plan.handle, at);
+                end
+            },
+            queued,
+        );
+        plan.size = end;
+        self.land(remote, &plan, sent)
+    }
+
+    /// A background round has handed every byte up to `end` to its
+    /// connections: where it goes on to. While the writer is still writing
+    /// (`CHAIN_MIN` more bytes spooled, waited for up to `GROW_WAIT`) the
+    /// round takes them in without first waiting for its replies, so the
+    /// upload leaves at the writer's pace instead of in bursts a round trip
+    /// apart. It stops for a caller wanting the publish lock (close, fsync),
+    /// a rewrite of bytes already sent, a truncate, a failure, or a twin
+    /// the next round should ask for (the file became large).
+    fn grow(&self, handle: &Handle, end: u64) -> u64 {
+        let until = Instant::now() + self.grow_wait;
+        let mut st = self.state();
+        loop {
+            let twin_due = st
+                .temp
+                .as_ref()
+                .is_some_and(|t| t.twins.is_empty() && !t.twin_tried && st.size >= STRIPE_MIN);
+            let goes_on = st.serial_waiters == 0
+                && !(st.unlinked || st.discarded || st.released || st.stream_failed)
+                && st.poisoned.is_none()
+                && st.low_water >= end
+                && !twin_due
+                && st
+                    .flight
+                    .as_ref()
+                    .is_some_and(|f| &f.handle == handle && f.end == end)
+                && st.temp.as_ref().is_some_and(|t| &t.handle == handle);
+            if !goes_on {
+                break;
+            }
+            if st.size >= end + CHAIN_MIN {
+                let to = st.size;
+                if let Some(f) = st.flight.as_mut() {
+                    f.end = to;
+                }
+                st.remote_high = st.remote_high.max(to);
+                // A new snapshot: [end, to) is read from the spool from now.
+                st.low_water = u64::MAX;
+                st.growing = false;
+                return to;
+            }
+            let left = until.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            st.growing = true;
+            st = self
+                .grown
+                .wait_timeout(st, left)
+                .map(|(g, _)| g)
+                .unwrap_or_else(|e| e.into_inner().0);
+        }
+        st.growing = false;
+        end
     }
 
     /// A background round's end: records what is now on the server (or
