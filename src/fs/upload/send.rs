@@ -1,8 +1,9 @@
 //! Getting the spool's bytes onto the remote temp file: what to send and
 //! over which handles (`plan`: opening the temp, and its twin on a second
-//! connection for a large upload), the send itself, and how a close()
-//! overlaps a write-behind round still in flight (`Flight`) rather than
-//! wait for its replies.
+//! connection for a large upload), the send itself, how a write-behind
+//! round takes in what the writer adds while it sends (`grow`), and how a
+//! close() overlaps a round still in flight (`Flight`) rather than wait for
+//! its replies.
 
 use std::os::unix::fs::FileExt;
 use std::sync::MutexGuard;
