@@ -400,6 +400,7 @@ impl Upload {
                 break;
             }
             st.growing = true;
+            st.grow_end = end;
             st = self
                 .grown
                 .wait_timeout(st, left)
