@@ -533,7 +533,7 @@ fn openssh_keeps_the_contract() {
 /// come are closed on arrival, none left open on the server.
 #[test]
 fn a_creates_twins_open_beside_it_or_after_it_when_they_arrive_first() {
-    use common::forwarder::{known_hosts_for_port, Forwarder};
+    use common::forwarder::Forwarder;
     use coupafs::remote::Twin;
     let sb = Sandbox::start();
     let root = sb.root.to_str().expect("utf-8 sandbox root").as_bytes();
@@ -544,14 +544,7 @@ fn a_creates_twins_open_beside_it_or_after_it_when_they_arrive_first() {
         ([ms(2), ms(150)], None),
     ] {
         let fwd = Forwarder::start_with_delays(sb.port, &delays);
-        let work = common::traversable_tempdir("coupafs-twins-");
-        let mut params = sb.connect_params();
-        params.port = fwd.port;
-        params.known_hosts = known_hosts_for_port(&sb, fwd.port, work.path());
-        let pool = Pool::new(params, 2);
-        let first = pool.connect_first().unwrap_or_else(|e| panic!("{e}"));
-        let remote = SftpRemote::new(pool.clone(), &first, Duration::from_secs(30));
-        drop(first);
+        let (pool, remote, _work) = through(&sb, &fwd, Duration::from_secs(30));
         let dir = join(root, &tag(beside));
         remote.mkdir(&dir, 0o755).expect("mkdir");
         // Timed requests open the second connection (a WAN round trip).
@@ -619,21 +612,14 @@ fn a_creates_twins_open_beside_it_or_after_it_when_they_arrive_first() {
 /// that connection lives.
 #[test]
 fn a_read_twin_answering_after_its_open_gave_up_is_closed() {
-    use common::forwarder::{known_hosts_for_port, Forwarder};
+    use common::forwarder::Forwarder;
     let sb = Sandbox::start();
     let root = sb.root.to_str().expect("utf-8 sandbox root").as_bytes();
     // A few milliseconds each way: a WAN-like round trip, where a read
     // opens its file on two connections.
     let fwd = Forwarder::start_with_delay(sb.port, Duration::from_millis(3));
-    let work = common::traversable_tempdir("coupafs-readpair-");
-    let mut params = sb.connect_params();
-    params.port = fwd.port;
-    params.known_hosts = known_hosts_for_port(&sb, fwd.port, work.path());
-    let pool = Pool::new(params, 2);
-    let first = pool.connect_first().unwrap_or_else(|e| panic!("{e}"));
     let bound = Duration::from_secs(1);
-    let remote = SftpRemote::new(pool.clone(), &first, bound);
-    drop(first);
+    let (pool, remote, _work) = through(&sb, &fwd, bound);
     let path = join(root, "pair.csv");
     put(&remote, &path, b"id,amount\n1,2\n");
     let file = sb.root.join("pair.csv");
@@ -681,6 +667,24 @@ fn a_read_twin_answering_after_its_open_gave_up_is_closed() {
     );
     remote.close(&h).expect("close");
     pool.close_all(CloseReason::Done);
+}
+
+/// A two-connection pool and its `SftpRemote` (calls bounded by
+/// `op_timeout`) reaching the sandbox through `fwd`; the temp dir holds
+/// their known_hosts.
+fn through(
+    sb: &Sandbox,
+    fwd: &common::forwarder::Forwarder,
+    op_timeout: Duration,
+) -> (Arc<Pool>, SftpRemote, tempfile::TempDir) {
+    let work = common::traversable_tempdir("coupafs-fwd-");
+    let mut params = sb.connect_params();
+    params.port = fwd.port;
+    params.known_hosts = common::forwarder::known_hosts_for_port(sb, fwd.port, work.path());
+    let pool = Pool::new(params, 2);
+    let first = pool.connect_first().unwrap_or_else(|e| panic!("{e}"));
+    let remote = SftpRemote::new(pool.clone(), &first, op_timeout);
+    (pool, remote, work)
 }
 
 fn tag(beside: Option<bool>) -> String {

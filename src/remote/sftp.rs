@@ -333,6 +333,24 @@ fn expect_ok(op: &str, r: Response) -> RResult<()> {
     }
 }
 
+/// WRITE replies that arrived: each frees its connection's slot; the first
+/// refusal is kept.
+fn count_write_replies(
+    arrived: Vec<(usize, Result<Response, ConnError>)>,
+    in_flight: &mut [usize],
+    first_error: &mut Option<RemoteError>,
+) {
+    for (i, reply) in arrived {
+        in_flight[i] -= 1;
+        if let Err(e) = reply
+            .map_err(RemoteError::from)
+            .and_then(|r| expect_ok("WRITE", r))
+        {
+            first_error.get_or_insert(e);
+        }
+    }
+}
+
 fn expect_attrs(op: &str, r: Response) -> RResult<Attrs> {
     match r {
         Response::Attrs(a) => Ok(a),
@@ -838,15 +856,8 @@ impl Remote for SftpRemote {
             if asking && first_error.is_none() && sent >= len {
                 // Replies already in are taken first: a refusal stops the
                 // upload rather than sending more after it.
-                for (i, reply) in replies.wait(1, true, Some(Instant::now())) {
-                    in_flight[i] -= 1;
-                    if let Err(e) = reply
-                        .map_err(RemoteError::from)
-                        .and_then(|r| expect_ok("WRITE", r))
-                    {
-                        first_error.get_or_insert(e);
-                    }
-                }
+                let arrived = replies.wait(1, true, Some(Instant::now()));
+                count_write_replies(arrived, &mut in_flight, &mut first_error);
                 if first_error.is_none() {
                     let end = more(offset + len).max(offset + len);
                     if end > offset + len {
@@ -872,15 +883,8 @@ impl Remote for SftpRemote {
             // more to send, any reply frees room; otherwise the last one
             // (or a refusal) is what the writer waits for.
             let wanted = if all_sent { in_flight.iter().sum() } else { 1 };
-            for (i, reply) in replies.wait(wanted, true, None) {
-                in_flight[i] -= 1;
-                let result = reply
-                    .map_err(RemoteError::from)
-                    .and_then(|r| expect_ok("WRITE", r));
-                if let Err(e) = result {
-                    first_error.get_or_insert(e);
-                }
-            }
+            let arrived = replies.wait(wanted, true, None);
+            count_write_replies(arrived, &mut in_flight, &mut first_error);
         }
         if let Some(q) = queued.take() {
             q();

@@ -30,7 +30,7 @@ use crate::fs::temp_name::TempNaming;
 
 mod send;
 mod usage;
-use crate::remote::{Committed, Handle, Meta, RResult, Remote, RemoteError};
+use crate::remote::{Committed, Handle, Meta, RResult, Remote, RemoteError, Twin};
 pub(crate) use usage::SpoolUsage;
 
 /// Bytes per slice handed to `Remote::write` (pipelined inside).
@@ -68,6 +68,21 @@ impl RemoteTemp {
             handle,
             twins: Vec::new(),
             twin_tried: false,
+        }
+    }
+
+    /// Whether its twins are still to be asked for (`open_twin`), for a
+    /// `large` upload.
+    fn twin_due(&self, large: bool) -> bool {
+        self.twins.is_empty() && !self.twin_tried && large
+    }
+
+    /// Records what opening its twins gave: the handles, and whether to
+    /// ask again (only after `Later`).
+    fn settle_twin(&mut self, outcome: &Twin) {
+        self.twin_tried = *outcome != Twin::Later;
+        if let Twin::Opened(h) = outcome {
+            self.twins = h.clone();
         }
     }
 
@@ -150,11 +165,10 @@ pub(crate) struct UploadState {
     /// Callers waiting for the publish lock (close, fsync, drop): a round
     /// taking in new bytes stops for them.
     serial_waiters: usize,
-    /// A background round waits on `grown` for the writer's next bytes.
-    growing: bool,
-    /// Where that round's bytes end: a write reaching `CHAIN_MIN` past it,
-    /// or landing below it (a rewrite), wakes the round; others need not.
-    grow_end: u64,
+    /// While a background round waits on `grown` for the writer's next
+    /// bytes: where its bytes end. A write reaching `CHAIN_MIN` past it, or
+    /// landing below it (a rewrite), wakes the round; others need not.
+    growing: Option<u64>,
 }
 
 impl UploadState {
@@ -231,8 +245,7 @@ impl Upload {
                 stream_queued: false,
                 stream_failed: false,
                 serial_waiters: 0,
-                growing: false,
-                grow_end: 0,
+                growing: None,
             }),
             publishing: Mutex::new(()),
             landed: Condvar::new(),
@@ -319,7 +332,10 @@ impl Upload {
         st.generation += 1;
         st.clean_upto = st.clean_upto.min(offset);
         st.low_water = st.low_water.min(offset);
-        if st.growing && (st.size >= st.grow_end + CHAIN_MIN || offset < st.grow_end) {
+        if st
+            .growing
+            .is_some_and(|end| st.size >= end + CHAIN_MIN || offset < end)
+        {
             self.grown.notify_all();
         }
         let start = !st.stream_queued
@@ -465,7 +481,7 @@ impl Upload {
         }
         st.clean_upto = st.clean_upto.min(size);
         st.low_water = st.low_water.min(size);
-        if st.growing {
+        if st.growing.is_some() {
             self.grown.notify_all();
         }
         Ok(())
@@ -479,7 +495,7 @@ impl Upload {
         {
             let mut st = self.state();
             st.serial_waiters += 1;
-            if st.growing {
+            if st.growing.is_some() {
                 self.grown.notify_all();
             }
         }
@@ -593,7 +609,7 @@ impl Upload {
         if st.poisoned.is_none() {
             st.poisoned = Some(err);
         }
-        if st.growing {
+        if st.growing.is_some() {
             self.grown.notify_all();
         }
     }
@@ -741,7 +757,7 @@ mod tests {
         );
         let waiting_at = |end: usize| {
             let st = up.state();
-            st.growing && st.flight.as_ref().is_some_and(|f| f.end == end as u64)
+            st.growing.is_some() && st.flight.as_ref().is_some_and(|f| f.end == end as u64)
         };
         let closed = AtomicBool::new(false);
         std::thread::scope(|s| {
@@ -789,13 +805,15 @@ mod tests {
         assert!(up.write_at(0, &data).expect("write"), "starts a stream");
         std::thread::scope(|s| {
             let round = s.spawn(|| up.stream(&remote, &naming, b"/root/In/r.csv"));
-            wait_for("the round to wait for more", || up.state().growing);
+            wait_for("the round to wait for more", || {
+                up.state().growing.is_some()
+            });
             up.write_at(0, b"rewritten").expect("rewrite");
             data[..9].copy_from_slice(b"rewritten");
             // The round stops and lands; all of it is unsent again, enough
             // for a second round, which then waits for more.
             wait_for("a second round", || {
-                remote.calls("write_from") == 2 && up.state().growing
+                remote.calls("write_from") == 2 && up.state().growing.is_some()
             });
             up.publish(&remote, &naming, b"/root/In/r.csv")
                 .expect("publish");

@@ -186,13 +186,7 @@ impl Upload {
                 } else {
                     size - from >= STRIPE_MIN
                 };
-                let twin = if t.twins.is_empty() && !t.twin_tried && large {
-                    self.open_twin(remote, &t)
-                } else if t.twins.is_empty() {
-                    Twin::NotWorth
-                } else {
-                    Twin::Opened(t.twins.clone())
-                };
+                let twin = self.twin_for(remote, &t, large);
                 (t.path, t.handle, twin, from)
             }
             None => {
@@ -202,13 +196,7 @@ impl Upload {
                 self.state().temp = Some(t.clone());
                 // No spare was ready: a large first round stripes all the
                 // same, as it would have on a spare.
-                let twin = if !t.twins.is_empty() {
-                    Twin::Opened(t.twins.clone())
-                } else if !t.twin_tried && size >= STRIPE_MIN {
-                    self.open_twin(remote, &t)
-                } else {
-                    Twin::NotWorth
-                };
+                let twin = self.twin_for(remote, &t, size >= STRIPE_MIN);
                 (t.path, t.handle, twin, 0)
             }
         };
@@ -271,19 +259,14 @@ impl Upload {
         let mut t = RemoteTemp::new(p, h);
         // Opened beside the create: a file that turns out large stripes
         // from its first byte. `Later` leaves it to `open_twin`.
-        match twin {
-            Twin::Opened(twins) => {
-                log::debug!(
-                    "{}: striping over {} more connections or channels (opened beside its create)",
-                    String::from_utf8_lossy(&t.path),
-                    twins.len()
-                );
-                t.twins = twins;
-                t.twin_tried = true;
-            }
-            Twin::NotWorth => t.twin_tried = true,
-            Twin::Later => {}
+        if let Twin::Opened(twins) = &twin {
+            log::debug!(
+                "{}: striping over {} more connections or channels (opened beside its create)",
+                String::from_utf8_lossy(&t.path),
+                twins.len()
+            );
         }
+        t.settle_twin(&twin);
         Ok(t)
     }
 
@@ -367,10 +350,8 @@ impl Upload {
         let until = Instant::now() + self.grow_wait;
         let mut st = self.state();
         loop {
-            let twin_due = st
-                .temp
-                .as_ref()
-                .is_some_and(|t| t.twins.is_empty() && !t.twin_tried && st.size >= STRIPE_MIN);
+            let large = st.size >= STRIPE_MIN;
+            let twin_due = st.temp.as_ref().is_some_and(|t| t.twin_due(large));
             let goes_on = st.serial_waiters == 0
                 && !(st.unlinked || st.discarded || st.released || st.stream_failed)
                 && st.poisoned.is_none()
@@ -392,22 +373,21 @@ impl Upload {
                 st.remote_high = st.remote_high.max(to);
                 // A new snapshot: [end, to) is read from the spool from now.
                 st.low_water = u64::MAX;
-                st.growing = false;
+                st.growing = None;
                 return to;
             }
             let left = until.saturating_duration_since(Instant::now());
             if left.is_zero() {
                 break;
             }
-            st.growing = true;
-            st.grow_end = end;
+            st.growing = Some(end);
             st = self
                 .grown
                 .wait_timeout(st, left)
                 .map(|(g, _)| g)
                 .unwrap_or_else(|e| e.into_inner().0);
         }
-        st.growing = false;
+        st.growing = None;
         end
     }
 
@@ -464,6 +444,18 @@ impl Upload {
         }
     }
 
+    /// The handles besides `t`'s own to send over: its twins, opened now
+    /// when due for a `large` upload, or none.
+    fn twin_for(&self, remote: &dyn Remote, t: &RemoteTemp, large: bool) -> Twin {
+        if !t.twins.is_empty() {
+            Twin::Opened(t.twins.clone())
+        } else if t.twin_due(large) {
+            self.open_twin(remote, t)
+        } else {
+            Twin::NotWorth
+        }
+    }
+
     /// Opens the temp file on the other connections (or channels) for a
     /// large upload (each SSH channel moves at most its window per round
     /// trip). Without them, the upload goes on over the first handle alone.
@@ -491,10 +483,7 @@ impl Upload {
         let mut st = self.state();
         match st.temp.as_mut() {
             Some(t) if t.handle == temp.handle => {
-                t.twin_tried = outcome != Twin::Later;
-                if let Twin::Opened(h) = &outcome {
-                    t.twins = h.clone();
-                }
+                t.settle_twin(&outcome);
                 outcome
             }
             _ => {
