@@ -714,18 +714,24 @@ mod tests {
         }
     }
 
-    /// An upload on an adopted spare (no twin), whose rounds wait for the
-    /// writer's next bytes as long as a test needs.
+    /// A mock server and an upload to `final_path` on an adopted spare (no
+    /// twin), whose rounds wait for the writer's next bytes as long as a
+    /// test needs; the spool lives in the returned folder.
     fn patient_upload(
-        remote: &crate::remote::mock::MockRemote,
-        naming: &TempNaming,
         final_path: &[u8],
-        dir: &Path,
-    ) -> Arc<Upload> {
+    ) -> (
+        crate::remote::mock::MockRemote,
+        TempNaming,
+        tempfile::TempDir,
+        Arc<Upload>,
+    ) {
+        let remote = crate::remote::mock::MockRemote::new();
+        let naming = naming();
+        let dir = tempfile::tempdir().expect("tempdir");
         remote.mkdir_p("/root/In");
         let path = naming.temp_path(final_path);
         let handle = remote.create_new(&path, Some(0o644)).expect("open");
-        let mut up = Upload::new(dir, 0o644, false).expect("spool");
+        let mut up = Upload::new(dir.path(), 0o644, false).expect("spool");
         Arc::get_mut(&mut up).expect("sole owner").grow_wait = std::time::Duration::from_secs(60);
         up.adopt_temp(
             Spare {
@@ -735,7 +741,7 @@ mod tests {
             },
             0o644,
         );
-        up
+        (remote, naming, dir, up)
     }
 
     /// A write-behind round that has sent everything takes in what the
@@ -745,10 +751,7 @@ mod tests {
     fn a_round_takes_in_what_the_writer_adds_while_it_sends() {
         use crate::fs::tests::wait_for;
         use std::sync::atomic::{AtomicBool, Ordering};
-        let remote = crate::remote::mock::MockRemote::new();
-        let naming = naming();
-        let dir = tempfile::tempdir().expect("tempdir");
-        let up = patient_upload(&remote, &naming, b"/root/In/g.csv", dir.path());
+        let (remote, naming, _dir, up) = patient_upload(b"/root/In/g.csv");
         let q = STREAM_AHEAD as usize;
         let data: Vec<u8> = (0..3 * q as u32 + 1000).map(|i| (i % 249) as u8).collect();
         assert!(
@@ -796,10 +799,7 @@ mod tests {
     #[test]
     fn a_rewrite_of_sent_bytes_stops_a_round_taking_in_more() {
         use crate::fs::tests::wait_for;
-        let remote = crate::remote::mock::MockRemote::new();
-        let naming = naming();
-        let dir = tempfile::tempdir().expect("tempdir");
-        let up = patient_upload(&remote, &naming, b"/root/In/r.csv", dir.path());
+        let (remote, naming, _dir, up) = patient_upload(b"/root/In/r.csv");
         let q = STREAM_AHEAD as usize;
         let mut data: Vec<u8> = (0..q as u32).map(|i| (i % 247) as u8).collect();
         assert!(up.write_at(0, &data).expect("write"), "starts a stream");
