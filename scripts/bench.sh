@@ -108,9 +108,9 @@ WORK=
 SBX=
 SSHD_PID=
 PROXY_PID=
-RELAY_PID=
 NETNS=
 SAMPLER_PID=
+NOTES=() # lines for the report's notes
 declare -A CLIENT_PID=() # mountpoint -> pid of the coupafs/sshfs we started
 FAILED=0
 
@@ -125,7 +125,6 @@ cleanup() {
     stop_pid "$pid" 10
   done
   if [[ -n $PROXY_PID ]]; then stop_pid "$PROXY_PID" 2; fi
-  if [[ -n $RELAY_PID ]]; then stop_pid "$RELAY_PID" 2; fi
   if [[ -n $NETNS ]]; then ip netns del "$NETNS" 2>/dev/null; fi
   if [[ -n $SBX ]]; then stop_sandbox; fi
   if [[ -n $SBX_TMPFS ]]; then umount "$SBX" 2>/dev/null || umount -l "$SBX" 2>/dev/null; fi
@@ -241,6 +240,43 @@ if [[ $SERVER_TMPFS == 1 ]]; then
   mkdir -p "$SBX" && mount -t tmpfs -o mode=755 coupafs-bench "$SBX" || die "tmpfs on $SBX failed"
   SBX_TMPFS=1
 fi
+# With BENCH_MTU, proxied legs cross a veth pair of that MTU: the delay proxy
+# runs in a network namespace of our own (NS_ADDR) and connects to the sandbox
+# sshd on the host side of the pair (HOST_ADDR, where sshd listens as well as
+# on loopback), so both directions cross the veth link. The pair is set up
+# before sshd starts, which needs the address to exist. (Earlier runs had sshd
+# on loopback only, behind a relay without delay on HOST_ADDR: a second
+# userland copy of every byte on the clients' two cores, which a real WAN
+# does not cost the client host.)
+# A /30 of 10.231.0.0/16 picked from this run's PID, so that two runs at
+# once (two checkouts on one machine) do not claim the same addresses.
+NET_BASE=$(( ($$ % 16384) * 4 ))
+HOST_ADDR=10.231.$(( NET_BASE / 256 )).$(( NET_BASE % 256 + 1 ))
+NS_ADDR=10.231.$(( NET_BASE / 256 )).$(( NET_BASE % 256 + 2 ))
+MTU_NOTE=
+if [[ -n $MTU ]]; then
+  NETNS=coupafs-bench-$$
+  veth=cfb$$
+  if ip netns add "$NETNS" 2>>"$LOGDIR/netns.log" \
+    && ip link add "${veth}h" mtu "$MTU" type veth peer name "${veth}n" mtu "$MTU" 2>>"$LOGDIR/netns.log" \
+    && ip link set "${veth}n" netns "$NETNS" \
+    && ip addr add "$HOST_ADDR/30" dev "${veth}h" && ip link set "${veth}h" up \
+    && ip netns exec "$NETNS" ip addr add "$NS_ADDR/30" dev "${veth}n" \
+    && ip netns exec "$NETNS" ip link set "${veth}n" up \
+    && ip netns exec "$NETNS" ip link set lo up; then
+    MTU_NOTE="RTT > 0 legs cross a veth pair with MTU $MTU (network namespace $NETNS)."
+  else
+    ip netns del "$NETNS" 2>/dev/null
+    NETNS=
+    MTU_NOTE="BENCH_MTU=$MTU could not be set up (ip netns/veth failed, see logs/netns.log): loopback MTU used."
+    NOTES+=("$MTU_NOTE")
+    log "WARNING: $MTU_NOTE"
+  fi
+fi
+
+if [[ -n $NETNS ]]; then
+  mkdir -p "$SBX" && echo "ListenAddress $HOST_ADDR" >"$SBX/sshd_options" || die "writing $SBX/sshd_options failed"
+fi
 info=$(bash "$SANDBOX" start "$SBX" 2>"$LOGDIR/sandbox-start.log") || {
   cat "$LOGDIR/sandbox-start.log" >&2
   die "sandbox-server.sh start failed"
@@ -319,7 +355,6 @@ make_data || die "creating test data failed"
 
 # --------------------------------------------------------------- results --
 declare -A RES=()   # "rtt|workload|client" -> value or FAIL / n/a
-NOTES=()
 
 fmt() { # number -> 3 significant-ish digits
   awk -v x="$1" 'BEGIN{ if (x >= 100) printf "%.0f", x; else if (x >= 10) printf "%.1f", x;
@@ -1025,37 +1060,6 @@ run_sftp_client() {
 }
 
 # ------------------------------------------------------------------- run --
-HOST=127.0.0.1
-# With BENCH_MTU, proxied legs cross a veth pair of that MTU: the delay proxy
-# runs in a network namespace of our own (NS_ADDR), and a relay without delay
-# on the host side of the pair (HOST_ADDR) forwards to the loopback sshd, so
-# both directions cross the veth link.
-# A /30 of 10.231.0.0/16 picked from this run's PID, so that two runs at
-# once (two checkouts on one machine) do not claim the same addresses.
-NET_BASE=$(( ($$ % 16384) * 4 ))
-HOST_ADDR=10.231.$(( NET_BASE / 256 )).$(( NET_BASE % 256 + 1 ))
-NS_ADDR=10.231.$(( NET_BASE / 256 )).$(( NET_BASE % 256 + 2 ))
-MTU_NOTE=
-if [[ -n $MTU ]]; then
-  NETNS=coupafs-bench-$$
-  veth=cfb$$
-  if ip netns add "$NETNS" 2>>"$LOGDIR/netns.log" \
-    && ip link add "${veth}h" mtu "$MTU" type veth peer name "${veth}n" mtu "$MTU" 2>>"$LOGDIR/netns.log" \
-    && ip link set "${veth}n" netns "$NETNS" \
-    && ip addr add "$HOST_ADDR/30" dev "${veth}h" && ip link set "${veth}h" up \
-    && ip netns exec "$NETNS" ip addr add "$NS_ADDR/30" dev "${veth}n" \
-    && ip netns exec "$NETNS" ip link set "${veth}n" up \
-    && ip netns exec "$NETNS" ip link set lo up; then
-    MTU_NOTE="RTT > 0 legs cross a veth pair with MTU $MTU (network namespace $NETNS)."
-  else
-    ip netns del "$NETNS" 2>/dev/null
-    NETNS=
-    MTU_NOTE="BENCH_MTU=$MTU could not be set up (ip netns/veth failed, see logs/netns.log): loopback MTU used."
-    NOTES+=("$MTU_NOTE")
-    log "WARNING: $MTU_NOTE"
-  fi
-fi
-
 # start_proxy OUTFILE LOG ARGS...: starts the proxy (in our namespace when
 # the first ARG is `ns`); sets STARTED_PID and STARTED_PORT (empty: failed).
 start_proxy() {
@@ -1081,12 +1085,8 @@ for rtt in $RTTS; do
   if ((rtt > 0)) || [[ $PROXY_AT_ZERO == 1 ]]; then
     ((rtt % 2 == 0)) || log "RTT $rtt is odd: using $((rtt / 2)) ms each way"
     if [[ -n $NETNS ]]; then
-      start_proxy "$WORK/relay.out" "$LOGDIR/relay-rtt$rtt.log" \
-        --listen "$HOST_ADDR:0" --connect "127.0.0.1:$PORT" --delay-ms 0
-      RELAY_PID=$STARTED_PID rport=$STARTED_PORT
-      [[ -n $rport ]] || die "relay proxy did not start: $(cat "$LOGDIR/relay-rtt$rtt.log")"
       start_proxy "$WORK/proxy.out" "$LOGDIR/proxy-rtt$rtt.log" \
-        ns --listen "$NS_ADDR:0" --connect "$HOST_ADDR:$rport" --delay-ms $((rtt / 2))
+        ns --listen "$NS_ADDR:0" --connect "$HOST_ADDR:$PORT" --delay-ms $((rtt / 2))
       HOST=$NS_ADDR
     else
       start_proxy "$WORK/proxy.out" "$LOGDIR/proxy-rtt$rtt.log" \
@@ -1105,11 +1105,6 @@ for rtt in $RTTS; do
     kill "$PROXY_PID" 2>/dev/null
     wait "$PROXY_PID" 2>/dev/null
     PROXY_PID=
-  fi
-  if [[ -n $RELAY_PID ]]; then
-    kill "$RELAY_PID" 2>/dev/null
-    wait "$RELAY_PID" 2>/dev/null
-    RELAY_PID=
   fi
 done
 
