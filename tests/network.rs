@@ -826,6 +826,69 @@ fn a_wan_mount_opens_its_second_connection_ahead_of_need() {
     assert_eq!(mnt.unmount().map(|s| s.success()), Some(true));
 }
 
+/// A WAN mount that lost its link logs its second connection in again as
+/// soon as the first is back, not when the next large transfer asks for it
+/// (and then goes on alone while the login takes its round trips). Only
+/// small requests are made after the loss.
+#[test]
+fn a_wan_mount_reopens_its_second_connection_after_a_link_loss() {
+    let sb = Sandbox::start();
+    let fwd = Forwarder::start_with_delay(sb.port, Duration::from_millis(3));
+    let work = traversable_tempdir("coupafs-fwd-");
+    let mnt = mount_through(&sb, &fwd, work.path(), "max_conns=2,debug");
+    // As in `a_wan_mount_opens_its_second_connection_ahead_of_need`: lookups
+    // in folders never listed, which prepare no spare temps.
+    let objects: Vec<_> = fs::read_dir(sb.root.join("Incoming"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert!(objects.len() >= 16, "{objects:?}");
+    let look = |objects: &[std::ffi::OsString]| {
+        for object in objects {
+            let missing = mnt.path.join("Incoming").join(object).join("missing.csv");
+            assert!(fs::metadata(missing).is_err());
+        }
+    };
+    look(&objects[..8]);
+    let path = status_file_of(&mnt.path);
+    let status = || fs::read_to_string(&path).unwrap_or_default();
+    assert!(
+        wait_until(Duration::from_secs(20), || status()
+            .contains("\nconnections=2\n")),
+        "status:\n{}\nlog:\n{}",
+        status(),
+        tail(&mnt.log(), 30)
+    );
+    assert!(status().contains("\nreconnects=0\n"), "{}", status());
+    sb.kill_sessions();
+    // Small requests bring the first connection back...
+    look(&objects[8..]);
+    // ...and the second follows without being asked for: both count as
+    // reconnected (without this, the status stays at one connection and
+    // one reconnect).
+    let reconnects = |st: &str| {
+        st.lines()
+            .find_map(|l| l.strip_prefix("reconnects="))
+            .and_then(|n| n.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    assert!(
+        wait_until(Duration::from_secs(20), || {
+            let st = status();
+            st.contains("\nconnections=2\n") && reconnects(&st) >= 2
+        }),
+        "status:\n{}\nlog:\n{}",
+        status(),
+        tail(&mnt.log(), 30)
+    );
+    assert!(
+        mnt.log().contains("(connection 2;"),
+        "{}",
+        tail(&mnt.log(), 30)
+    );
+    assert_eq!(mnt.unmount().map(|s| s.success()), Some(true));
+}
+
 /// A server that allows one channel per connection (sshd `MaxSessions 1`)
 /// refuses the striping connection's second SFTP channel: the mount goes on
 /// with one channel per connection, and a large upload stripes over the

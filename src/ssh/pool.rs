@@ -173,7 +173,17 @@ impl Pool {
             }
             return Ok(conn);
         }
-        self.ensure(0, deadline)
+        let conn = self.ensure(0, deadline)?;
+        if self.striping.load(Ordering::Relaxed) {
+            // A striping (WAN) mount whose link came back: its other
+            // connections log in now, beside the caller's work, rather than
+            // when the next large transfer asks for them and goes on alone
+            // for the many round trips a login takes. Only once the first is
+            // up, so a server that is still away gets one caller's attempts,
+            // not one per slot.
+            self.open_all();
+        }
+        Ok(conn)
     }
 
     /// How many connections the pool may open (`max_conns`).
