@@ -264,7 +264,7 @@ if [[ -n $MTU ]]; then
     && ip netns exec "$NETNS" ip addr add "$NS_ADDR/30" dev "${veth}n" \
     && ip netns exec "$NETNS" ip link set "${veth}n" up \
     && ip netns exec "$NETNS" ip link set lo up; then
-    MTU_NOTE="RTT > 0 legs cross a veth pair with MTU $MTU (network namespace $NETNS)."
+    MTU_NOTE="RTT > 0 legs cross a veth pair with MTU $MTU (network namespace $NETNS; the proxy there connects to sshd on the pair's host side)."
   else
     ip netns del "$NETNS" 2>/dev/null
     NETNS=
