@@ -776,6 +776,36 @@ fn status_file_describes_the_mount() {
     assert!(!path.exists(), "status file left after unmount");
 }
 
+/// The sandbox's Incoming folders (Coupa's objects), by name.
+fn incoming_objects(sb: &Sandbox) -> Vec<std::ffi::OsString> {
+    fs::read_dir(sb.root.join("Incoming"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect()
+}
+
+/// Small requests only: one lookup of a missing file in each of `objects`'
+/// Incoming folders, none listed through the mount yet (the first lookups
+/// in a folder go to the server; a listed Incoming folder would prepare
+/// spare temps, whose twins ask for the second connection themselves).
+fn look_up_missing_in(mnt: &Mount, objects: &[std::ffi::OsString]) {
+    for object in objects {
+        let missing = mnt.path.join("Incoming").join(object).join("missing.csv");
+        assert!(fs::metadata(missing).is_err());
+    }
+}
+
+/// Waits (20 s at most) for the status file to show two connections up.
+fn wait_for_two_connections(mnt: &Mount) {
+    assert!(
+        wait_until(Duration::from_secs(20), || status_text(mnt)
+            .contains("\nconnections=2\n")),
+        "status:\n{}\nlog:\n{}",
+        status_text(mnt),
+        tail(&mnt.log(), 30)
+    );
+}
+
 /// Across a link with a real round trip the second connection is opened
 /// once a few requests have timed the link, before any large transfer asks
 /// for it; on loopback it is not (`status_file_describes_the_mount`).
@@ -785,29 +815,10 @@ fn a_wan_mount_opens_its_second_connection_ahead_of_need() {
     let fwd = Forwarder::start_with_delay(sb.port, Duration::from_millis(3));
     let work = traversable_tempdir("coupafs-fwd-");
     let mnt = mount_through(&sb, &fwd, work.path(), "max_conns=2,debug");
-    // Small requests only: one lookup in each of 12 folders never listed
-    // (the first lookups in a folder go to the server; a listed Incoming
-    // folder would prepare spare temps, whose twins ask for the second
-    // connection themselves).
-    let objects: Vec<_> = fs::read_dir(sb.root.join("Incoming"))
-        .unwrap()
-        .map(|e| e.unwrap().file_name())
-        .take(12)
-        .collect();
+    let objects: Vec<_> = incoming_objects(&sb).into_iter().take(12).collect();
     assert_eq!(objects.len(), 12);
-    for object in objects {
-        let missing = mnt.path.join("Incoming").join(object).join("missing.csv");
-        assert!(fs::metadata(missing).is_err());
-    }
-    let path = status_file_of(&mnt.path);
-    assert!(
-        wait_until(Duration::from_secs(20), || fs::read_to_string(&path)
-            .unwrap_or_default()
-            .contains("\nconnections=2\n")),
-        "status:\n{}\nlog:\n{}",
-        fs::read_to_string(&path).unwrap_or_default(),
-        tail(&mnt.log(), 30)
-    );
+    look_up_missing_in(&mnt, &objects);
+    wait_for_two_connections(&mnt);
     assert!(
         mnt.log()
             .contains("opening the other connections ahead of large transfers"),
@@ -836,33 +847,18 @@ fn a_wan_mount_reopens_its_second_connection_after_a_link_loss() {
     let fwd = Forwarder::start_with_delay(sb.port, Duration::from_millis(3));
     let work = traversable_tempdir("coupafs-fwd-");
     let mnt = mount_through(&sb, &fwd, work.path(), "max_conns=2,debug");
-    // As in `a_wan_mount_opens_its_second_connection_ahead_of_need`: lookups
-    // in folders never listed, which prepare no spare temps.
-    let objects: Vec<_> = fs::read_dir(sb.root.join("Incoming"))
-        .unwrap()
-        .map(|e| e.unwrap().file_name())
-        .collect();
+    let objects = incoming_objects(&sb);
     assert!(objects.len() >= 16, "{objects:?}");
-    let look = |objects: &[std::ffi::OsString]| {
-        for object in objects {
-            let missing = mnt.path.join("Incoming").join(object).join("missing.csv");
-            assert!(fs::metadata(missing).is_err());
-        }
-    };
-    look(&objects[..8]);
-    let path = status_file_of(&mnt.path);
-    let status = || fs::read_to_string(&path).unwrap_or_default();
+    look_up_missing_in(&mnt, &objects[..8]);
+    wait_for_two_connections(&mnt);
     assert!(
-        wait_until(Duration::from_secs(20), || status()
-            .contains("\nconnections=2\n")),
-        "status:\n{}\nlog:\n{}",
-        status(),
-        tail(&mnt.log(), 30)
+        status_text(&mnt).contains("\nreconnects=0\n"),
+        "{}",
+        status_text(&mnt)
     );
-    assert!(status().contains("\nreconnects=0\n"), "{}", status());
     sb.kill_sessions();
     // Small requests bring the first connection back...
-    look(&objects[8..]);
+    look_up_missing_in(&mnt, &objects[8..]);
     // ...and the second follows without being asked for: both count as
     // reconnected (without this, the status stays at one connection and
     // one reconnect).
@@ -874,11 +870,11 @@ fn a_wan_mount_reopens_its_second_connection_after_a_link_loss() {
     };
     assert!(
         wait_until(Duration::from_secs(20), || {
-            let st = status();
+            let st = status_text(&mnt);
             st.contains("\nconnections=2\n") && reconnects(&st) >= 2
         }),
         "status:\n{}\nlog:\n{}",
-        status(),
+        status_text(&mnt),
         tail(&mnt.log(), 30)
     );
     assert!(
